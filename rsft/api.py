@@ -1,0 +1,151 @@
+"""The stable public API (see DESIGN.md): load_model, token_logprobs, reward_scores, export_hf.
+
+The model is held functionally: an NNX graphdef (static, hashable; it carries the mesh rules) plus an nnx.State
+of sharded parameters. The jitted functions below merge them inside the trace, so there is no per-call Python
+graph walk (flax performance guide) and no hidden global mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from rsft import convert, sharding
+from rsft.models import Decoder, ModelConfig
+from rsft.models.head import chunked_logprobs
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+@dataclasses.dataclass
+class Model:
+  """A loaded model: `config` (ModelConfig), `params` (nnx.State of sharded arrays), `tokenizer` or None."""
+
+  config: ModelConfig
+  params: nnx.State
+  graphdef: Any
+  tokenizer: Any = None
+  mesh: Mesh | None = None
+  hf_config: dict[str, Any] | None = None  # the source config.json, written back by export_hf
+  path: str | None = None
+
+  def module(self) -> Decoder:
+    return nnx.merge(self.graphdef, self.params)
+
+
+def abstract_model(cfg: ModelConfig, dtype: Any = "float32", param_dtype: Any = None, mesh: Mesh | None = None,
+                   remat_policy: str = "none") -> tuple[Any, nnx.State, Any]:
+  """(graphdef, abstract state, shardings) without allocating anything; validates the mesh layout."""
+  dtype = jnp.dtype(dtype)
+  param_dtype = jnp.dtype(param_dtype or dtype)
+  rules = sharding.Rules(mesh)
+  model = nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype,
+                                         rules=rules, remat_policy=remat_policy))
+  graphdef, state = nnx.split(model)
+  return graphdef, state, sharding.state_shardings(state, rules)
+
+
+def init_model(cfg: ModelConfig, seed: int = 0, dtype: Any = "float32", param_dtype: Any = None,
+               mesh: Mesh | None = None, remat_policy: str = "none") -> Model:
+  """A randomly initialised model, created directly in its sharded layout (from-scratch runs, tests)."""
+  graphdef, state, shardings = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)
+
+  @functools.partial(jax.jit, out_shardings=shardings)
+  def init():
+    return nnx.split(Decoder(cfg, rngs=nnx.Rngs(seed), param_dtype=jnp.dtype(param_dtype or dtype),
+                             dtype=jnp.dtype(dtype), rules=sharding.Rules(mesh), remat_policy=remat_policy))[1]
+
+  return Model(cfg, init(), graphdef, mesh=mesh)
+
+
+def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none") -> Model:
+  """Loads a Hugging Face checkpoint dir (Qwen2/2.5, Qwen3, Llama 3.x; CausalLM or SequenceClassification).
+
+  Parameters are stored and computed in `dtype`; with a `mesh` they are placed by the logical-axis rules.
+  """
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
+  cfg, raw = ModelConfig.from_dir(path)
+  graphdef, state, shardings = abstract_model(cfg, dtype, dtype, mesh, remat_policy)
+  params = convert.load_params(path, cfg, state, shardings)
+  tokenizer = None
+  if any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
+    import transformers  # local: heavy import, only when a tokenizer is present.
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path)
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+  """HF positions: the number of real tokens before this one (left padding does not shift positions)."""
+  return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0).astype(jnp.int32)
+
+
+def _prepare(m: Model, ids: Any, attention_mask: Any) -> tuple[jax.Array, jax.Array]:
+  ids = np.asarray(ids, dtype=np.int32)
+  if ids.ndim != 2:
+    raise ValueError(f"ids must be [batch, time]; got shape {ids.shape}.")
+  mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask, dtype=np.int32)
+  if mask.shape != ids.shape:
+    raise ValueError(f"attention_mask shape {mask.shape} differs from ids shape {ids.shape}.")
+  if ids.size and (ids.min() < 0 or ids.max() >= m.config.vocab_size):
+    raise ValueError(f"token ids must lie in [0, {m.config.vocab_size}); got [{ids.min()}, {ids.max()}].")
+  place = sharding.batch_sharding(sharding.Rules(m.mesh), ids.shape)
+  return jax.device_put(ids, place), jax.device_put(mask, place)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
+def _token_logprobs(graphdef, params, ids, mask, chunk):
+  model = nnx.merge(graphdef, params)
+  hidden = model(ids, positions_from_mask(mask), mask)
+  lp = chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], chunk)
+  # A target needs real context too: the first real token of a left-padded row is not predicted, exactly as
+  # in the unpadded row, so padding never changes a row's numbers.
+  return jnp.where((mask[:, 1:] > 0) & (mask[:, :-1] > 0), lp, 0.0)
+
+
+def token_logprobs(m: Model, ids: Any, attention_mask: Any = None, chunk_size: int = 1024) -> jax.Array:
+  """float32 [B, T-1]: lp[b,t] = log p(ids[b,t+1] | ids[b,:t+1]).
+
+  0 where the target is padding, and where the context is padding only (the first real token of a row).
+  """
+  if m.config.head != "lm":
+    raise ValueError("token_logprobs needs a CausalLM checkpoint; this one is a reward (score) model.")
+  ids, mask = _prepare(m, ids, attention_mask)
+  return _token_logprobs(m.graphdef, m.params, ids, mask, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _reward_scores(graphdef, params, ids, mask):
+  model = nnx.merge(graphdef, params)
+  hidden = model(ids, positions_from_mask(mask), mask)
+  last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # rightmost real token (left or right padding)
+  pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+  return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
+                    preferred_element_type=jnp.float32)
+
+
+def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:
+  """float32 [B] (or [B, num_labels] when num_labels > 1): the head read at the rightmost real token."""
+  if m.config.head != "score":
+    raise ValueError("reward_scores needs a *ForSequenceClassification checkpoint; this one is a CausalLM.")
+  ids, mask = _prepare(m, ids, attention_mask)
+  scores = _reward_scores(m.graphdef, m.params, ids, mask)
+  return scores[:, 0] if m.config.num_labels == 1 else scores
+
+
+def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:
+  """Writes an HF dir (safetensors + config.json + tokenizer files) that transformers loads.
+
+  `dtype` defaults to the dtype of the original checkpoint, so HF -> rsft -> HF is bit-exact.
+  """
+  m = m_or_dir if isinstance(m_or_dir, Model) else load_model(m_or_dir)
+  return convert.export(m.config, m.params, os.fspath(out_dir), m.hf_config, m.path, dtype)

@@ -1,0 +1,106 @@
+"""Config helpers shared by every entry point: flags, key validation, the resolved-config dump.
+
+One ml_collections.ConfigDict drives train, eval and analyze. Config files start from configs/base.py; absl
+overrides (`--config.train.lr=1e-5`) go through a locked config, and a typo anywhere, in a file or on the command
+line, is an error naming the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import os
+from typing import Any
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+# Sections whose keys are free-form (validated by their consumers).
+OPEN_SECTIONS = ("model.arch",)
+_BASE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "base.py")
+
+
+def define_flags() -> None:
+  """--config (a config file, locked so unknown override keys fail) and --workdir; call at import in a main."""
+  config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py[:arg]).", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory shared by train, eval and analyze (local or gs://).")
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """Imports a config file and calls its get_config(arg) (for code and tests; scripts use the flag)."""
+  spec = importlib.util.spec_from_file_location("rsft_config_file", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def base_config() -> ml_collections.ConfigDict:
+  return load_config_file(_BASE)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in d.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, (dict, ml_collections.ConfigDict)) and name not in OPEN_SECTIONS:
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict | None = None) -> None:
+  """Raises on any key that configs/base.py does not define, naming the closest valid one."""
+  valid = _flatten((reference or base_config()).to_dict())
+  for key in _flatten(config.to_dict()):
+    if key in valid or any(key.startswith(s + ".") for s in OPEN_SECTIONS):
+      continue
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.0)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown config key {key!r}{hint}")
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Key check plus the cheap structural checks that need no model (mesh sizes, dtypes, lengths)."""
+  check_keys(config)
+  sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
+  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(sizes)}: sizes must be positive, at most one -1.")
+  for key in ("dtype", "param_dtype"):
+    if config.model[key] not in ("float32", "bfloat16", "float16"):
+      raise ValueError(f"model.{key}={config.model[key]!r}; expected float32, bfloat16 or float16.")
+  if config.data.max_length <= 1:
+    raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
+  return config
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def dump(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Writes WORKDIR/config.json (local path or gs://) and returns its path."""
+  from etils import epath  # local: pulls in filesystem backends for gs:// only when used.
+
+  path = epath.Path(workdir) / "config.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(to_json(config) + "\n")
+  return os.fspath(path)
+
+
+def main(argv: list[str]) -> None:
+  """`python -m rsft.config --config=configs/X.py [--config.a.b=v] [--workdir=W]`: print (and dump) the config."""
+  del argv
+  config = validate(flags.FLAGS.config)
+  if flags.FLAGS.workdir:
+    dump(config, flags.FLAGS.workdir)
+  print(to_json(config))
+
+
+if __name__ == "__main__":
+  from absl import app
+
+  define_flags()
+  app.run(main)

@@ -1,0 +1,150 @@
+"""Streaming HF safetensors -> sharded rsft parameters.
+
+Every header is checked against the mapping table before a byte of weights is read (missing key, unexpected key,
+wrong shape: the error names the file, the key and the expected shape). Then one file at a time, one tensor at a
+time: read on host, cast on host to `param_dtype`, transform, `device_put` straight onto its target sharding.
+Per-layer tensors are written in place into a preallocated, donated `[L, ...]` buffer, so the host never holds
+more than one tensor and the devices never hold more than the model plus one layer's tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from rsft.convert import mappings
+from rsft.convert.safetensors_io import TensorInfo, read_header, read_tensor
+from rsft.models.config import ModelConfig
+from rsft.sharding import _is_var, path_name
+
+
+def checkpoint_files(path: str) -> list[str]:
+  """The safetensors files of an HF dir: from model.safetensors.index.json, or the single model.safetensors."""
+  index = os.path.join(path, "model.safetensors.index.json")
+  if os.path.exists(index):
+    with open(index) as f:
+      weight_map = json.load(f).get("weight_map")
+    if not weight_map:
+      raise ValueError(f"{index}: no weight_map.")
+    files = [os.path.join(path, name) for name in sorted(set(weight_map.values()))]
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+      raise FileNotFoundError(f"{index} lists shard file(s) that do not exist: {missing}.")
+    return files
+  single = os.path.join(path, "model.safetensors")
+  if os.path.exists(single):
+    return [single]
+  found = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+  if found:
+    raise FileNotFoundError(f"{path}: has {found} but neither model.safetensors nor model.safetensors.index.json.")
+  raise FileNotFoundError(f"{path}: no *.safetensors weights (PyTorch .bin checkpoints are not supported; "
+                          "convert them with transformers' save_pretrained(safe_serialization=True)).")
+
+
+def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
+         ) -> dict[str, tuple[TensorInfo, mappings.Row, int | None]]:
+  """HF key -> (where it is, which row, layer index), after validating every key and shape."""
+  headers: dict[str, TensorInfo] = {}
+  for file in checkpoint_files(path):
+    headers.update(read_header(file))
+  out, problems = {}, []
+  for row in mappings.rows_for(cfg):
+    target = shapes[row.rsft][1:] if row.per_layer else shapes[row.rsft]
+    want = mappings.hf_shape(row.transform, target)
+    for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
+      info = headers.pop(key, None)
+      if info is None:
+        problems.append(f"missing tensor {key!r} (expected shape {want})")
+      elif info.shape != want:
+        problems.append(f"{info.file}: tensor {key!r} has shape {info.shape}, expected {want}")
+      else:
+        out[key] = (info, row, layer if row.per_layer else None)
+  for key, info in headers.items():
+    if key.endswith(mappings.IGNORED_SUFFIXES):
+      continue
+    if key == "lm_head.weight" and cfg.tie_word_embeddings:
+      logging.warning("%s: ignoring lm_head.weight, the model ties it to the embedding.", info.file)
+      continue
+    problems.append(f"{info.file}: unexpected tensor {key!r} (shape {info.shape}) for a {cfg.model_type} "
+                    f"{cfg.head} model")
+  if problems:
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    raise ValueError(f"{path}: checkpoint does not match the {cfg.model_type} mapping:\n  "
+                     + "\n  ".join(problems[:20]) + more)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros_fn(shape, dtype, sharding):
+  return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)
+
+
+@functools.lru_cache(maxsize=None)
+def _set_layer_fn(sharding):
+  return jax.jit(lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), i, 0),
+                 out_shardings=sharding, donate_argnums=0)
+
+
+def _layer_sharding(sharding: Any) -> Any:
+  if isinstance(sharding, NamedSharding):
+    return NamedSharding(sharding.mesh, P(*tuple(sharding.spec)[1:]))
+  return sharding
+
+
+def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, shardings: Any) -> nnx.State:
+  """Fills `abstract_state` (from nnx.eval_shape) with the checkpoint's weights, placed on `shardings`."""
+  flat_vars = {}
+  jax.tree_util.tree_map_with_path(lambda p, v: flat_vars.__setitem__(path_name(p), v), abstract_state,
+                                   is_leaf=_is_var)
+  flat_shard = {}
+  if shardings is not None:
+    jax.tree_util.tree_map_with_path(lambda p, s: flat_shard.__setitem__(path_name(p), s), shardings,
+                                     is_leaf=lambda x: x is None or isinstance(x, jax.sharding.Sharding))
+  shapes = {name: tuple(v.shape) for name, v in flat_vars.items()}
+  todo = plan(path, cfg, shapes)
+  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  values: dict[str, jax.Array] = {}
+  start, nbytes = time.time(), 0
+  by_file: dict[str, list] = {}
+  for key, (info, row, layer) in todo.items():
+    by_file.setdefault(info.file, []).append((info, row, layer))
+  for n, (file, items) in enumerate(sorted(by_file.items())):
+    fd = os.open(file, os.O_RDONLY)
+    try:
+      for info, row, layer in sorted(items, key=lambda it: it[0].start):
+        var = flat_vars[row.rsft]
+        sharding = flat_shard.get(row.rsft) or default
+        host = read_tensor(fd, info).astype(var.dtype, copy=False)  # cast on host: no full-precision device copy
+        nbytes += host.nbytes
+        if layer is None:
+          values[row.rsft] = jax.device_put(mappings.to_rsft(row.transform, host, var.shape), sharding)
+        else:
+          one = mappings.to_rsft(row.transform, host, var.shape[1:])
+          if row.rsft not in values:
+            values[row.rsft] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
+          one = jax.device_put(one, _layer_sharding(sharding))
+          values[row.rsft] = _set_layer_fn(sharding)(values[row.rsft], one, layer)
+        del host
+    finally:
+      os.close(fd)
+    logging.info("loaded %s (%d/%d files, %.2f GB, %.1f GB/s)", os.path.basename(file), n + 1, len(by_file),
+                 nbytes / 1e9, nbytes / 1e9 / max(time.time() - start, 1e-9))
+  pure: dict[str, Any] = {}
+  for name, value in values.items():
+    node = pure
+    *parents, leaf = name.split(".")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  nnx.replace_by_pure_dict(abstract_state, pure)
+  return abstract_state

@@ -1,0 +1,81 @@
+"""rsft parameters -> a Hugging Face directory that `transformers` loads (safetensors + config.json).
+
+The inverse of hf_to_rsft through the same mapping table; layers are unstacked and tensors are gathered to the
+host one at a time and streamed to disk, so exporting a sharded 14B model needs one tensor of host memory.
+Tied models write no `lm_head.weight`, as transformers does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from rsft.convert import mappings
+from rsft.convert.safetensors_io import write_file
+from rsft.models.config import ModelConfig
+from rsft.sharding import _is_var, path_name
+
+# Files copied verbatim from the source checkpoint when present.
+SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+              "added_tokens.json", "chat_template.jinja", "generation_config.json", "tokenizer.model")
+MAX_SHARD_BYTES = 5 * 2**30
+
+
+def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[str, Any] | None = None,
+           source_dir: str | None = None, dtype: str | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> str:
+  """Writes `out_dir`; `dtype` defaults to the dtype of the checkpoint the model came from."""
+  dtype = dtype or cfg.checkpoint_dtype
+  np_dtype = np.dtype(jax.numpy.dtype(dtype))
+  os.makedirs(out_dir, exist_ok=True)
+  flat = {}
+  jax.tree_util.tree_map_with_path(lambda p, v: flat.__setitem__(path_name(p), v), params, is_leaf=_is_var)
+
+  entries = []  # (hf key, hf shape, row, layer)
+  for row in mappings.rows_for(cfg):
+    shape = tuple(flat[row.rsft].shape)
+    per = shape[1:] if row.per_layer else shape
+    for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
+      entries.append((key, mappings.hf_shape(row.transform, per), row, layer if row.per_layer else None))
+
+  def produce(key: str) -> np.ndarray:
+    _, _, row, layer = lookup[key]
+    value = flat[row.rsft][...]
+    value = value[layer] if layer is not None else value
+    return mappings.to_hf(row.transform, np.asarray(jax.device_get(value)).astype(np_dtype))
+
+  lookup = {e[0]: e for e in entries}
+  shards, size = [[]], 0
+  for key, shape, _, _ in entries:
+    nbytes = int(np.prod(shape)) * np_dtype.itemsize
+    if shards[-1] and size + nbytes > max_shard_bytes:
+      shards.append([])
+      size = 0
+    shards[-1].append((key, shape, np_dtype))
+    size += nbytes
+  names = (["model.safetensors"] if len(shards) == 1 else
+           [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+  for name, specs in zip(names, shards):
+    write_file(os.path.join(out_dir, name), specs, produce)
+  if len(shards) > 1:
+    total = sum(int(np.prod(s)) * np_dtype.itemsize for _, s, _, _ in entries)
+    index = {"metadata": {"total_size": total},
+             "weight_map": {k: n for n, specs in zip(names, shards) for k, _, _ in specs}}
+    with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
+      json.dump(index, f, indent=2)
+
+  config = dict(hf_config) if hf_config else cfg.to_hf_dict()
+  config["dtype"] = dtype
+  config.pop("torch_dtype", None)
+  with open(os.path.join(out_dir, "config.json"), "w") as f:
+    json.dump(config, f, indent=2)
+  if source_dir and os.path.abspath(source_dir) != os.path.abspath(out_dir):
+    for name in SIDE_FILES:
+      if os.path.exists(os.path.join(source_dir, name)):
+        shutil.copy(os.path.join(source_dir, name), os.path.join(out_dir, name))
+  return out_dir

@@ -1,0 +1,175 @@
+"""Architecture description read from a Hugging Face `config.json`.
+
+We parse the JSON ourselves instead of going through `transformers.AutoConfig`: transformers v5 moved
+`rope_theta` into `rope_parameters`, and `getattr(cfg, "rope_theta", default)` then silently returns the
+default (the tunix / vllm / DeepSpeed bug). Every field the model uses is read explicitly here, and anything we
+do not implement is an error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
+SUPPORTED_ROPE_TYPES = ("default", "llama3")
+_HEADS = {"ForCausalLM": "lm", "ForSequenceClassification": "score"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything the decoder needs; hashable so it can be a static jit argument."""
+
+  model_type: str
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float
+  rms_norm_eps: float = 1e-6
+  tie_word_embeddings: bool = False
+  qkv_bias: bool = False
+  o_bias: bool = False
+  qk_norm: bool = False
+  # llama3 rope scaling: (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).
+  rope_llama3: tuple[float, float, float, int] | None = None
+  head: str = "lm"  # "lm" (CausalLM) or "score" (SequenceClassification)
+  num_labels: int = 1
+  pad_token_id: int | None = None
+  max_position_embeddings: int = 32768
+  checkpoint_dtype: str = "float32"  # dtype of the tensors on disk; export writes this back
+
+  @property
+  def has_lm_head(self) -> bool:
+    return self.head == "lm" and not self.tie_word_embeddings
+
+  @property
+  def has_score(self) -> bool:
+    return self.head == "score"
+
+  def to_hf_dict(self) -> dict[str, Any]:
+    """A transformers config.json for this architecture (from-scratch models have no original to copy)."""
+    names = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}
+    suffix = "ForCausalLM" if self.head == "lm" else "ForSequenceClassification"
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": self.rope_theta}
+    if self.rope_llama3:
+      f, lo, hi, orig = self.rope_llama3
+      rope = {"rope_type": "llama3", "rope_theta": self.rope_theta, "factor": f, "low_freq_factor": lo,
+              "high_freq_factor": hi, "original_max_position_embeddings": orig}
+    out = {
+        "architectures": [names[self.model_type] + suffix], "model_type": self.model_type,
+        "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+        "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+        "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+        "head_dim": self.head_dim, "hidden_act": "silu", "rms_norm_eps": self.rms_norm_eps,
+        "tie_word_embeddings": self.tie_word_embeddings, "rope_theta": self.rope_theta,
+        "rope_parameters": rope, "max_position_embeddings": self.max_position_embeddings,
+        "pad_token_id": self.pad_token_id, "dtype": self.checkpoint_dtype,
+    }
+    if self.model_type != "qwen2":
+      out["attention_bias"] = self.qkv_bias
+    if self.head == "score":
+      out["num_labels"] = self.num_labels
+      out["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+      out["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
+    return out
+
+  @classmethod
+  def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json") -> "ModelConfig":
+    model_type = cfg.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+      raise ValueError(
+          f"{source}: model_type={model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES} "
+          "(Qwen2/Qwen2.5, Qwen3, Llama 3.x).")
+    arch = (cfg.get("architectures") or [f"{model_type}ForCausalLM"])[0]
+    head = next((h for suffix, h in _HEADS.items() if arch.endswith(suffix)), None)
+    if head is None:
+      raise ValueError(f"{source}: architecture {arch!r} is not supported; expected *ForCausalLM or "
+                       "*ForSequenceClassification.")
+    if cfg.get("hidden_act", "silu") != "silu":
+      raise ValueError(f"{source}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu').")
+    if cfg.get("mlp_bias"):
+      raise ValueError(f"{source}: mlp_bias=true is not supported.")
+    if cfg.get("use_sliding_window"):
+      raise ValueError(f"{source}: use_sliding_window=true is not supported (full attention only).")
+    rope_theta, llama3 = _read_rope(cfg, source)
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    if heads % kv_heads:
+      raise ValueError(f"{source}: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}.")
+    attention_bias = bool(cfg.get("attention_bias", False))
+    if model_type == "qwen2":  # Qwen2 hard-codes q/k/v bias and no o_proj bias (maxtext PR #3113).
+      qkv_bias, o_bias = True, False
+    else:  # Qwen3 and Llama put `attention_bias` on all four projections.
+      qkv_bias = o_bias = attention_bias
+    dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
+    return cls(
+        model_type=model_type,
+        vocab_size=cfg["vocab_size"],
+        hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"],
+        num_layers=cfg["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+        rope_theta=float(rope_theta),
+        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        qkv_bias=qkv_bias,
+        o_bias=o_bias,
+        qk_norm=model_type == "qwen3",
+        rope_llama3=llama3,
+        head=head,
+        num_labels=int(cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 1) if head == "score" else 1,
+        pad_token_id=cfg.get("pad_token_id"),
+        max_position_embeddings=int(cfg.get("max_position_embeddings", 32768)),
+        checkpoint_dtype=str(dtype),
+    )
+
+  @classmethod
+  def from_dir(cls, path: str) -> tuple["ModelConfig", dict[str, Any]]:
+    """Returns the parsed config and the raw JSON (kept so export can write it back unchanged)."""
+    file = os.path.join(path, "config.json")
+    if not os.path.exists(file):
+      raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face checkpoint directory.")
+    with open(file) as f:
+      raw = json.load(f)
+    return cls.from_hf_dict(raw, source=file), raw
+
+  @classmethod
+  def from_arch(cls, arch: dict[str, Any]) -> "ModelConfig":
+    """From-scratch models (config `model.arch`): same field names as this dataclass."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(arch) - names)
+    if unknown:
+      raise ValueError(f"model.arch: unknown fields {unknown}; valid fields are {sorted(names)}.")
+    arch = dict(arch)
+    if arch.get("rope_llama3") is not None:
+      arch["rope_llama3"] = tuple(arch["rope_llama3"])
+    return cls(**arch)
+
+
+def _read_rope(cfg: dict[str, Any], source: str) -> tuple[float, tuple | None]:
+  """Reads rope_theta and scaling from either the v4 layout (top level + rope_scaling) or v5 rope_parameters."""
+  params = dict(cfg.get("rope_parameters") or {})
+  scaling = cfg.get("rope_scaling") or {}
+  theta = cfg.get("rope_theta", params.get("rope_theta"))
+  if theta is None:
+    raise ValueError(f"{source}: neither rope_theta nor rope_parameters.rope_theta is set.")
+  merged = {**params, **scaling}
+  rope_type = merged.get("rope_type", merged.get("type", "default")) or "default"
+  if rope_type not in SUPPORTED_ROPE_TYPES:
+    raise ValueError(f"{source}: rope type {rope_type!r} is not supported; rsft supports {SUPPORTED_ROPE_TYPES}.")
+  if rope_type == "default":
+    return theta, None
+  try:
+    llama3 = (float(merged["factor"]), float(merged["low_freq_factor"]), float(merged["high_freq_factor"]),
+              int(merged["original_max_position_embeddings"]))
+  except KeyError as e:
+    raise ValueError(f"{source}: llama3 rope scaling is missing field {e.args[0]!r}.") from None
+  return theta, llama3

@@ -1,0 +1,144 @@
+"""One decoder for Qwen2/Qwen2.5, Qwen3 and Llama 3.x, in Flax NNX.
+
+Layers are stored stacked `[L, ...]` in a single `DecoderLayer` module and run with `jax.lax.scan` (constant
+compile time in depth). Parameter names mirror Hugging Face, so the conversion table is a transpose/reshape per
+tensor. The family differences are three flags of ModelConfig: qkv/o bias, q/k RMSNorm, rope scaling.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rsft.models.config import ModelConfig
+from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
+from rsft.sharding import Rules
+
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
+
+
+class Attention(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
+    d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
+    qb = dict(bias_shape=(n, h), bias_axes=("q_heads", "head_dim")) if cfg.qkv_bias else {}
+    kvb = dict(bias_shape=(k, h), bias_axes=("kv_heads", "head_dim")) if cfg.qkv_bias else {}
+    ob = dict(bias_shape=(d,), bias_axes=("embed",)) if cfg.o_bias else {}
+    self.q_proj = Linear("BTD,DNH->BTNH", (d, n, h), ("embed", "q_heads", "head_dim"), **kw, **qb)
+    self.k_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
+    self.v_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
+    self.o_proj = Linear("BTNH,NHD->BTD", (n, h, d), ("q_heads", "head_dim", "embed"), **kw, **ob)
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(h, cfg.rms_norm_eps, param_dtype=param_dtype, axis="head_dim", stack=stack)
+      self.k_norm = RMSNorm(h, cfg.rms_norm_eps, param_dtype=param_dtype, axis="head_dim", stack=stack)
+    else:
+      self.q_norm = self.k_norm = None
+
+  def __call__(self, x, positions, mask, inv_freq, rules: Rules):
+    q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+    if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
+      q, k = self.q_norm(q), self.k_norm(k)
+    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+    q = rules.constrain(q, ("batch", "length", "act_heads", None))
+    k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
+    out = dot_product_attention(q, k, v, mask)
+    return self.o_proj(out)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """Reference GQA attention. q [B,T,N,H], k/v [B,S,K,H], mask [B,T,S] bool. Softmax in float32."""
+  b, t, n, h = q.shape
+  kv = k.shape[2]
+  qg = q.reshape(b, t, kv, n // kv, h)
+  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32) * (h ** -0.5)
+  scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+  return out.reshape(b, t, n, h)
+
+
+class MLP(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
+    d, f = cfg.hidden_size, cfg.intermediate_size
+    kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
+    self.gate_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw)
+    self.up_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw)
+    self.down_proj = Linear("BTF,FD->BTD", (f, d), ("mlp", "embed"), **kw)
+
+  def __call__(self, x, rules: Rules):
+    hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+    hidden = rules.constrain(hidden, ("batch", "length", "act_mlp"))
+    return self.down_proj(hidden)
+
+
+class DecoderLayer(nnx.Module):
+  """All L layers' weights; `__call__` runs one layer on that layer's slice (inside the scan)."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype):
+    kw = dict(rngs=rngs, param_dtype=param_dtype, stack=cfg.num_layers)
+    self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype,
+                                   stack=cfg.num_layers)
+    self.self_attn = Attention(cfg, **kw)
+    self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype,
+                                            stack=cfg.num_layers)
+    self.mlp = MLP(cfg, **kw)
+
+  def __call__(self, x, positions, mask, inv_freq, rules: Rules):
+    x = x + self.self_attn(self.input_layernorm(x), positions, mask, inv_freq, rules)
+    x = x + self.mlp(self.post_attention_layernorm(x), rules)
+    return rules.constrain(x, ("batch", "length", "act_embed"))
+
+
+class Embed(nnx.Module):
+
+  def __init__(self, vocab: int, dim: int, *, rngs: nnx.Rngs, param_dtype):
+    self.embedding = param(rngs, (vocab, dim), ("vocab", "embed"), param_dtype)
+
+
+class Decoder(nnx.Module):
+  """Embedding, scanned layers, final norm, and the output head (LM head or reward `score`).
+
+  `dtype` is the compute dtype; parameters are stored in `param_dtype` (fp32 master weights for training).
+  """
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
+               rules: Rules = Rules(None), remat_policy: str = "none"):
+    self.cfg, self.dtype, self.rules, self.remat_policy = cfg, dtype, rules, remat_policy
+    d, v = cfg.hidden_size, cfg.vocab_size
+    self.embed_tokens = Embed(v, d, rngs=rngs, param_dtype=param_dtype)
+    self.layers = DecoderLayer(cfg, rngs=rngs, param_dtype=param_dtype)
+    self.norm = RMSNorm(d, cfg.rms_norm_eps, param_dtype=param_dtype)
+    if cfg.head == "score":
+      self.score = param(rngs, (d, cfg.num_labels), ("embed", "labels"), param_dtype)
+    elif not cfg.tie_word_embeddings:
+      self.lm_head = param(rngs, (d, v), ("embed", "vocab"), param_dtype)
+
+  def __call__(self, ids: jax.Array, positions: jax.Array, segment_ids: jax.Array) -> jax.Array:
+    """Final-normed hidden states [B,T,D].
+
+    segment_ids [B,T]: 0 = padding; a token attends to earlier tokens of its own segment (packing and padding
+    share one mask). positions [B,T]: RoPE positions (HF convention: real tokens before this one).
+    """
+    rules, inv_freq = self.rules, rope_inv_freq(self.cfg)
+    idx = jnp.arange(ids.shape[1])
+    mask = ((idx[None, :, None] >= idx[None, None, :])
+            & (segment_ids[:, :, None] == segment_ids[:, None, :])
+            & (segment_ids[:, None, :] != 0))
+    x = jnp.take(self.embed_tokens.embedding[...], ids, axis=0).astype(self.dtype)
+    x = rules.constrain(x, ("batch", "length", "act_embed"))
+    graphdef, layer_state = nnx.split(self.layers)
+
+    def body(h, one_layer):
+      return nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, rules), None
+
+    x, _ = jax.lax.scan(remat(body, self.remat_policy), x, layer_state)
+    return self.norm(x)
+
+  def head_kernel(self) -> jax.Array:
+    """[D, V] output projection in the compute dtype (the embedding's transpose when tied)."""
+    if self.cfg.tie_word_embeddings:
+      return self.embed_tokens.embedding[...].T.astype(self.dtype)
+    return self.lm_head[...].astype(self.dtype)

@@ -1,0 +1,30 @@
+"""Chunked output head: per-token log-probabilities without materialising [T, vocab] float32 logits.
+
+At T=32k and V=152k, full float32 logits are ~20 GB per sequence. We `lax.scan` over sequence chunks; each chunk
+projects through the head in float32, takes a float32 logsumexp and gathers the target logit (the tunix
+`compute_chunked_logps` pattern). The chunk body is rematerialised, so the backward pass (training loss) also
+holds only one chunk of logits.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024) -> jax.Array:
+  """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T]."""
+  b, t, d = hidden.shape
+  c = min(chunk, t)
+  pad = -t % c
+  h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, c, d).swapaxes(0, 1)
+  y = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, -1, c).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one_chunk(h_c, y_c):
+    logits = jnp.einsum("BCD,DV->BCV", h_c, kernel, preferred_element_type=jnp.float32)
+    target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
+    return target_logit - jax.nn.logsumexp(logits, axis=-1)
+
+  _, lp = jax.lax.scan(lambda carry, xs: (carry, one_chunk(*xs)), None, (h, y))
+  return lp.swapaxes(0, 1).reshape(b, -1)[:, :t]

@@ -1,0 +1,113 @@
+"""Building blocks: parameters with logical axes, linear maps, RMSNorm, rotate-half RoPE, remat policies.
+
+Numerics follow `transformers`: norms, RoPE angles and softmax in float32; matmuls in the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rsft.models.config import ModelConfig
+
+
+def param(rngs: nnx.Rngs | None, shape: Sequence[int], axes: Sequence[str | None], dtype, init: str = "normal",
+          scale: float = 0.02) -> nnx.Param:
+  """An nnx.Param whose `logical_axes` metadata drives sharding (rsft.sharding.state_shardings)."""
+  shape = tuple(shape)
+  if init == "normal":
+    value = scale * jax.random.normal(rngs.params(), shape, jnp.float32)
+  elif init == "ones":
+    value = jnp.ones(shape, jnp.float32)
+  else:
+    value = jnp.zeros(shape, jnp.float32)
+  return nnx.Param(value.astype(dtype), logical_axes=tuple(axes))
+
+
+class Linear(nnx.Module):
+  """A kernel applied with an explicit einsum (axis letters: B batch, T time, D embed, N heads, H head_dim, F mlp).
+
+  `stack` prepends a "layers" dimension so the module holds every layer's weights; inside the layer scan the
+  same module sees one layer's slice.
+  """
+
+  def __init__(self, eqn: str, shape: Sequence[int], axes: Sequence[str | None], *, rngs: nnx.Rngs,
+               param_dtype, bias_shape: Sequence[int] | None = None, bias_axes: Sequence[str | None] = (),
+               stack: int | None = None):
+    lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
+    self.eqn = eqn
+    self.kernel = param(rngs, lead + tuple(shape), lead_axes + tuple(axes), param_dtype,
+                        scale=1 / math.sqrt(shape[0]))
+    self.bias = (param(rngs, lead + tuple(bias_shape), lead_axes + tuple(bias_axes), param_dtype, init="zeros")
+                 if bias_shape is not None else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jnp.einsum(self.eqn, x, self.kernel[...].astype(x.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(x.dtype)
+    return y
+
+
+class RMSNorm(nnx.Module):
+
+  def __init__(self, dim: int, eps: float, *, param_dtype, axis: str = "norm", stack: int | None = None):
+    lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
+    self.eps = eps
+    self.scale = param(None, lead + (dim,), lead_axes + (axis,), param_dtype, init="ones")
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    # transformers casts back to the input dtype *before* multiplying by the weight; so do we.
+    xf = x.astype(jnp.float32)
+    xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    return self.scale[...].astype(x.dtype) * xf.astype(x.dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
+  """float32 inverse frequencies, computed like transformers (incl. the llama3 band-wise rescaling)."""
+  dim = cfg.head_dim
+  inv_freq = 1.0 / (np.float32(cfg.rope_theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+  inv_freq = inv_freq.astype(np.float32)
+  if cfg.rope_llama3 is None:
+    return inv_freq
+  factor, low_ff, high_ff, old_len = cfg.rope_llama3
+  low_wavelen, high_wavelen = old_len / low_ff, old_len / high_ff
+  wavelen = 2 * math.pi / inv_freq
+  scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+  smooth = (old_len / wavelen - low_ff) / (high_ff - low_ff)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+  return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+  """Rotate-half RoPE (the HF layout, so q/k weights need no permutation). x: [B,T,N,H], positions: [B,T]."""
+  angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]  # [B,T,H/2]
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+  cos, sin = jnp.cos(angles), jnp.sin(angles)
+  xf = x.astype(jnp.float32)
+  half = xf.shape[-1] // 2
+  rotated = jnp.concatenate([-xf[..., half:], xf[..., :half]], axis=-1)
+  return (xf * cos + rotated * sin).astype(x.dtype)
+
+
+_SAVE_NAMES = ("qkv", "attn_out", "mlp_in", "mlp_out")
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_names": jax.checkpoint_policies.save_only_these_names(*_SAVE_NAMES),
+}
+
+
+def remat(fn, policy: str):
+  """Wraps the scanned layer body; names follow MaxText's checkpoint_name taxonomy."""
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"remat policy {policy!r} is unknown; choose one of {sorted(REMAT_POLICIES)}.")
+  if policy == "none":
+    return fn
+  return jax.checkpoint(fn, policy=REMAT_POLICIES[policy], prevent_cse=False)

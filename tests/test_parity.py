@@ -1,0 +1,97 @@
+"""float32 parity with transformers for every family, the reward head, bf16 tolerance and the chunked head."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rsft
+import tiny_models
+from rsft.models.head import chunked_logprobs
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+  """kind -> (dir, torch model) for the three tiny families."""
+  out = {}
+  for kind in tiny_models.CONFIGS:
+    path = tmp_path_factory.mktemp(kind)
+    out[kind] = (path, tiny_models.build(kind, path))
+  return out
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "llama"])
+def test_token_logprobs_match_transformers(checkpoints, kind):
+  path, hf = checkpoints[kind]
+  ids, mask = tiny_models.left_padded_batch(length=300, pad=37)
+  m = rsft.load_model(path)
+  got = np.asarray(rsft.token_logprobs(m, ids, mask, chunk_size=128))
+  want = tiny_models.hf_logprobs(hf, ids, mask)
+  assert got.shape == (2, 299) and got.dtype == np.float32
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  assert np.all(got[1, :37] == 0)  # targets that are padding (or have only padding as context)
+
+
+def test_architecture_read_from_config_json(checkpoints):
+  q2 = rsft.load_model(checkpoints["qwen2"][0]).config
+  q3 = rsft.load_model(checkpoints["qwen3"][0]).config
+  ll = rsft.load_model(checkpoints["llama"][0]).config
+  assert (q2.qkv_bias, q2.o_bias, q2.tie_word_embeddings, q2.num_heads // q2.num_kv_heads) == (True, False, True, 7)
+  assert (q3.qk_norm, q3.head_dim, q3.rope_theta, q3.tie_word_embeddings) == (True, 24, 5e6, False)
+  assert ll.rope_llama3 == (8.0, 1.0, 4.0, 64) and ll.rope_theta == 500000.0
+
+
+def test_left_padding_does_not_change_a_row(checkpoints):
+  m = rsft.load_model(checkpoints["qwen3"][0])
+  ids, mask = tiny_models.left_padded_batch(length=64, pad=10)
+  padded = np.asarray(rsft.token_logprobs(m, ids, mask))[1, 10:]
+  alone = np.asarray(rsft.token_logprobs(m, ids[1:, 10:]))[0]
+  np.testing.assert_allclose(padded, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+def test_reward_head_matches_transformers(tmp_path, kind):
+  hf = tiny_models.build(kind, tmp_path, head="score", seed=3)
+  ids, mask = tiny_models.left_padded_batch(length=260, pad=50)
+  m = rsft.load_model(tmp_path)
+  got = np.asarray(rsft.reward_scores(m, ids, mask))
+  pos = np.maximum(np.cumsum(mask, -1) - 1, 0)
+  with torch.no_grad():
+    want = hf(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask).long(),
+              position_ids=torch.tensor(pos).long()).logits[:, 0].numpy()
+  assert got.shape == (2,)
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  with pytest.raises(ValueError, match="CausalLM"):
+    rsft.token_logprobs(m, ids, mask)
+
+
+def test_bfloat16_load_is_close_to_float32(checkpoints):
+  """Stated tolerance: bf16 params + compute stay within 0.1 nats per token (mean < 0.02) of float32."""
+  path, _ = checkpoints["qwen3"]
+  ids, mask = tiny_models.left_padded_batch(length=256, pad=20)
+  f32 = np.asarray(rsft.token_logprobs(rsft.load_model(path), ids, mask))
+  bf16_model = rsft.load_model(path, dtype="bfloat16")
+  assert bf16_model.params["layers"]["mlp"]["up_proj"]["kernel"][...].dtype == jnp.bfloat16
+  bf16 = np.asarray(rsft.token_logprobs(bf16_model, ids, mask))
+  assert bf16.dtype == np.float32
+  diff = np.abs(bf16 - f32)
+  assert diff.max() < 0.1 and diff.mean() < 0.02, (diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_chunked_head_equals_dense_value_and_gradient(chunk):
+  k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+  h = jax.random.normal(k1, (2, 50, 16))
+  w = jax.random.normal(k2, (16, 97))
+  y = jax.random.randint(k3, (2, 50), 0, 97)
+
+  def dense(h, w):
+    return jnp.take_along_axis(jax.nn.log_softmax(h @ w, -1), y[..., None], -1)[..., 0]
+
+  np.testing.assert_allclose(chunked_logprobs(h, w, y, chunk), dense(h, w), atol=1e-5)
+  g_chunk = jax.grad(lambda h, w: chunked_logprobs(h, w, y, chunk).sum(), argnums=(0, 1))(h, w)
+  g_dense = jax.grad(lambda h, w: dense(h, w).sum(), argnums=(0, 1))(h, w)
+  for a, b in zip(g_chunk, g_dense):
+    np.testing.assert_allclose(a, b, atol=1e-4)
