@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from rsft import convert, sharding
 from rsft.models import Decoder, ModelConfig
 from rsft.models.head import chunked_logprobs
+from rsft.models.layers import precision
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -130,7 +131,7 @@ def _reward_scores(graphdef, params, ids, mask):
   last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # rightmost real token (left or right padding)
   pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
   return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
-                    preferred_element_type=jnp.float32)
+                    preferred_element_type=jnp.float32, precision=precision(pooled.dtype))
 
 
 def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:

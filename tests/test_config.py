@@ -68,3 +68,11 @@ def test_cli_dumps_resolved_config(tmp_path):
   on_disk = json.loads((tmp_path / "config.json").read_text())
   assert on_disk == json.loads(out.stdout)
   assert on_disk["train"]["lr"] == 2e-5
+
+
+def test_mesh_comes_from_the_config():
+  from rsft import sharding
+  c = rconfig.base_config()
+  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+  c.mesh.tensor = 2
+  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 4, "tensor": 2}

@@ -95,3 +95,66 @@ def test_chunked_head_equals_dense_value_and_gradient(chunk):
   g_dense = jax.grad(lambda h, w: dense(h, w).sum(), argnums=(0, 1))(h, w)
   for a, b in zip(g_chunk, g_dense):
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def tiny_qwen3(**kw):
+  from rsft.models import ModelConfig
+  base = dict(model_type="qwen3", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
+              num_kv_heads=2, head_dim=8, rope_theta=1e6, qk_norm=True)
+  return ModelConfig(**{**base, **kw})
+
+
+def test_float32_matmuls_run_at_highest_precision():
+  """Without it GPUs use TF32: on an H100 parity with transformers fell to 5e-4 (bench/accelerator_check.py)."""
+  import jax.extend
+  from rsft.api import _token_logprobs
+
+  m = rsft.init_model(tiny_qwen3())
+  ids = jnp.ones((1, 8), jnp.int32)
+  closed = jax.make_jaxpr(lambda p: _token_logprobs(m.graphdef, p, ids, ids, 4))(m.params)
+
+  def dot_precisions(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general":
+        yield eqn.params["precision"]
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+          if isinstance(sub, jax.extend.core.ClosedJaxpr):
+            yield from dot_precisions(sub.jaxpr)
+          elif isinstance(sub, jax.extend.core.Jaxpr):
+            yield from dot_precisions(sub)
+
+  found = list(dot_precisions(closed.jaxpr))
+  assert len(found) >= 7  # q, k, v, o, attention x2, MLP x3, head
+  assert all(p == (jax.lax.Precision.HIGHEST,) * 2 for p in found), found
+
+
+def _remat_loss(params, graphdef):
+  from flax import nnx
+  from rsft.api import positions_from_mask
+
+  ids = jax.random.randint(jax.random.key(0), (2, 16), 0, 128)
+  model = nnx.merge(graphdef, params)
+  hidden = model(ids, positions_from_mask(jnp.ones_like(ids)), jnp.ones_like(ids))
+  return -chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], 8).mean()
+
+
+@pytest.fixture(scope="module")
+def no_remat():
+  """(params, loss, grads) without remat, computed once."""
+  m = rsft.init_model(tiny_qwen3())
+  return m.params, *jax.jit(jax.value_and_grad(_remat_loss), static_argnums=1)(m.params, m.graphdef)
+
+
+@pytest.mark.parametrize("policy", ["full", "save_dots_no_batch", "save_names"])
+def test_remat_policies_change_memory_not_math(no_remat, policy):
+  from rsft.api import abstract_model
+
+  params, v0, g0 = no_remat
+  graphdef = abstract_model(tiny_qwen3(), remat_policy=policy)[0]  # same params, rematerialised layer body
+  remats = lambda g: str(jax.make_jaxpr(_remat_loss, static_argnums=1)(params, g)).count("remat2[")
+  assert remats(graphdef) == remats(abstract_model(tiny_qwen3())[0]) + 1  # the layer body is wrapped
+  v1, g1 = jax.jit(jax.value_and_grad(_remat_loss), static_argnums=1)(params, graphdef)
+  np.testing.assert_allclose(v0, v1, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, atol=1e-6)

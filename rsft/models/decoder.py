@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rsft.models.config import ModelConfig
-from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
+from rsft.models.layers import Linear, RMSNorm, apply_rope, param, precision, remat, rope_inv_freq
 from rsft.sharding import Rules
 
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
@@ -52,10 +52,11 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   b, t, n, h = q.shape
   kv = k.shape[2]
   qg = q.reshape(b, t, kv, n // kv, h)
-  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32) * (h ** -0.5)
+  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
+                      precision=precision(q.dtype)) * (h ** -0.5)
   scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+  out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v, precision=precision(v.dtype))
   return out.reshape(b, t, n, h)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rsft.models.layers import precision
+
 
 def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024) -> jax.Array:
   """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T]."""
@@ -22,7 +24,8 @@ def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, c
 
   @jax.checkpoint
   def one_chunk(h_c, y_c):
-    logits = jnp.einsum("BCD,DV->BCV", h_c, kernel, preferred_element_type=jnp.float32)
+    logits = jnp.einsum("BCD,DV->BCV", h_c, kernel, preferred_element_type=jnp.float32,
+                        precision=precision(h_c.dtype))
     target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
     return target_logit - jax.nn.logsumexp(logits, axis=-1)
 
