@@ -39,14 +39,11 @@ def build_checkpoint(path: str) -> None:
   from rsft.convert.safetensors_io import write_file
   from rsft.api import abstract_model
   from rsft.models import ModelConfig
-  from rsft.sharding import _is_var, path_name
-  import jax
+  from rsft.sharding import flatten_state
 
   cfg = ModelConfig(**ARCH)
   _, state, _ = abstract_model(cfg, "bfloat16")
-  shapes = {}
-  jax.tree_util.tree_map_with_path(lambda p, v: shapes.__setitem__(path_name(p), tuple(v.shape)), state,
-                                   is_leaf=_is_var)
+  shapes = {name: tuple(v.shape) for name, v in flatten_state(state).items()}
   specs = []
   for row in mappings.rows_for(cfg):
     per = shapes[row.rsft][1:] if row.per_layer else shapes[row.rsft]

@@ -76,8 +76,8 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
   cfg, raw = ModelConfig.from_dir(path)
-  graphdef, state, shardings = abstract_model(cfg, dtype, dtype, mesh, remat_policy)
-  params = convert.load_params(path, cfg, state, shardings)
+  graphdef, state, _ = abstract_model(cfg, dtype, dtype, mesh, remat_policy)  # validates the layout first
+  params = convert.load_params(path, cfg, state, sharding.Rules(mesh))
   tokenizer = None
   if any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
     import transformers  # local: heavy import, only when a tokenizer is present.

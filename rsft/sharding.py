@@ -141,24 +141,30 @@ def path_name(path: Sequence[Any]) -> str:
   return ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
+def flatten_state(state: Any) -> dict[str, Any]:
+  """'layers.self_attn.q_proj.kernel' -> nnx.Variable (abstract or concrete), the names the mapping tables use."""
+  out = {}
+  jax.tree_util.tree_map_with_path(lambda p, v: out.__setitem__(path_name(p), v), state, is_leaf=_is_var)
+  return out
+
+
+def var_sharding(name: str, var: Any, rules: Rules) -> NamedSharding | None:
+  return rules.sharding(var.get_metadata()["logical_axes"], var.shape, name)
+
+
 def state_shardings(abstract_state: Any, rules: Rules) -> Any:
   """A NamedSharding per parameter, from its `logical_axes` metadata; raises on an impossible layout.
 
   The result is a pytree prefix of the state, so it can be passed to jit `out_shardings` or `device_put`.
   """
-  return jax.tree_util.tree_map_with_path(
-      lambda path, var: rules.sharding(var.get_metadata()["logical_axes"], var.shape, path_name(path)),
-      abstract_state, is_leaf=_is_var)
+  return jax.tree_util.tree_map_with_path(lambda path, var: var_sharding(path_name(path), var, rules),
+                                          abstract_state, is_leaf=_is_var)
 
 
 def param_specs(abstract_state: Any, rules: Rules) -> dict[str, P]:
   """'a.b.c' -> PartitionSpec for every parameter (for golden tables and logs)."""
-  out = {}
-  jax.tree_util.tree_map_with_path(
-      lambda path, var: out.__setitem__(path_name(path), rules.spec(
-          var.get_metadata()["logical_axes"], var.shape, path_name(path))),
-      abstract_state, is_leaf=_is_var)
-  return out
+  return {name: rules.spec(var.get_metadata()["logical_axes"], var.shape, name)
+          for name, var in flatten_state(abstract_state).items()}
 
 
 def batch_sharding(rules: Rules, shape: Sequence[int]) -> NamedSharding | None:

@@ -2,7 +2,9 @@
 
 Every header is checked against the mapping table before a byte of weights is read (missing key, unexpected key,
 wrong shape: the error names the file, the key and the expected shape). Then one file at a time, one tensor at a
-time: read on host, cast on host to `param_dtype`, transform, `device_put` straight onto its target sharding.
+time: read on host, cast on host to `param_dtype`, transform, and place straight onto its target sharding with
+`jax.make_array_from_callback` (each process fills only its addressable shards, so this also works on a multi-host
+pod where every host reads the same files from a shared filesystem).
 Per-layer tensors are written in place into a preallocated, donated `[L, ...]` buffer, so the host never holds
 more than one tensor and the devices never hold more than the model plus one layer's tensor.
 """
@@ -17,7 +19,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -25,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from rsft.convert import mappings
 from rsft.convert.safetensors_io import TensorInfo, read_header, read_tensor
 from rsft.models.config import ModelConfig
-from rsft.sharding import _is_var, path_name
+from rsft.sharding import Rules, flatten_state, var_sharding
 
 
 def checkpoint_files(path: str) -> list[str]:
@@ -95,21 +96,19 @@ def _set_layer_fn(sharding):
                  out_shardings=sharding, donate_argnums=0)
 
 
+def _place(host: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def _layer_sharding(sharding: Any) -> Any:
   if isinstance(sharding, NamedSharding):
     return NamedSharding(sharding.mesh, P(*tuple(sharding.spec)[1:]))
   return sharding
 
 
-def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, shardings: Any) -> nnx.State:
-  """Fills `abstract_state` (from nnx.eval_shape) with the checkpoint's weights, placed on `shardings`."""
-  flat_vars = {}
-  jax.tree_util.tree_map_with_path(lambda p, v: flat_vars.__setitem__(path_name(p), v), abstract_state,
-                                   is_leaf=_is_var)
-  flat_shard = {}
-  if shardings is not None:
-    jax.tree_util.tree_map_with_path(lambda p, s: flat_shard.__setitem__(path_name(p), s), shardings,
-                                     is_leaf=lambda x: x is None or isinstance(x, jax.sharding.Sharding))
+def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, rules: Rules) -> nnx.State:
+  """Fills `abstract_state` (from nnx.eval_shape) with the checkpoint's weights, placed by `rules`."""
+  flat_vars = flatten_state(abstract_state)
   shapes = {name: tuple(v.shape) for name, v in flat_vars.items()}
   todo = plan(path, cfg, shapes)
   default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -123,16 +122,16 @@ def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, sharding
     try:
       for info, row, layer in sorted(items, key=lambda it: it[0].start):
         var = flat_vars[row.rsft]
-        sharding = flat_shard.get(row.rsft) or default
+        sharding = var_sharding(row.rsft, var, rules) or default
         host = read_tensor(fd, info).astype(var.dtype, copy=False)  # cast on host: no full-precision device copy
         nbytes += host.nbytes
         if layer is None:
-          values[row.rsft] = jax.device_put(mappings.to_rsft(row.transform, host, var.shape), sharding)
+          values[row.rsft] = _place(mappings.to_rsft(row.transform, host, var.shape), sharding)
         else:
           one = mappings.to_rsft(row.transform, host, var.shape[1:])
           if row.rsft not in values:
             values[row.rsft] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
-          one = jax.device_put(one, _layer_sharding(sharding))
+          one = _place(one, _layer_sharding(sharding))
           values[row.rsft] = _set_layer_fn(sharding)(values[row.rsft], one, layer)
         del host
     finally:

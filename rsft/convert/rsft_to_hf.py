@@ -19,7 +19,7 @@ from flax import nnx
 from rsft.convert import mappings
 from rsft.convert.safetensors_io import write_file
 from rsft.models.config import ModelConfig
-from rsft.sharding import _is_var, path_name
+from rsft.sharding import flatten_state
 
 # Files copied verbatim from the source checkpoint when present.
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
@@ -33,8 +33,7 @@ def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[st
   dtype = dtype or cfg.checkpoint_dtype
   np_dtype = np.dtype(jax.numpy.dtype(dtype))
   os.makedirs(out_dir, exist_ok=True)
-  flat = {}
-  jax.tree_util.tree_map_with_path(lambda p, v: flat.__setitem__(path_name(p), v), params, is_leaf=_is_var)
+  flat = flatten_state(params)
 
   entries = []  # (hf key, hf shape, row, layer)
   for row in mappings.rows_for(cfg):
