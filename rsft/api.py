@@ -67,16 +67,18 @@ def init_model(cfg: ModelConfig, seed: int = 0, dtype: Any = "float32", param_dt
   return Model(cfg, init(), graphdef, mesh=mesh)
 
 
-def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none") -> Model:
+def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",
+               param_dtype: Any = None) -> Model:
   """Loads a Hugging Face checkpoint dir (Qwen2/2.5, Qwen3, Llama 3.x; CausalLM or SequenceClassification).
 
-  Parameters are stored and computed in `dtype`; with a `mesh` they are placed by the logical-axis rules.
+  Computes in `dtype` and stores parameters in `param_dtype` (default: `dtype`; training keeps float32 master
+  weights with bfloat16 compute). With a `mesh`, parameters are placed by the logical-axis rules.
   """
   path = os.fspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
   cfg, raw = ModelConfig.from_dir(path)
-  graphdef, state, _ = abstract_model(cfg, dtype, dtype, mesh, remat_policy)  # validates the layout first
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)  # validates the layout first
   params = convert.load_params(path, cfg, state, sharding.Rules(mesh))
   tokenizer = None
   if any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):

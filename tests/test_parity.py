@@ -68,7 +68,10 @@ def test_reward_head_matches_transformers(tmp_path, kind):
 
 
 def test_bfloat16_load_is_close_to_float32(checkpoints):
-  """Stated tolerance: bf16 params + compute stay within 0.1 nats per token (mean < 0.02) of float32."""
+  """Stated tolerance: bf16 params + compute stay within 0.02 nats per token (mean < 0.005) of float32.
+
+  Measured on this tiny Qwen3: max 0.0033, mean 0.0009.
+  """
   path, _ = checkpoints["qwen3"]
   ids, mask = tiny_models.left_padded_batch(length=256, pad=20)
   f32 = np.asarray(rsft.token_logprobs(rsft.load_model(path), ids, mask))
@@ -77,7 +80,11 @@ def test_bfloat16_load_is_close_to_float32(checkpoints):
   bf16 = np.asarray(rsft.token_logprobs(bf16_model, ids, mask))
   assert bf16.dtype == np.float32
   diff = np.abs(bf16 - f32)
-  assert diff.max() < 0.1 and diff.mean() < 0.02, (diff.max(), diff.mean())
+  assert diff.max() < 0.02 and diff.mean() < 0.005, (diff.max(), diff.mean())
+  # float32 master weights with bfloat16 compute (the training setting) gives the same numbers as bf16 weights.
+  mixed = rsft.load_model(path, dtype="bfloat16", param_dtype="float32")
+  assert mixed.params["layers"]["mlp"]["up_proj"]["kernel"][...].dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(rsft.token_logprobs(mixed, ids, mask)), bf16, atol=1e-6)
 
 
 @pytest.mark.parametrize("chunk", [7, 64, 1000])
