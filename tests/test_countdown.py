@@ -1,0 +1,54 @@
+"""Countdown: solver outputs verify; wrong, malformed and number-breaking answers are rejected; traces backtrack."""
+
+import pytest
+
+from rsft.tasks import countdown as cd
+
+
+def test_generator_is_seeded_and_solvable():
+  a, b = cd.generate(7, 50), cd.generate(7, 50)
+  assert a == b and a != cd.generate(8, 50)
+  assert all(3 <= len(p.numbers) <= 4 and 1 <= p.target <= 100 for p in a)
+
+
+def test_verifier_accepts_every_solver_output():
+  for p in cd.generate(0, 300):
+    expr = cd.solve(p)
+    assert cd.check_expression(expr, p) == (True, "ok"), (p, expr)
+    assert cd.verify(f"<think>...</think> so \\boxed{{{expr}}}", p)
+
+
+P = cd.Puzzle((3, 5, 7, 9), 24)
+
+
+@pytest.mark.parametrize("answer,reason", [
+    ("3 * 5 + 7 - 9", "evaluates to 13"),          # wrong value
+    ("(9 - 7) * (5 + 3) + 1", "uses"),            # extra number
+    ("9 + 7 + 5 + 3 + 3", "uses"),                 # number reused
+    ("9 + 7 + 5", "uses"),                         # number missing
+    ("(3 + 5", "malformed"),
+    ("3 + * 5 7 9", "malformed"),
+    ("9 / (5 - 5) + 3 + 7", "malformed"),         # division by zero (and 5 reused)
+    ("__import__('os').system('true')", "malformed"),
+    ("3.5 + 7 + 9 + 5", "malformed"),
+])
+def test_verifier_rejects_with_a_reason(answer, reason):
+  ok, why = cd.check_expression(answer, P)
+  assert not ok and why.startswith(reason), why
+
+
+def test_verifier_reads_the_last_box_and_latex_operators():
+  good = "(9 + 3) \\times (7 - 5)"
+  assert cd.verify(f"\\boxed{{3+5}} no wait \\boxed{{{good}}}", P)
+  assert not cd.verify("the answer is 24", P)
+  assert cd.last_boxed("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+
+
+def test_traces_backtrack_verify_and_box_a_correct_answer():
+  rows = cd.rows(3, 60)
+  assert any("Backtrack." in r["response"] for r in rows)
+  for r in rows:
+    p = cd.Puzzle(tuple(r["answer"]["numbers"]), r["answer"]["target"])
+    assert r["response"].startswith("<think>\n") and "</think>" in r["response"]
+    assert "Check:" in r["response"] and cd.verify(r["response"], p)
+    assert f"Numbers: [{', '.join(map(str, p.numbers))}]" in r["message"][0]["content"]
