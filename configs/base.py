@@ -2,6 +2,7 @@
 
 Usage: --config=configs/base.py, overrides like --config.train.lr=1e-5 --config.mesh.fsdp=-1.
 Architecture comes from the checkpoint's config.json (model.path); model.arch is only for from-scratch models.
+Defaults follow the study (paper.md §3) unless a comment says otherwise.
 """
 
 import ml_collections
@@ -13,39 +14,54 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = dict(
-      path=config_dict.placeholder(str),  # HF checkpoint dir (or None with model.arch)
-      arch=ml_collections.ConfigDict(),   # ModelConfig fields for from-scratch models
-      dtype="bfloat16",                   # compute dtype
-      param_dtype="float32",              # master weights (SFT at lr ~1e-5 needs fp32)
-      remat="full",                       # none | full | save_dots_no_batch | save_names
+      path=config_dict.placeholder(str),       # HF checkpoint dir (or None with model.arch)
+      tokenizer=config_dict.placeholder(str),  # tokenizer dir; default: model.path
+      arch=ml_collections.ConfigDict(),        # ModelConfig fields for from-scratch models
+      dtype="bfloat16",                        # compute dtype
+      param_dtype="float32",                   # master weights; "bfloat16" = the study's pure-bf16 AdamW
+      remat="full",                            # none | full | save_dots_no_batch | save_names
   )
   c.mesh = dict(data=1, fsdp=-1, tensor=1)  # -1 = all remaining devices
 
   c.data = dict(
-      train_files=config_dict.placeholder(str),
-      format="jsonl",
-      max_length=16384,
-      packing=True,
-      shuffle=True,
+      train_files=config_dict.placeholder(str),  # comma-separated paths/globs, or hf:owner/name[:split]
+      format="auto",                  # auto (by extension) | jsonl | parquet
+      on_error="raise",               # raise | skip (counted in the log)
+      max_length=20000,               # tokens per example (prompt + response + EOS); also the row length
+      truncation="right",             # right (study) | drop
+      eos_token=config_dict.placeholder(str),  # default tokenizer.eos_token; Qwen3-Base: <|endoftext|>
+      strip_default_system=False,     # Qwen2.5 "no-sys-prompt" template
+      packing=False,                  # study: one right-padded example per row
+      shuffle=False,                  # study: parquet order every epoch
       seed=0,
+      generate=config_dict.placeholder(str),  # "countdown": make the demo data in WORKDIR/data
+      generate_rows=2000,
   )
   c.train = dict(
-      num_steps=config_dict.placeholder(int),
+      num_steps=config_dict.placeholder(int),  # default: num_epochs over the data
       num_epochs=8,
       global_batch_size=256,
-      micro_batch_size=4,
+      micro_batch_size=32,            # rows per accumulation step, whole mesh (study: 4 per GPU x 8 GPUs)
       lr=5e-5,
-      schedule="cosine",
+      schedule="cosine",              # cosine | constant (both after linear warmup)
       warmup_ratio=0.1,
-      weight_decay=0.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.01,
+      weight_decay_mask="all",        # all (study) | kernels
       max_grad_norm=1.0,
-      loss_aggregation="token_mean",
+      loss_aggregation="token_mean",  # token_mean | verl (the study's micro-batch token mean, summed)
+      verl_ranks=8,                   # data-parallel ranks the verl aggregation emulates
+      loss_chunk=1024,                # sequence chunk of the LM head / loss
+      log_every=1,
       seed=0,
   )
   c.checkpoint = dict(
       save_steps=(10, 20, 40, 80, 160, 320, 480, 640),  # tuples: overridable as --config.x="(1, 2)"
       every_steps=0,  # 0 = only save_steps (plus the last step)
-      keep=0,         # 0 = keep all
+      keep=0,         # 0 = keep all; N = also keep only the N latest unlisted steps
+      async_save=True,
   )
   c.sample = dict(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=32768, n=1, seed=0)
   c.eval = dict(

@@ -77,6 +77,9 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   path = os.fspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
+  from rsft.train import checkpoint  # local: orbax is only needed for rsft step dirs
+  if checkpoint.is_step_dir(path):
+    return _load_step(path, dtype, mesh, remat_policy, param_dtype)
   cfg, raw = ModelConfig.from_dir(path)
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)  # validates the layout first
   params = convert.load_params(path, cfg, state, sharding.Rules(mesh))
@@ -85,6 +88,24 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
     import transformers  # local: heavy import, only when a tokenizer is present.
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
   return Model(cfg, params, graphdef, tokenizer, mesh, raw, path)
+
+
+def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any) -> Model:
+  """A training checkpoint step dir (WORKDIR/checkpoints/<step>): params only, into this mesh's shardings."""
+  from rsft.train import checkpoint
+
+  meta = checkpoint.read_meta(path)
+  fields = dict(meta["model_config"])
+  if fields.get("rope_llama3"):
+    fields["rope_llama3"] = tuple(fields["rope_llama3"])
+  cfg = ModelConfig(**fields)
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)
+  params = checkpoint.restore_params(path, sharding.abstract_arrays(state, sharding.Rules(mesh)))
+  tokenizer = None
+  if meta.get("tokenizer") and any(os.path.exists(os.path.join(meta["tokenizer"], f)) for f in _TOKENIZER_FILES):
+    import transformers
+    tokenizer = transformers.AutoTokenizer.from_pretrained(meta["tokenizer"])
+  return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"))
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:

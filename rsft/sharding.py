@@ -161,6 +161,19 @@ def state_shardings(abstract_state: Any, rules: Rules) -> Any:
                                           abstract_state, is_leaf=_is_var)
 
 
+def abstract_arrays(abstract_state: Any, rules: Rules) -> Any:
+  """The state with each leaf a ShapeDtypeStruct carrying its target sharding (orbax restore targets)."""
+  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def leaf(path, x):
+    name = path_name(path[:-1])  # the last key is the Variable's `value`
+    sharding = rules.sharding(_logical_axes[name], x.shape, name) if rules.mesh is not None else default
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+  _logical_axes = {name: var.get_metadata()["logical_axes"] for name, var in flatten_state(abstract_state).items()}
+  return jax.tree_util.tree_map_with_path(leaf, abstract_state)
+
+
 def param_specs(abstract_state: Any, rules: Rules) -> dict[str, P]:
   """'a.b.c' -> PartitionSpec for every parameter (for golden tables and logs)."""
   return {name: rules.spec(var.get_metadata()["logical_axes"], var.shape, name)

@@ -14,8 +14,12 @@ import jax.numpy as jnp
 from rsft.models.layers import precision
 
 
-def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024) -> jax.Array:
-  """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T]."""
+def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024,
+                     with_entropy: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+  """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T].
+
+  with_entropy also returns the per-token entropy of the predicted distribution (f32 [B,T], no gradient).
+  """
   b, t, d = hidden.shape
   c = min(chunk, t)
   pad = -t % c
@@ -27,7 +31,13 @@ def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, c
     logits = jnp.einsum("BCD,DV->BCV", h_c, kernel, preferred_element_type=jnp.float32,
                         precision=precision(h_c.dtype))
     target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
-    return target_logit - jax.nn.logsumexp(logits, axis=-1)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    if not with_entropy:
+      return target_logit - lse
+    logits = jax.lax.stop_gradient(logits)
+    entropy = jax.lax.stop_gradient(lse) - jnp.sum(jax.nn.softmax(logits, axis=-1) * logits, axis=-1)
+    return target_logit - lse, entropy
 
-  _, lp = jax.lax.scan(lambda carry, xs: (carry, one_chunk(*xs)), None, (h, y))
-  return lp.swapaxes(0, 1).reshape(b, -1)[:, :t]
+  _, out = jax.lax.scan(lambda carry, xs: (carry, one_chunk(*xs)), None, (h, y))
+  unchunk = lambda a: a.swapaxes(0, 1).reshape(b, -1)[:, :t]
+  return tuple(map(unchunk, out)) if with_entropy else unchunk(out)

@@ -1,0 +1,1 @@
+"""SFT data: readers (parquet/JSONL/HF), chat rendering with loss weights, the grain pipeline."""

@@ -1,0 +1,154 @@
+"""Tokenize once, then a grain pipeline: shuffle? -> epochs -> per-host slice -> pad or pack -> batch -> global arrays.
+
+Targets are shifted *per example, before packing* (inputs = t[:-1], targets = t[1:], weights = w[1:]), so no
+target ever crosses a segment boundary (the torchtune#1177 / MaxText packing leak). Packed rows carry segment ids
+(0 = padding) and per-segment positions; padded rows are the study-faithful layout (one example per row).
+The grain iterator's state is plain JSON and goes into every checkpoint, so a resume yields exactly the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from absl import logging
+from grain.experimental import FirstFitPackIterDataset
+
+from rsft.data import chat, readers
+
+
+@dataclasses.dataclass
+class TokenizedData:
+  tokens: np.ndarray   # int32, all examples concatenated
+  weights: np.ndarray  # uint8 loss weights, aligned with tokens
+  offsets: np.ndarray  # int64 [n + 1]
+  stats: dict[str, Any]
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = self.offsets[i], self.offsets[i + 1]
+    return self.tokens[a:b], self.weights[a:b]
+
+
+def _fingerprint(data_cfg: Any, tokenizer: Any, files: list[str]) -> str:
+  h = hashlib.sha256()
+  for f in files:
+    h.update(f.encode())
+    if os.path.exists(f):
+      st = os.stat(f)
+      h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+  keys = ("format", "max_length", "truncation", "eos_token", "strip_default_system", "on_error")
+  h.update(json.dumps({k: data_cfg.get(k) for k in keys}, default=str).encode())
+  h.update(f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.name_or_path}".encode())
+  return h.hexdigest()[:16]
+
+
+def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None) -> TokenizedData:
+  """Reads, renders and length-filters the training set; cached under cache_dir by content fingerprint."""
+  files = readers.resolve_files(data_cfg.train_files)
+  cache = os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}.npz") if cache_dir else None
+  if cache and os.path.exists(cache):
+    with np.load(cache, allow_pickle=False) as z:
+      return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])))
+  examples, read_stats = readers.read(files, data_cfg.format, data_cfg.on_error)
+  eos = chat.eos_id(tokenizer, data_cfg.eos_token)
+  tokens, weights, lengths = [], [], []
+  truncated = dropped = 0
+  for ex in examples:
+    t, w = chat.render(tokenizer, ex.messages, ex.response, eos, data_cfg.strip_default_system)
+    if len(t) > data_cfg.max_length:
+      if data_cfg.truncation == "drop":
+        dropped += 1
+        continue
+      t, w = t[:data_cfg.max_length], w[:data_cfg.max_length]  # "right", as the study (cuts the EOS too)
+      truncated += 1
+    tokens.append(t)
+    weights.append(w)
+    lengths.append(len(t))
+  if not tokens:
+    raise ValueError(f"{files}: no usable training examples ({read_stats.skipped} malformed, {dropped} too long).")
+  lengths = np.asarray(lengths)
+  data = TokenizedData(
+      np.concatenate(tokens), np.concatenate(weights), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+      dict(rows=read_stats.rows, skipped_malformed=read_stats.skipped, truncated=truncated, dropped_too_long=dropped,
+           examples=len(tokens), tokens=int(lengths.sum()), supervised_fraction=float(np.mean(np.concatenate(weights))),
+           length_p50=int(np.percentile(lengths, 50)), length_p99=int(np.percentile(lengths, 99)),
+           length_max=int(lengths.max())))
+  logging.info("training data: %s", data.stats)
+  if cache:
+    os.makedirs(cache_dir, exist_ok=True)
+    np.savez(cache + ".tmp.npz", tokens=data.tokens, weights=data.weights, offsets=data.offsets,
+             stats=json.dumps(data.stats))
+    os.replace(cache + ".tmp.npz", cache)
+  return data
+
+
+class ShiftedSource:
+  """Random-access grain source of shifted examples."""
+
+  def __init__(self, data: TokenizedData):
+    self.data = data
+
+  def __len__(self) -> int:
+    return len(self.data)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    t, w = self.data.example(int(i))
+    return {"inputs": t[:-1], "targets": t[1:], "weights": w[1:].astype(np.float32)}
+
+
+def _pad(example: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+  n = len(example["inputs"])
+  out = {k: np.zeros(length, v.dtype) for k, v in example.items()}
+  for k, v in example.items():
+    out[k][:n] = v
+  out["segment_ids"] = (np.arange(length) < n).astype(np.int32)
+  out["positions"] = np.where(np.arange(length) < n, np.arange(length), 0).astype(np.int32)
+  return out
+
+
+def _from_packed(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  return {"inputs": example["inputs"], "targets": example["targets"], "weights": example["weights"],
+          "segment_ids": example["inputs_segment_ids"], "positions": example["inputs_positions"]}
+
+
+def make_dataset(data: TokenizedData, *, seq_len: int, per_host_batch: int, packing: bool, shuffle: bool,
+                 seed: int, num_epochs: int | None, process_index: int = 0, process_count: int = 1
+                 ) -> grain.IterDataset:
+  """Batches of {inputs, targets, weights, segment_ids, positions}, each [per_host_batch, seq_len]."""
+  ds = grain.MapDataset.source(ShiftedSource(data))
+  if shuffle:
+    ds = ds.shuffle(seed=seed)
+  ds = ds.repeat(num_epochs)
+  ds = ds[process_index::process_count].to_iter_dataset()
+  if packing:
+    lengths = {"inputs": seq_len, "targets": seq_len, "weights": seq_len}
+    ds = FirstFitPackIterDataset(ds, length_struct=lengths, num_packing_bins=per_host_batch, shuffle_bins=False)
+    ds = ds.map(_from_packed)
+  else:
+    ds = ds.map(lambda ex: _pad(ex, seq_len))
+  return ds.batch(per_host_batch, drop_remainder=True)
+
+
+def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, packing: bool,
+                  process_count: int = 1, **kw) -> int:
+  """Batches that `make_dataset` yields over `num_epochs`: computed for padding, counted for packing."""
+  if packing:
+    return sum(1 for _ in make_dataset(data, num_epochs=num_epochs, per_host_batch=per_host_batch, packing=True,
+                                       process_count=process_count, **kw))
+  rows = len(data) * num_epochs
+  last_host_rows = len(range(process_count - 1, rows, process_count))  # the fewest rows of any host
+  return last_host_rows // per_host_batch
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  """Host-local batch -> global arrays on the mesh (each process contributes its rows)."""
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}

@@ -1,0 +1,135 @@
+"""SFT data readers: the study's parquet, JSONL, and Hugging Face datasets, normalised to (prompt turns, response).
+
+Accepted row shapes (first match wins):
+  {"message": [turns...], "response": str}        the study's parquet schema (paper.md §2)
+  {"messages": [turns..., {"role": "assistant"}]} the last assistant turn is the response
+  {"prompt": str | [turns...], "response": str}
+A malformed row is an error naming the file and the row; with on_error="skip" it is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from absl import logging
+
+
+@dataclasses.dataclass
+class Example:
+  messages: list[dict[str, str]]  # the prompt turns (no assistant answer)
+  response: str
+  source: str
+  row: int
+
+
+@dataclasses.dataclass
+class ReadStats:
+  rows: int = 0
+  skipped: int = 0
+  errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def _turns(value: Any, where: str) -> list[dict[str, str]]:
+  if isinstance(value, str):
+    return [{"role": "user", "content": value}]
+  if hasattr(value, "tolist"):  # numpy arrays from parquet
+    value = value.tolist()
+  if not isinstance(value, (list, tuple)) or not value:
+    raise ValueError(f"{where}: expected a non-empty list of chat turns, got {type(value).__name__}")
+  turns = []
+  for k, turn in enumerate(value):
+    if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("content"), str):
+      raise ValueError(f"{where}: turn {k} must be a dict with string 'role' and 'content'")
+    turns.append({"role": turn["role"], "content": turn["content"]})
+  return turns
+
+
+def normalize(row: Any, source: str, index: int) -> Example:
+  where = f"{source}: row {index}"
+  if not isinstance(row, dict):
+    raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
+  if "message" in row or "prompt" in row:
+    prompt = row["message"] if "message" in row else row["prompt"]
+    response = row.get("response")
+    if not isinstance(response, str) or not response:
+      raise ValueError(f"{where}: 'response' must be a non-empty string")
+    return Example(_turns(prompt, where), response, source, index)
+  if "messages" in row:
+    turns = _turns(row["messages"], where)
+    if turns[-1]["role"] != "assistant" or len(turns) < 2:
+      raise ValueError(f"{where}: 'messages' must end with an assistant turn after at least one prompt turn")
+    return Example(turns[:-1], turns[-1]["content"], source, index)
+  raise ValueError(f"{where}: no 'message'/'prompt' + 'response' or 'messages' field (has {sorted(row)})")
+
+
+def _raw_rows(path: str, fmt: str) -> Iterator[tuple[int, Any]]:
+  if fmt == "jsonl":
+    with open(path) as f:
+      for i, line in enumerate(f):
+        if not line.strip():
+          continue
+        try:
+          yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+          yield i, ValueError(f"{path}: row {i}: invalid JSON ({e.msg})")
+  elif fmt == "parquet":
+    import pyarrow.parquet as pq
+    for i, row in enumerate(pq.read_table(path).to_pylist()):
+      yield i, row
+  else:
+    raise ValueError(f"{path}: unknown data.format {fmt!r}; use jsonl, parquet or hf")
+
+
+def _hf_rows(name: str) -> Iterator[tuple[int, Any]]:
+  """'hf:owner/name[:split]' through `datasets`, offline from its local cache (no network at run time)."""
+  import datasets
+  spec = name[3:]
+  repo, _, split = spec.partition(":")
+  for i, row in enumerate(datasets.load_dataset(repo, split=split or "train")):
+    yield i, row
+
+
+def resolve_files(files: str | Sequence[str]) -> list[str]:
+  """Comma-separated or listed paths, globs expanded; 'hf:' names pass through."""
+  items = [f.strip() for f in (files.split(",") if isinstance(files, str) else files) if f and f.strip()]
+  out = []
+  for item in items:
+    if item.startswith("hf:"):
+      out.append(item)
+      continue
+    matches = sorted(glob.glob(item))
+    if not matches:
+      raise FileNotFoundError(f"data file {item!r} does not exist")
+    out.extend(matches)
+  return out
+
+
+def read(files: str | Sequence[str], fmt: str = "auto", on_error: str = "raise") -> tuple[list[Example], ReadStats]:
+  if on_error not in ("raise", "skip"):
+    raise ValueError(f"data.on_error={on_error!r}; use 'raise' or 'skip'")
+  stats, out = ReadStats(), []
+  for path in resolve_files(files):
+    if path.startswith("hf:"):
+      rows = _hf_rows(path)
+    else:
+      kind = fmt if fmt not in ("auto", None) else os.path.splitext(path)[1].lstrip(".")
+      rows = _raw_rows(path, "jsonl" if kind == "json" else kind)
+    for i, row in rows:
+      stats.rows += 1
+      try:
+        if isinstance(row, Exception):
+          raise row
+        out.append(normalize(row, path, i))
+      except ValueError as e:
+        if on_error == "raise":
+          raise
+        stats.skipped += 1
+        stats.errors.append(str(e))
+  if stats.skipped:
+    logging.warning("skipped %d of %d malformed rows; first: %s", stats.skipped, stats.rows, stats.errors[0])
+  return out, stats

@@ -1,0 +1,32 @@
+"""A small byte-level BPE tokenizer with Qwen's special tokens and ChatML template, trained locally.
+
+The CPU demo and the tests need a tokenizer without network access and without a 151k-row embedding; this one
+behaves like Qwen's where it matters (ChatML turns, `<|im_end|>`, `<|endoftext|>` as EOS, `<think>` tags as
+single tokens) and saves as a normal Hugging Face tokenizer directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def train(texts: Iterable[str], vocab_size: int, out_dir: str):
+  """Trains, saves to out_dir (tokenizer.json + config) and returns the transformers tokenizer."""
+  import tokenizers
+  import transformers
+  from tokenizers import decoders, models, pre_tokenizers, trainers
+
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+  tok.train_from_iterator(texts, trainer)
+  fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                              pad_token="<|endoftext|>", chat_template=CHATML)
+  fast.save_pretrained(out_dir)
+  return transformers.AutoTokenizer.from_pretrained(out_dir)

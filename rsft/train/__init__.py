@@ -1,0 +1,1 @@
+"""SFT training: loss, optimizer, jitted step, orbax checkpoints, the loop."""

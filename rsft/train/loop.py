@@ -1,0 +1,143 @@
+"""The training loop: config -> data -> model -> jitted step -> metrics and checkpoints; resumes by itself.
+
+Restarting the same command continues from the latest checkpoint in WORKDIR/checkpoints with params, optimizer
+state, step and data iterator restored, so a preempted run and an uninterrupted one see the same batches.
+SIGTERM (preemption) finishes the current step, saves, and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+from absl import logging
+
+from rsft import api, config as rconfig, distributed, sharding
+from rsft.data import generate, pipeline
+from rsft.models import ModelConfig
+from rsft.train import checkpoint, metrics as metrics_lib, optim
+from rsft.train.loss import AGGREGATIONS
+from rsft.train.step import StepConfig, train_step
+
+
+@dataclasses.dataclass
+class Preemption:
+  requested: bool = False
+
+  def install(self) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
+
+
+def _tokenizer(config: Any, workdir: str):
+  import transformers
+  path = config.model.tokenizer or config.model.path
+  if not path:
+    raise ValueError("no tokenizer: set model.tokenizer (or model.path to an HF dir with tokenizer files).")
+  return transformers.AutoTokenizer.from_pretrained(path)
+
+
+def _model(config: Any, mesh: jax.sharding.Mesh) -> api.Model:
+  kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
+            remat_policy=config.model.remat)
+  if config.model.path:
+    return api.load_model(config.model.path, **kw)
+  if not config.model.arch:
+    raise ValueError("set model.path (an HF checkpoint dir) or model.arch (a from-scratch architecture).")
+  return api.init_model(ModelConfig.from_arch(config.model.arch.to_dict()), seed=config.train.seed, **kw)
+
+
+def run(config: Any, workdir: str) -> dict[str, float]:
+  """Trains; returns the last logged metrics."""
+  rconfig.validate(config)
+  if config.train.loss_aggregation not in AGGREGATIONS:
+    raise ValueError(f"train.loss_aggregation={config.train.loss_aggregation!r}; choose one of {AGGREGATIONS}")
+  distributed.maybe_initialize()
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    rconfig.dump(config, workdir)
+  generate.maybe_generate(config, workdir)
+  mesh = sharding.mesh_from_config(config.mesh)
+  tokenizer = _tokenizer(config, workdir)
+  data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"))
+
+  global_batch, procs = config.train.global_batch_size, jax.process_count()
+  if global_batch % procs or global_batch % config.train.micro_batch_size:
+    raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}) and "
+                     f"train.micro_batch_size={config.train.micro_batch_size}.")
+  data_kw = dict(seq_len=config.data.max_length, per_host_batch=global_batch // procs, packing=config.data.packing,
+                 shuffle=config.data.shuffle, seed=config.data.seed, process_index=jax.process_index(),
+                 process_count=procs)
+  total_steps = config.train.num_steps or pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw)
+  if total_steps < 1:
+    raise ValueError(f"{len(data)} examples make no full batch of {global_batch}.")
+  dataset = pipeline.make_dataset(data, num_epochs=None if config.train.num_steps else config.train.num_epochs,
+                                  **data_kw)
+  data_iter = iter(dataset)
+
+  model = _model(config, mesh)
+  optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
+  init_opt = jax.jit(optimizer.init)
+  abstract_opt = checkpoint.abstract_like(jax.eval_shape(optimizer.init, model.params), None)
+  opt_shardings = init_opt.lower(model.params).compile().output_shardings
+  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_opt,
+                              opt_shardings)
+
+  ckpt_cfg = config.checkpoint
+  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep,
+                            ckpt_cfg.async_save)
+  params, step = model.params, 0
+  if mngr.latest_step() is not None:
+    start = mngr.latest_step()
+    params, train_state = checkpoint.restore(
+        mngr, start, checkpoint.abstract_like(params, mesh),
+        {"opt_state": checkpoint.abstract_like(abstract_opt, mesh), "step": 0}, data_iter)
+    opt_state, step = train_state["opt_state"], int(train_state["step"])
+    logging.info("resumed from step %d", step)
+  else:
+    opt_state = init_opt(params)
+
+  meta = dict(model_config=dataclasses.asdict(model.config), hf_config=model.hf_config,
+              tokenizer=os.path.abspath(config.model.tokenizer or config.model.path), config=config.to_dict())
+  micro_batches = global_batch // config.train.micro_batch_size
+  step_cfg = StepConfig(micro_batches=micro_batches, aggregation=config.train.loss_aggregation,
+                        verl_ranks=config.train.verl_ranks,
+                        verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
+                        loss_chunk=config.train.loss_chunk)
+  jitted = jax.jit(functools.partial(train_step, model.graphdef, optimizer, step_cfg), donate_argnums=(0, 1))
+  batch_sharding = sharding.batch_sharding(sharding.Rules(mesh), (global_batch, config.data.max_length))
+  writer = metrics_lib.Writer(workdir, total_steps, model.config, config.data.max_length * global_batch)
+  preempt = Preemption()
+  preempt.install()
+  should_save = lambda s: (s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0)
+                           or s == total_steps)
+  last = {}
+  try:
+    while step < total_steps:
+      t0 = time.perf_counter()
+      batch = pipeline.to_global(next(data_iter), batch_sharding)
+      params, opt_state, out = jitted(params, opt_state, batch)
+      step += 1
+      if step % config.train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
+        last = writer.write(step, jax.device_get(out), float(lr_schedule(step - 1)), time.perf_counter() - t0)
+      if should_save(step) or preempt.requested:
+        checkpoint.save(mngr, step, params, opt_state, data_iter, meta)
+      if preempt.requested:
+        logging.warning("SIGTERM: saved step %d, exiting.", step)
+        break
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+  return last
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+

@@ -1,0 +1,78 @@
+"""Training metrics: metrics.jsonl, TensorBoard events and a progress bar with loss, tokens/s and ETA."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+from tqdm import tqdm
+
+from rsft.models import ModelConfig
+
+# Dense bf16 peak FLOP/s per chip, for the MFU estimate (None: unknown device, no MFU logged).
+PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
+              "TPU v6e": 918e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12}
+
+
+def param_count(cfg: ModelConfig) -> int:
+  d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+  attn = d * h * (2 * cfg.num_heads + 2 * cfg.num_kv_heads)
+  embed = cfg.vocab_size * d * (1 if cfg.tie_word_embeddings else 2)
+  return cfg.num_layers * (attn + 3 * d * f) + embed
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+  """6N for the dense matmuls plus causal attention (12 * L * H * Nq * T / 2), forward + backward."""
+  return 6 * param_count(cfg) + 6 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+
+
+def peak_flops() -> float | None:
+  kind = jax.devices()[0].device_kind
+  per_chip = next((v for k, v in PEAK_FLOPS.items() if kind.startswith(k)), None)
+  return per_chip * jax.device_count() if per_chip else None
+
+
+class Writer:
+
+  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, batch_positions: int):
+    self.primary = jax.process_index() == 0
+    self.total, self.batch_positions = total_steps, batch_positions
+    self.flops_per_token, self.peak = flops_per_token(cfg, batch_positions), peak_flops()
+    self.last_time, self.last_step = time.perf_counter(), None
+    self.bar = tqdm(total=total_steps, desc="train", disable=not self.primary, dynamic_ncols=True)
+    if self.primary:
+      from tensorboardX import SummaryWriter
+      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, out: dict[str, Any], lr: float, step_seconds: float) -> dict[str, float]:
+    now = time.perf_counter()
+    steps = step - (self.last_step if self.last_step is not None else step - 1)
+    elapsed = now - self.last_time if self.last_step is not None else step_seconds
+    self.last_time, self.last_step = now, step
+    real = float(out["real_tokens"])
+    row = {"step": step, "loss": float(out["loss"]), "objective": float(out["objective"]), "lr": lr,
+           "grad_norm": float(out["grad_norm"]), "entropy": float(out["entropy"]),
+           "supervised_tokens": float(out["supervised_tokens"]), "skipped_nonfinite": int(out["skipped"]),
+           "padding_fraction": 1.0 - real / self.batch_positions,
+           "tokens_per_s": real * steps / max(elapsed, 1e-9)}
+    if self.peak:
+      row["mfu"] = row["tokens_per_s"] * self.flops_per_token / self.peak
+    if self.primary:
+      self.jsonl.write(json.dumps(row) + "\n")
+      self.jsonl.flush()
+      for k, v in row.items():
+        if k != "step":
+          self.tb.add_scalar(f"train/{k}", v, step)
+      self.bar.update(step - self.bar.n)
+      self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+    return row
+
+  def close(self) -> None:
+    self.bar.close()
+    if self.primary:
+      self.jsonl.close()
+      self.tb.close()

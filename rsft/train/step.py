@@ -1,0 +1,67 @@
+"""The jitted train step: gradient accumulation as a scan over micro-batches, then one optimizer update.
+
+Pure function of (params, opt_state, batch); the caller jits it with explicit shardings and donates the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from rsft.models.head import chunked_logprobs
+from rsft.train.loss import token_scales
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  micro_batches: int = 1
+  aggregation: str = "token_mean"
+  verl_ranks: int = 1
+  verl_rows_per_micro: int = 1
+  loss_chunk: int = 1024
+
+
+def forward_logprobs(graphdef: Any, params: Any, batch: dict[str, jax.Array], chunk: int):
+  model = nnx.merge(graphdef, params)
+  hidden = model(batch["inputs"], batch["positions"], batch["segment_ids"])
+  return chunked_logprobs(hidden, model.head_kernel(), batch["targets"], chunk, with_entropy=True)
+
+
+def _micro_loss(params, graphdef, mb, chunk):
+  lp, entropy = forward_logprobs(graphdef, params, mb, chunk)
+  w = mb["weights"]
+  sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
+  return -(lp * mb["scale"]).sum(), sums
+
+
+def train_step(graphdef: Any, optimizer: optax.GradientTransformation, cfg: StepConfig, params: Any,
+               opt_state: Any, batch: dict[str, jax.Array]) -> tuple[Any, Any, dict[str, jax.Array]]:
+  batch = dict(batch, scale=token_scales(batch["weights"], cfg.aggregation, cfg.verl_ranks, cfg.verl_rows_per_micro))
+  rows = batch["inputs"].shape[0]
+  if rows % cfg.micro_batches:
+    raise ValueError(f"global batch {rows} is not a multiple of {cfg.micro_batches} micro-batches")
+  micro = jax.tree.map(lambda x: x.reshape(cfg.micro_batches, rows // cfg.micro_batches, *x.shape[1:]), batch)
+  grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
+
+  def accumulate(carry, mb):
+    grads, objective, sums = carry
+    (obj, s), g = grad_fn(params, graphdef, mb, cfg.loss_chunk)
+    grads = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g)
+    return (grads, objective + obj, jax.tree.map(jnp.add, sums, s)), None
+
+  zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
+  (grads, objective, sums), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros(()), zero_sums), micro)
+  grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  tokens = jnp.maximum(sums["tokens"], 1.0)
+  metrics = dict(loss=sums["nll"] / tokens, objective=objective, grad_norm=optax.tree.norm(grads),
+                 entropy=sums["entropy"] / tokens, supervised_tokens=sums["tokens"],
+                 real_tokens=(batch["segment_ids"] > 0).sum(), skipped=1 - opt_state.last_finite.astype(jnp.int32))
+  return params, opt_state, metrics

@@ -1,0 +1,139 @@
+"""Readers, chat rendering with weights, packing without cross-segment targets, iterator resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import transformers
+
+from rsft.data import chat, pipeline, readers, tiny_tokenizer
+from rsft.tasks import countdown
+
+QWEN3_TOKENIZER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "tokenizers", "qwen3")
+
+
+@pytest.fixture(scope="module")
+def qwen3_tok():
+  if not os.path.isdir(QWEN3_TOKENIZER):
+    pytest.skip("../shared/tokenizers/qwen3 not present")
+  return transformers.AutoTokenizer.from_pretrained(QWEN3_TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def tiny_tok(tmp_path_factory):
+  rows = countdown.rows(0, 200)
+  return tiny_tokenizer.train((r["message"][0]["content"] + r["response"] for r in rows), 400,
+                              str(tmp_path_factory.mktemp("tok")))
+
+
+def test_render_matches_chat_template_and_weights_response_and_eos(qwen3_tok):
+  messages = [{"role": "user", "content": "What is 2+3?\nPlease reason step by step, and put your final answer "
+                                          "within \\boxed{}."}]
+  response = "<think>\n2+3=5. Check: 5-3=2.\n</think>\n\nThe answer is \\boxed{5}."
+  eos = chat.eos_id(qwen3_tok, "<|endoftext|>")  # Qwen3-Base's EOS, as in the study
+  tokens, weights = chat.render(qwen3_tok, messages, response, eos)
+  template = qwen3_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+  n_prompt = int((weights == 0).sum())
+  assert qwen3_tok.decode(tokens[:n_prompt]) == template
+  assert template.endswith("<|im_start|>assistant\n")
+  assert weights[:n_prompt].sum() == 0 and weights[n_prompt:].all()  # response and EOS supervised
+  assert tokens[-1] == eos == 151643
+  assert qwen3_tok.decode(tokens[n_prompt:-1]) == response  # <think> kept verbatim
+  assert chat.eos_id(qwen3_tok, None) == 151645  # default: the tokenizer's own eos (<|im_end|> here)
+  with pytest.raises(ValueError, match="not a token"):
+    chat.eos_id(qwen3_tok, "<|nope|>")
+
+
+def test_strip_default_system_prompt(tiny_tok):
+  tiny_tok.chat_template = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by "
+                            "Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}" + tiny_tokenizer.CHATML)
+  msgs = [{"role": "user", "content": "hi"}]
+  assert chat.prompt_text(tiny_tok, msgs).startswith("<|im_start|>system\nYou are Qwen")
+  assert chat.prompt_text(tiny_tok, msgs, strip_default_system=True) == "<|im_start|>user\nhi<|im_end|>\n" \
+      "<|im_start|>assistant\n"
+
+
+def test_readers_accept_the_three_schemas(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  study = [{"message": [{"role": "user", "content": "q1"}], "response": "r1", "advantage": 1.0}]
+  pq.write_table(pa.Table.from_pylist(study), tmp_path / "train.parquet")
+  with open(tmp_path / "a.jsonl", "w") as f:
+    f.write(json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q2"},
+                                     {"role": "assistant", "content": "r2"}]}) + "\n")
+    f.write(json.dumps({"prompt": "q3", "response": "r3"}) + "\n")
+  examples, stats = readers.read(f"{tmp_path}/train.parquet,{tmp_path}/*.jsonl")
+  assert [(e.messages[-1]["content"], e.response) for e in examples] == [("q1", "r1"), ("q2", "r2"), ("q3", "r3")]
+  assert examples[1].messages[0] == {"role": "system", "content": "s"} and stats.rows == 3
+
+
+def test_malformed_rows_raise_with_file_and_row_or_are_counted(tmp_path):
+  path = tmp_path / "bad.jsonl"
+  rows = [{"prompt": "ok", "response": "fine"}, {"prompt": "q"}, "not json", {"messages": [{"role": "user"}]}]
+  path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+  with pytest.raises(ValueError, match=rf"{path}: row 1: 'response' must be a non-empty string"):
+    readers.read(str(path))
+  examples, stats = readers.read(str(path), on_error="skip")
+  assert len(examples) == 1 and stats.skipped == 3 and stats.rows == 4
+  assert any("row 2: invalid JSON" in e for e in stats.errors)
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    readers.read(str(tmp_path / "missing.jsonl"))
+
+
+class DataCfg(dict):
+  __getattr__ = dict.get
+
+
+def make_data(tok, tmp_path, n=40, **kw):
+  path = tmp_path / "cd.jsonl"
+  with open(path, "w") as f:
+    for r in countdown.rows(1, n):
+      f.write(json.dumps(r) + "\n")
+  cfg = DataCfg(train_files=str(path), format="auto", on_error="raise", max_length=kw.pop("max_length", 512),
+                truncation=kw.pop("truncation", "right"), eos_token=None, strip_default_system=False)
+  return pipeline.prepare(cfg, tok, cache_dir=str(tmp_path / "cache"))
+
+
+def test_truncation_and_drop_are_counted(tiny_tok, tmp_path):
+  cut = make_data(tiny_tok, tmp_path, max_length=4096).stats["length_p50"]
+  data = make_data(tiny_tok, tmp_path, max_length=cut, truncation="right")
+  assert data.stats["truncated"] > 0 and data.stats["length_max"] == cut
+  dropped = make_data(tiny_tok, tmp_path, max_length=cut, truncation="drop")
+  assert dropped.stats["dropped_too_long"] == data.stats["truncated"]
+  assert len(dropped) + dropped.stats["dropped_too_long"] == 40
+
+
+def test_packing_keeps_targets_inside_their_example(tiny_tok, tmp_path):
+  data = make_data(tiny_tok, tmp_path)
+  ds = pipeline.make_dataset(data, seq_len=1024, per_host_batch=4, packing=True, shuffle=False, seed=0, num_epochs=1)
+  originals = {tuple(data.example(i)[0]) for i in range(len(data))}
+  segments = 0
+  for batch in ds:
+    for row in range(4):
+      seg, pos = batch["segment_ids"][row], batch["positions"][row]
+      for s in set(seg.tolist()) - {0}:
+        idx = np.flatnonzero(seg == s)
+        assert (pos[idx] == np.arange(len(idx))).all()  # positions restart per segment
+        rebuilt = tuple(batch["inputs"][row][idx]) + (batch["targets"][row][idx[-1]],)
+        assert rebuilt in originals  # every target is the next token of the same example
+        segments += 1
+      assert (batch["weights"][row][seg == 0] == 0).all()
+  assert segments >= 30  # nearly all 40 examples packed into full rows (drop_remainder loses the tail)
+
+
+def test_padding_layout_and_resume_yields_the_next_batch(tiny_tok, tmp_path):
+  data = make_data(tiny_tok, tmp_path)
+  kw = dict(seq_len=512, per_host_batch=4, packing=False, shuffle=True, seed=3, num_epochs=2)
+  assert pipeline.steps_per_run(data, **kw) == 20
+  it = iter(pipeline.make_dataset(data, **kw))
+  first = next(it)
+  n = int(first["segment_ids"][0].sum())
+  assert (first["positions"][0][:n] == np.arange(n)).all() and (first["segment_ids"][0][n:] == 0).all()
+  next(it)
+  state = it.get_state()
+  expected = [next(it)["inputs"] for _ in range(3)]
+  fresh = iter(pipeline.make_dataset(data, **kw))
+  fresh.set_state(state)
+  for want in expected:
+    np.testing.assert_array_equal(next(fresh)["inputs"], want)

@@ -1,0 +1,18 @@
+"""Reasoning SFT: python train.py --config=configs/X.py --workdir=DIR [--config.a.b=v ...]."""
+
+from absl import app, flags
+
+from rsft import config as rconfig
+from rsft.train import loop
+
+rconfig.define_flags()
+
+
+def main(argv):
+  del argv
+  loop.run(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
