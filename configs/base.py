@@ -34,6 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       packing=False,                  # study: one right-padded example per row
       shuffle=False,                  # study: parquet order every epoch
       seed=0,
+      limit_rows=0,                   # >0: a seeded random subset of this many rows (Math-CoT-2.5k)
       generate=config_dict.placeholder(str),  # "countdown": make the demo data in WORKDIR/data
       generate_rows=2000,
   )

@@ -76,3 +76,29 @@ def test_mesh_comes_from_the_config():
   assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
   c.mesh.tensor = 2
   assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 4, "tensor": 2}
+
+
+def test_paper_run_matrix_rows_match_the_study():
+  """paper.md §3: 20,480 rows, 80 steps/epoch at batch 256, warmup 10%, clip 1.0, wd 0.01, max length 20000."""
+  default = rconfig.load_config_file(os.path.join(ROOT, "configs", "qwen14b_verified.py"))
+  rconfig.validate(default)
+  assert default.model.path.endswith("Qwen3-14B-Base") and default.data.train_files == "hf:jasonrqh/Math-CoT-20k"
+  assert (default.train.lr, default.train.num_epochs, default.train.global_batch_size) == (5e-5, 8, 256)
+  assert (default.data.max_length, default.data.truncation, default.data.packing, default.data.shuffle) == \
+      (20000, "right", False, False)
+  assert (default.train.warmup_ratio, default.train.max_grad_norm, default.train.weight_decay) == (0.1, 1.0, 0.01)
+  assert default.train.schedule == "cosine" and default.data.eos_token == "<|endoftext|>"
+  assert tuple(default.checkpoint.save_steps) == (10, 20, 40, 80, 160, 320, 480, 640)
+  assert default.train.loss_aggregation == "verl" and default.model.param_dtype == "bfloat16"
+
+  paper = os.path.join(ROOT, "configs", "paper.py")
+  stress = rconfig.load_config_file(paper, "model=qwen3_14b,data=math_cot,lr=1e-4,epochs=16,schedule=constant")
+  assert (stress.train.lr, stress.train.schedule, stress.train.warmup_ratio) == (1e-4, "constant", 0.1)
+  assert tuple(stress.checkpoint.save_steps)[-4:] == (800, 960, 1120, 1280)
+  small = rconfig.load_config_file(paper, "model=qwen3_14b,data=math_cot_2.5k,batch=32")
+  assert (small.data.limit_rows, small.train.global_batch_size, small.checkpoint.save_steps[-1]) == (2560, 32, 640)
+  q25 = rconfig.load_config_file(paper, "model=qwen2.5_7b,data=numina,faithful=0")
+  assert q25.data.strip_default_system and q25.model.path.endswith("Qwen2.5-7B")
+  assert (q25.train.loss_aggregation, q25.model.param_dtype) == ("token_mean", "float32")
+  with pytest.raises(ValueError, match="model='qwen3_32b'"):
+    rconfig.load_config_file(paper, "model=qwen3_32b")

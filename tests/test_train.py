@@ -178,3 +178,14 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   steps = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
   last = json.loads(metrics.read_text().splitlines()[-1])["step"]
   assert steps == [last] and last >= 2
+
+
+def test_schedule_is_verls_cosine_with_warmup():
+  """640 steps, warmup int(0.1 * 640) = 64: lr(0) = 0 (the study's first update), peak at 64, 0 at 640."""
+  import math
+  sched = optim.schedule(5e-5, 640, 0.1, "cosine")
+  for step in (0, 10, 32, 64, 100, 352, 639, 640):
+    want = 5e-5 * (step / 64 if step < 64 else 0.5 * (1 + math.cos(math.pi * (step - 64) / (640 - 64))))
+    np.testing.assert_allclose(float(sched(step)), want, rtol=1e-5, atol=1e-12)
+  const = optim.schedule(1e-4, 1280, 0.1, "constant")
+  assert float(const(0)) == 0 and float(const(64)) == pytest.approx(5e-5) and float(const(1000)) == pytest.approx(1e-4)

@@ -45,7 +45,7 @@ def _fingerprint(data_cfg: Any, tokenizer: Any, files: list[str]) -> str:
     if os.path.exists(f):
       st = os.stat(f)
       h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-  keys = ("format", "max_length", "truncation", "eos_token", "strip_default_system", "on_error")
+  keys = ("format", "max_length", "truncation", "eos_token", "strip_default_system", "on_error", "limit_rows", "seed")
   h.update(json.dumps({k: data_cfg.get(k) for k in keys}, default=str).encode())
   h.update(f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.name_or_path}".encode())
   return h.hexdigest()[:16]
@@ -59,6 +59,9 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None) -> Toke
     with np.load(cache, allow_pickle=False) as z:
       return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])))
   examples, read_stats = readers.read(files, data_cfg.format, data_cfg.on_error)
+  if data_cfg.get("limit_rows") and data_cfg.limit_rows < len(examples):
+    keep = np.sort(np.random.default_rng(data_cfg.seed).choice(len(examples), data_cfg.limit_rows, replace=False))
+    examples = [examples[i] for i in keep]
   eos = chat.eos_id(tokenizer, data_cfg.eos_token)
   tokens, weights, lengths = [], [], []
   truncated = dropped = 0
