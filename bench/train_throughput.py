@@ -1,6 +1,6 @@
 """Train-step throughput: rsft's jitted step vs a PyTorch/transformers loop, and the loss's memory at long T.
 
-  python bench/train_throughput.py [--steps=10] [--batch=8] [--seq=512]
+  python bench/train_throughput.py [--steps=10] [--batch=8] [--seq=512] [--size=tiny|medium]
 
 1. Same tiny Qwen3 architecture, batch, sequence length, float32, AdamW (lr 1e-4, wd 0.01, clip 1.0), full
    supervision; tokens/s of each after warm-up, in one run on the same machine, and their ratio.
@@ -20,14 +20,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ARCH = dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=64, rope_theta=1e6, tie_word_embeddings=False,
-            max_position_embeddings=4096)
+SIZES = {
+    "tiny": dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=64),
+    # ~270M parameters: big enough that an accelerator is not launch-bound.
+    "medium": dict(vocab_size=32768, hidden_size=1024, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=16, num_key_value_heads=8, head_dim=64),
+}
+ARCH = dict(SIZES["tiny"], rope_theta=1e6, tie_word_embeddings=False, max_position_embeddings=8192)
 
 
 def rsft_tokens_per_s(batch: int, seq: int, steps: int) -> float:
+  import types
+
   import jax
-  import ml_collections
   import rsft
   from rsft.models import ModelConfig
   from rsft.train import optim
@@ -38,7 +44,7 @@ def rsft_tokens_per_s(batch: int, seq: int, steps: int) -> float:
                     num_heads=ARCH["num_attention_heads"], num_kv_heads=ARCH["num_key_value_heads"],
                     head_dim=ARCH["head_dim"], rope_theta=ARCH["rope_theta"], qk_norm=True)
   m = rsft.init_model(cfg, seed=0, remat_policy="none")
-  tc = ml_collections.ConfigDict(dict(lr=1e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9,
+  tc = types.SimpleNamespace(**dict(lr=1e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9,
                                       b2=0.999, eps=1e-8, weight_decay=0.01, weight_decay_mask="all"))
   tx, _ = optim.make_optimizer(tc, steps)
   step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=512)), donate_argnums=(0, 1))
@@ -61,9 +67,11 @@ def torch_tokens_per_s(batch: int, seq: int, steps: int) -> float:
   import transformers
 
   torch.manual_seed(0)
-  model = transformers.AutoModelForCausalLM.from_config(transformers.Qwen3Config(**ARCH)).float().train()
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  model = transformers.AutoModelForCausalLM.from_config(transformers.Qwen3Config(**ARCH)).float().train().to(device)
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-  ids = torch.tensor(np.random.default_rng(0).integers(0, ARCH["vocab_size"], (batch, seq + 1)))
+  ids = torch.tensor(np.random.default_rng(0).integers(0, ARCH["vocab_size"], (batch, seq + 1))).to(device)
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def one():
     opt.zero_grad(set_to_none=True)
@@ -73,9 +81,11 @@ def torch_tokens_per_s(batch: int, seq: int, steps: int) -> float:
     opt.step()
 
   one()
+  sync()
   start = time.perf_counter()
   for _ in range(steps):
     one()
+  sync()
   return batch * seq * steps / (time.perf_counter() - start)
 
 
@@ -108,7 +118,9 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--seq", type=int, default=512)
+  parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
   args = parser.parse_args()
+  ARCH.update(SIZES[args.size])
   import jax
   import torch
   print(f"device: {jax.devices()[0].device_kind}; torch threads {torch.get_num_threads()}")

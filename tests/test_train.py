@@ -119,7 +119,7 @@ def test_micro_batching_does_not_change_the_step():
 
 def test_non_finite_gradients_skip_the_update():
   m = rsft.init_model(CFG, seed=0)
-  m.params["norm"]["scale"].value = m.params["norm"]["scale"][...].at[0].set(jnp.inf)
+  m.params["norm"]["scale"][...] = m.params["norm"]["scale"][...].at[0].set(jnp.inf)
   tx = optimizer()
   before = np.asarray(m.params["layers"]["mlp"]["up_proj"]["kernel"][...])
   step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=8)))
@@ -190,3 +190,12 @@ def test_schedule_is_verls_cosine_with_warmup():
     np.testing.assert_allclose(float(sched(step)), want, rtol=1e-5, atol=1e-12)
   const = optim.schedule(1e-4, 1280, 0.1, "constant")
   assert float(const(0)) == 0 and float(const(64)) == pytest.approx(5e-5) and float(const(1000)) == pytest.approx(1e-4)
+
+
+def test_mfu_flops_estimate_matches_a_hand_count():
+  from rsft.train.metrics import flops_per_token, param_count
+  # Qwen3-14B: 40 layers, d 5120, 40/8 heads of 128, mlp 17408, untied 151936 vocab -> 14.8B parameters.
+  cfg = ModelConfig(model_type="qwen3", vocab_size=151936, hidden_size=5120, intermediate_size=17408, num_layers=40,
+                    num_heads=40, num_kv_heads=8, head_dim=128, rope_theta=1e6, qk_norm=True)
+  assert abs(param_count(cfg) / 1e9 - 14.77) < 0.05
+  assert flops_per_token(cfg, 20000) == 6 * param_count(cfg) + 6 * 40 * 40 * 128 * 20000

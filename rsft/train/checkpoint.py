@@ -13,9 +13,7 @@ import os
 from typing import Any
 
 import grain
-import jax
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec as P
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as cm
 
@@ -52,16 +50,6 @@ def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, da
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointSave(data_iter)
   mngr.save(step, args=ocp.args.Composite(**args), force=True)
-
-
-def abstract_like(tree: Any, mesh: jax.sharding.Mesh | None) -> Any:
-  """ShapeDtypeStructs with shardings; scalars and single-device leaves become replicated on the mesh."""
-  def one(x):
-    sharding = getattr(x, "sharding", None)
-    if mesh is not None and not isinstance(sharding, NamedSharding):
-      sharding = NamedSharding(mesh, P())
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
-  return jax.tree.map(one, tree)
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_params: Any, abstract_train: dict[str, Any],

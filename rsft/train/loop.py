@@ -34,7 +34,7 @@ class Preemption:
     signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
 
 
-def _tokenizer(config: Any, workdir: str):
+def _tokenizer(config: Any):
   import transformers
   path = config.model.tokenizer or config.model.path
   if not path:
@@ -42,14 +42,20 @@ def _tokenizer(config: Any, workdir: str):
   return transformers.AutoTokenizer.from_pretrained(path)
 
 
-def _model(config: Any, mesh: jax.sharding.Mesh) -> api.Model:
+def _architecture(config: Any) -> tuple[ModelConfig, dict[str, Any] | None]:
+  if config.model.path:
+    return ModelConfig.from_dir(config.model.path)
+  if not config.model.arch:
+    raise ValueError("set model.path (an HF checkpoint dir) or model.arch (a from-scratch architecture).")
+  return ModelConfig.from_arch(config.model.arch.to_dict()), None
+
+
+def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh) -> Any:
   kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
             remat_policy=config.model.remat)
   if config.model.path:
-    return api.load_model(config.model.path, **kw)
-  if not config.model.arch:
-    raise ValueError("set model.path (an HF checkpoint dir) or model.arch (a from-scratch architecture).")
-  return api.init_model(ModelConfig.from_arch(config.model.arch.to_dict()), seed=config.train.seed, **kw)
+    return api.load_model(config.model.path, **kw).params
+  return api.init_model(model_cfg, seed=config.train.seed, **kw).params
 
 
 def run(config: Any, workdir: str) -> dict[str, float]:
@@ -59,11 +65,11 @@ def run(config: Any, workdir: str) -> dict[str, float]:
     raise ValueError(f"train.loss_aggregation={config.train.loss_aggregation!r}; choose one of {AGGREGATIONS}")
   distributed.maybe_initialize()
   os.makedirs(workdir, exist_ok=True)
+  generate.maybe_generate(config, workdir)  # may fill data.train_files / model.tokenizer
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
-  generate.maybe_generate(config, workdir)
   mesh = sharding.mesh_from_config(config.mesh)
-  tokenizer = _tokenizer(config, workdir)
+  tokenizer = _tokenizer(config)
   data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"))
 
   global_batch, procs = config.train.global_batch_size, jax.process_count()
@@ -80,38 +86,44 @@ def run(config: Any, workdir: str) -> dict[str, float]:
                                   **data_kw)
   data_iter = iter(dataset)
 
-  model = _model(config, mesh)
+  model_cfg, hf_config = _architecture(config)
+  graphdef, abstract_state, _ = api.abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
+                                                   config.model.remat)
+  abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
   optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
-  init_opt = jax.jit(optimizer.init)
-  abstract_opt = checkpoint.abstract_like(jax.eval_shape(optimizer.init, model.params), None)
-  opt_shardings = init_opt.lower(model.params).compile().output_shardings
-  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_opt,
-                              opt_shardings)
+  # Optimizer-state layout as XLA propagates it from the params; constant leaves (step counters) would land on
+  # one device, so they are pinned replicated on the mesh (the tunix `_fix_sharding` problem).
+  opt_shardings = jax.tree.map(
+      lambda s: s if mesh is None or isinstance(s, jax.sharding.NamedSharding) else
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+      jax.jit(optimizer.init).lower(abstract_params).compile().output_shardings)
+  init_opt = jax.jit(optimizer.init, out_shardings=opt_shardings)
+  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                              jax.eval_shape(optimizer.init, abstract_params), opt_shardings)
 
   ckpt_cfg = config.checkpoint
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep,
                             ckpt_cfg.async_save)
-  params, step = model.params, 0
-  if mngr.latest_step() is not None:
-    start = mngr.latest_step()
-    params, train_state = checkpoint.restore(
-        mngr, start, checkpoint.abstract_like(params, mesh),
-        {"opt_state": checkpoint.abstract_like(abstract_opt, mesh), "step": 0}, data_iter)
+  step = 0
+  if mngr.latest_step() is not None:  # resume: nothing is loaded from model.path, all comes from the checkpoint
+    params, train_state = checkpoint.restore(mngr, mngr.latest_step(), abstract_params,
+                                             {"opt_state": abstract_opt, "step": 0}, data_iter)
     opt_state, step = train_state["opt_state"], int(train_state["step"])
     logging.info("resumed from step %d", step)
   else:
+    params = _initial_params(config, model_cfg, mesh)
     opt_state = init_opt(params)
 
-  meta = dict(model_config=dataclasses.asdict(model.config), hf_config=model.hf_config,
+  meta = dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
               tokenizer=os.path.abspath(config.model.tokenizer or config.model.path), config=config.to_dict())
   micro_batches = global_batch // config.train.micro_batch_size
   step_cfg = StepConfig(micro_batches=micro_batches, aggregation=config.train.loss_aggregation,
                         verl_ranks=config.train.verl_ranks,
                         verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
                         loss_chunk=config.train.loss_chunk)
-  jitted = jax.jit(functools.partial(train_step, model.graphdef, optimizer, step_cfg), donate_argnums=(0, 1))
+  jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1))
   batch_sharding = sharding.batch_sharding(sharding.Rules(mesh), (global_batch, config.data.max_length))
-  writer = metrics_lib.Writer(workdir, total_steps, model.config, config.data.max_length * global_batch)
+  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch)
   preempt = Preemption()
   preempt.install()
   should_save = lambda s: (s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0)

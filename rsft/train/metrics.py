@@ -37,10 +37,10 @@ def peak_flops() -> float | None:
 
 class Writer:
 
-  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, batch_positions: int):
+  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, seq_len: int, global_batch: int):
     self.primary = jax.process_index() == 0
-    self.total, self.batch_positions = total_steps, batch_positions
-    self.flops_per_token, self.peak = flops_per_token(cfg, batch_positions), peak_flops()
+    self.total, self.batch_positions = total_steps, seq_len * global_batch
+    self.flops_per_token, self.peak = flops_per_token(cfg, seq_len), peak_flops()
     self.last_time, self.last_step = time.perf_counter(), None
     self.bar = tqdm(total=total_steps, desc="train", disable=not self.primary, dynamic_ncols=True)
     if self.primary:
