@@ -137,3 +137,14 @@ def test_padding_layout_and_resume_yields_the_next_batch(tiny_tok, tmp_path):
   fresh.set_state(state)
   for want in expected:
     np.testing.assert_array_equal(next(fresh)["inputs"], want)
+
+
+def test_hf_datasets_name_reads_through_datasets(tmp_path):
+  """`hf:` goes through datasets.load_dataset (a local dataset dir here; a hub name reads its offline cache)."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  (tmp_path / "ds").mkdir()
+  rows = [{"message": [{"role": "user", "content": f"q{i}"}], "response": f"r{i}"} for i in range(3)]
+  pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ds" / "train.parquet")
+  examples, _ = readers.read(f"hf:{tmp_path}/ds")
+  assert [e.response for e in examples] == ["r0", "r1", "r2"]

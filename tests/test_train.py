@@ -199,3 +199,13 @@ def test_mfu_flops_estimate_matches_a_hand_count():
                     num_heads=40, num_kv_heads=8, head_dim=128, rope_theta=1e6, qk_norm=True)
   assert abs(param_count(cfg) / 1e9 - 14.77) < 0.05
   assert flops_per_token(cfg, 20000) == 6 * param_count(cfg) + 6 * 40 * 40 * 128 * 20000
+
+
+def test_keep_policy_never_deletes_a_listed_step(tmp_path):
+  from rsft.train import checkpoint
+  m = rsft.init_model(CFG)
+  mngr = checkpoint.manager(str(tmp_path), save_steps=(2,), keep=1, async_save=False)
+  for step in range(1, 6):
+    checkpoint.save(mngr, step, m.params, {}, None, {"step": step})
+  mngr.wait_until_finished()
+  assert sorted(mngr.all_steps()) == [2, 5]
