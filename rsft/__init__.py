@@ -1,9 +1,9 @@
 """rsft: JAX-native reasoning SFT — train, evaluate and analyse Qwen-family models.
 
-Public API (stable; see DESIGN.md): load_model, token_logprobs, reward_scores, export_hf.
+Public API (stable; see DESIGN.md): load_model, token_logprobs, generate, reward_scores, export_hf.
 """
 
-from rsft.api import Model, export_hf, init_model, load_model, reward_scores, token_logprobs
+from rsft.api import Model, export_hf, generate, init_model, load_model, reward_scores, token_logprobs
 
-__all__ = ["Model", "export_hf", "init_model", "load_model", "reward_scores", "token_logprobs"]
+__all__ = ["Model", "export_hf", "generate", "init_model", "load_model", "reward_scores", "token_logprobs"]
 __version__ = "0.1.0"

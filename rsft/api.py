@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -37,6 +38,7 @@ class Model:
   mesh: Mesh | None = None
   hf_config: dict[str, Any] | None = None  # the source config.json, written back by export_hf
   path: str | None = None
+  stop_token_ids: list[int] = dataclasses.field(default_factory=list)  # generate's default stops
 
   def module(self) -> Decoder:
     return nnx.merge(self.graphdef, self.params)
@@ -87,7 +89,26 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   if any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
     import transformers  # local: heavy import, only when a tokenizer is present.
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path)
+  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path, default_stop_ids(path, tokenizer))
+
+
+_QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
+
+
+def default_stop_ids(path: str | None, tokenizer: Any) -> list[int]:
+  """generation_config.json's eos_token_id when present, else the tokenizer's EOS plus Qwen's two stops."""
+  import json
+  gen = os.path.join(path, "generation_config.json") if path else ""
+  if gen and os.path.exists(gen):
+    with open(gen) as f:
+      eos = json.load(f).get("eos_token_id")
+    if eos is not None:
+      return [eos] if isinstance(eos, int) else list(eos)
+  if tokenizer is None:
+    return []
+  ids = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t) for t in _QWEN_STOPS
+                                    if t in tokenizer.get_vocab()}
+  return sorted(i for i in ids if i is not None)
 
 
 def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any) -> Model:
@@ -105,7 +126,8 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
   if meta.get("tokenizer") and any(os.path.exists(os.path.join(meta["tokenizer"], f)) for f in _TOKENIZER_FILES):
     import transformers
     tokenizer = transformers.AutoTokenizer.from_pretrained(meta["tokenizer"])
-  return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"))
+  return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"),
+               default_stop_ids(None, tokenizer))
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -164,6 +186,24 @@ def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:
   ids, mask = _prepare(m, ids, attention_mask)
   scores = _reward_scores(m.graphdef, m.params, ids, mask)
   return scores[:, 0] if m.config.num_labels == 1 else scores
+
+
+def generate(m: Model, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
+             top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
+             options: Any = None):
+  """Samples continuations of token-id prompts with a KV cache (rsft/infer/sampler.py).
+
+  temperature / top_p / top_k: scalars or one value per prompt (0 temperature = greedy; changing them never
+  recompiles). stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
+  options: rsft.infer.sampler.Options (n samples per prompt, top-k cap, prompt buckets, chunk steps).
+  Returns .tokens, .logprobs (model log-prob of each token) and .finish_reason ("stop" | "length"), with
+  n consecutive entries per prompt.
+  """
+  from rsft.infer import sampler
+  if m.config.head != "lm":
+    raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
+  stops = m.stop_token_ids if stop_token_ids is None else stop_token_ids
+  return sampler.generate(m, prompts, max_new_tokens, temperature, top_p, top_k, seed, stops, options)
 
 
 def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:

@@ -36,15 +36,22 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def __call__(self, x, positions, mask, inv_freq, rules: Rules):
+  def __call__(self, x, positions, mask, inv_freq, rules: Rules, cache=None):
+    """cache: None (attend within x) or (k_cache, v_cache, write_index): x's keys/values are written into the
+    [B, S, K, H] caches at column write_index and attention runs over the whole cache. Returns (out, cache)."""
     q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
       q, k = self.q_norm(q), self.k_norm(k)
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     q = rules.constrain(q, ("batch", "length", "act_heads", None))
     k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
-    out = dot_product_attention(q, k, v, mask)
-    return self.o_proj(out)
+    if cache is not None:
+      k_cache, v_cache, index = cache
+      k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), index, axis=1)
+      v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), index, axis=1)
+      cache = (k, v)
+    out = dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
+    return self.o_proj(out), cache
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
@@ -87,10 +94,11 @@ class DecoderLayer(nnx.Module):
                                             stack=cfg.num_layers)
     self.mlp = MLP(cfg, **kw)
 
-  def __call__(self, x, positions, mask, inv_freq, rules: Rules):
-    x = x + self.self_attn(self.input_layernorm(x), positions, mask, inv_freq, rules)
+  def __call__(self, x, positions, mask, inv_freq, rules: Rules, cache=None):
+    attn, cache = self.self_attn(self.input_layernorm(x), positions, mask, inv_freq, rules, cache)
+    x = x + attn
     x = x + self.mlp(self.post_attention_layernorm(x), rules)
-    return rules.constrain(x, ("batch", "length", "act_embed"))
+    return rules.constrain(x, ("batch", "length", "act_embed")), cache
 
 
 class Embed(nnx.Module):
@@ -123,20 +131,47 @@ class Decoder(nnx.Module):
     segment_ids [B,T]: 0 = padding; a token attends to earlier tokens of its own segment (packing and padding
     share one mask). positions [B,T]: RoPE positions (HF convention: real tokens before this one).
     """
-    rules, inv_freq = self.rules, rope_inv_freq(self.cfg)
     idx = jnp.arange(ids.shape[1])
     mask = ((idx[None, :, None] >= idx[None, None, :])
             & (segment_ids[:, :, None] == segment_ids[:, None, :])
             & (segment_ids[:, None, :] != 0))
-    x = jnp.take(self.embed_tokens.embedding[...], ids, axis=0).astype(self.dtype)
-    x = rules.constrain(x, ("batch", "length", "act_embed"))
+    x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
+    inv_freq = rope_inv_freq(self.cfg)
 
     def body(h, one_layer):
-      return nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, rules), None
+      return nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules)[0], None
 
     x, _ = jax.lax.scan(remat(body, self.remat_policy), x, layer_state)
     return self.norm(x)
+
+  def extend(self, ids: jax.Array, positions: jax.Array, cache: dict[str, jax.Array], write_index: jax.Array,
+             kv_valid: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Runs ids [B,T] on top of a KV cache (prefill: T = prompt length at index 0; decode: T = 1).
+
+    cache: {"k", "v"} of [L, B, S, K, H]; the new keys go to columns [write_index, write_index + T).
+    kv_valid [B, S]: cache columns holding real tokens (after this call's writes). Column order is time order,
+    so query t attends to valid columns <= write_index + t. Returns final-normed hidden [B,T,D] and the cache.
+    """
+    t, s = ids.shape[1], cache["k"].shape[2]
+    columns = jnp.arange(s)[None, None, :]
+    mask = kv_valid[:, None, :] & (columns <= write_index + jnp.arange(t)[None, :, None])
+    x = self._embed(ids)
+    graphdef, layer_state = nnx.split(self.layers)
+    inv_freq = rope_inv_freq(self.cfg)
+
+    def body(h, xs):
+      one_layer, k_cache, v_cache = xs
+      h, (k_cache, v_cache) = nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules,
+                                                              (k_cache, v_cache, write_index))
+      return h, (k_cache, v_cache)
+
+    x, (k, v) = jax.lax.scan(body, x, (layer_state, cache["k"], cache["v"]))
+    return self.norm(x), {"k": k, "v": v}
+
+  def _embed(self, ids: jax.Array) -> jax.Array:
+    x = jnp.take(self.embed_tokens.embedding[...], ids, axis=0).astype(self.dtype)
+    return self.rules.constrain(x, ("batch", "length", "act_embed"))
 
   def head_kernel(self) -> jax.Array:
     """[D, V] output projection in the compute dtype (the embedding's transpose when tied)."""

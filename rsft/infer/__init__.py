@@ -1,0 +1,1 @@
+"""Inference: the KV-cache sampler (generate) and token selection."""

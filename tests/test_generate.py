@@ -1,0 +1,98 @@
+"""KV-cache sampler: greedy parity with transformers, cache == full forward, sampling law, stops, no recompiles."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rsft
+import tiny_models
+from rsft.infer import sampler, sampling
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  out = {}
+  for kind in ("qwen2", "qwen3"):
+    path = tmp_path_factory.mktemp(kind)
+    out[kind] = (tiny_models.build(kind, path), rsft.load_model(path))
+  return out
+
+
+def prompts(seed=0, lengths=(5, 17, 11)):
+  rng = np.random.default_rng(seed)
+  return [rng.integers(1, tiny_models.VOCAB, n).tolist() for n in lengths]
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3"])
+def test_greedy_equals_transformers_and_logprobs_equal_the_scorer(models, kind):
+  hf, m = models[kind]
+  ps = prompts()
+  res = rsft.generate(m, ps, 64, stop_token_ids=[])
+  width = max(map(len, ps))
+  ids, mask = torch.zeros((3, width), dtype=torch.long), torch.zeros((3, width), dtype=torch.long)
+  for i, p in enumerate(ps):
+    ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+  with torch.no_grad():
+    want = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64, do_sample=False, eos_token_id=None,
+                       pad_token_id=0)[:, width:].tolist()
+  assert res.tokens == want and res.finish_reason == ["length"] * 3
+  for p, toks, lps in zip(ps, res.tokens, res.logprobs):  # KV-cache decode == full forward at every position
+    full = np.asarray(rsft.token_logprobs(m, np.asarray([p + toks])))[0, len(p) - 1:]
+    np.testing.assert_allclose(lps, full, atol=2e-5)
+
+
+def test_sampled_frequencies_follow_the_tempered_softmax():
+  logits = jnp.asarray([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
+  n = 20000
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(n))
+  rows = lambda v, dt: jnp.full((n,), v, dt)
+  toks, _ = jax.jit(sampling.select, static_argnums=5)(jnp.repeat(logits, n, 0), keys, rows(0.7, jnp.float32),
+                                                       rows(1.0, jnp.float32), rows(0, jnp.int32), 6)
+  freq = np.bincount(np.asarray(toks), minlength=6)
+  expected = np.asarray(jax.nn.softmax(logits[0] / 0.7)) * n
+  chi2 = ((freq - expected) ** 2 / expected).sum()
+  assert chi2 < 20.5  # 5 dof, p = 0.001
+
+
+def test_top_k_and_top_p_cut_where_they_should():
+  logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
+  n = 2000
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(jnp.arange(n))
+  rows = lambda v, dt: jnp.full((n,), v, dt)
+  sample = lambda top_p, top_k: set(np.asarray(sampling.select(
+      jnp.repeat(logits, n, 0), keys, rows(1.0, jnp.float32), rows(top_p, jnp.float32), rows(top_k, jnp.int32),
+      4)[0]).tolist())
+  assert sample(1.0, 2) == {0, 1}
+  assert sample(0.8, 0) == {0, 1}       # 0.5 + 0.3 reaches 0.8: the 0.15 token is cut
+  assert sample(0.81, 0) == {0, 1, 2}
+  assert sample(0.1, 0) == {0}          # the best token always stays
+  assert sample(1.0, 0) == {0, 1, 2, 3}
+
+
+def test_stops_finish_reasons_and_padding_after_stop(models):
+  _, m = models["qwen3"]
+  ps = prompts(lengths=(6, 9))
+  free = rsft.generate(m, ps, 20, stop_token_ids=[])
+  stop = free.tokens[0][7]
+  res = rsft.generate(m, ps, 20, stop_token_ids=[stop])
+  assert res.tokens[0] == free.tokens[0][:free.tokens[0].index(stop) + 1] and res.finish_reason[0] == "stop"
+  if stop not in free.tokens[1]:
+    assert res.tokens[1] == free.tokens[1] and res.finish_reason[1] == "length"
+
+
+def test_sampling_params_change_without_recompiling_and_rows_are_independent(models):
+  _, m = models["qwen3"]
+  ps = prompts()
+  opts = sampler.Options(n=2, chunk_steps=8)
+  first = rsft.generate(m, ps, 16, temperature=1.0, top_p=0.9, seed=3, stop_token_ids=[], options=opts)
+  compiled = sampler.decode._cache_size()
+  again = rsft.generate(m, ps, 16, temperature=[0.0, 0.5, 1.3], top_p=[1.0, 0.7, 0.95], top_k=[0, 5, 40], seed=3,
+                        stop_token_ids=[], options=opts)
+  assert sampler.decode._cache_size() == compiled
+  assert len(first.tokens) == 6 and first.tokens[0] != first.tokens[1]  # n=2 samples per prompt differ
+  assert again.tokens[0] == again.tokens[1] == rsft.generate(m, ps[:1], 16, stop_token_ids=[]).tokens[0]  # greedy
+  alone = rsft.generate(m, ps[:1], 16, temperature=1.0, top_p=0.9, seed=3, stop_token_ids=[], options=opts)
+  assert alone.tokens == first.tokens[:2]  # a row's sample does not depend on its batch-mates
