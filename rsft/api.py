@@ -79,8 +79,7 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   path = os.fspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
-  from rsft.train import checkpoint  # local: orbax is only needed for rsft step dirs
-  if checkpoint.is_step_dir(path):
+  if os.path.isdir(os.path.join(path, "params")) and os.path.isdir(os.path.join(path, "meta")):  # rsft step dir
     return _load_step(path, dtype, mesh, remat_policy, param_dtype)
   cfg, raw = ModelConfig.from_dir(path)
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)  # validates the layout first

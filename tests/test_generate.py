@@ -96,3 +96,24 @@ def test_sampling_params_change_without_recompiling_and_rows_are_independent(mod
   assert again.tokens[0] == again.tokens[1] == rsft.generate(m, ps[:1], 16, stop_token_ids=[]).tokens[0]  # greedy
   alone = rsft.generate(m, ps[:1], 16, temperature=1.0, top_p=0.9, seed=3, stop_token_ids=[], options=opts)
   assert alone.tokens == first.tokens[:2]  # a row's sample does not depend on its batch-mates
+
+
+def test_scorer_equals_transformers_and_the_sampler(models):
+  from rsft.infer import scorer
+  hf, m = models["qwen2"]
+  ps = prompts(lengths=(4, 30, 9))
+  gen = rsft.generate(m, ps, 24, temperature=1.0, seed=5, stop_token_ids=[])
+  scores = scorer.score(m, ps, gen.tokens, batch_tokens=256, length_multiple=16)
+  for p, toks, lps, s in zip(ps, gen.tokens, gen.logprobs, scores):
+    ids = torch.tensor([p + toks])
+    with torch.no_grad():
+      logits = hf(input_ids=ids).logits.float()
+    want = torch.log_softmax(logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[:, 0].numpy()[len(p) - 1:]
+    np.testing.assert_allclose(s.logprobs, want, atol=1e-4)
+    np.testing.assert_allclose(s.logprobs, lps, atol=2e-5)  # sampler-reported log-probs
+    probs = torch.softmax(logits[0, len(p) - 1:-1], -1)
+    np.testing.assert_allclose(s.entropies, (-(probs * probs.clamp_min(1e-30).log()).sum(-1)).numpy(), atol=1e-4)
+    assert s.sum == pytest.approx(sum(s.logprobs), abs=1e-4) and len(s.logprobs) == 24
+  greedy = rsft.generate(m, ps[:1], 8, stop_token_ids=[])
+  assert scorer.score(m, ps[:1], greedy.tokens)[0].is_greedy
+  assert not scorer.score(m, ps[:1], [[(t + 1) % 500 for t in greedy.tokens[0]]])[0].is_greedy

@@ -72,7 +72,7 @@ def test_packed_loss_equals_unpacked_loss():
     return {k: v[None] for k, v in b.items()}
 
   def nll(batch):
-    lp, _ = forward_logprobs(m.graphdef, m.params, batch, 8)
+    lp, _, _ = forward_logprobs(m.graphdef, m.params, batch, 8)
     return -float((lp * batch["weights"]).sum())
 
   packed = nll(row(list(zip(examples, weights))))

@@ -37,19 +37,21 @@ class Attention(nnx.Module):
       self.q_norm = self.k_norm = None
 
   def __call__(self, x, positions, mask, inv_freq, rules: Rules, cache=None):
-    """cache: None (attend within x) or (k_cache, v_cache, write_index): x's keys/values are written into the
-    [B, S, K, H] caches at column write_index and attention runs over the whole cache. Returns (out, cache)."""
+    """cache: None (attend within x) or (k_all, v_all, layer, write_index): x's keys/values are written into the
+    [L, B, S, K, H] caches at (layer, column write_index) and attention runs over that layer's whole cache.
+    Returns (out, cache)."""
     q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
       q, k = self.q_norm(q), self.k_norm(k)
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     q = rules.constrain(q, ("batch", "length", "act_heads", None))
     k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
-    if cache is not None:
-      k_cache, v_cache, index = cache
-      k = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), index, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), index, axis=1)
-      cache = (k, v)
+    if cache is not None:  # all layers' cache, updated in place: only the new columns are written
+      k_all, v_all, layer, index = cache
+      at = (layer, 0, index, 0, 0)
+      k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
+      v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
+      k, v, cache = k_all[layer], v_all[layer], (k_all, v_all)
     out = dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
     return self.o_proj(out), cache
 
@@ -160,13 +162,15 @@ class Decoder(nnx.Module):
     graphdef, layer_state = nnx.split(self.layers)
     inv_freq = rope_inv_freq(self.cfg)
 
-    def body(h, xs):
-      one_layer, k_cache, v_cache = xs
-      h, (k_cache, v_cache) = nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules,
-                                                              (k_cache, v_cache, write_index))
-      return h, (k_cache, v_cache)
+    def body(carry, xs):  # the cache rides in the carry so the loop updates it in place
+      h, k_all, v_all = carry
+      one_layer, layer = xs
+      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules,
+                                                          (k_all, v_all, layer, write_index))
+      return (h, k_all, v_all), None
 
-    x, (k, v) = jax.lax.scan(body, x, (layer_state, cache["k"], cache["v"]))
+    layers = jnp.arange(self.cfg.num_layers)
+    (x, k, v), _ = jax.lax.scan(body, (x, cache["k"], cache["v"]), (layer_state, layers))
     return self.norm(x), {"k": k, "v": v}
 
   def _embed(self, ids: jax.Array) -> jax.Array:

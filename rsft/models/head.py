@@ -15,10 +15,11 @@ from rsft.models.layers import precision
 
 
 def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024,
-                     with_entropy: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+                     stats: bool = False) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
   """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T].
 
-  with_entropy also returns the per-token entropy of the predicted distribution (f32 [B,T], no gradient).
+  stats=True returns (logprobs, entropy, is_greedy): the per-token entropy of the predicted distribution (f32,
+  no gradient) and whether the target is the arg-max token (lm-evaluation-harness' `is_greedy`).
   """
   b, t, d = hidden.shape
   c = min(chunk, t)
@@ -32,12 +33,13 @@ def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, c
                         precision=precision(h_c.dtype))
     target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
     lse = jax.nn.logsumexp(logits, axis=-1)
-    if not with_entropy:
+    if not stats:
       return target_logit - lse
     logits = jax.lax.stop_gradient(logits)
     entropy = jax.lax.stop_gradient(lse) - jnp.sum(jax.nn.softmax(logits, axis=-1) * logits, axis=-1)
-    return target_logit - lse, entropy
+    is_greedy = jax.lax.stop_gradient(target_logit) >= jnp.max(logits, axis=-1)
+    return target_logit - lse, entropy, is_greedy
 
   _, out = jax.lax.scan(lambda carry, xs: (carry, one_chunk(*xs)), None, (h, y))
   unchunk = lambda a: a.swapaxes(0, 1).reshape(b, -1)[:, :t]
-  return tuple(map(unchunk, out)) if with_entropy else unchunk(out)
+  return tuple(map(unchunk, out)) if stats else unchunk(out)

@@ -27,10 +27,6 @@ class _QuietOrbax(py_logging.Filter):
 
 logging.get_absl_logger().addFilter(_QuietOrbax())
 
-def is_step_dir(path: str) -> bool:
-  return os.path.isdir(os.path.join(path, "params")) and os.path.isdir(os.path.join(path, "meta"))
-
-
 def manager(directory: str, save_steps: tuple[int, ...] = (), keep: int = 0, async_save: bool = True,
             read_only: bool = False) -> ocp.CheckpointManager:
   preserve = cm.AnyPreservationPolicy([cm.CustomSteps(list(save_steps)), cm.LatestN(keep)]) if keep else None

@@ -29,11 +29,11 @@ class StepConfig:
 def forward_logprobs(graphdef: Any, params: Any, batch: dict[str, jax.Array], chunk: int):
   model = nnx.merge(graphdef, params)
   hidden = model(batch["inputs"], batch["positions"], batch["segment_ids"])
-  return chunked_logprobs(hidden, model.head_kernel(), batch["targets"], chunk, with_entropy=True)
+  return chunked_logprobs(hidden, model.head_kernel(), batch["targets"], chunk, stats=True)
 
 
 def _micro_loss(params, graphdef, mb, chunk):
-  lp, entropy = forward_logprobs(graphdef, params, mb, chunk)
+  lp, entropy, _ = forward_logprobs(graphdef, params, mb, chunk)
   w = mb["weights"]
   sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
   return -(lp * mb["scale"]).sum(), sums
