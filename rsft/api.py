@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 
 from rsft import convert, sharding
 from rsft.models import Decoder, ModelConfig
+from rsft.models.decoder import positions_from_mask
 from rsft.models.head import chunked_logprobs
 from rsft.models.layers import precision
 
@@ -127,11 +128,6 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
     tokenizer = transformers.AutoTokenizer.from_pretrained(meta["tokenizer"])
   return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"),
                default_stop_ids(None, tokenizer))
-
-
-def positions_from_mask(mask: jax.Array) -> jax.Array:
-  """HF positions: the number of real tokens before this one (left padding does not shift positions)."""
-  return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0).astype(jnp.int32)
 
 
 def _prepare(m: Model, ids: Any, attention_mask: Any) -> tuple[jax.Array, jax.Array]:

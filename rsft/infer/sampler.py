@@ -20,6 +20,7 @@ from absl import logging
 from flax import nnx
 
 from rsft.infer.sampling import NEG, row_keys, select
+from rsft.models.decoder import positions_from_mask
 from rsft.models.layers import precision
 
 
@@ -57,8 +58,7 @@ def prefill(graphdef, params, ids, mask, cache_len: int) -> dict[str, Any]:
   shape = (cfg.num_layers, b, cache_len, cfg.num_kv_heads, cfg.head_dim)
   cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
   kv_valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(mask > 0)
-  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-  hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid)
+  hidden, cache = model.extend(ids, positions_from_mask(mask), cache, jnp.int32(0), kv_valid)
   return dict(cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, -1]),
               pos=mask.sum(axis=1).astype(jnp.int32))
 

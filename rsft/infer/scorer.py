@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rsft.models.decoder import positions_from_mask
 from rsft.models.head import chunked_logprobs
 
 
@@ -32,8 +32,7 @@ class Score:
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
 def _score_batch(graphdef, params, ids, mask, chunk):
   model = nnx.merge(graphdef, params)
-  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-  hidden = model(ids, positions, mask)
+  hidden = model(ids, positions_from_mask(mask), mask)
   return chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], chunk, stats=True)
 
 

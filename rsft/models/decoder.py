@@ -18,6 +18,11 @@ from rsft.sharding import Rules
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
 
 
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+  """HF positions: the number of real tokens before this one (left padding does not shift positions)."""
+  return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0).astype(jnp.int32)
+
+
 class Attention(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
