@@ -2,8 +2,8 @@
 
   python bench/sample_throughput.py [--batch=16] [--new=256] [--prompt=64]
 
-Decode: greedy generation of `new` tokens for `batch` prompts (no stops), tokens/s after a warm-up call (rsft's
-jit compile is excluded, as transformers has none). Scoring: teacher-forced log-probs of batch x (prompt + new)
+Decode: generation of `new` tokens for `batch` prompts (no stops), greedy and with the study's sampling settings,
+tokens/s after a warm-up call (rsft's jit compile is excluded, as transformers has none). Scoring: teacher-forced log-probs of batch x (prompt + new)
 tokens, rsft.infer.scorer vs a transformers forward + log_softmax gather.
 """
 
@@ -58,7 +58,19 @@ def main() -> None:
   same = sum(a == b for a, b in zip(res.tokens, out[:, args.prompt:].tolist()))
   print(f"device {jax.devices()[0].device_kind}; tiny Qwen3 (4L d128 V512), batch {args.batch}, prompt {args.prompt}, "
         f"{args.new} new tokens, greedy; {same}/{args.batch} rows token-identical to transformers")
-  print(f"  decode  rsft {ours:9.0f} tok/s   transformers {ref:9.0f} tok/s   ratio {ours / ref:.2f}")
+  print(f"  decode  rsft {ours:9.0f} tok/s   transformers {ref:9.0f} tok/s   ratio {ours / ref:.2f}   (greedy)")
+  study = dict(temperature=0.6, top_p=0.95, top_k=20)  # the study's sampling settings
+  rsft.generate(m, prompts, args.new, stop_token_ids=[], options=opts, **study)
+  start = time.perf_counter()
+  rsft.generate(m, prompts, args.new, stop_token_ids=[], options=opts, **study)
+  ours = args.batch * args.new / (time.perf_counter() - start)
+  with torch.no_grad():
+    start = time.perf_counter()
+    hf.generate(input_ids=ids, max_new_tokens=args.new, do_sample=True, eos_token_id=None, pad_token_id=0, **study)
+    sync()
+    ref = args.batch * args.new / (time.perf_counter() - start)
+  print(f"  decode  rsft {ours:9.0f} tok/s   transformers {ref:9.0f} tok/s   ratio {ours / ref:.2f}   "
+        "(T 0.6, top-p 0.95, top-k 20)")
 
   completions = res.tokens
   scorer.score(m, prompts, completions)  # compile

@@ -64,15 +64,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       keep=0,         # 0 = keep all; N = also keep only the N latest unlisted steps
       async_save=True,
   )
-  c.sample = dict(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=32768, n=1, seed=0)
+  c.sample = dict(
+      temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=32768, n=1, seed=0,
+      batch_size=64,                       # prompts per generate call (x n rows); the last batch is padded
+      top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap)
+      chunk_steps=256,                     # decode steps between host checks (early stop, progress)
+      prompt_buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+      dtype=config_dict.placeholder(str),  # sampling dtype; default model.dtype
+      mesh=dict(data=-1, tensor=1),        # sampling mesh (data x tensor); weights are resharded onto it
+  )
   c.eval = dict(
       benchmarks=("math500", "aime24", "aime25", "amc23", "gpqa_diamond", "mmlu_pro", "humaneval", "ifeval",
                   "halueval", "truthfulqa", "alpaca_eval", "harmbench"),
       checkpoints="all",  # all | last | comma-separated steps
       data_dir="../shared/benchmarks",
       mode="sweep",       # sweep | generate | score | grade
-      input=config_dict.placeholder(str),
-      output=config_dict.placeholder(str),
+      input=config_dict.placeholder(str),   # generate / score modes: JSONL in
+      output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)
+      chat_template=True,                   # render "prompt" strings as one user turn with the chat template
+      save_logprobs=False,                  # generate mode: also write token ids and per-token log-probs
+      score_batch_tokens=16384,             # score mode: padded tokens per forward
   )
   c.analysis = dict(dip_threshold=0.02)
   return c

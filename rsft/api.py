@@ -130,6 +130,19 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
                default_stop_ids(None, tokenizer))
 
 
+def reshard(m: Model, mesh: Mesh | None, dtype: Any = None) -> Model:
+  """The same model on another mesh (training layout -> a data x tensor sampling mesh), without a host round trip.
+
+  `dtype` casts parameters and compute alike (float32 master weights usually sample in bfloat16); None keeps both.
+  """
+  current = m.module()
+  param_dtype = jnp.dtype(dtype) if dtype is not None else jax.tree.leaves(m.params)[0].dtype
+  graphdef, _, shardings = abstract_model(m.config, dtype or current.dtype, param_dtype, mesh,
+                                          current.remat_policy)
+  cast = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(param_dtype), p), out_shardings=shardings)
+  return dataclasses.replace(m, params=cast(jax.device_put(m.params, shardings)), graphdef=graphdef, mesh=mesh)
+
+
 def _prepare(m: Model, ids: Any, attention_mask: Any) -> tuple[jax.Array, jax.Array]:
   ids = np.asarray(ids, dtype=np.int32)
   if ids.ndim != 2:
@@ -185,20 +198,22 @@ def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:
 
 def generate(m: Model, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
-             options: Any = None):
+             options: Any = None, prompt_ids: Sequence[int] | None = None):
   """Samples continuations of token-id prompts with a KV cache (rsft/infer/sampler.py).
 
   temperature / top_p / top_k: scalars or one value per prompt (0 temperature = greedy; changing them never
   recompiles). stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
   options: rsft.infer.sampler.Options (n samples per prompt, top-k cap, prompt buckets, chunk steps).
   Returns .tokens, .logprobs (model log-prob of each token) and .finish_reason ("stop" | "length"), with
-  n consecutive entries per prompt.
+  n consecutive entries per prompt. prompt_ids: stable ids that seed each prompt's samples (default: index).
+  Runs on the model's mesh (batch over data, KV heads over tensor); see rsft.reshard for a sampling mesh.
   """
   from rsft.infer import sampler
   if m.config.head != "lm":
     raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
   stops = m.stop_token_ids if stop_token_ids is None else stop_token_ids
-  return sampler.generate(m, prompts, max_new_tokens, temperature, top_p, top_k, seed, stops, options)
+  return sampler.generate(m, prompts, max_new_tokens, temperature, top_p, top_k, seed, stops, options,
+                          prompt_ids=prompt_ids)
 
 
 def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:

@@ -68,9 +68,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
   if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
     raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(sizes)}: sizes must be positive, at most one -1.")
-  for key in ("dtype", "param_dtype"):
-    if config.model[key] not in ("float32", "bfloat16", "float16"):
-      raise ValueError(f"model.{key}={config.model[key]!r}; expected float32, bfloat16 or float16.")
+  dtypes = {"model.dtype": config.model.dtype, "model.param_dtype": config.model.param_dtype,
+            "sample.dtype": config.sample.dtype or config.model.dtype}
+  for key, value in dtypes.items():
+    if value not in ("float32", "bfloat16", "float16"):
+      raise ValueError(f"{key}={value!r}; expected float32, bfloat16 or float16.")
+  if [config.sample.mesh.data, config.sample.mesh.tensor].count(-1) > 1:
+    raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
   if config.data.max_length <= 1:
     raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
   return config

@@ -117,3 +117,57 @@ def test_scorer_equals_transformers_and_the_sampler(models):
   greedy = rsft.generate(m, ps[:1], 8, stop_token_ids=[])
   assert scorer.score(m, ps[:1], greedy.tokens)[0].is_greedy
   assert not scorer.score(m, ps[:1], [[(t + 1) % 500 for t in greedy.tokens[0]]])[0].is_greedy
+
+
+@pytest.mark.parametrize("data,tensor", [(4, 2), (2, 4)])  # (2, 4): 2 KV heads do not divide tensor=4
+def test_sharded_sampling_mesh_equals_unsharded(models, data, tensor):
+  from rsft import sharding
+  _, m = models["qwen3"]
+  path = m.path
+  ps = prompts(lengths=(5, 17, 11))
+  opts = sampler.Options(n=2, chunk_steps=8)
+  want = rsft.generate(m, ps, 20, temperature=1.0, top_k=30, seed=7, stop_token_ids=[], options=opts)
+  trained = rsft.load_model(path, mesh=sharding.make_mesh(1, 4, 2))  # training layout: fsdp x tensor
+  sm = rsft.reshard(trained, sharding.make_mesh(data, 1, tensor))
+  assert sm.params["layers"]["self_attn"]["q_proj"]["kernel"][...].sharding.spec[2] == "tensor"
+  before = dict(sampler.COMPILES)
+  got = rsft.generate(sm, ps, 20, temperature=1.0, top_k=30, seed=7, stop_token_ids=[], options=opts)
+  # 3 prompts x 2 samples are padded to 8 rows for data=4; three decode chunks reuse one compile.
+  assert sampler.COMPILES["prefill"] - before.get("prefill", 0) == 1
+  assert sampler.COMPILES["decode"] - before.get("decode", 0) == 1
+  assert got.tokens == want.tokens and got.finish_reason == want.finish_reason
+  np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=1e-5)
+  from rsft.infer import scorer
+  sharded = scorer.score(sm, ps * 2, want.tokens[::2] + want.tokens[1::2], batch_tokens=128, length_multiple=16)
+  plain = scorer.score(m, ps * 2, want.tokens[::2] + want.tokens[1::2], batch_tokens=128, length_multiple=16)
+  for a, b in zip(sharded, plain):
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_prompt_ids_make_samples_independent_of_batching(models):
+  _, m = models["qwen3"]
+  ps = prompts(lengths=(5, 17, 11))
+  opts = sampler.Options(n=2, chunk_steps=32)
+  whole = rsft.generate(m, ps, 12, temperature=1.0, seed=2, stop_token_ids=[], options=opts, prompt_ids=[10, 11, 12])
+  last = rsft.generate(m, ps[2:], 12, temperature=1.0, seed=2, stop_token_ids=[], options=opts, prompt_ids=[12])
+  assert last.tokens == whole.tokens[4:]
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_batched_reward_scores_equal_transformers(tmp_path, padding):
+  from rsft import sharding
+  from rsft.infer import scorer
+  hf = tiny_models.build("qwen3", tmp_path, head="score", seed=4)
+  rng = np.random.default_rng(1)
+  seqs = [rng.integers(1, tiny_models.VOCAB, n).tolist() for n in (7, 40, 23, 3, 31)]
+  width = max(map(len, seqs))
+  ids, mask = np.zeros((5, width), np.int64), np.zeros((5, width), np.int64)
+  for i, s in enumerate(seqs):
+    at = slice(width - len(s), width) if padding == "left" else slice(0, len(s))
+    ids[i, at], mask[i, at] = s, 1
+  with torch.no_grad():
+    want = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+              position_ids=torch.tensor(np.maximum(np.cumsum(mask, -1) - 1, 0))).logits[:, 0].numpy()
+  m = rsft.load_model(tmp_path, mesh=sharding.make_mesh(4, 1, 2))
+  np.testing.assert_allclose(np.asarray(rsft.reward_scores(m, ids, mask)), want, atol=1e-4, rtol=0)
+  np.testing.assert_allclose(scorer.rewards(m, seqs, batch_tokens=64, length_multiple=8), want, atol=1e-4, rtol=0)

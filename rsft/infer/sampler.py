@@ -8,6 +8,7 @@ random key is derived from (seed, row id, step) only. Finished rows emit padding
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -17,11 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+import tqdm
 from flax import nnx
 
-from rsft.infer.sampling import NEG, row_keys, select
+from rsft import sharding
+from rsft.infer.sampling import row_keys, select
 from rsft.models.decoder import positions_from_mask
 from rsft.models.layers import precision
+from rsft.sharding import Rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Options:
   prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
   chunk_steps: int = 256           # decode steps per host round trip (early stop, progress)
   pad_id: int = 0
+  pad_prompts_to: int = 0          # pad smaller calls up to this many prompts (an eval run's last batch): no recompile
 
 
 @dataclasses.dataclass
@@ -44,14 +49,50 @@ def _bucket(length: int, buckets: Sequence[int]) -> int:
   return next((b for b in sorted(buckets) if b >= length), length)
 
 
+# Trace counts per jitted function: a trace happens once per compile, so these are the compile counts (logged,
+# and tested: changing sampling parameters or running more chunks must not add any).
+COMPILES: collections.Counter = collections.Counter()
+
+# Logical axes of the decode state, so prefill and every decode chunk agree on its layout (batch over data,
+# KV heads over tensor); a chunk's output layout is then its input layout and the second chunk never recompiles.
+_STATE_AXES = dict(cache=("layers", "batch", None, "act_kv_heads", None), kv_valid=("batch", None),
+                   logits=("batch", None), pos=("batch",), tokens=("batch", None), logprobs=("batch", None),
+                   done=("batch",), stopped=("batch",), step=())
+
+
+def _constrain(rules, state: dict[str, Any]) -> dict[str, Any]:
+  out = {}
+  for key, value in state.items():
+    axes = _STATE_AXES[key]
+    out[key] = ({k: rules.constrain(v, axes) for k, v in value.items()} if isinstance(value, dict)
+                else rules.constrain(value, axes))
+  return out
+
+
+def _repeat_rows(rules, x: jax.Array, n: int, axes: tuple[str | None, ...]) -> jax.Array:
+  """Each batch row n times in a row. Broadcasting to [..., B, n, ...] under the batch layout first keeps the
+  copies on the shard that holds their row (a bare jnp.repeat let XLA re-gather a whole KV cache)."""
+  if n == 1:
+    return x
+  at = axes.index("batch")
+  wide = jnp.broadcast_to(jnp.expand_dims(x, at + 1), x.shape[:at + 1] + (n,) + x.shape[at + 1:])
+  wide = rules.constrain(wide, axes[:at + 1] + (None,) + axes[at + 1:])
+  return wide.reshape(x.shape[:at] + (x.shape[at] * n,) + x.shape[at + 1:])
+
+
 def _last_logits(model, hidden: jax.Array) -> jax.Array:
   return jnp.einsum("BD,DV->BV", hidden, model.head_kernel(), preferred_element_type=jnp.float32,
                     precision=precision(hidden.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len"))
-def prefill(graphdef, params, ids, mask, cache_len: int) -> dict[str, Any]:
-  """Runs the left-padded prompts [B, P]; returns the decode state with logits for the first new token."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id"))
+def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int = 1, pad_id: int = 0):
+  """Runs the left-padded prompts [B, P] once, then repeats each row n times (samples share the prefill).
+
+  Returns the whole decode state, laid out on the model's mesh, with the logits for the first new token.
+  """
+  COMPILES["prefill"] += 1
+  logging.info("sampler: compiling prefill for %d prompts x %d tokens (cache %d)", *ids.shape, cache_len)
   model = nnx.merge(graphdef, params)
   cfg = model.cfg
   b, p = ids.shape
@@ -59,34 +100,34 @@ def prefill(graphdef, params, ids, mask, cache_len: int) -> dict[str, Any]:
   cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
   kv_valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(mask > 0)
   hidden, cache = model.extend(ids, positions_from_mask(mask), cache, jnp.int32(0), kv_valid)
-  return dict(cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, -1]),
-              pos=mask.sum(axis=1).astype(jnp.int32))
+  rep = lambda x, key: _repeat_rows(model.rules, x, n, _STATE_AXES[key])
+  rows = b * n
+  state = dict(cache={k: rep(v, "cache") for k, v in cache.items()}, kv_valid=rep(kv_valid, "kv_valid"),
+               logits=rep(_last_logits(model, hidden[:, -1]), "logits"),
+               pos=rep(mask.sum(axis=1).astype(jnp.int32), "pos"),
+               tokens=jnp.full((rows, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((rows, max_new), jnp.float32),
+               done=jnp.zeros((rows,), bool), stopped=jnp.zeros((rows,), bool), step=jnp.int32(0))
+  return _constrain(model.rules, state)
 
 
-def repeat_rows(state: dict[str, Any], n: int) -> dict[str, Any]:
-  if n == 1:
-    return state
-  rep = lambda x: jnp.repeat(x, n, axis=0)
-  return dict(cache={k: jnp.repeat(v, n, axis=1) for k, v in state["cache"].items()},
-              kv_valid=rep(state["kv_valid"]), logits=rep(state["logits"]), pos=rep(state["pos"]))
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "max_new", "chunk"), donate_argnames=("state",))
+@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "max_new", "chunk", "pad_id"),
+                   donate_argnames=("state",))
 def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, vocab_limit, *, k_cap: int,
            max_new: int, chunk: int, pad_id: int = 0):
   """Runs up to `chunk` decode steps (fewer if every row is done or max_new is reached)."""
+  COMPILES["decode"] += 1
+  logging.info("sampler: compiling decode for %d rows (cache %d)", *state["kv_valid"].shape)
   model = nnx.merge(graphdef, params)
   temperature, top_p, top_k, row_ids = params_rows
   end = jnp.minimum(state["step"] + chunk, max_new)
-  vocab = jnp.arange(state["logits"].shape[-1])
 
   def cond(s):
+    # The cache holds prompt bucket + max_new columns, so `step < end <= max_new` is also the cache-full guard.
     return (s["step"] < end) & ~jnp.all(s["done"])
 
   def body(s):
     step = s["step"]
-    logits = jnp.where(vocab[None, :] < vocab_limit, s["logits"], NEG)
-    tok, lp = select(logits, row_keys(seed, row_ids, step), temperature, top_p, top_k, k_cap)
+    tok, lp = select(s["logits"], row_keys(seed, row_ids, step), temperature, top_p, top_k, k_cap, vocab_limit)
     tok = jnp.where(s["done"], pad_id, tok)
     lp = jnp.where(s["done"], 0.0, lp)
     hit = jnp.isin(tok, stop_ids) & ~s["done"]
@@ -98,49 +139,84 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
                 tokens=s["tokens"].at[:, step].set(tok), logprobs=s["logprobs"].at[:, step].set(lp),
                 stopped=s["stopped"] | hit, done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
 
-  return jax.lax.while_loop(cond, body, state)
+  return _constrain(model.rules, jax.lax.while_loop(cond, body, state))
+
+
+def _batch_multiple(model: Any) -> int:
+  """Rows must divide the mesh's batch axes (data x fsdp) to be split rather than replicated."""
+  if model.mesh is None:
+    return 1
+  return model.mesh.shape.get("data", 1) * model.mesh.shape.get("fsdp", 1)
 
 
 def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
-             options: Options | None = None, vocab_limit: int | None = None) -> GenerateResult:
-  """Samples `options.n` continuations per prompt (see rsft.generate)."""
+             options: Options | None = None, vocab_limit: int | None = None,
+             prompt_ids: Sequence[int] | None = None) -> GenerateResult:
+  """Samples `options.n` continuations per prompt (see rsft.generate).
+
+  prompt_ids: a stable id per prompt (default: its index). Sample j of prompt i draws its randomness from
+  (seed, prompt_ids[i] * n + j, step), so an eval run that batches prompts differently (a resumed run) samples
+  exactly the same tokens.
+  """
   opts = options or Options()
   if not prompts or any(len(p) == 0 for p in prompts):
     raise ValueError("generate needs at least one prompt, and every prompt needs at least one token.")
-  b, n = len(prompts), opts.n
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+  n, real = opts.n, len(prompts)
+  uids = np.arange(real) if prompt_ids is None else np.asarray(prompt_ids, np.int64)
+  if uids.shape != (real,):
+    raise ValueError(f"prompt_ids has {uids.size} entries for {real} prompts.")
+  # Pad the prompt count so rows (prompts x n) split evenly over the batch axes; padded rows are dropped.
+  multiple = _batch_multiple(model)
+  b = max(real, opts.pad_prompts_to)
+  while (b * n) % multiple:
+    b += 1
+  prompts = list(prompts) + [prompts[-1]] * (b - real)
   p = _bucket(max(len(x) for x in prompts), opts.prompt_buckets)
+  max_pos = getattr(model.config, "max_position_embeddings", None)
+  if max_pos and max(len(x) for x in prompts) + max_new_tokens > max_pos:
+    logging.warning("generate: prompt + max_new_tokens exceeds max_position_embeddings=%d; RoPE is used beyond "
+                    "the trained context.", max_pos)
   ids = np.full((b, p), opts.pad_id, np.int32)
   mask = np.zeros((b, p), np.int32)
   for i, prompt in enumerate(prompts):
     ids[i, p - len(prompt):], mask[i, p - len(prompt):] = prompt, 1
-  per_row = lambda v, dtype: np.repeat(np.broadcast_to(np.asarray(v, dtype), (b,)), n)
+  per_prompt = lambda v, dtype: np.resize(np.broadcast_to(np.asarray(v, dtype), (real,)), b)
+  per_row = lambda v, dtype: np.repeat(per_prompt(v, dtype), n)
   temp, tp, tk = per_row(temperature, np.float32), per_row(top_p, np.float32), per_row(top_k, np.int32)
   if tk.max() > opts.top_k_cap:
     raise ValueError(f"top_k={int(tk.max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
-  rows = b * n
-  state = repeat_rows(prefill(model.graphdef, model.params, ids, mask, p + max_new_tokens), n)
-  state.update(tokens=jnp.full((rows, max_new_tokens), opts.pad_id, jnp.int32),
-               logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32), done=jnp.zeros((rows,), bool),
-               stopped=jnp.zeros((rows,), bool), step=jnp.int32(0))
+  row_ids = (np.repeat(np.resize(uids, b), n) * n + np.tile(np.arange(n), b)).astype(np.int32)
+  rules = Rules(model.mesh)
+  put = lambda x: jax.device_put(x, sharding.batch_sharding(rules, x.shape))
+  state = prefill(model.graphdef, model.params, put(ids), put(mask), cache_len=p + max_new_tokens,
+                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id)
   stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
   limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
-  params_rows = (jnp.asarray(temp), jnp.asarray(tp), jnp.asarray(tk), jnp.arange(rows, dtype=jnp.int32))
+  params_rows = tuple(put(x) for x in (temp, tp, tk, row_ids))
+  progress = tqdm.tqdm(total=max_new_tokens, desc="decode", unit="step", disable=max_new_tokens < 4 * opts.chunk_steps,
+                       leave=False)
   while True:
     state = decode(model.graphdef, model.params, state, params_rows, stops, jnp.uint32(seed), jnp.int32(p),
                    jnp.int32(min(limit, model.config.vocab_size)), k_cap=min(opts.top_k_cap, model.config.vocab_size),
                    max_new=max_new_tokens, chunk=opts.chunk_steps, pad_id=opts.pad_id)
     step, all_done = int(state["step"]), bool(jnp.all(state["done"]))
-    logging.log_every_n_seconds(logging.INFO, "generate: %d/%d steps", 10, step, max_new_tokens)
+    progress.update(step - progress.n)
     if all_done or step >= max_new_tokens:
       break
+  progress.close()
+  logging.log_every_n_seconds(logging.INFO, "sampler: compiles so far prefill=%d decode=%d", 60,
+                              COMPILES["prefill"], COMPILES["decode"])
   tokens, logprobs = np.asarray(state["tokens"]), np.asarray(state["logprobs"])
   stopped = np.asarray(state["stopped"])
+  stop_set = np.asarray(stops)
   out_tokens, out_lps, reasons = [], [], []
-  for r in range(rows):
+  for r in range(real * n):
     length = step
     if stopped[r]:
-      length = int(np.flatnonzero(np.isin(tokens[r], np.asarray(stops)))[0]) + 1
+      length = int(np.flatnonzero(np.isin(tokens[r], stop_set))[0]) + 1
     out_tokens.append(tokens[r, :length].tolist())
     out_lps.append(logprobs[r, :length].tolist())
     reasons.append("stop" if stopped[r] else "length")

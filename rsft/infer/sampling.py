@@ -15,19 +15,30 @@ NEG = -1e30
 
 
 def select(logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array,
-           k_cap: int) -> tuple[jax.Array, jax.Array]:
-  """logits f32 [B, V] (already masked), keys [B] PRNG keys, per-row params [B] -> (tokens [B], logprobs [B])."""
+           k_cap: int, vocab_limit: jax.Array | int | None = None) -> tuple[jax.Array, jax.Array]:
+  """logits f32 [B, V], keys [B] PRNG keys, per-row params [B] -> (tokens [B], logprobs [B]).
+
+  Ids >= vocab_limit (embedding rows past the tokenizer) are never chosen; the reported log-prob is still
+  under the model's full distribution, which is what the scorer computes.
+  """
   model_logprobs = jax.nn.log_softmax(logits, axis=-1)
-  top_vals, top_ids = jax.lax.top_k(logits, k_cap)  # sorted, best first
-  rank = jnp.arange(k_cap)[None, :]
-  k = jnp.where(top_k > 0, jnp.minimum(top_k, k_cap), k_cap)[:, None]
-  scaled = jnp.where(rank < k, top_vals / jnp.maximum(temperature, 1e-6)[:, None], NEG)
-  probs = jax.nn.softmax(scaled, axis=-1)
-  before = jnp.cumsum(probs, axis=-1) - probs  # probability mass strictly before each candidate
-  scaled = jnp.where((before < top_p[:, None]) | (rank == 0), scaled, NEG)
-  choice = jax.vmap(jax.random.categorical)(keys, scaled)
-  sampled = jnp.take_along_axis(top_ids, choice[:, None], axis=1)[:, 0]
-  tokens = jnp.where(temperature > 0, sampled, top_ids[:, 0])
+  if vocab_limit is not None:
+    logits = jnp.where(jnp.arange(logits.shape[-1])[None, :] < vocab_limit, logits, NEG)
+
+  def sample() -> jax.Array:
+    top_vals, top_ids = jax.lax.top_k(logits, k_cap)  # sorted, best first
+    rank = jnp.arange(k_cap)[None, :]
+    k = jnp.where(top_k > 0, jnp.minimum(top_k, k_cap), k_cap)[:, None]
+    scaled = jnp.where(rank < k, top_vals / jnp.maximum(temperature, 1e-6)[:, None], NEG)
+    probs = jax.nn.softmax(scaled, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # probability mass strictly before each candidate
+    scaled = jnp.where((before < top_p[:, None]) | (rank == 0), scaled, NEG)
+    choice = jax.vmap(jax.random.categorical)(keys, scaled)
+    sampled = jnp.take_along_axis(top_ids, choice[:, None], axis=1)[:, 0]
+    return jnp.where(temperature > 0, sampled, top_ids[:, 0])
+
+  # An all-greedy batch skips the top-k (a sort on some backends): a runtime branch, not a recompile.
+  tokens = jax.lax.cond(jnp.all(temperature <= 0), lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32), sample)
   return tokens, jnp.take_along_axis(model_logprobs, tokens[:, None], axis=1)[:, 0]
 
 

@@ -2,20 +2,22 @@
 
 Reuses the training forward and the chunked head, so scores, training loss and the sampler's reported log-probs
 are the same numbers. Pairs are sorted by length and packed into right-padded batches of at most `batch_tokens`
-positions, with lengths rounded up to `length_multiple` so compiles stay few.
+positions, with lengths rounded up to `length_multiple` so compiles stay few (one per width). Reward-model
+scoring of whole sequences uses the same batching.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
+from rsft import sharding
 from rsft.models.decoder import positions_from_mask
 from rsft.models.head import chunked_logprobs
 
@@ -36,34 +38,80 @@ def _score_batch(graphdef, params, ids, mask, chunk):
   return chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], chunk, stats=True)
 
 
+def length_batches(lengths: Sequence[int], batch_tokens: int, length_multiple: int,
+                   row_multiple: int = 1) -> Iterator[tuple[list[int], int, int]]:
+  """Groups sequences (shortest first) into right-padded batches of at most `batch_tokens` positions.
+
+  Yields (indices, width, rows): width is the longest length rounded up to `length_multiple`; rows is the count
+  rounded up to a power of two (within the budget) and to a multiple of `row_multiple`, so a width compiles at most log2(batch) times
+  and rows split evenly over the mesh's batch axes. Padding rows are all-padding and are ignored.
+  """
+  round_up = lambda x, m: -(-x // m) * m
+  order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+  start = 0
+  while start < len(order):
+    width = round_up(max(lengths[order[start]], 1), length_multiple)
+    count = 1
+    while start + count < len(order):
+      w = round_up(lengths[order[start + count]], length_multiple)
+      if (count + 1) * w > batch_tokens:
+        break
+      width, count = w, count + 1
+    rows = round_up(min(1 << (count - 1).bit_length(), max(count, batch_tokens // width)), row_multiple)
+    yield order[start:start + count], width, rows
+    start += count
+
+
+def _right_padded(seqs: Sequence[Sequence[int]], batch: Sequence[int], width: int, rows: int):
+  ids = np.zeros((rows, width), np.int32)
+  mask = np.zeros((rows, width), np.int32)
+  for r, i in enumerate(batch):
+    ids[r, :len(seqs[i])], mask[r, :len(seqs[i])] = seqs[i], 1
+  return ids, mask
+
+
+def _put(m: Any, x: np.ndarray) -> jax.Array:
+  return jax.device_put(x, sharding.batch_sharding(sharding.Rules(m.mesh), x.shape))
+
+
+def _row_multiple(m: Any) -> int:
+  return 1 if m.mesh is None else m.mesh.shape.get("data", 1) * m.mesh.shape.get("fsdp", 1)
+
+
 def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
           batch_tokens: int = 16384, length_multiple: int = 128, chunk: int = 1024) -> list[Score]:
+  """Teacher-forced statistics of each completion given its prompt, in the input order."""
+  if m.config.head != "lm":
+    raise ValueError("score needs a CausalLM checkpoint; this one is a reward (score) model.")
   if len(prompts) != len(completions):
     raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
   if any(len(p) == 0 for p in prompts):
     raise ValueError("every prompt needs at least one token (the first completion token is predicted from it)")
   seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
-  order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
   out: list[Score | None] = [None] * len(seqs)
-  start = 0
-  while start < len(order):
-    width = -(-len(seqs[order[start]]) // length_multiple) * length_multiple
-    rows = 1
-    while start + rows < len(order):
-      w = -(-len(seqs[order[start + rows]]) // length_multiple) * length_multiple
-      if (rows + 1) * w > batch_tokens:
-        break
-      width, rows = w, rows + 1
-    batch = order[start:start + rows]
-    ids = np.zeros((rows, width), np.int32)
-    mask = np.zeros((rows, width), np.int32)
-    for r, i in enumerate(batch):
-      ids[r, :len(seqs[i])], mask[r, :len(seqs[i])] = seqs[i], 1
-    lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, ids, mask, chunk))
+  for batch, width, rows in length_batches([len(s) for s in seqs], batch_tokens, length_multiple, _row_multiple(m)):
+    ids, mask = _right_padded(seqs, batch, width, rows)
+    lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, _put(m, ids), _put(m, mask), chunk))
     for r, i in enumerate(batch):
       a, b = len(prompts[i]) - 1, len(seqs[i]) - 1  # predictions of the completion tokens
       lps = lp[r, a:b]
       out[i] = Score(lps.tolist(), ent[r, a:b].tolist(), bool(greedy[r, a:b].all()), float(lps.sum()),
                      float(lps.mean()) if b > a else 0.0)
-    start += rows
   return out
+
+
+def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 16384,
+            length_multiple: int = 128) -> np.ndarray:
+  """Reward-model scores of whole token sequences (prompt + response, chat-rendered), batched by length and
+  sharded over the mesh's batch axes: float32 [N] (or [N, num_labels])."""
+  from rsft.api import _reward_scores  # the head read at the last real token, shared with rsft.reward_scores
+  if m.config.head != "score":
+    raise ValueError("rewards needs a *ForSequenceClassification checkpoint; this one is a CausalLM.")
+  if any(len(s) == 0 for s in sequences):
+    raise ValueError("every sequence needs at least one token.")
+  out = np.zeros((len(sequences), m.config.num_labels), np.float32)
+  for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
+                                           _row_multiple(m)):
+    ids, mask = _right_padded(sequences, batch, width, rows)
+    out[batch] = np.asarray(_reward_scores(m.graphdef, m.params, _put(m, ids), _put(m, mask)))[:len(batch)]
+  return out[:, 0] if m.config.num_labels == 1 else out

@@ -1,0 +1,75 @@
+"""Resumable JSONL: results are appended and fsynced batch by batch, and a rerun skips rows already written.
+
+A run killed mid-write leaves at most one torn last line; it is cut off on the next open, so the file is always
+a list of whole rows. The settings that produced the rows sit beside them (`<output>.meta.json`): a rerun with
+other settings is an error instead of a silently mixed file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Callable
+
+
+def read(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+  """(line number, row) for each non-blank line; a bad line is an error naming file and line."""
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{number}: not valid JSON ({e.msg}).") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
+      yield number, row
+
+
+class ResumableWriter:
+  """Appends rows to `path`; `done` maps the key of each row already there to its `prompt_sha` (or None)."""
+
+  def __init__(self, path: str, key: Callable[[dict[str, Any]], Hashable], settings: dict[str, Any]):
+    self.path = path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    meta_path = path + ".meta.json"
+    settings = json.loads(json.dumps(settings, default=str))
+    if os.path.exists(meta_path) and os.path.exists(path):
+      with open(meta_path) as f:
+        before = json.load(f)
+      changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+      if changed:
+        raise ValueError(f"{path} was written with other settings ({', '.join(changed)}: "
+                         f"{[before.get(k) for k in changed]} -> {[settings.get(k) for k in changed]}); "
+                         "rerun with the same settings or choose another eval.output.")
+    with open(meta_path, "w") as f:
+      json.dump(settings, f, indent=1, sort_keys=True)
+    self.done: dict[Hashable, str | None] = {}
+    if os.path.exists(path):
+      self._cut_torn_line()
+      for _, row in read(path):
+        self.done[key(row)] = row.get("prompt_sha")
+    self._file = open(path, "a", encoding="utf-8")
+
+  def _cut_torn_line(self) -> None:
+    with open(self.path, "rb+") as f:
+      data = f.read()
+      end = data.rfind(b"\n") + 1
+      if end < len(data):
+        f.truncate(end)
+
+  def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    self._file.flush()
+    os.fsync(self._file.fileno())
+
+  def close(self) -> None:
+    self._file.close()
+
+  def __enter__(self) -> "ResumableWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()

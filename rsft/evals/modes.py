@@ -1,0 +1,140 @@
+"""eval.py's file modes: `generate` (prompts -> sampled completions) and `score` (prompt + completion -> per-token
+log-probs), JSONL in and out, written batch by batch and resumable (rsft.evals.jsonl).
+
+Sample j of input row i always draws its randomness from (seed, i * n + j), so a resumed run, which batches the
+remaining rows differently, samples what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import tqdm
+from absl import logging
+
+from rsft.evals import jsonl
+from rsft.evals.requests import Renderer, fingerprint
+from rsft.infer import sampler, scorer
+
+_ROW_PARAMS = {"temperature": float, "top_p": float, "top_k": int}
+
+
+@dataclasses.dataclass
+class Request:
+  index: int            # 0-based among the input's non-blank lines (the output key)
+  id: Any               # the row's own "id", passed through
+  prompt: list[int]
+  sha: str
+  params: dict[str, float]
+  completion: list[int] | None = None
+
+
+def read_requests(path: str, renderer: Renderer, defaults: dict[str, Any], completions: bool) -> list[Request]:
+  out = []
+  for number, row in jsonl.read(path):
+    where = f"{path}:{number}"
+    prompt, completion = renderer.pair(row, where) if completions else (renderer.prompt(row, where), None)
+    if not prompt:
+      raise ValueError(f"{where}: the prompt renders to no tokens.")
+    params = {}
+    for key, cast in _ROW_PARAMS.items():
+      try:
+        params[key] = cast(row.get(key, defaults[key]))
+      except (TypeError, ValueError):
+        raise ValueError(f"{where}: {key}={row[key]!r} is not a number.") from None
+    out.append(Request(len(out), row.get("id"), prompt, fingerprint(prompt), params, completion))
+  if not out:
+    raise ValueError(f"{path}: no rows.")
+  return out
+
+
+def _check_same_input(writer: jsonl.ResumableWriter, requests: list[Request], key) -> None:
+  for r in requests:
+    for k in key(r):
+      if k in writer.done and writer.done[k] != r.sha:
+        raise ValueError(f"{writer.path}: row {r.index} was written for a different prompt than the input's row "
+                         f"{r.index} now renders to; the input changed, so choose another eval.output.")
+
+
+def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, output_path: str,
+                  settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
+  """Writes n completions per input row; returns counts of rows written now and found done."""
+  n = sample_cfg.n
+  defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
+  requests = read_requests(input_path, renderer, defaults, completions=False)
+  settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
+                  seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
+                  chat_template=eval_cfg.chat_template)
+  keys = lambda r: [(r.index, j) for j in range(n)]
+  with jsonl.ResumableWriter(output_path, lambda row: (row["index"], row["sample"]), settings) as writer:
+    _check_same_input(writer, requests, keys)
+    todo = [r for r in requests if any(k not in writer.done for k in keys(r))]
+    todo.sort(key=lambda r: len(r.prompt))  # similar lengths share a prompt bucket
+    logging.info("generate: %d rows, %d already in %s, %d to do (n=%d)", len(requests),
+                 len(requests) - len(todo), output_path, len(todo), n)
+    opts = sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
+                           chunk_steps=sample_cfg.chunk_steps, pad_prompts_to=sample_cfg.batch_size)
+    written = 0
+    with tqdm.tqdm(total=len(todo), desc="generate", unit="prompt") as progress:
+      for start in range(0, len(todo), sample_cfg.batch_size):
+        batch = todo[start:start + sample_cfg.batch_size]
+        column = lambda k: np.asarray([r.params[k] for r in batch])
+        res = sampler.generate(m, [r.prompt for r in batch], sample_cfg.max_new_tokens, column("temperature"),
+                               column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids, opts,
+                               prompt_ids=[r.index for r in batch])
+        rows = []
+        for i, r in enumerate(batch):
+          for j in range(n):
+            if (r.index, j) in writer.done:
+              continue
+            rows.append(_generation_row(r, j, res, i * n + j, renderer, m.stop_token_ids, eval_cfg.save_logprobs))
+        writer.write(rows)
+        written += len(rows)
+        progress.update(len(batch))
+  return {"written": written, "done_before": len(writer.done), "rows": len(requests) * n}
+
+
+def _generation_row(r: Request, sample: int, res: sampler.GenerateResult, at: int, renderer: Renderer,
+                    stops: list[int], save_logprobs: bool) -> dict[str, Any]:
+  tokens, lps, reason = res.tokens[at], res.logprobs[at], res.finish_reason[at]
+  text_ids = tokens[:-1] if reason == "stop" and tokens and tokens[-1] in stops else tokens
+  row = {"index": r.index, "sample": sample, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
+         "completion": renderer.decode(text_ids), "completion_tokens": len(tokens), "finish_reason": reason,
+         "logprob_sum": float(np.sum(lps))}
+  if r.id is None:
+    del row["id"]
+  if save_logprobs:
+    row.update(token_ids=tokens, logprobs=lps)
+  return row
+
+
+def score_file(m: Any, eval_cfg: Any, input_path: str, output_path: str, settings: dict[str, Any],
+               renderer: Renderer, rows_per_write: int = 256) -> dict[str, int]:
+  """Writes per-token log-probs, entropies, sum, mean and is_greedy of each row's completion."""
+  requests = read_requests(input_path, renderer, {"temperature": 0.0, "top_p": 1.0, "top_k": 0}, completions=True)
+  settings = dict(settings, mode="score", input=input_path, chat_template=eval_cfg.chat_template)
+  with jsonl.ResumableWriter(output_path, lambda row: (row["index"],), settings) as writer:
+    _check_same_input(writer, requests, lambda r: [(r.index,)])
+    todo = sorted((r for r in requests if (r.index,) not in writer.done), key=lambda r: len(r.prompt + r.completion))
+    logging.info("score: %d rows, %d to do", len(requests), len(todo))
+    written = 0
+    with tqdm.tqdm(total=len(todo), desc="score", unit="row") as progress:
+      for start in range(0, len(todo), rows_per_write):
+        batch = todo[start:start + rows_per_write]
+        scores = scorer.score(m, [r.prompt for r in batch], [r.completion for r in batch],
+                              batch_tokens=eval_cfg.score_batch_tokens)
+        writer.write([_score_row(r, s) for r, s in zip(batch, scores)])
+        written += len(batch)
+        progress.update(len(batch))
+  return {"written": written, "done_before": len(writer.done), "rows": len(requests)}
+
+
+def _score_row(r: Request, s: scorer.Score) -> dict[str, Any]:
+  row = {"index": r.index, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
+         "completion_tokens": len(r.completion), "sum": s.sum, "mean": s.mean, "is_greedy": s.is_greedy,
+         "logprobs": s.logprobs, "entropies": s.entropies}
+  if r.id is None:
+    del row["id"]
+  return row
