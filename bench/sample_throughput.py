@@ -3,8 +3,8 @@
   python bench/sample_throughput.py [--batch=16] [--new=256] [--prompt=64]
 
 Decode: generation of `new` tokens for `batch` prompts (no stops), greedy and with the study's sampling settings,
-tokens/s after a warm-up call (rsft's jit compile is excluded, as transformers has none). Scoring: teacher-forced log-probs of batch x (prompt + new)
-tokens, rsft.infer.scorer vs a transformers forward + log_softmax gather.
+tokens/s after a warm-up call (rsft's jit compile is excluded, as transformers has none). Scoring: teacher-forced
+log-probs of batch x (prompt + new) tokens, rsft.infer.scorer vs a transformers forward + log_softmax gather.
 """
 
 from __future__ import annotations

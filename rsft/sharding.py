@@ -180,6 +180,11 @@ def param_specs(abstract_state: Any, rules: Rules) -> dict[str, P]:
           for name, var in flatten_state(abstract_state).items()}
 
 
+def batch_multiple(mesh: Mesh | None) -> int:
+  """Rows must be a multiple of this (data x fsdp) to be split over the mesh rather than replicated."""
+  return 1 if mesh is None else mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1)
+
+
 def batch_sharding(rules: Rules, shape: Sequence[int]) -> NamedSharding | None:
   """Sharding for a [B, T] input: batch over (data, fsdp) when it divides, else replicated."""
   return rules.sharding(("batch",) + (None,) * (len(shape) - 1), shape, "inputs", strict=False)

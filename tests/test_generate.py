@@ -171,3 +171,34 @@ def test_batched_reward_scores_equal_transformers(tmp_path, padding):
   m = rsft.load_model(tmp_path, mesh=sharding.make_mesh(4, 1, 2))
   np.testing.assert_allclose(np.asarray(rsft.reward_scores(m, ids, mask)), want, atol=1e-4, rtol=0)
   np.testing.assert_allclose(scorer.rewards(m, seqs, batch_tokens=64, length_multiple=8), want, atol=1e-4, rtol=0)
+
+
+def test_kv_cache_logits_equal_full_forward_logits_at_every_position(models):
+  """Prefill a left-padded prompt, then extend one token at a time: every step's full logit row equals the
+  full forward pass's row at that position."""
+  from flax import nnx
+  from rsft.models.decoder import positions_from_mask
+  _, m = models["qwen2"]
+  model = nnx.merge(m.graphdef, m.params)
+  cfg = m.config
+  rng = np.random.default_rng(3)
+  seq = rng.integers(1, tiny_models.VOCAB, 24).tolist()
+  prompt, rest, pad = seq[:9], seq[9:], 4
+  width = pad + len(prompt)
+  cache_len = width + len(rest)
+  shape = (cfg.num_layers, 1, cache_len, cfg.num_kv_heads, cfg.head_dim)
+  cache = {"k": jnp.zeros(shape), "v": jnp.zeros(shape)}
+  ids = jnp.asarray([[0] * pad + prompt])
+  mask = jnp.asarray([[0] * pad + [1] * len(prompt)])
+  valid = jnp.zeros((1, cache_len), bool).at[:, :width].set(mask > 0)
+  hidden, cache = model.extend(ids, positions_from_mask(mask), cache, jnp.int32(0), valid)
+  rows = [hidden[0, -1]]
+  for i, tok in enumerate(rest[:-1]):
+    valid = valid.at[:, width + i].set(True)
+    hidden, cache = model.extend(jnp.asarray([[tok]]), jnp.asarray([[len(prompt) + i]]), cache,
+                                 jnp.int32(width + i), valid)
+    rows.append(hidden[0, 0])
+  cached = np.asarray(jnp.stack(rows) @ model.head_kernel())
+  full_hidden = model(jnp.asarray([seq]), jnp.arange(len(seq))[None], jnp.ones((1, len(seq)), jnp.int32))
+  full = np.asarray(full_hidden[0, len(prompt) - 1:-1] @ model.head_kernel())
+  np.testing.assert_allclose(cached, full, atol=2e-4, rtol=0)

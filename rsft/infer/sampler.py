@@ -142,13 +142,6 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
   return _constrain(model.rules, jax.lax.while_loop(cond, body, state))
 
 
-def _batch_multiple(model: Any) -> int:
-  """Rows must divide the mesh's batch axes (data x fsdp) to be split rather than replicated."""
-  if model.mesh is None:
-    return 1
-  return model.mesh.shape.get("data", 1) * model.mesh.shape.get("fsdp", 1)
-
-
 def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
              options: Options | None = None, vocab_limit: int | None = None,
@@ -169,7 +162,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   if uids.shape != (real,):
     raise ValueError(f"prompt_ids has {uids.size} entries for {real} prompts.")
   # Pad the prompt count so rows (prompts x n) split evenly over the batch axes; padded rows are dropped.
-  multiple = _batch_multiple(model)
+  multiple = sharding.batch_multiple(model.mesh)
   b = max(real, opts.pad_prompts_to)
   while (b * n) % multiple:
     b += 1

@@ -43,8 +43,8 @@ def length_batches(lengths: Sequence[int], batch_tokens: int, length_multiple: i
   """Groups sequences (shortest first) into right-padded batches of at most `batch_tokens` positions.
 
   Yields (indices, width, rows): width is the longest length rounded up to `length_multiple`; rows is the count
-  rounded up to a power of two (within the budget) and to a multiple of `row_multiple`, so a width compiles at most log2(batch) times
-  and rows split evenly over the mesh's batch axes. Padding rows are all-padding and are ignored.
+  rounded up to a power of two (within the budget) and to a multiple of `row_multiple`, so a width compiles at
+  most log2(batch) times and rows split evenly over the mesh's batch axes. Padding rows are all-padding.
   """
   round_up = lambda x, m: -(-x // m) * m
   order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -74,10 +74,6 @@ def _put(m: Any, x: np.ndarray) -> jax.Array:
   return jax.device_put(x, sharding.batch_sharding(sharding.Rules(m.mesh), x.shape))
 
 
-def _row_multiple(m: Any) -> int:
-  return 1 if m.mesh is None else m.mesh.shape.get("data", 1) * m.mesh.shape.get("fsdp", 1)
-
-
 def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
           batch_tokens: int = 16384, length_multiple: int = 128, chunk: int = 1024) -> list[Score]:
   """Teacher-forced statistics of each completion given its prompt, in the input order."""
@@ -89,7 +85,8 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
     raise ValueError("every prompt needs at least one token (the first completion token is predicted from it)")
   seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
   out: list[Score | None] = [None] * len(seqs)
-  for batch, width, rows in length_batches([len(s) for s in seqs], batch_tokens, length_multiple, _row_multiple(m)):
+  lengths = [len(s) for s in seqs]
+  for batch, width, rows in length_batches(lengths, batch_tokens, length_multiple, sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(seqs, batch, width, rows)
     lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, _put(m, ids), _put(m, mask), chunk))
     for r, i in enumerate(batch):
@@ -111,7 +108,7 @@ def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 1638
     raise ValueError("every sequence needs at least one token.")
   out = np.zeros((len(sequences), m.config.num_labels), np.float32)
   for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
-                                           _row_multiple(m)):
+                                           sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(sequences, batch, width, rows)
     out[batch] = np.asarray(_reward_scores(m.graphdef, m.params, _put(m, ids), _put(m, mask)))[:len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out
