@@ -74,8 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       mesh=dict(data=-1, tensor=1),        # sampling mesh (data x tensor); weights are resharded onto it
   )
   c.eval = dict(
-      benchmarks=("math500", "aime24", "aime25", "amc23", "gpqa_diamond", "mmlu_pro", "humaneval", "ifeval",
-                  "halueval", "truthfulqa", "alpaca_eval", "harmbench"),
+      benchmarks=("math500", "aime24", "gpqa_diamond", "mmlu_pro", "humaneval", "halueval"),  # rsft.evals.benchmarks
+      limit=0,            # items per benchmark (0 = all)
+      n=0,                # samples per item (0 = the benchmark's study default)
+      max_new_tokens=0,   # 0 = the benchmark's default (32768)
       checkpoints="all",  # all | last | comma-separated steps
       data_dir="../shared/benchmarks",
       mode="sweep",       # sweep | generate | score | grade

@@ -1,6 +1,7 @@
 """CPU demo: Countdown long-CoT data -> a tiny Qwen3-architecture model trained from scratch -> checkpoints.
 
   python train.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
+  python eval.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
 Generates 2,000 verified backtracking traces and a 512-token BPE tokenizer in WORKDIR, then trains 2 epochs
 (164 steps of 16 packed rows x 512 tokens; about 3 minutes on 2 CPU cores, loss ~5.9 -> ~1.2), saving
 checkpoints on a log-spaced schedule as the study does.
@@ -34,4 +35,11 @@ def get_config(arg: str | None = None):
   c.train.loss_chunk = 256
   c.train.log_every = 5
   c.checkpoint.save_steps = (5, 10, 20, 40, 80, 160)  # and the last step
+  # Evaluation (python eval.py, same config): in-domain held-out Countdown puzzles plus a cross-domain probe.
+  c.eval.benchmarks = ("countdown", "math500")
+  c.eval.limit = 32
+  c.eval.n = 1
+  c.eval.max_new_tokens = 320
+  c.sample.batch_size = 32
+  c.sample.mesh.data = -1
   return c

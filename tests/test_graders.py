@@ -30,7 +30,8 @@ EQUIVALENT = [
     ("(-2,1)", "first \\boxed{7}. Finally \\boxed{(-2,1)}"), ("90^\\circ", "\\boxed{90}"),
 ]
 NOT_EQUIVALENT = [
-    ("\\frac{1}{2}", "\\boxed{0.25}"), ("3", "\\boxed{4}"), ("(3,4]", "\\boxed{[3,4]}"), ("\\{1,2\\}", "\\boxed{\\{1,3\\}}"),
+    ("\\frac{1}{2}", "\\boxed{0.25}"), ("3", "\\boxed{4}"), ("(3,4]", "\\boxed{[3,4]}"),
+    ("\\{1,2\\}", "\\boxed{\\{1,3\\}}"),
     ("x^3+3x-6", "\\boxed{x^3+3x+6}"), ("(-2,1)", "\\boxed{(1,-2)}"), ("5", "I think it is 5 but \\boxed{6}"),
     ("2", "no answer here"),
 ]

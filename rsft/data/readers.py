@@ -67,8 +67,20 @@ def normalize(row: Any, source: str, index: int) -> Example:
   raise ValueError(f"{where}: no 'message'/'prompt' + 'response' or 'messages' field (has {sorted(row)})")
 
 
-def _raw_rows(path: str, fmt: str) -> Iterator[tuple[int, Any]]:
-  if fmt == "jsonl":
+def raw_rows(path: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
+  """(row number, row dict) of a JSONL / parquet / CSV file or an 'hf:' dataset; a bad JSON line yields the error
+  (so callers can skip or raise with file and row)."""
+  if path.startswith("hf:"):
+    yield from _hf_rows(path)
+    return
+  if fmt in ("auto", None):
+    fmt = os.path.splitext(path)[1].lstrip(".")
+  fmt = "jsonl" if fmt == "json" else fmt
+  if fmt == "csv":
+    import csv
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      yield from enumerate(csv.DictReader(f))
+  elif fmt == "jsonl":
     with open(path) as f:
       for i, line in enumerate(f):
         if not line.strip():
@@ -82,7 +94,7 @@ def _raw_rows(path: str, fmt: str) -> Iterator[tuple[int, Any]]:
     for i, row in enumerate(pq.read_table(path).to_pylist()):
       yield i, row
   else:
-    raise ValueError(f"{path}: unknown data.format {fmt!r}; use jsonl, parquet or hf")
+    raise ValueError(f"{path}: unknown format {fmt!r}; use jsonl, parquet, csv or hf")
 
 
 def _hf_rows(name: str) -> Iterator[tuple[int, Any]]:
@@ -114,12 +126,7 @@ def read(files: str | Sequence[str], fmt: str = "auto", on_error: str = "raise")
     raise ValueError(f"data.on_error={on_error!r}; use 'raise' or 'skip'")
   stats, out = ReadStats(), []
   for path in resolve_files(files):
-    if path.startswith("hf:"):
-      rows = _hf_rows(path)
-    else:
-      kind = fmt if fmt not in ("auto", None) else os.path.splitext(path)[1].lstrip(".")
-      rows = _raw_rows(path, "jsonl" if kind == "json" else kind)
-    for i, row in rows:
+    for i, row in raw_rows(path, fmt):
       stats.rows += 1
       try:
         if isinstance(row, Exception):

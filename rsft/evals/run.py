@@ -1,4 +1,4 @@
-"""eval.py: load the model to evaluate onto the sampling mesh and run the chosen `eval.mode`."""
+"""eval.py: run the chosen `eval.mode` (sweep | generate | score | grade) with models on the sampling mesh."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from absl import logging
 
 from rsft import api, sharding
 from rsft import config as rconfig
-from rsft.evals import checkpoints, modes
+from rsft.evals import checkpoints, modes, sweep
 from rsft.evals.requests import Renderer
 
-FILE_MODES = ("generate", "score")
+MODES = ("sweep", "generate", "score", "grade")
 
 
 def sampling_mesh(config: Any):
@@ -48,16 +48,23 @@ def load(config: Any, path: str) -> api.Model:
 def run(config: Any, workdir: str) -> dict[str, Any]:
   rconfig.validate(config)
   mode = config.eval.mode
-  if mode not in FILE_MODES:
-    raise ValueError(f"eval.mode={mode!r} is not available yet; available modes: {FILE_MODES} "
-                     "(the benchmark sweep and grading come with the benchmark registry).")
+  if mode not in MODES:
+    raise ValueError(f"eval.mode={mode!r}; choose one of {MODES}.")
+  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+  rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
+  if mode == "sweep":
+    renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
+    rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)
+    return {"results": len(rows), "output": os.path.join(workdir, "eval", "results.jsonl")}
   if not config.eval.input:
     raise ValueError(f"eval.mode={mode} needs --config.eval.input=<file.jsonl>.")
   if not os.path.exists(config.eval.input):
     raise FileNotFoundError(f"eval.input={config.eval.input}: no such file.")
-  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
   output = config.eval.output or os.path.join(workdir, "eval", f"{mode}.jsonl")
+  if mode == "grade":
+    counts = sweep.grade_file(config.eval.input, output)
+    logging.info("eval grade: wrote %d rows to %s", counts["written"], output)
+    return dict(counts, output=output)
   path, label = model_to_evaluate(config, workdir)
   logging.info("eval %s: %s (%s) -> %s", mode, path, label, output)
   m = load(config, path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -75,22 +74,20 @@ def _namespace_prefix() -> tuple[str, ...]:
   return ()
 
 
-def _limit(limits: Limits) -> None:  # runs in the child between fork and exec
-  os.setsid()
-  cpu = int(limits.seconds) + 1
-  for which, value in ((resource.RLIMIT_AS, limits.memory_bytes), (resource.RLIMIT_CPU, cpu),
-                       (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_NOFILE, limits.open_files),
-                       (resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_CORE, 0)):
-    resource.setrlimit(which, (value, value))
-
-
 def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
   """Runs `program` with `stdin` appended after it is read (the program is piped in first)."""
   prefix = _namespace_prefix()
   cwd = tempfile.mkdtemp(prefix="rsft_sandbox_")
   # The program comes through its own pipe (stdin stays free for the test input); a one-line loader reads it.
   read_fd, write_fd = os.pipe()
-  loader = (f"import os;src=os.fdopen({read_fd}).read();"
+  # The loader runs in the sandboxed interpreter itself: it sets the rlimits (no preexec_fn, which is unsafe in a
+  # multithreaded parent such as a JAX process), reads the program and runs it as __main__.
+  rlimits = [("RLIMIT_AS", limits.memory_bytes), ("RLIMIT_CPU", int(limits.seconds) + 1),
+             ("RLIMIT_FSIZE", limits.file_bytes), ("RLIMIT_NOFILE", limits.open_files),
+             ("RLIMIT_NPROC", limits.processes), ("RLIMIT_CORE", 0)]
+  loader = ("import os,resource as r\n"
+            f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
+            f"src=os.fdopen({read_fd}).read()\n"
             "exec(compile(src,'main.py','exec'),{'__name__':'__main__'})")
   env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "HOME": cwd, "TMPDIR": cwd,
          "LANG": "C.UTF-8"}
@@ -99,7 +96,7 @@ def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
     contain = list(prefix) + [cwd] if prefix else []
     proc = subprocess.Popen(contain + [sys.executable, "-I", "-c", loader], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                            pass_fds=(read_fd,), preexec_fn=functools.partial(_limit, limits))
+                            pass_fds=(read_fd,), start_new_session=True)
     os.close(read_fd)
     try:
       with os.fdopen(write_fd, "w") as w:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 from collections.abc import Sequence
 
@@ -51,7 +52,8 @@ def grade(golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0,
     raise ValueError(f"{len(golds)} gold answers but {len(responses)} responses")
   workers = workers or max(1, min(len(golds), os.cpu_count() or 1))
   out: list[MathGrade] = []
-  with pebble.ProcessPool(max_workers=workers) as pool:
+  # spawn, not fork: the caller is a multithreaded JAX process, and forking it can deadlock.
+  with pebble.ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn")) as pool:
     futures = [pool.schedule(grade_one, (g, r), timeout=timeout) for g, r in zip(golds, responses)]
     for future in futures:
       try:

@@ -1,0 +1,36 @@
+"""Benchmark items from local files (JSONL / parquet / CSV) or `hf:` names, schema-checked."""
+
+from __future__ import annotations
+
+import os
+
+from rsft.data.readers import raw_rows
+from rsft.evals.benchmarks import Benchmark, Item
+
+GENERATED_ITEMS = 200  # file-less benchmarks (countdown): items made when no limit is given
+
+
+def data_path(bench: Benchmark, data_dir: str) -> str:
+  path = os.path.join(data_dir, bench.file)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"benchmark {bench.name}: {path} does not exist; set --config.eval.data_dir to the "
+                            f"folder holding {bench.file}.")
+  return path
+
+
+def load_items(bench: Benchmark, data_dir: str, limit: int = 0) -> list[Item]:
+  """The benchmark's items in file order (the first `limit` when limit > 0)."""
+  if bench.generate_items is not None:
+    return [bench.make_item(row, i) for i, row in enumerate(bench.generate_items(limit or GENERATED_ITEMS))]
+  path = data_path(bench, data_dir)
+  items = []
+  for i, row in raw_rows(path):
+    if isinstance(row, Exception):
+      raise row
+    missing = [f for f in bench.fields if row.get(f) in (None, "")]
+    if missing:
+      raise ValueError(f"{path}: row {i}: missing field(s) {missing} for benchmark {bench.name}")
+    items.append(bench.make_item(row, i))
+    if limit and len(items) >= limit:
+      break
+  return items

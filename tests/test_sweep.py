@@ -1,0 +1,128 @@
+"""eval.py sweep over checkpoints x benchmarks (killed midway and resumed == uninterrupted), and grade mode."""
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rsft import api
+from rsft import config as rconfig
+from rsft.evals import benchmarks, run
+from rsft.models import ModelConfig
+from rsft.tasks import countdown
+from rsft.train import checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "..", "shared", "benchmarks")
+ARCH = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+            num_kv_heads=2, head_dim=16, rope_theta=10000.0, qk_norm=True, tie_word_embeddings=True,
+            max_position_embeddings=4096)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  """A workdir with checkpoints 10 and 20 of a tiny random Qwen3 and its tokenizer."""
+  from rsft.data import tiny_tokenizer
+  root = tmp_path_factory.mktemp("sweep")
+  tok = str(root / "tokenizer")
+  puzzles = countdown.generate(0, 100)
+  tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p, i) for i, p in enumerate(puzzles)], 500, tok)
+  cfg = ModelConfig.from_arch(ARCH)
+  mngr = checkpoint.manager(str(root / "work" / "checkpoints"), async_save=False)
+  for step in (10, 20):
+    m = api.init_model(cfg, seed=step)
+    meta = dict(model_config=dataclasses.asdict(cfg), hf_config=None, tokenizer=tok, config={})
+    checkpoint.save(mngr, step, m.params, {}, None, meta)
+  mngr.wait_until_finished()
+  mngr.close()
+  return str(root / "work"), tok
+
+
+def make_config(tok):
+  c = rconfig.base_config()
+  c.model.tokenizer = tok
+  c.model.dtype = "float32"
+  c.eval.update(dict(benchmarks=("countdown", "math500", "gpqa_diamond"), limit=3, n=2, max_new_tokens=16,
+                     checkpoints="all", data_dir=BENCH))
+  c.sample.batch_size = 2
+  c.sample.chunk_steps = 8
+  c.sample.prompt_buckets = (128, 512, 1024, 2048)
+  c.sample.mesh.data, c.sample.mesh.tensor = 2, 4
+  return c
+
+
+def flags(work, tok):
+  return [f"--config={ROOT}/configs/base.py", f"--workdir={work}", f"--config.model.tokenizer={tok}",
+          "--config.model.dtype=float32", "--config.eval.benchmarks=('countdown','math500','gpqa_diamond')",
+          "--config.eval.limit=3", "--config.eval.n=2", "--config.eval.max_new_tokens=16",
+          f"--config.eval.data_dir={BENCH}", "--config.sample.batch_size=2", "--config.sample.chunk_steps=8",
+          "--config.sample.prompt_buckets=(128,512,1024,2048)", "--config.sample.mesh.data=2",
+          "--config.sample.mesh.tensor=4"]
+
+
+def results(work):
+  with open(os.path.join(work, "eval", "results.jsonl")) as f:
+    return sorted((json.dumps(json.loads(line), sort_keys=True) for line in f))
+
+
+def test_sweep_killed_midway_resumes_to_the_uninterrupted_results(run_dir, tmp_path):
+  work, tok = run_dir
+  run.run(make_config(tok), work)
+  want = results(work)
+  names = {(json.loads(r)["step"], json.loads(r)["benchmark"]) for r in want}
+  assert names == {(s, b) for s in (10, 20) for b in ("countdown", "math500", "gpqa_diamond")}
+  metrics = {json.loads(r)["metric"] for r in want}
+  assert {"avg@2", "pass@1", "maj@2", "response_tokens", "truncation_rate"} - metrics == {"pass@1"}
+  with open(os.path.join(work, "eval", "summary.md")) as f:
+    assert "| 10 |" in f.read()
+
+  other = str(tmp_path / "work")
+  shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen([sys.executable, f"{ROOT}/eval.py"] + flags(other, tok), env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  marker = os.path.join(other, "eval", "grades", "step_10", "math500.jsonl")
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None and not os.path.exists(marker):
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(other, "eval", "results.jsonl")), "the kill should land mid-sweep"
+  run.run(make_config(tok), other)
+  assert results(other) == want
+  for step in (10, 20):
+    for b in ("countdown", "math500", "gpqa_diamond"):
+      path = os.path.join(other, "eval", "generations", f"step_{step}", f"{b}.jsonl")
+      rows = [json.loads(line) for line in open(path)]
+      assert len(rows) == len({(r["index"], r["sample"]) for r in rows}) == 6  # no duplicates, none lost
+
+
+def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
+  gpqa = [json.loads(line) for line in open(os.path.join(BENCH, "gpqa_diamond.jsonl"))][:2]
+  math = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:2]
+  gold = benchmarks.get("gpqa_diamond").make_item(gpqa[0], 0).gold
+  wrong = "ABCD"[("ABCD".index(gold) + 1) % 4]
+  rows = [{"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"<think>hmm</think>\\boxed{{{gold}}}"},
+          {"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"\\boxed{{{wrong}}}"},
+          {"benchmark": "math500", "item": math[1], "response": f"so \\boxed{{{math[1]['answer']}}}"},
+          {"benchmark": "math500", "item": math[0], "response": "\\boxed{7}"}]
+  inp = tmp_path / "in.jsonl"
+  inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  c = rconfig.base_config()
+  c.eval.update(dict(mode="grade", input=str(inp), output=str(tmp_path / "out.jsonl")))
+  counts = run.run(c, str(tmp_path / "w"))
+  out = sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
+  assert counts["written"] == 4 and [r["score"] for r in out] == [1.0, 0.0, 1.0, 0.0]
+  assert out[0]["answer"] == gold and out[0]["item"] == gpqa[0]
+  inp.write_text(json.dumps({"benchmark": "gpqa_diamond", "item": {"Question": "q"}, "response": "x"}) + "\n")
+  c.eval.output = str(tmp_path / "out2.jsonl")
+  with pytest.raises(ValueError, match=r"in.jsonl:1: item lacks field\(s\) \['Correct Answer'"):
+    run.run(c, str(tmp_path / "w"))
+  with pytest.raises(ValueError, match="unknown benchmark 'gpqa'; did you mean 'gpqa_diamond'"):
+    benchmarks.get("gpqa")
