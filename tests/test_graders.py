@@ -125,3 +125,12 @@ def test_summary_metrics():
   assert out["truncation_rate"]["value"] == pytest.approx(1 / 3)
   assert out["avg@3"]["ci_low"] <= out["avg@3"]["value"] <= out["avg@3"]["ci_high"]
   assert out["response_tokens"]["value"] == pytest.approx(10)
+
+
+def test_extra_metrics_average_floats_and_pool_lists():
+  samples = {0: [{"score": 1.0, "extra": {"loose": 1.0, "inst": [1.0, 1.0, 1.0]}}],
+             1: [{"score": 0.0, "extra": {"loose": 0.0, "inst": [0.0]}}]}
+  out = metrics.summarize(samples)
+  assert out["loose"]["value"] == pytest.approx(0.5)
+  assert out["inst"]["value"] == pytest.approx(0.75)  # 3 of 4 instructions, pooled (not the mean of 1 and 0)
+  assert out["inst"]["ci_low"] <= 0.75 <= out["inst"]["ci_high"]

@@ -34,7 +34,7 @@ class Benchmark:
   file: str | None                 # JSONL under eval.data_dir (None: items are generated)
   fields: tuple[str, ...]          # required fields of a row
   make_item: Callable[[dict[str, Any], int], Item]
-  grader: str                      # math | choice | humaneval | yes_no | countdown
+  grader: str                      # math | choice | humaneval | ifeval | yes_no | countdown
   n: int = 1                       # samples per item (the study's avg@n)
   temperature: float = 0.6
   top_p: float = 0.95
@@ -140,6 +140,15 @@ def _halueval_qa(row: dict[str, Any], index: int) -> Item:
   return Item(str(index), prompt, "Yes" if hallucinated else "No")
 
 
+def _ifeval(row: dict[str, Any], index: int) -> Item:
+  literal = lambda v: ast.literal_eval(v) if isinstance(v, str) else v  # CSV/parquet exports stringify lists
+  ids, kwargs = list(literal(row["instruction_id_list"])), list(literal(row["kwargs"]))
+  if len(ids) != len(kwargs):
+    raise ValueError(f"IFEval row {index}: {len(ids)} instruction ids but {len(kwargs)} kwargs")
+  return Item(str(row.get("key", index)), f"Question: {row['prompt']}\nAnswer:", None, None,
+              {"instruction_ids": ids, "kwargs": kwargs})
+
+
 def _countdown(row: dict[str, Any], index: int) -> Item:
   puzzle = countdown.Puzzle(tuple(row["numbers"]), int(row["target"]))
   return Item(f"countdown/{index}", countdown.prompt(puzzle), None, f"{len(puzzle.numbers)} numbers",
@@ -164,6 +173,8 @@ REGISTRY: dict[str, Benchmark] = {b.name: b for b in [
               _mmlu_pro, "choice", n=1),
     Benchmark("humaneval", "code", "humaneval.jsonl", ("task_id", "prompt", "test", "entry_point"), _humaneval,
               "humaneval", n=1),
+    Benchmark("ifeval", "instruction", "ifeval.jsonl", ("prompt", "instruction_id_list", "kwargs"), _ifeval,
+              "ifeval", n=1),
     Benchmark("halueval", "hallucination", "halueval_qa.jsonl",
               ("knowledge", "question", "right_answer", "hallucinated_answer"), _halueval_qa, "yes_no", n=1),
     Benchmark("countdown", "countdown", None, ("numbers", "target"), _countdown, "countdown", n=1,

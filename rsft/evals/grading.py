@@ -8,7 +8,7 @@ from typing import Any
 
 from rsft.evals.benchmarks import Benchmark, Item
 from rsft.evals.extract import choice_letter, strip_thinking
-from rsft.evals.graders import code
+from rsft.evals.graders import code, ifeval
 from rsft.evals.graders import math as math_grader
 from rsft.tasks import countdown
 
@@ -22,7 +22,7 @@ def yes_no(response: str) -> str | None:
 
 def grade(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], *, math_timeout: float = 10.0,
           code_seconds: float = 3.0) -> list[dict[str, Any]]:
-  """One {"score", "answer", "status"} per (item, response) pair."""
+  """One {"score", "answer", "status"[, "extra"]} per (item, response) pair."""
   if len(items) != len(responses):
     raise ValueError(f"{len(items)} items but {len(responses)} responses")
   if bench.grader == "math":
@@ -35,6 +35,13 @@ def grade(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], *, 
   if bench.grader == "humaneval":
     grades = code.grade_humaneval([it.extra for it in items], responses, seconds=code_seconds)
     return [dict(score=g.score, answer=None, status=g.status) for g in grades]
+  if bench.grader == "ifeval":
+    out = []
+    for it, r in zip(items, responses):
+      text = strip_thinking(r)  # an unclosed think block leaves no answer: every instruction fails
+      g = ifeval.grade(it.extra["instruction_ids"], it.extra["kwargs"], text or "")
+      out.append(dict(score=g.pop("prompt_strict"), answer=None, status="ok" if text else "no_answer", extra=g))
+    return out
   if bench.grader == "yes_no":
     answers = [yes_no(r) for r in responses]
     return [dict(score=float(a == it.gold), answer=a, status="ok" if a else "no_answer")

@@ -41,9 +41,21 @@ def bootstrap_ci(per_item: Sequence[float], resamples: int = 1000, seed: int = 0
   return float(lo), float(hi)
 
 
+def ratio_ci(sums: np.ndarray, counts: np.ndarray, resamples: int = 1000, seed: int = 0,
+             level: float = 0.95) -> tuple[float, float]:
+  """Interval of a pooled ratio sum(sums) / sum(counts), resampling items."""
+  if sums.size == 0:
+    return float("nan"), float("nan")
+  pick = np.random.default_rng(seed).integers(0, sums.size, (resamples, sums.size))
+  ratios = sums[pick].sum(axis=1) / np.maximum(counts[pick].sum(axis=1), 1)
+  lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
+  return float(lo), float(hi)
+
+
 def summarize(samples: dict[Hashable, list[dict]], ks: Sequence[int] = (1,)) -> dict[str, dict[str, float]]:
   """samples: item id -> its samples, each {"score": 0..1, "answer": hashable|None, "tokens": int,
-  "truncated": bool}. Returns metric name -> {"value", "ci_low", "ci_high", "n_items"}."""
+  "truncated": bool, "extra": {name: float | list of floats}}. Returns metric name -> {"value", "ci_low",
+  "ci_high", "n_items"}; an extra float is averaged like the score, an extra list is pooled over all entries."""
   items = [v for v in samples.values() if v]
   out: dict[str, dict[str, float]] = {}
 
@@ -59,6 +71,15 @@ def summarize(samples: dict[Hashable, list[dict]], ks: Sequence[int] = (1,)) -> 
       put(f"pass@{k}", [pass_at_k(len(v), sum(s["score"] >= 1.0 for s in v), k) for v in items])
   if k_max > 1:
     put(f"maj@{k_max}", [majority([s.get("answer") for s in v], [s["score"] for s in v]) for v in items])
+  for name in sorted({k for v in items for s in v for k in s.get("extra", {})}):
+    values = [[s["extra"][name] for s in v if name in s.get("extra", {})] for v in items]
+    if any(isinstance(x, list) for vs in values for x in vs):  # pooled over every entry (IFEval inst-level)
+      sums = np.asarray([sum(sum(x) for x in vs) for vs in values], np.float64)
+      counts = np.asarray([sum(len(x) for x in vs) for vs in values], np.float64)
+      out[name] = dict(value=float(sums.sum() / max(counts.sum(), 1)), n_items=len(values),
+                       **dict(zip(("ci_low", "ci_high"), ratio_ci(sums, counts))))
+    else:
+      put(name, [float(np.mean(vs)) for vs in values if vs])
   put("response_tokens", [float(np.mean([s.get("tokens", 0) for s in v])) for v in items])
   put("truncation_rate", [float(np.mean([bool(s.get("truncated")) for s in v])) for v in items])
   return out
