@@ -85,7 +85,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)
       chat_template=True,                   # render "prompt" strings as one user turn with the chat template
       save_logprobs=False,                  # generate mode: also write token ids and per-token log-probs
-      score_batch_tokens=16384,             # score mode: padded tokens per forward
+      score_batch_tokens=16384,             # score mode and reward models: padded tokens per forward
+      # Model graders (rsft/evals/judges.py): local HF dirs, or an OpenAI-compatible URL for the safety judge.
+      reward_model=config_dict.placeholder(str),   # AlpacaEval, e.g. allenai/Llama-3.1-8B-Instruct-RM-RB2
+      truth_judge=config_dict.placeholder(str),    # TruthfulQA, allenai/truthfulqa-truth-judge-llama2-7B
+      info_judge=config_dict.placeholder(str),     # TruthfulQA, allenai/truthfulqa-info-judge-llama2-7B
+      safety_judge=config_dict.placeholder(str),   # HEx-PHI / HarmBench: HF dir or http(s)://host/v1
+      safety_judge_model="gpt-4.1",                # model name sent to an endpoint judge (the study's)
+      judge_max_new_tokens=1024,
+      judge_batch_size=8,                          # prompts per local-judge generate call (judge prompts are long)
+      judge_max_response_chars=65536,              # responses are clipped before judging (study: 16,384 tokens)
   )
   c.analysis = dict(dip_threshold=0.02)
   return c

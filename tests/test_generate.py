@@ -202,3 +202,13 @@ def test_kv_cache_logits_equal_full_forward_logits_at_every_position(models):
   full_hidden = model(jnp.asarray([seq]), jnp.arange(len(seq))[None], jnp.ones((1, len(seq)), jnp.int32))
   full = np.asarray(full_hidden[0, len(prompt) - 1:-1] @ model.head_kernel())
   np.testing.assert_allclose(cached, full, atol=2e-4, rtol=0)
+
+
+def test_chunked_prefill_equals_one_piece(models):
+  _, m = models["qwen3"]
+  ps = prompts(seed=4, lengths=(200, 37, 150))
+  whole = rsft.generate(m, ps, 12, stop_token_ids=[], options=sampler.Options(prompt_buckets=(256,), prefill_chunk=0))
+  pieces = rsft.generate(m, ps, 12, stop_token_ids=[],
+                         options=sampler.Options(prompt_buckets=(256,), prefill_chunk=64))
+  assert pieces.tokens == whole.tokens
+  np.testing.assert_allclose(np.concatenate(pieces.logprobs), np.concatenate(whole.logprobs), atol=2e-5)

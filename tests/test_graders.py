@@ -88,18 +88,19 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
   assert code.grade_humaneval(items[:1], ["<think>never closes"])[0].status == "no_code"
 
 
-@pytest.mark.parametrize("name,program,expect", [
-    ("network", "import socket\ns = socket.socket(); s.settimeout(2); s.connect(('1.1.1.1', 80))", "error"),
-    ("write outside cwd", "open('/tmp/rsft_sandbox_escape', 'w').write('x')", "error"),
-    ("memory hog", "x = bytearray(8 << 30)", "error"),
-    ("infinite loop", "while True: pass", "timeout"),
-    ("fork bomb", "import os\nwhile True: os.fork()", "timeout"),
-    ("kill the parent", "import os\nos.kill(os.getppid(), 9)\nos.kill(-1, 9)", None),
-    ("big file", "open('f', 'w').write('x' * (32 << 20))", "error"),
+@pytest.mark.parametrize("name,program,expect,needs_namespaces", [
+    ("network", "import socket\ns = socket.socket(); s.settimeout(2); s.connect(('1.1.1.1', 80))", "error", True),
+    ("write outside cwd", "open('/tmp/rsft_sandbox_escape', 'w').write('x')", "error", True),
+    ("memory hog", "x = bytearray(8 << 30)", "error", False),
+    ("infinite loop", "while True: pass", "timeout", False),
+    ("fork bomb", "import os\nwhile True: os.fork()", "timeout", True),
+    ("kill the parent", "import os\nos.kill(os.getppid(), 9)\nos.kill(-1, 9)", None, True),
+    ("big file", "open('f', 'w').write('x' * (32 << 20))", "error", False),
 ])
-def test_sandbox_contains_escape_attempts(name, program, expect):
+def test_sandbox_contains_escape_attempts(name, program, expect, needs_namespaces):
+  if needs_namespaces and not sandbox.run("pass").contained:
+    pytest.skip("unshare (network/PID/mount namespaces) is unavailable on this machine")
   result = sandbox.run(program, limits=sandbox.Limits(seconds=2, memory_bytes=1 << 30))
-  assert result.contained, "unshare is available on the CI machines; containment must be real there"
   if expect:
     assert result.status == expect, (result.status, result.stderr[-300:])
   assert not os.path.exists("/tmp/rsft_sandbox_escape")
@@ -134,3 +135,19 @@ def test_extra_metrics_average_floats_and_pool_lists():
   assert out["loose"]["value"] == pytest.approx(0.5)
   assert out["inst"]["value"] == pytest.approx(0.75)  # 3 of 4 instructions, pooled (not the mean of 1 and 0)
   assert out["inst"]["ci_low"] <= 0.75 <= out["inst"]["ci_high"]
+
+
+@pytest.mark.parametrize("name", ["gpqa_diamond", "mmlu_pro", "halueval"])
+def test_choice_and_yes_no_graders_on_real_items(name):
+  from rsft.evals import benchmarks, grading, loaders
+  bench = benchmarks.get(name)
+  items = loaders.load_items(bench, BENCH, limit=20)
+  if name == "halueval":
+    right = [f"<think>Maybe yes? Let me check.</think>{it.gold}" for it in items]
+    wrong = [f"<think>{it.gold}</think>{'No' if it.gold == 'Yes' else 'Yes'}." for it in items]
+  else:
+    right = [f"<think>Answer: Z</think>The answer is \\boxed{{{it.gold}}}." for it in items]
+    other = lambda it: it.extra["letters"][(it.extra["letters"].index(it.gold) + 1) % len(it.extra["letters"])]
+    wrong = [f"<think>It is {it.gold}.</think>Answer: ({other(it)})" for it in items]
+  assert [g["score"] for g in grading.grade(bench, items, right)] == [1.0] * len(items)
+  assert [g["score"] for g in grading.grade(bench, items, wrong)] == [0.0] * len(items)

@@ -34,7 +34,7 @@ class Benchmark:
   file: str | None                 # JSONL under eval.data_dir (None: items are generated)
   fields: tuple[str, ...]          # required fields of a row
   make_item: Callable[[dict[str, Any], int], Item]
-  grader: str                      # math | choice | humaneval | ifeval | yes_no | countdown
+  grader: str                      # math | choice | humaneval | ifeval | yes_no | countdown | reward | ...
   n: int = 1                       # samples per item (the study's avg@n)
   temperature: float = 0.6
   top_p: float = 0.95
@@ -149,6 +149,26 @@ def _ifeval(row: dict[str, Any], index: int) -> Item:
               {"instruction_ids": ids, "kwargs": kwargs})
 
 
+def _alpaca_eval(row: dict[str, Any], index: int) -> Item:
+  # `output` is AlpacaEval 2.0's reference answer (gpt4_turbo): the win rate compares rewards against it.
+  return Item(str(index), row["instruction"], None, row.get("dataset"),
+              {"instruction": row["instruction"], "reference": row.get("output")})
+
+
+def _truthfulqa(row: dict[str, Any], index: int) -> Item:
+  question = row["Question"]
+  return Item(str(index), f"\n\nQ: {question}", None, row.get("Category"), {"question": question})  # paper.md §4
+
+
+def _harmful(row: dict[str, Any], index: int) -> Item:
+  """HarmBench behaviors (Behavior, ContextString) or HEx-PHI rows (instruction, category): the raw request."""
+  request = row.get("Behavior") or row.get("instruction")
+  context = row.get("ContextString")
+  prompt = f"{context}\n\n---\n\n{request}" if context else request  # HarmBench's contextual format
+  category = row.get("SemanticCategory") or row.get("category")
+  return Item(str(row.get("BehaviorID") or index), prompt, None, category, {"instruction": prompt})
+
+
 def _countdown(row: dict[str, Any], index: int) -> Item:
   puzzle = countdown.Puzzle(tuple(row["numbers"]), int(row["target"]))
   return Item(f"countdown/{index}", countdown.prompt(puzzle), None, f"{len(puzzle.numbers)} numbers",
@@ -177,6 +197,13 @@ REGISTRY: dict[str, Benchmark] = {b.name: b for b in [
               "ifeval", n=1),
     Benchmark("halueval", "hallucination", "halueval_qa.jsonl",
               ("knowledge", "question", "right_answer", "hallucinated_answer"), _halueval_qa, "yes_no", n=1),
+    Benchmark("alpaca_eval", "chat", "alpaca_eval.jsonl", ("instruction",), _alpaca_eval, "reward", n=1,
+              temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=16384),
+    Benchmark("truthfulqa", "truthfulness", "truthfulqa.jsonl", ("Question",), _truthfulqa, "truthfulqa", n=1),
+    Benchmark("harmbench", "safety", "harmbench_behaviors_text_all.jsonl", ("Behavior",), _harmful, "harm_judge",
+              n=1, max_new_tokens=16384),
+    Benchmark("hexphi", "safety", "hexphi.jsonl", ("instruction",), _harmful, "harm_judge", n=1,
+              max_new_tokens=16384),  # gated: not in ../shared/benchmarks, supply hexphi.jsonl yourself
     Benchmark("countdown", "countdown", None, ("numbers", "target"), _countdown, "countdown", n=1,
               generate_items=_countdown_items),
 ]}

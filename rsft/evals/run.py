@@ -62,7 +62,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     raise FileNotFoundError(f"eval.input={config.eval.input}: no such file.")
   output = config.eval.output or os.path.join(workdir, "eval", f"{mode}.jsonl")
   if mode == "grade":
-    counts = sweep.grade_file(config.eval.input, output)
+    judges = sweep.Judges(config.eval, lambda path: load(config, path))
+    counts = sweep.grade_file(config.eval.input, output, judges)
+    judges.close()
     logging.info("eval grade: wrote %d rows to %s", counts["written"], output)
     return dict(counts, output=output)
   path, label = model_to_evaluate(config, workdir)

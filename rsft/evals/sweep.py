@@ -22,6 +22,7 @@ from absl import logging
 
 from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes
 from rsft.evals.benchmarks import Benchmark, Item
+from rsft.evals.judges import Judges
 
 
 def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
@@ -58,13 +59,13 @@ def _read(path: str) -> list[dict[str, Any]]:
 
 
 def grade_generations(bench: Benchmark, items: list[Item], gen_path: str, grade_path: str,
-                      settings: dict[str, Any]) -> None:
+                      settings: dict[str, Any], judges: Any = None) -> None:
   generations = _read(gen_path)
   with jsonl.ResumableWriter(grade_path, lambda r: (r["index"], r["sample"]), settings) as writer:
     todo = [g for g in generations if (g["index"], g["sample"]) not in writer.done]
     if not todo:
       return
-    grades = grading.grade(bench, [items[g["index"]] for g in todo], [g["completion"] for g in todo])
+    grades = grading.grade(bench, [items[g["index"]] for g in todo], [g["completion"] for g in todo], judges=judges)
     writer.write([dict(index=g["index"], sample=g["sample"], id=items[g["index"]].id, **gr,
                        tokens=g["completion_tokens"], truncated=g["finish_reason"] == "length")
                   for g, gr in zip(todo, grades)])
@@ -118,6 +119,16 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
     f.write("\n".join(lines + ci) + "\n")
 
 
+def _check_judges(eval_cfg: Any, benches: list[Benchmark]) -> None:
+  """Fail before generating anything when a model-graded benchmark has no grader configured."""
+  needs = {"reward": ("reward_model",), "truthfulqa": ("truth_judge", "info_judge"), "harm_judge": ("safety_judge",)}
+  for b in benches:
+    missing = [k for k in needs.get(b.grader, ()) if not eval_cfg[k]]
+    if missing:
+      raise ValueError(f"benchmark {b.name} is graded by a model: set " +
+                       ", ".join(f"--config.eval.{k}" for k in missing))
+
+
 def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
   benches = [benchmarks.get(name) for name in config.eval.benchmarks]
   steps = _steps(config, workdir)
@@ -127,23 +138,27 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   for b in benches:
     prompt_files[b.name] = os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl")
     _write_prompts(prompt_files[b.name], items[b.name])
+  _check_judges(config.eval, benches)
   logging.info("sweep: steps %s x benchmarks %s", [s for s, _ in steps], [b.name for b in benches])
   for step, path in steps:
+    where = lambda kind, b: os.path.join(workdir, "eval", kind, f"step_{step}", f"{b.name}.jsonl")
     model, renderer = None, None
-    for b in benches:
-      gen_path = os.path.join(workdir, "eval", "generations", f"step_{step}", f"{b.name}.jsonl")
-      grade_path = os.path.join(workdir, "eval", "grades", f"step_{step}", f"{b.name}.jsonl")
+    for b in benches:  # generate everything this checkpoint still owes, then release it
       n = decoding[b.name].n
-      have = {(r["index"], r["sample"]) for r in _read(gen_path)}
-      if len(have) < len(items[b.name]) * n:
+      if len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n:
         if model is None:
           model = load_model(path)
           renderer = renderer_for(model)
         settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
-        modes.generate_file(model, decoding[b.name], config.eval, prompt_files[b.name], gen_path, settings,
-                            renderer)
-      grade_generations(b, items[b.name], gen_path, grade_path, dict(benchmark=b.name, grader=b.grader))
+        modes.generate_file(model, decoding[b.name], config.eval, prompt_files[b.name], where("generations", b),
+                            settings, renderer)
     del model
+    gc.collect()
+    judges = Judges(config.eval, load_model)  # judge models load on first use, after the policy is gone
+    for b in benches:
+      grade_generations(b, items[b.name], where("generations", b), where("grades", b),
+                        dict(benchmark=b.name, grader=b.grader), judges)
+    judges.close()
     gc.collect()
   n_by_bench = {b.name: decoding[b.name].n for b in benches}
   rows = summarize(workdir, [s for s, _ in steps], benches, items, n_by_bench)
@@ -151,7 +166,7 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   return rows
 
 
-def grade_file(input_path: str, output_path: str) -> dict[str, int]:
+def grade_file(input_path: str, output_path: str, judges: Any = None) -> dict[str, int]:
   """eval.mode=grade: rows {benchmark, item (a row of its data file), response} -> + score, answer, status."""
   requests = []
   for number, row in jsonl.read(input_path):
@@ -171,7 +186,7 @@ def grade_file(input_path: str, output_path: str) -> dict[str, int]:
       by_bench[r[2].name].append(r)
     written = 0
     for rows in by_bench.values():
-      grades = grading.grade(rows[0][2], [r[3] for r in rows], [r[1]["response"] for r in rows])
+      grades = grading.grade(rows[0][2], [r[3] for r in rows], [r[1]["response"] for r in rows], judges=judges)
       writer.write([dict(r[1], index=r[0], **g) for r, g in zip(rows, grades)])
       written += len(rows)
   return {"written": written, "done_before": len(writer.done), "rows": len(requests)}

@@ -36,6 +36,7 @@ class Options:
   chunk_steps: int = 256           # decode steps per host round trip (early stop, progress)
   pad_id: int = 0
   pad_prompts_to: int = 0          # pad smaller calls up to this many prompts (an eval run's last batch): no recompile
+  prefill_chunk: int = 512         # prompt tokens per prefill piece (bounds attention memory); 0 = whole prompt
 
 
 @dataclasses.dataclass
@@ -85,11 +86,14 @@ def _last_logits(model, hidden: jax.Array) -> jax.Array:
                     precision=precision(hidden.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id"))
-def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int = 1, pad_id: int = 0):
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id", "chunk"))
+def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int = 1, pad_id: int = 0,
+            chunk: int = 0):
   """Runs the left-padded prompts [B, P] once, then repeats each row n times (samples share the prefill).
 
-  Returns the whole decode state, laid out on the model's mesh, with the logits for the first new token.
+  With `chunk` dividing P, the prompt runs in a scan over P / chunk pieces, so attention scores take
+  [B, chunk, S] rather than [B, P, S] (long judge / benchmark prompts). Returns the whole decode state, laid
+  out on the model's mesh, with the logits for the first new token.
   """
   COMPILES["prefill"] += 1
   logging.info("sampler: compiling prefill for %d prompts x %d tokens (cache %d)", *ids.shape, cache_len)
@@ -99,11 +103,26 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
   shape = (cfg.num_layers, b, cache_len, cfg.num_kv_heads, cfg.head_dim)
   cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
   kv_valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(mask > 0)
-  hidden, cache = model.extend(ids, positions_from_mask(mask), cache, jnp.int32(0), kv_valid)
+  positions = positions_from_mask(mask)
+  if chunk and p > chunk and p % chunk == 0:
+    pieces = lambda x: x.reshape(b, p // chunk, chunk).swapaxes(0, 1)  # [P/chunk, B, chunk]
+
+    def step(carry, xs):
+      cache, _ = carry
+      piece_ids, piece_pos, start = xs
+      hidden, cache = model.extend(piece_ids, piece_pos, cache, start, kv_valid)
+      return (cache, hidden[:, -1]), None
+
+    starts = jnp.arange(0, p, chunk, dtype=jnp.int32)
+    last = jnp.zeros((b, cfg.hidden_size), model.dtype)
+    (cache, last), _ = jax.lax.scan(step, (cache, last), (pieces(ids), pieces(positions), starts))
+  else:
+    hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid)
+    last = hidden[:, -1]
   rep = lambda x, key: _repeat_rows(model.rules, x, n, _STATE_AXES[key])
   rows = b * n
   state = dict(cache={k: rep(v, "cache") for k, v in cache.items()}, kv_valid=rep(kv_valid, "kv_valid"),
-               logits=rep(_last_logits(model, hidden[:, -1]), "logits"),
+               logits=rep(_last_logits(model, last), "logits"),
                pos=rep(mask.sum(axis=1).astype(jnp.int32), "pos"),
                tokens=jnp.full((rows, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((rows, max_new), jnp.float32),
                done=jnp.zeros((rows,), bool), stopped=jnp.zeros((rows,), bool), step=jnp.int32(0))
@@ -185,7 +204,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   rules = Rules(model.mesh)
   put = lambda x: jax.device_put(x, sharding.batch_sharding(rules, x.shape))
   state = prefill(model.graphdef, model.params, put(ids), put(mask), cache_len=p + max_new_tokens,
-                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id)
+                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id, chunk=opts.prefill_chunk)
   stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
   limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
   params_rows = tuple(put(x) for x in (temp, tp, tk, row_ids))
