@@ -9,11 +9,13 @@ rightmost \\boxed{}); a gold answer without a \\boxed{} or $ anchor is wrapped i
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
 from collections.abc import Sequence
+from typing import Any
 
 
 @dataclasses.dataclass
@@ -43,24 +45,52 @@ def grade_one(gold: str, response: str) -> tuple[float, str | None]:
   return float(math_verify.verify(gold_parsed, pred, timeout_seconds=None)), answer
 
 
+def _grade_chunk(pairs: list[tuple[str, str]]) -> list[tuple[float, str | None]]:
+  return [grade_one(g, r) for g, r in pairs]
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(workers: int):
+  """One spawn-started pool per size, kept for the process (worker start-up imports sympy: ~1 s)."""
+  import pebble
+  pool = _POOLS.get(workers)
+  if pool is None or not pool.active:
+    # spawn, not fork: the caller is a multithreaded JAX process, and forking it can deadlock.
+    pool = _POOLS[workers] = pebble.ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+    atexit.register(pool.stop)
+  return pool
+
+
 def grade(golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0,
           workers: int | None = None) -> list[MathGrade]:
-  """Grades pairs in parallel; each comparison gets `timeout` seconds of wall clock."""
-  import pebble
+  """Grades pairs in parallel; each comparison gets `timeout` seconds of wall clock.
 
+  Pairs go to the workers in chunks (one task per comparison would cost more in IPC than the comparison);
+  a chunk that times out is retried one pair per task, so only the pathological pair scores 0.
+  """
   if len(golds) != len(responses):
     raise ValueError(f"{len(golds)} gold answers but {len(responses)} responses")
-  workers = workers or max(1, min(len(golds), os.cpu_count() or 1))
+  pairs = [(str(g), r) for g, r in zip(golds, responses)]
+  if not pairs:
+    return []
+  workers = workers or max(1, min(len(pairs), os.cpu_count() or 1))
+  pool = _pool(workers)
+  size = max(1, min(32, len(pairs) // (4 * workers)))
+  chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
+  futures = [pool.schedule(_grade_chunk, (c,), timeout=timeout * len(c)) for c in chunks]
   out: list[MathGrade] = []
-  # spawn, not fork: the caller is a multithreaded JAX process, and forking it can deadlock.
-  with pebble.ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn")) as pool:
-    futures = [pool.schedule(grade_one, (g, r), timeout=timeout) for g, r in zip(golds, responses)]
-    for future in futures:
-      try:
-        score, answer = future.result()
-        out.append(MathGrade(score, answer))
-      except concurrent.futures.TimeoutError:
-        out.append(MathGrade(0.0, None, timed_out=True))
-      except Exception:  # noqa: BLE001 - a crash in sympy on one response scores that response 0
-        out.append(MathGrade(0.0, None))
+  for chunk, future in zip(chunks, futures):
+    try:
+      out += [MathGrade(score, answer) for score, answer in future.result()]
+    except Exception:  # noqa: BLE001 - a timeout or a crash: retry pair by pair to isolate the culprit
+      singles = [pool.schedule(_grade_chunk, ([p],), timeout=timeout) for p in chunk]
+      for single in singles:
+        try:
+          out.append(MathGrade(*single.result()[0]))
+        except concurrent.futures.TimeoutError:
+          out.append(MathGrade(0.0, None, timed_out=True))
+        except Exception:  # noqa: BLE001 - a crash in sympy on one response scores that response 0
+          out.append(MathGrade(0.0, None))
   return out
