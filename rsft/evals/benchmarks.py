@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import json
 import random
 import string
 from collections.abc import Callable
@@ -169,6 +170,19 @@ def _harmful(row: dict[str, Any], index: int) -> Item:
   return Item(str(row.get("BehaviorID") or index), prompt, None, category, {"instruction": prompt})
 
 
+def _livecodebench(row: dict[str, Any], index: int) -> Item:
+  from rsft.evals.graders import livecodebench as lcb
+  tests = lcb.decode_tests(row["public_test_cases"])
+  if row.get("private_test_cases"):
+    tests += lcb.decode_tests(row["private_test_cases"])
+  metadata = row.get("metadata") or {}
+  metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+  functional = bool(tests) and tests[0].get("testtype") == "functional"
+  return Item(str(row.get("question_id", index)), lcb.prompt(row["question_content"], row.get("starter_code") or ""),
+              None, row.get("difficulty"), {"tests": tests, "func_name": metadata.get("func_name") if functional
+                                            else None})
+
+
 def _countdown(row: dict[str, Any], index: int) -> Item:
   puzzle = countdown.Puzzle(tuple(row["numbers"]), int(row["target"]))
   return Item(f"countdown/{index}", countdown.prompt(puzzle), None, f"{len(puzzle.numbers)} numbers",
@@ -191,6 +205,8 @@ REGISTRY: dict[str, Benchmark] = {b.name: b for b in [
               _gpqa, "choice", n=3),
     Benchmark("mmlu_pro", "knowledge", "mmlu_pro_subset1000.jsonl", ("question_id", "question", "options", "answer"),
               _mmlu_pro, "choice", n=1),
+    Benchmark("livecodebench", "code", "livecodebench.jsonl", ("question_content", "public_test_cases"),
+              _livecodebench, "livecodebench", n=3),  # release_v2; not in ../shared/benchmarks (tests are large)
     Benchmark("humaneval", "code", "humaneval.jsonl", ("task_id", "prompt", "test", "entry_point"), _humaneval,
               "humaneval", n=1),
     Benchmark("ifeval", "instruction", "ifeval.jsonl", ("prompt", "instruction_id_list", "kwargs"), _ifeval,

@@ -9,7 +9,7 @@ from typing import Any
 
 from rsft.evals.benchmarks import Benchmark, Item
 from rsft.evals.extract import choice_letter, strip_thinking
-from rsft.evals.graders import code, ifeval
+from rsft.evals.graders import code, ifeval, livecodebench
 from rsft.evals.graders import math as math_grader
 from rsft.tasks import countdown
 
@@ -43,6 +43,9 @@ def grade(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], *, 
             for it, a in zip(items, letters)]
   if bench.grader == "humaneval":
     grades = code.grade_humaneval([it.extra for it in items], responses, seconds=code_seconds)
+    return [dict(score=g.score, answer=None, status=g.status) for g in grades]
+  if bench.grader == "livecodebench":
+    grades = livecodebench.grade([it.extra for it in items], responses)
     return [dict(score=g.score, answer=None, status=g.status) for g in grades]
   if bench.grader == "ifeval":
     out = []
