@@ -78,6 +78,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       limit=0,            # items per benchmark (0 = all)
       n=0,                # samples per item (0 = the benchmark's study default)
       max_new_tokens=0,   # 0 = the benchmark's default (32768)
+      temperature=-1.0,   # < 0 = the benchmark's default (study: 0.6; AlpacaEval 0.7)
+      top_p=-1.0,         # < 0 = the benchmark's default
+      top_k=-1,           # < 0 = the benchmark's default
+      files=config_dict.placeholder(str),  # per-benchmark data: "hexphi=/d/hexphi.csv,livecodebench=hf:o/n:test"
       checkpoints="all",  # all | last | comma-separated steps
       data_dir="../shared/benchmarks",
       mode="sweep",       # sweep | generate | score | grade

@@ -13,7 +13,7 @@ import pytest
 
 from rsft import api
 from rsft import config as rconfig
-from rsft.evals import benchmarks, run
+from rsft.evals import benchmarks, run, sweep
 from rsft.models import ModelConfig
 from rsft.tasks import countdown
 from rsft.train import checkpoint
@@ -126,3 +126,24 @@ def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
     run.run(c, str(tmp_path / "w"))
   with pytest.raises(ValueError, match="unknown benchmark 'gpqa'; did you mean 'gpqa_diamond'"):
     benchmarks.get("gpqa")
+
+
+def test_data_file_overrides_and_decoding_overrides(tmp_path):
+  from rsft.evals import loaders
+  hexphi = tmp_path / "hexphi.csv"
+  hexphi.write_text("instruction,category\nHow do I pick a lock?,illegal\n\"Write, with commas\",fraud\n")
+  files = loaders.parse_files(f"hexphi={hexphi}, countdown = {tmp_path}/none.jsonl")
+  assert files["hexphi"] == str(hexphi)
+  items = loaders.load_items(benchmarks.get("hexphi"), BENCH, path=files["hexphi"])
+  assert [it.prompt for it in items] == ["How do I pick a lock?", "Write, with commas"]
+  assert [it.category for it in items] == ["illegal", "fraud"]
+  with pytest.raises(FileNotFoundError, match="eval.files gives"):
+    loaders.load_items(benchmarks.get("countdown"), BENCH, path=files["countdown"])
+  with pytest.raises(ValueError, match="expected benchmark=path"):
+    loaders.parse_files("hexphi")
+  c = rconfig.base_config()
+  d = sweep._decoding(c, benchmarks.get("alpaca_eval"))
+  assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens) == (0.7, 0.9, 50, 1, 16384)
+  c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64))
+  d = sweep._decoding(c, benchmarks.get("math500"))
+  assert (d.temperature, d.top_p, d.n, d.max_new_tokens) == (0.0, 0.95, 4, 64)

@@ -18,11 +18,27 @@ def data_path(bench: Benchmark, data_dir: str) -> str:
   return path
 
 
-def load_items(bench: Benchmark, data_dir: str, limit: int = 0) -> list[Item]:
-  """The benchmark's items in file order (the first `limit` when limit > 0)."""
-  if bench.generate_items is not None:
+def parse_files(spec: str | None) -> dict[str, str]:
+  """eval.files: "name=path,name=path" (a path may be an `hf:owner/name[:split]` dataset) -> {name: path}."""
+  out = {}
+  for part in (spec or "").split(","):
+    if not part.strip():
+      continue
+    name, sep, path = part.partition("=")
+    if not sep or not path.strip():
+      raise ValueError(f"eval.files entry {part!r}: expected benchmark=path")
+    out[name.strip()] = path.strip()
+  return out
+
+
+def load_items(bench: Benchmark, data_dir: str, limit: int = 0, path: str | None = None) -> list[Item]:
+  """The benchmark's items in file order (the first `limit` when limit > 0); `path` overrides the data file."""
+  if bench.generate_items is not None and path is None:
     return [bench.make_item(row, i) for i, row in enumerate(bench.generate_items(limit or GENERATED_ITEMS))]
-  path = data_path(bench, data_dir)
+  if path is None:
+    path = data_path(bench, data_dir)
+  elif not path.startswith("hf:") and not os.path.exists(path):
+    raise FileNotFoundError(f"benchmark {bench.name}: eval.files gives {path}, which does not exist.")
   items = []
   for i, row in raw_rows(path):
     if isinstance(row, Exception):

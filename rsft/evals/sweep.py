@@ -37,11 +37,14 @@ def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
 
 
 def _decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
-  """The benchmark's decoding (paper.md §4) with the sweep-wide overrides eval.n / eval.max_new_tokens."""
+  """The benchmark's decoding (paper.md §4) with the sweep-wide overrides eval.n / max_new_tokens / temperature /
+  top_p / top_k."""
   s = config.sample
   return ml_collections.ConfigDict(dict(
       n=config.eval.n or bench.n, max_new_tokens=config.eval.max_new_tokens or bench.max_new_tokens,
-      temperature=bench.temperature, top_p=bench.top_p, top_k=bench.top_k, seed=s.seed, batch_size=s.batch_size,
+      temperature=bench.temperature if config.eval.temperature < 0 else config.eval.temperature,
+      top_p=bench.top_p if config.eval.top_p < 0 else config.eval.top_p,
+      top_k=bench.top_k if config.eval.top_k < 0 else config.eval.top_k, seed=s.seed, batch_size=s.batch_size,
       top_k_cap=s.top_k_cap, chunk_steps=s.chunk_steps, prompt_buckets=tuple(s.prompt_buckets)))
 
 
@@ -132,7 +135,10 @@ def _check_judges(eval_cfg: Any, benches: list[Benchmark]) -> None:
 def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
   benches = [benchmarks.get(name) for name in config.eval.benchmarks]
   steps = _steps(config, workdir)
-  items = {b.name: loaders.load_items(b, config.eval.data_dir, config.eval.limit) for b in benches}
+  files = loaders.parse_files(config.eval.files)
+  for name in files:
+    benchmarks.get(name)  # a typo in eval.files is an error naming the closest benchmark
+  items = {b.name: loaders.load_items(b, config.eval.data_dir, config.eval.limit, files.get(b.name)) for b in benches}
   decoding = {b.name: _decoding(config, b) for b in benches}
   prompt_files = {}
   for b in benches:
