@@ -100,5 +100,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       judge_batch_size=8,                          # prompts per local-judge generate call (judge prompts are long)
       judge_max_response_chars=65536,              # responses are clipped before judging (study: 16,384 tokens)
   )
-  c.analysis = dict(dip_threshold=0.02)
+  c.analysis = dict(
+      dip_threshold=0.02,      # smallest score drop (absolute, 0-1) called a dip, on top of the noise
+      in_domain=("math",),     # benchmark domains that match the training data (the rest: OOD / general / safety)
+      markers=config_dict.placeholder(str),  # reasoning-marker lexicon override: "category=regex|regex;..."
+      output=config_dict.placeholder(str),   # default: WORKDIR/report (the first workdir)
+      tokens=False,            # token-level log-probs under every checkpoint (loads each model once)
+      token_source="",         # "benchmark:step" (step may be "last"); default: first eval benchmark, last step
+      token_samples=16,        # responses scored
+  )
   return c

@@ -2,6 +2,7 @@
 
   python train.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
   python eval.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
+  python analyze.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
 Generates 2,000 verified backtracking traces and a 512-token BPE tokenizer in WORKDIR, then trains 2 epochs
 (164 steps of 16 packed rows x 512 tokens; about 3 minutes on 2 CPU cores, loss ~5.9 -> ~1.2), saving
 checkpoints on a log-spaced schedule as the study does.
@@ -42,4 +43,6 @@ def get_config(arg: str | None = None):
   c.eval.max_new_tokens = 320
   c.sample.batch_size = 32
   c.sample.mesh.data = -1
+  c.analysis.in_domain = ("countdown",)
+  c.analysis.tokens = True  # per-token log-probs of 16 step-164 countdown responses under every checkpoint
   return c

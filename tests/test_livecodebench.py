@@ -38,7 +38,8 @@ def data_dir(tmp_path):
   return str(tmp_path)
 
 
-SUM_OK = "```python\nfrom decimal import Decimal\nn = int(input())\nprint(sum(Decimal(x) for x in input().split()))\n```"
+SUM_OK = ("```python\nfrom decimal import Decimal\nn = int(input())\n"
+          "print(sum(Decimal(x) for x in input().split()))\n```")
 SUM_WRONG = "```python\nn = int(input())\nprint(n)\n```"
 TWO_SUM = ("```python\nfrom typing import List\nclass Solution:\n    def twoSum(self, nums, target):\n"
            "        seen = {}\n        for i, x in enumerate(nums):\n            if target - x in seen:\n"

@@ -81,6 +81,15 @@ def test_sweep_killed_midway_resumes_to_the_uninterrupted_results(run_dir, tmp_p
   assert {"avg@2", "pass@1", "maj@2", "response_tokens", "truncation_rate"} - metrics == {"pass@1"}
   with open(os.path.join(work, "eval", "summary.md")) as f:
     assert "| 10 |" in f.read()
+  from rsft.analysis import report, tokens  # the analysis report builds end to end on a real sweep's outputs
+  config = make_config(tok)
+  summary = tokens.analyze(config, work, lambda path: run.load(config, path))
+  assert summary["labels"] == ["10", "20"] and summary["source"] == "countdown:20" and summary["responses"] == 6
+  out = report.build([work], os.path.join(work, "report"), in_domain=("countdown",))
+  assert os.path.exists(os.path.join(work, "report", "tokens.png"))
+  page = open(out["html"]).read()
+  assert all(f"<h2>{t}</h2>" in page for t in report.SECTIONS) and "| work | countdown | avg@2 |" in \
+      open(out["markdown"]).read()
 
   other = str(tmp_path / "work")
   shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))

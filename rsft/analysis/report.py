@@ -1,0 +1,292 @@
+"""analyze.py: one report over one or more runs: WORKDIR/report/{index.html (self-contained), report.md, *.png}.
+
+Sections: training dynamics; scores vs step with 95% intervals grouped in-domain / out-of-domain / general /
+safety; dip-and-recovery per benchmark; response length; reasoning markers; safety vs reasoning. Plots use
+matplotlib's Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import statistics
+from typing import Any
+
+from absl import logging
+
+from rsft.analysis import dynamics, patterns, runs
+
+SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
+            "Token-level log-probs", "Safety vs reasoning")
+GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _grid(n: int, width: float = 4.0):
+  plt = _plt()
+  cols = min(n, 3)
+  rows = -(-n // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.0 * rows), squeeze=False)
+  for ax in axes.flat[n:]:
+    ax.axis("off")
+  return fig, list(axes.flat[:n])
+
+
+def _save(fig, out_dir: str, name: str) -> str:
+  path = os.path.join(out_dir, name)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  _plt().close(fig)
+  return name
+
+
+def training_dynamics(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, list[str]]:
+  keys = [k for k in ("loss", "lr", "grad_norm", "entropy") if any(k in m for r in all_runs for m in r.metrics)]
+  if not keys:
+    return None, ["No `metrics.jsonl` in these runs."]
+  fig, axes = _grid(len(keys))
+  for ax, key in zip(axes, keys):
+    for r in all_runs:
+      rows = [m for m in r.metrics if key in m]
+      ax.plot([m["step"] for m in rows], [m[key] for m in rows], label=r.name)
+    ax.set_title(key)
+    ax.set_xlabel("step")
+  axes[0].legend(fontsize=7)
+  last = {r.name: r.metrics[-1] for r in all_runs if r.metrics}
+  lines = [f"- {name}: {m['step']} steps, final loss {m.get('loss', float('nan')):.4f}" for name, m in last.items()]
+  return _save(fig, out_dir, "dynamics.png"), lines
+
+
+def scores_vs_step(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...]) -> tuple[list[str], list[str]]:
+  by_group: dict[str, list[tuple[str, str]]] = {}
+  for r in all_runs:
+    for bench, domain in r.benchmarks():
+      entry = by_group.setdefault(runs.group(domain, in_domain), [])
+      if bench not in [b for b, _ in entry]:
+        entry.append((bench, domain))
+  images, lines = [], []
+  for g in GROUPS:
+    if g not in by_group:
+      continue
+    fig, axes = _grid(len(by_group[g]))
+    for ax, (bench, _) in zip(axes, by_group[g]):
+      for r in all_runs:
+        metric = r.headline(bench)
+        pts = r.curve(bench, metric) if metric else []
+        if not pts:
+          continue
+        steps = [p.step for p in pts]
+        ax.plot(steps, [p.value for p in pts], marker="o", label=f"{r.name} {metric}")
+        ax.fill_between(steps, [p.ci_low for p in pts], [p.ci_high for p in pts], alpha=0.2)
+      ax.set_title(bench)
+      ax.set_xlabel("step")
+      ax.legend(fontsize=7)
+    images.append(_save(fig, out_dir, f"scores_{g.replace('-', '_')}.png"))
+    lines.append(f"- **{g}**: {', '.join(b for b, _ in by_group[g])}")
+  return images, lines
+
+
+def dip_table(all_runs: list[runs.Run], threshold: float) -> tuple[list[str], list[dict[str, Any]]]:
+  rows = []
+  header = ["run", "benchmark", "metric", "base", "min (step)", "depth", "dip", "recovered at", "final gain",
+            "significant", "under-optimised"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in all_runs:
+    for bench, _ in r.benchmarks():
+      metric = r.headline(bench)
+      pts = r.curve(bench, metric) if metric else []
+      if len(pts) < 2:
+        continue
+      d = dynamics.dip_and_recovery(pts, threshold)
+      rows.append(dict(run=r.name, benchmark=bench, metric=metric, report=d))
+      lines.append(f"| {r.name} | {bench} | {metric} | {d.base:.3f}{'' if d.has_base else '*'} | "
+                   f"{d.min_value:.3f} ({d.min_step}) | {d.depth:+.3f} | {'yes' if d.dip else 'no'} | "
+                   f"{d.recovery_step if d.recovery_step is not None else ('never' if d.dip else '-')} | "
+                   f"{d.final_gain:+.3f} | {'yes' if d.gain_significant else 'no'} | "
+                   f"{'**yes**' if d.under_optimised else 'no'} |")
+  return lines, rows
+
+
+def response_length(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, list[str]]:
+  series = []
+  for r in all_runs:
+    for bench, _ in r.benchmarks():
+      gens = r.generations(bench)
+      if gens:
+        stats = {s: (statistics.mean(g["completion_tokens"] for g in rows),
+                     statistics.median(g["completion_tokens"] for g in rows),
+                     sum(g["finish_reason"] == "length" for g in rows) / len(rows)) for s, rows in gens.items() if rows}
+        series.append((r.name, bench, stats))
+  if not series:
+    return None, ["No cached generations (run the sweep first)."]
+  fig, axes = _grid(2, width=5.5)
+  for name, bench, stats in series:
+    steps = list(stats)
+    axes[0].plot(steps, [stats[s][0] for s in steps], marker="o", label=f"{name} {bench} mean")
+    axes[0].plot(steps, [stats[s][1] for s in steps], linestyle="--", label=f"{name} {bench} median")
+    axes[1].plot(steps, [stats[s][2] for s in steps], marker="o", label=f"{name} {bench}")
+  axes[0].set_title("response tokens")
+  axes[1].set_title("truncation rate")
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.legend(fontsize=6)
+  lines = [f"- {name} / {bench}: mean tokens " + ", ".join(f"{s}: {v[0]:.0f}" for s, v in stats.items())
+           for name, bench, stats in series]
+  return _save(fig, out_dir, "length.png"), lines
+
+
+def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> tuple[str | None, list[str]]:
+  curves: dict[str, dict[str, dict[int, float]]] = {}
+  examples: dict[str, str] = {}
+  for r in all_runs:
+    for bench, _ in r.benchmarks():
+      for step, rows in r.generations(bench).items():
+        texts = [g["completion"] for g in rows]
+        for category, rate in patterns.rates(texts, lexicon).items():
+          curves.setdefault(category, {}).setdefault(f"{r.name}/{bench}", {})[step] = rate["per_1k_tokens"]
+        for text in texts:
+          for category, n in patterns.count(text, lexicon).items():
+            if n and category not in examples:
+              examples[category] = text[:300]
+  if not curves:
+    return None, ["No cached generations (run the sweep first)."]
+  fig, axes = _grid(len(curves))
+  for ax, (category, by_series) in zip(axes, curves.items()):
+    for label, values in by_series.items():
+      ax.plot(list(values), list(values.values()), marker="o", label=label)
+    ax.set_title(f"{category} per 1k tokens")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=6)
+  lines = ["Lexicon (ours; `analysis.markers` overrides): " +
+           "; ".join(f"{k}: {', '.join(v)}" for k, v in lexicon.items())]
+  lines += [f"- example ({k}): `{v[:200]}`".replace("\n", " ") for k, v in examples.items()]
+  return _save(fig, out_dir, "markers.png"), lines
+
+
+def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, list[str]]:
+  """From WORKDIR/analysis/tokens.json (analyze.py with analysis.tokens=True)."""
+  found = []
+  for r in all_runs:
+    path = os.path.join(r.workdir, "analysis", "tokens.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        found.append((r.name, json.load(f)))
+  if not found:
+    return None, ["Not computed: rerun `analyze.py` with `--config.analysis.tokens=True` (scores a fixed set of "
+                  "responses under every checkpoint)."]
+  fig, axes = _grid(3)
+  lines = []
+  for name, t in found:
+    x = list(range(len(t["labels"])))
+    axes[0].plot(x, t["mean_logprob"], marker="o", label=name)
+    axes[1].plot(x, t["mean_entropy"], marker="o", label=name)
+    for word, m in t["markers"].items():
+      axes[2].plot(x, m["logprob"], marker="o", label=f"{name} '{word}' ({m['count']})")
+    for ax in axes:
+      ax.set_xticks(x, t["labels"], fontsize=7)
+    lines.append(f"- {name}: {t['responses']} responses of {t['source']} ({t['tokens']} tokens) under "
+                 f"{', '.join(t['labels'])}")
+    fmt = lambda rows: ", ".join(f"`{r['token']!r}` {r['delta']:+.2f} (x{r['count']})" for r in rows)
+    lines.append(f"  - log-prob rose most ({t['labels'][0]} -> {t['labels'][-1]}): {fmt(t['most_up'])}")
+    lines.append(f"  - log-prob fell most (or rose least): {fmt(t['most_down'])}")
+  axes[0].set_title("mean token log-prob")
+  axes[1].set_title("mean token entropy")
+  axes[2].set_title("marker-token log-prob")
+  for ax in axes:
+    ax.set_xlabel("model")
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=6)
+  return _save(fig, out_dir, "tokens.png"), lines
+
+
+def safety_vs_reasoning(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
+                        in_domain: tuple[str, ...]) -> tuple[str | None, list[str]]:
+  """Per run: mean final gain on reasoning benchmarks vs the change in attack success rate (the study's Fig. 6)."""
+  points = []
+  for r in all_runs:
+    domain = dict(r.benchmarks())
+    gains = [x["report"].final_gain for x in rows if x["run"] == r.name and domain[x["benchmark"]] in in_domain]
+    asr = [x["report"].final_gain for x in rows if x["run"] == r.name and domain[x["benchmark"]] == "safety"]
+    if gains and asr:
+      points.append((r.name, statistics.mean(gains), statistics.mean(asr)))
+  if not points:
+    return None, ["Needs an in-domain benchmark and a safety benchmark (hexphi / harmbench) in the same runs."]
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5, 4))
+  for name, gain, asr in points:
+    ax.scatter([gain], [asr])
+    ax.annotate(name, (gain, asr), fontsize=7)
+  ax.axhline(0, color="gray", lw=0.5)
+  ax.axvline(0, color="gray", lw=0.5)
+  ax.set_xlabel("in-domain gain (final - base)")
+  ax.set_ylabel("ASR change (final - base)")
+  return _save(fig, out_dir, "safety.png"), [f"- {n}: reasoning {g:+.3f}, ASR {a:+.3f}" for n, g, a in points]
+
+
+def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math",), threshold: float = 0.02,
+          markers: str | None = None) -> dict[str, str]:
+  os.makedirs(out_dir, exist_ok=True)
+  all_runs = [runs.load(w) for w in workdirs]
+  lexicon = patterns.parse_lexicon(markers)
+  sections: list[tuple[str, list[str], list[str]]] = []  # (title, images, markdown lines)
+  image, lines = training_dynamics(all_runs, out_dir)
+  sections.append((SECTIONS[0], [image] if image else [], lines))
+  images, lines = scores_vs_step(all_runs, out_dir, in_domain)
+  sections.append((SECTIONS[1], images, lines or ["No `eval/results.jsonl` (run `eval.py` first)."]))
+  lines, rows = dip_table(all_runs, threshold)
+  note = [f"Dip: the lowest score after the base, below it by more than {threshold} and than the noise (95% "
+          "half-intervals in quadrature). `*`: no step 0 evaluated, the first checkpoint stands in for the base."]
+  sections.append((SECTIONS[2], [], note + lines))
+  image, lines = response_length(all_runs, out_dir)
+  sections.append((SECTIONS[3], [image] if image else [], lines))
+  image, lines = reasoning_markers(all_runs, out_dir, lexicon)
+  sections.append((SECTIONS[4], [image] if image else [], lines))
+  image, lines = token_level(all_runs, out_dir)
+  sections.append((SECTIONS[5], [image] if image else [], lines))
+  image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
+  sections.append((SECTIONS[6], [image] if image else [], lines))
+
+  md = [f"# rsft report: {', '.join(r.name for r in all_runs)}", ""]
+  body = [f"<h1>rsft report: {html.escape(', '.join(r.name for r in all_runs))}</h1>"]
+  for title, imgs, text in sections:
+    md += [f"## {title}", ""] + [f"![{title}]({i})" for i in imgs] + [""] + text + [""]
+    body.append(f"<h2>{html.escape(title)}</h2>")
+    for i in imgs:
+      with open(os.path.join(out_dir, i), "rb") as f:
+        body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,'
+                    f'{base64.b64encode(f.read()).decode()}">')
+    body.append(_markdown_lines_to_html(text))
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write("\n".join(md))
+  page = ("<!doctype html><html><head><meta charset='utf-8'><title>rsft report</title><style>body{font-family:"
+          "sans-serif;max-width:1200px;margin:auto}img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
+          "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>" + "\n".join(body) + "</body></html>")
+  with open(os.path.join(out_dir, "index.html"), "w") as f:
+    f.write(page)
+  logging.info("report: %s", os.path.join(out_dir, "index.html"))
+  return {"html": os.path.join(out_dir, "index.html"), "markdown": os.path.join(out_dir, "report.md")}
+
+
+def _markdown_lines_to_html(lines: list[str]) -> str:
+  """The few markdown shapes the report uses: tables and bullet lines."""
+  out, table = [], []
+  for line in lines + [""]:
+    if line.startswith("|"):
+      if not set(line) <= set("|-"):
+        table.append([html.escape(c.strip().replace("**", "")) for c in line.strip("|").split("|")])
+      continue
+    if table:
+      out.append("<table>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in table)
+                 + "</table>")
+      table = []
+    if line:
+      out.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+  return "\n".join(out)

@@ -1,0 +1,74 @@
+"""Reading a run directory: its config, training metrics, sweep results and cached generations."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob
+import json
+import os
+import re
+from typing import Any
+
+from rsft.analysis.dynamics import Point
+
+GENERAL = ("instruction", "chat", "hallucination", "truthfulness")
+REASONING = ("math", "code", "science", "knowledge", "countdown")
+
+
+@dataclasses.dataclass
+class Run:
+  name: str
+  workdir: str
+  metrics: list[dict[str, Any]]                 # metrics.jsonl rows
+  results: list[dict[str, Any]]                 # eval/results.jsonl rows
+
+  def benchmarks(self) -> list[tuple[str, str]]:
+    """(benchmark, domain) in first-seen order."""
+    seen = {}
+    for r in self.results:
+      seen.setdefault(r["benchmark"], r["domain"])
+    return list(seen.items())
+
+  def headline(self, benchmark: str) -> str | None:
+    names = {r["metric"] for r in self.results if r["benchmark"] == benchmark}
+    avg = sorted(m for m in names if re.fullmatch(r"avg@\d+", m))
+    return avg[0] if avg else None
+
+  def curve(self, benchmark: str, metric: str) -> list[Point]:
+    return sorted((Point(r["step"], r["value"], r["ci_low"], r["ci_high"]) for r in self.results
+                   if r["benchmark"] == benchmark and r["metric"] == metric), key=lambda p: p.step)
+
+  def generations(self, benchmark: str) -> dict[int, list[dict[str, Any]]]:
+    """step -> generation rows (completion, completion_tokens, finish_reason) from the sweep's cache."""
+    out = collections.defaultdict(list)
+    for path in glob.glob(os.path.join(self.workdir, "eval", "generations", "step_*", f"{benchmark}.jsonl")):
+      step = int(os.path.basename(os.path.dirname(path)).removeprefix("step_"))
+      with open(path) as f:
+        out[step] = [json.loads(line) for line in f if line.strip()]
+    return dict(sorted(out.items()))
+
+
+def _jsonl(path: str) -> list[dict[str, Any]]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def load(workdir: str) -> Run:
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"{workdir}: not a run directory")
+  return Run(os.path.basename(os.path.normpath(workdir)), workdir, _jsonl(os.path.join(workdir, "metrics.jsonl")),
+             _jsonl(os.path.join(workdir, "eval", "results.jsonl")))
+
+
+def group(domain: str, in_domain: tuple[str, ...]) -> str:
+  """The study's grouping: in-domain reasoning / out-of-domain reasoning / general / safety."""
+  if domain in in_domain:
+    return "in-domain"
+  if domain in REASONING:
+    return "out-of-domain"
+  if domain in GENERAL:
+    return "general"
+  return "safety" if domain == "safety" else "other"

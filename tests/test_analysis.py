@@ -1,0 +1,113 @@
+"""Analysis: dip-and-recovery classification, marker counting, and the report over a synthetic run."""
+
+import json
+import os
+
+import pytest
+
+from rsft.analysis import dynamics, patterns, report
+from rsft.analysis.dynamics import Point
+
+
+def curve(values, half=0.02, steps=(0, 10, 20, 40, 80, 160)):
+  return [Point(s, v, v - half, v + half) for s, v in zip(steps, values)]
+
+
+def test_dip_and_recovery_classification():
+  dip = dynamics.dip_and_recovery(curve([0.60, 0.50, 0.42, 0.55, 0.63, 0.70]), threshold=0.02)
+  assert dip.dip and dip.min_step == 20 and dip.depth == pytest.approx(0.18) and dip.recovery_step == 80
+  assert dip.final_gain == pytest.approx(0.10) and dip.gain_significant and not dip.under_optimised
+
+  rising = dynamics.dip_and_recovery(curve([0.60, 0.61, 0.64, 0.66, 0.70, 0.71]), threshold=0.02)
+  assert not rising.dip and rising.recovery_step is None and rising.gain_significant
+
+  stuck = dynamics.dip_and_recovery(curve([0.60, 0.45, 0.40, 0.42, 0.44, 0.47]), threshold=0.02)
+  assert stuck.dip and stuck.recovery_step is None and stuck.under_optimised
+
+  noisy = dynamics.dip_and_recovery(curve([0.60, 0.56, 0.55, 0.58, 0.61, 0.62], half=0.08), threshold=0.02)
+  assert not noisy.dip and not noisy.gain_significant  # inside the bootstrap noise: neither a dip nor a gain
+
+  no_base = dynamics.dip_and_recovery(curve([0.3, 0.2, 0.5], steps=(10, 20, 40)))
+  assert not no_base.has_base and no_base.base == 0.3
+
+
+def test_marker_counting():
+  text = ("First, compute 3+4. Hmm, wait: that's wrong. Let me check again. Alternatively, maybe 7? "
+          "Step 2: verify. WAIT, actually it is 7. Awaiting nothing.")
+  got = patterns.count(text)
+  # wait, that's wrong, Alternatively, WAIT, actually (and not "Awaiting")
+  assert got == {"backtracking": 5, "verification": 2, "decomposition": 2, "hesitation": 2}
+  custom = patterns.parse_lexicon("doubt=hmm+|not sure;pivot=but")
+  assert patterns.count("Hmmm, but not sure. But ok", custom) == {"doubt": 2, "pivot": 2}
+  rates = patterns.rates(["wait wait", "no markers here at all"], custom | {"bt": ("wait",)})
+  assert rates["bt"]["per_response"] == 1.0 and rates["bt"]["per_1k_tokens"] == pytest.approx(1000 * 2 / 7)
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+  work = tmp_path / "run14b"
+  (work / "eval").mkdir(parents=True)
+  with open(work / "metrics.jsonl", "w") as f:
+    for step in range(1, 161, 10):
+      f.write(json.dumps({"step": step, "loss": 2.0 / step ** 0.3, "lr": 1e-5, "grad_norm": 1.0, "entropy": 0.8})
+              + "\n")
+  values = {"math500": [0.6, 0.62, 0.66, 0.7], "ifeval": [0.64, 0.5, 0.58, 0.66], "hexphi": [0.1, 0.2, 0.3, 0.35]}
+  domains = {"math500": "math", "ifeval": "instruction", "hexphi": "safety"}
+  with open(work / "eval" / "results.jsonl", "w") as f:
+    for bench, vs in values.items():
+      for step, v in zip((0, 40, 80, 160), vs):
+        f.write(json.dumps(dict(step=step, benchmark=bench, domain=domains[bench], metric="avg@1", value=v,
+                                ci_low=v - 0.02, ci_high=v + 0.02, n_items=100)) + "\n")
+  for step, length in ((0, 900), (40, 3000), (160, 1500)):
+    gen = work / "eval" / "generations" / f"step_{step}"
+    gen.mkdir(parents=True)
+    rows = [dict(index=i, sample=0, completion="Let me check. Wait, " * (step // 40 + 1) + "so 4.",
+                 completion_tokens=length + i, finish_reason="length" if i == 0 else "stop") for i in range(4)]
+    (gen / "math500.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return str(work)
+
+
+def test_report_has_every_section_and_flags_the_dip(synthetic_run, tmp_path):
+  out = report.build([synthetic_run], str(tmp_path / "report"), in_domain=("math",), threshold=0.02)
+  page = open(out["html"]).read()
+  md = open(out["markdown"]).read()
+  for title in report.SECTIONS:
+    assert f"<h2>{title}</h2>" in page and f"## {title}" in md
+  for image in [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]:
+    assert os.path.getsize(tmp_path / "report" / image) > 1000
+  assert page.count("data:image/png;base64,") >= 6  # self-contained: dynamics, 3 score groups, length, markers
+  ifeval = next(line for line in md.splitlines() if line.startswith("| run14b | ifeval"))
+  assert "| 0.500 (40) |" in ifeval and "| yes | 160 |" in ifeval  # dipped at 40, recovered at 160
+  assert "- run14b: reasoning +0.100, ASR +0.250" in md
+
+
+def test_token_level_table_equals_token_logprobs(tmp_path):
+  import numpy as np
+
+  import rsft
+  import tiny_models
+  from rsft.analysis import tokens
+  pytest.importorskip("torch")
+  for seed, name in ((0, "base"), (1, "ckpt")):
+    tiny_models.build("qwen3", tmp_path / name, seed=seed)
+  rng = np.random.default_rng(0)
+  prompts = [rng.integers(1, 500, n).tolist() for n in (5, 9)]
+  completions = [rng.integers(1, 500, n).tolist() for n in (7, 4)]
+  models = [(name, (lambda name=name: rsft.load_model(tmp_path / name))) for name in ("base", "ckpt")]
+  table = tokens.score_checkpoints(models, prompts, completions, batch_tokens=64)
+  for name in ("base", "ckpt"):
+    m = rsft.load_model(tmp_path / name)
+    for p, c, got in zip(prompts, completions, table[name]):
+      want = np.asarray(rsft.token_logprobs(m, np.asarray([p + c])))[0, len(p) - 1:]
+      np.testing.assert_allclose(got, want, atol=2e-5)
+  strings = [["Wait", " so", " x", " wait", ",", " so", " x"], [" so", " x", " so", "Wait"]]
+  teacher = [[-1.0] * 7, [-2.0] * 4]
+  s = tokens.summarize(["base", "ckpt"], table, strings, teacher=teacher, min_count=2)
+  wait = [table[n][0][0] for n in ("base", "ckpt")], [table[n][0][3] for n in ("base", "ckpt")], \
+      [table[n][1][3] for n in ("base", "ckpt")]
+  assert s["markers"]["wait"]["count"] == 3
+  np.testing.assert_allclose(s["markers"]["wait"]["logprob"], np.mean(wait, axis=0), atol=1e-9)
+  moved = {r["token"]: r["delta"] for r in s["most_up"]}
+  so = [(table["ckpt"][i][j] - table["base"][i][j]) for i, j in ((0, 1), (0, 5), (1, 0), (1, 2))]
+  assert moved[" so"] == pytest.approx(np.mean(so))
+  assert sum(s["ratio_hist"]["counts"]["base"]) == 11
