@@ -10,6 +10,7 @@ from absl import logging
 from rsft import api, sharding
 from rsft import config as rconfig
 from rsft.evals import checkpoints, modes, sweep
+from rsft.evals.judges import Judges
 from rsft.evals.requests import Renderer
 
 MODES = ("sweep", "generate", "score", "grade")
@@ -62,9 +63,11 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     raise FileNotFoundError(f"eval.input={config.eval.input}: no such file.")
   output = config.eval.output or os.path.join(workdir, "eval", f"{mode}.jsonl")
   if mode == "grade":
-    judges = sweep.Judges(config.eval, lambda path: load(config, path))
-    counts = sweep.grade_file(config.eval.input, output, judges)
-    judges.close()
+    judges = Judges(config.eval, lambda path: load(config, path))
+    try:
+      counts = sweep.grade_file(config.eval.input, output, judges)
+    finally:
+      judges.close()
     logging.info("eval grade: wrote %d rows to %s", counts["written"], output)
     return dict(counts, output=output)
   path, label = model_to_evaluate(config, workdir)

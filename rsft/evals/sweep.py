@@ -27,12 +27,10 @@ from rsft.evals.judges import Judges
 
 def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
   """(step, model dir) to evaluate: step 0 is model.path (when set), then the selected checkpoints."""
-  saved = checkpoints.list_steps(workdir)
-  spec = config.eval.checkpoints
-  wanted = checkpoints.select(spec, [0] + saved if config.model.path else saved) if (saved or config.model.path) \
-      else []
-  if not wanted:
+  candidates = ([0] if config.model.path else []) + checkpoints.list_steps(workdir)
+  if not candidates:
     raise ValueError(f"nothing to evaluate: {workdir}/checkpoints has no steps and model.path is not set.")
+  wanted = checkpoints.select(config.eval.checkpoints, candidates)
   return [(s, config.model.path if s == 0 else checkpoints.step_dir(workdir, s)) for s in wanted]
 
 
