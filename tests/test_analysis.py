@@ -111,3 +111,32 @@ def test_token_level_table_equals_token_logprobs(tmp_path):
   so = [(table["ckpt"][i][j] - table["base"][i][j]) for i, j in ((0, 1), (0, 5), (1, 0), (1, 2))]
   assert moved[" so"] == pytest.approx(np.mean(so))
   assert sum(s["ratio_hist"]["counts"]["base"]) == 11
+
+
+def test_size_comparison_orders_runs_by_parameters(synthetic_run, tmp_path):
+  import shutil
+  arch = dict(model_type="qwen3", vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_layers=28,
+              num_heads=16, num_kv_heads=8, head_dim=128, tie_word_embeddings=True, rope_theta=1e6)
+  small = str(tmp_path / "small")
+  shutil.copytree(synthetic_run, small)
+  with open(os.path.join(synthetic_run, "config.json"), "w") as f:
+    json.dump({"model": {"arch": dict(arch, hidden_size=5120, intermediate_size=17408, num_layers=40,
+                                      num_heads=40)}}, f)
+  with open(os.path.join(small, "config.json"), "w") as f:
+    json.dump({"model": {"arch": arch}}, f)
+  results = os.path.join(small, "eval", "results.jsonl")
+  rows = [json.loads(line) for line in open(results)]
+  for r in rows:  # the small model gains less on math and never recovers IFEval
+    if r["benchmark"] == "math500" and r["step"] == 160:
+      r.update(value=0.62, ci_low=0.60, ci_high=0.64)
+    if r["benchmark"] == "ifeval" and r["step"] == 160:
+      r.update(value=0.52, ci_low=0.50, ci_high=0.54)
+  with open(results, "w") as f:
+    f.write("".join(json.dumps(r) + "\n" for r in rows))
+  out = report.build([synthetic_run, small], str(tmp_path / "report"), in_domain=("math",))
+  md = open(out["markdown"]).read()
+  section = md[md.index("## Model size comparison"):md.index("## Safety vs reasoning")]
+  body = [line for line in section.splitlines() if line.startswith("| small") or line.startswith("| run14b")]
+  assert [line.split(" | ")[0] for line in body] == ["| small", "| run14b"]  # ascending size
+  assert "+0.020 |" in body[0] and "+0.100 |" in body[1]                   # in-domain gain grows with size
+  assert "ifeval 0.140" in body[0] and os.path.exists(tmp_path / "report" / "sizes.png")

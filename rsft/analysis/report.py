@@ -19,7 +19,7 @@ from absl import logging
 from rsft.analysis import dynamics, patterns, runs
 
 SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
-            "Token-level log-probs", "Safety vs reasoning")
+            "Token-level log-probs", "Model size comparison", "Safety vs reasoning")
 GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
 
 
@@ -207,6 +207,54 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
   return _save(fig, out_dir, "tokens.png"), lines
 
 
+def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
+                    in_domain: tuple[str, ...]) -> tuple[str | None, list[str]]:
+  """Runs ordered by parameter count: gains per group, deepest dip, recovery, final length (Sec. 5, Fig. 5)."""
+  table = []
+  for r in all_runs:
+    domain = dict(r.benchmarks())
+    mine = [x for x in rows if x["run"] == r.name]
+    if not mine:
+      continue
+    gains = {g: [x["report"].final_gain for x in mine if runs.group(domain[x["benchmark"]], in_domain) == g]
+             for g in GROUPS}
+    dips = [x for x in mine if x["report"].dip]
+    deepest = max(dips, key=lambda x: x["report"].depth, default=None)
+    recoveries = [x["report"].recovery_step for x in dips if x["report"].recovery_step is not None]
+    lengths = [x for x in r.results if x["metric"] == "response_tokens"]
+    last = max((x["step"] for x in lengths), default=None)
+    final_len = statistics.mean(x["value"] for x in lengths if x["step"] == last) if lengths else float("nan")
+    table.append(dict(run=r.name, params=runs.parameters(r.workdir), gains=gains, deepest=deepest,
+                      recovery=statistics.median(recoveries) if recoveries else None, length=final_len))
+  if len(table) < 2:
+    return None, ["Needs two or more runs (e.g. one per model size): `--workdir=run_a,run_b`."]
+  table.sort(key=lambda t: (t["params"] is None, t["params"] or 0, t["run"]))
+  mean = lambda v: f"{statistics.mean(v):+.3f}" if v else "-"
+  lines = ["| run | parameters | in-domain gain | OOD gain | general gain | safety change | deepest dip | "
+           "median recovery step | final response tokens |", "|" + "---|" * 9]
+  for t in table:
+    dip = f"{t['deepest']['benchmark']} {t['deepest']['report'].depth:.3f}" if t["deepest"] else "none"
+    lines.append(f"| {t['run']} | {t['params'] / 1e9:.2f}B |" if t["params"] else f"| {t['run']} | ? |")
+    lines[-1] += (f" {mean(t['gains']['in-domain'])} | {mean(t['gains']['out-of-domain'])} | "
+                  f"{mean(t['gains']['general'])} | {mean(t['gains']['safety'])} | {dip} | "
+                  f"{t['recovery'] if t['recovery'] is not None else '-'} | "
+                  f"{'-' if t['length'] != t['length'] else round(t['length'])} |")
+  plt = _plt()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  x = [t["params"] or i + 1 for i, t in enumerate(table)]
+  for g in ("in-domain", "out-of-domain", "general"):
+    axes[0].plot(x, [statistics.mean(t["gains"][g]) if t["gains"][g] else float("nan") for t in table],
+                 marker="o", label=g)
+  axes[1].plot(x, [t["deepest"]["report"].depth if t["deepest"] else 0.0 for t in table], marker="o")
+  for ax, title in zip(axes, ("mean final gain", "deepest dip")):
+    ax.set_title(title)
+    ax.set_xlabel("parameters" if all(t["params"] for t in table) else "run (by size)")
+    if all(t["params"] for t in table):
+      ax.set_xscale("log")
+  axes[0].legend(fontsize=7)
+  return _save(fig, out_dir, "sizes.png"), lines
+
+
 def safety_vs_reasoning(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
                         in_domain: tuple[str, ...]) -> tuple[str | None, list[str]]:
   """Per run: mean final gain on reasoning benchmarks vs the change in attack success rate (the study's Fig. 6)."""
@@ -251,8 +299,10 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[4], [image] if image else [], lines))
   image, lines = token_level(all_runs, out_dir)
   sections.append((SECTIONS[5], [image] if image else [], lines))
-  image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
+  image, lines = size_comparison(rows, all_runs, out_dir, in_domain)
   sections.append((SECTIONS[6], [image] if image else [], lines))
+  image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
+  sections.append((SECTIONS[7], [image] if image else [], lines))
 
   md = [f"# rsft report: {', '.join(r.name for r in all_runs)}", ""]
   body = [f"<h1>rsft report: {html.escape(', '.join(r.name for r in all_runs))}</h1>"]

@@ -49,6 +49,25 @@ class Run:
     return dict(sorted(out.items()))
 
 
+def parameters(workdir: str) -> int | None:
+  """The run's model size from WORKDIR/config.json (model.path's config.json, or model.arch); None if unknown."""
+  from rsft.models import ModelConfig
+  from rsft.train.metrics import param_count
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    model = json.load(f).get("model", {})
+  try:
+    if model.get("path"):
+      return param_count(ModelConfig.from_dir(model["path"])[0])
+    if model.get("arch"):
+      return param_count(ModelConfig.from_arch(model["arch"]))
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  return None
+
+
 def _jsonl(path: str) -> list[dict[str, Any]]:
   if not os.path.exists(path):
     return []
