@@ -152,8 +152,7 @@ def _prepare(m: Model, ids: Any, attention_mask: Any) -> tuple[jax.Array, jax.Ar
     raise ValueError(f"attention_mask shape {mask.shape} differs from ids shape {ids.shape}.")
   if ids.size and (ids.min() < 0 or ids.max() >= m.config.vocab_size):
     raise ValueError(f"token ids must lie in [0, {m.config.vocab_size}); got [{ids.min()}, {ids.max()}].")
-  place = sharding.batch_sharding(sharding.Rules(m.mesh), ids.shape)
-  return jax.device_put(ids, place), jax.device_put(mask, place)
+  return sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))

@@ -185,6 +185,11 @@ def batch_multiple(mesh: Mesh | None) -> int:
   return 1 if mesh is None else mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1)
 
 
+def put_batch(mesh: Mesh | None, x: Any) -> jax.Array:
+  """A host array [B, ...] placed with its batch over (data, fsdp) when it divides (else replicated)."""
+  return jax.device_put(x, batch_sharding(Rules(mesh), np.shape(x)))
+
+
 def batch_sharding(rules: Rules, shape: Sequence[int]) -> NamedSharding | None:
   """Sharding for a [B, T] input: batch over (data, fsdp) when it divides, else replicated."""
   return rules.sharding(("batch",) + (None,) * (len(shape) - 1), shape, "inputs", strict=False)

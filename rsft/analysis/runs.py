@@ -22,6 +22,7 @@ class Run:
   workdir: str
   metrics: list[dict[str, Any]]                 # metrics.jsonl rows
   results: list[dict[str, Any]]                 # eval/results.jsonl rows
+  _generations: dict[str, dict[int, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict, repr=False)
 
   def benchmarks(self) -> list[tuple[str, str]]:
     """(benchmark, domain) in first-seen order."""
@@ -40,13 +41,16 @@ class Run:
                    if r["benchmark"] == benchmark and r["metric"] == metric), key=lambda p: p.step)
 
   def generations(self, benchmark: str) -> dict[int, list[dict[str, Any]]]:
-    """step -> generation rows (completion, completion_tokens, finish_reason) from the sweep's cache."""
+    """step -> generation rows (completion, completion_tokens, finish_reason) from the sweep's cache (read once)."""
+    if benchmark in self._generations:
+      return self._generations[benchmark]
     out = collections.defaultdict(list)
     for path in glob.glob(os.path.join(self.workdir, "eval", "generations", "step_*", f"{benchmark}.jsonl")):
       step = int(os.path.basename(os.path.dirname(path)).removeprefix("step_"))
       with open(path) as f:
         out[step] = [json.loads(line) for line in f if line.strip()]
-    return dict(sorted(out.items()))
+    self._generations[benchmark] = dict(sorted(out.items()))
+    return self._generations[benchmark]
 
 
 def parameters(workdir: str) -> int | None:

@@ -9,6 +9,7 @@ grading, so a judge and the policy never share the accelerator.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
 import time
@@ -128,9 +129,14 @@ class Judges:
     self._cache.clear()
 
 
-def hexphi_prompt(instruction: str, response: str) -> str:
+@functools.lru_cache(maxsize=1)
+def _hexphi_template() -> str:
   with open(HEXPHI_TEMPLATE, encoding="utf-8") as f:
-    return f.read().replace("{query}", instruction).replace("{response}", response)
+    return f.read()
+
+
+def hexphi_prompt(instruction: str, response: str) -> str:
+  return _hexphi_template().replace("{query}", instruction).replace("{response}", response)
 
 
 def parse_score(text: str) -> int | None:

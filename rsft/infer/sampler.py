@@ -25,7 +25,6 @@ from rsft import sharding
 from rsft.infer.sampling import row_keys, select
 from rsft.models.decoder import positions_from_mask
 from rsft.models.layers import precision
-from rsft.sharding import Rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +200,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   if tk.max() > opts.top_k_cap:
     raise ValueError(f"top_k={int(tk.max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
   row_ids = (np.repeat(np.resize(uids, b), n) * n + np.tile(np.arange(n), b)).astype(np.int32)
-  rules = Rules(model.mesh)
-  put = lambda x: jax.device_put(x, sharding.batch_sharding(rules, x.shape))
+  put = lambda x: sharding.put_batch(model.mesh, x)
   state = prefill(model.graphdef, model.params, put(ids), put(mask), cache_len=p + max_new_tokens,
                   max_new=max_new_tokens, n=n, pad_id=opts.pad_id, chunk=opts.prefill_chunk)
   stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)

@@ -70,10 +70,6 @@ def _right_padded(seqs: Sequence[Sequence[int]], batch: Sequence[int], width: in
   return ids, mask
 
 
-def _put(m: Any, x: np.ndarray) -> jax.Array:
-  return jax.device_put(x, sharding.batch_sharding(sharding.Rules(m.mesh), x.shape))
-
-
 def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
           batch_tokens: int = 16384, length_multiple: int = 128, chunk: int = 1024) -> list[Score]:
   """Teacher-forced statistics of each completion given its prompt, in the input order."""
@@ -88,7 +84,7 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
   lengths = [len(s) for s in seqs]
   for batch, width, rows in length_batches(lengths, batch_tokens, length_multiple, sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(seqs, batch, width, rows)
-    lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, _put(m, ids), _put(m, mask), chunk))
+    lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask), chunk))
     for r, i in enumerate(batch):
       a, b = len(prompts[i]) - 1, len(seqs[i]) - 1  # predictions of the completion tokens
       lps = lp[r, a:b]
@@ -110,5 +106,5 @@ def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 1638
   for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
                                            sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(sequences, batch, width, rows)
-    out[batch] = np.asarray(_reward_scores(m.graphdef, m.params, _put(m, ids), _put(m, mask)))[:len(batch)]
+    out[batch] = np.asarray(_reward_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask)))[:len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out
