@@ -106,7 +106,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       markers=config_dict.placeholder(str),  # reasoning-marker lexicon override: "category=regex|regex;..."
       output=config_dict.placeholder(str),   # default: WORKDIR/report (the first workdir)
       tokens=False,            # token-level log-probs under every checkpoint (loads each model once)
-      token_source="",         # "benchmark:step" (step may be "last"); default: first eval benchmark, last step
+      token_source="",         # "benchmark:step" (step may be "last"; default: first benchmark, last step), or
+                               # "data": the first training rows, with teacher ratios if rows carry `logprob`
       token_samples=16,        # responses scored
   )
   return c

@@ -79,6 +79,7 @@ def test_report_has_every_section_and_flags_the_dip(synthetic_run, tmp_path):
   ifeval = next(line for line in md.splitlines() if line.startswith("| run14b | ifeval"))
   assert "| 0.500 (40) |" in ifeval and "| yes | 160 |" in ifeval  # dipped at 40, recovered at 160
   assert "- run14b: reasoning +0.100, ASR +0.250" in md
+  assert "| run14b / math500 | 160 | 5.00 / 227.3 | 5.00 / 227.3 | 0.00 / 0.0 |" in md  # per response / per 1k
 
 
 def test_token_level_table_equals_token_logprobs(tmp_path):
@@ -111,6 +112,11 @@ def test_token_level_table_equals_token_logprobs(tmp_path):
   so = [(table["ckpt"][i][j] - table["base"][i][j]) for i, j in ((0, 1), (0, 5), (1, 0), (1, 2))]
   assert moved[" so"] == pytest.approx(np.mean(so))
   assert sum(s["ratio_hist"]["counts"]["base"]) == 11
+  ratio = np.exp(np.asarray(table["ckpt"][1]) + 2.0).mean()
+  s = tokens.summarize(["base", "ckpt"], table, strings, teacher=[None, [-2.0] * 4])
+  assert s["teacher"]["rows_unmatched"] == 1 and s["ratio_mean"][1] == pytest.approx(ratio)
+  assert tokens.align_teacher([-1.0, -2.0], 3)[:2] == [-1.0, -2.0] and np.isnan(tokens.align_teacher([0, 0], 3)[2])
+  assert np.isnan(tokens.align_teacher([-1.0, -2.0, -9.0], 3)[2]) and tokens.align_teacher([0.0] * 5, 3) is None
 
 
 def test_size_comparison_orders_runs_by_parameters(synthetic_run, tmp_path):
@@ -133,6 +139,10 @@ def test_size_comparison_orders_runs_by_parameters(synthetic_run, tmp_path):
       r.update(value=0.52, ci_low=0.50, ci_high=0.54)
   with open(results, "w") as f:
     f.write("".join(json.dumps(r) + "\n" for r in rows))
+  last = os.path.join(small, "eval", "generations", "step_160", "math500.jsonl")
+  gens = [dict(json.loads(line), completion="So the answer is 4, done here.") for line in open(last)]
+  with open(last, "w") as f:  # long answers without markers: verbosity without the procedure
+    f.write("".join(json.dumps(g) + "\n" for g in gens))
   out = report.build([synthetic_run, small], str(tmp_path / "report"), in_domain=("math",))
   md = open(out["markdown"]).read()
   section = md[md.index("## Model size comparison"):md.index("## Safety vs reasoning")]
@@ -140,3 +150,5 @@ def test_size_comparison_orders_runs_by_parameters(synthetic_run, tmp_path):
   assert [line.split(" | ")[0] for line in body] == ["| small", "| run14b"]  # ascending size
   assert "+0.020 |" in body[0] and "+0.100 |" in body[1]                   # in-domain gain grows with size
   assert "ifeval 0.140" in body[0] and os.path.exists(tmp_path / "report" / "sizes.png")
+  assert "backtracking 0.0, verification 0.0" in body[0]
+  assert f"backtracking {1000 * 5 / 22:.1f}, verification {1000 * 5 / 22:.1f}" in body[1]  # 5 of each in 22 words

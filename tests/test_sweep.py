@@ -156,3 +156,40 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
   c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64))
   d = sweep._decoding(c, benchmarks.get("math500"))
   assert (d.temperature, d.top_p, d.n, d.max_new_tokens) == (0.0, 0.95, 4, 64)
+
+
+def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path):
+  """analysis.token_source=data: rows rendered as trained; teacher = checkpoint 10's own log-probs -> ratio 1."""
+  import numpy as np
+
+  import rsft
+  from rsft.analysis import tokens
+  from rsft.data import chat
+  work, tok = run_dir
+  mine = str(tmp_path / "work")
+  shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(mine, "checkpoints"))
+  config = make_config(tok)
+  m = run.load(config, os.path.join(mine, "checkpoints", "10"))
+  puzzles = countdown.generate(1, 3)
+  rows = []
+  for i, p in enumerate(puzzles):
+    messages = [{"role": "user", "content": countdown.prompt(p)}]
+    ids, weights = chat.render(m.tokenizer, messages, countdown.trace(p, i), chat.eos_id(m.tokenizer, None))
+    n_prompt = int((weights == 0).sum())
+    own = np.asarray(rsft.token_logprobs(m, ids[None]))[0, n_prompt - 1:].tolist()
+    n = len(ids) - n_prompt
+    teacher = (own[:n - 1], own[:n - 1] + [-3.0], own[:n - 5])[i]  # without / with an end token / misaligned
+    rows.append({"message": messages, "response": countdown.trace(p, i), "logprob": teacher})
+  data = tmp_path / "train.jsonl"
+  data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  config.data.train_files = str(data)
+  config.analysis.token_source = "data"
+  summary = tokens.analyze(config, mine, lambda path: run.load(config, path))
+  assert summary["labels"] == ["10", "20"] and summary["responses"] == 3
+  assert summary["teacher"]["rows"] == 2 and summary["teacher"]["rows_unmatched"] == 1
+  assert summary["ratio_mean"][0] == pytest.approx(1.0, abs=1e-4) and abs(summary["ratio_mean"][1] - 1) > 1e-3
+  counts = summary["ratio_hist"]["counts"]["10"]
+  assert counts[9] + counts[10] == sum(counts) == summary["teacher"]["tokens"]
+  from rsft.analysis import report
+  out = report.build([mine], os.path.join(mine, "report"))
+  assert "student/teacher ratio exp(logp_s - logp_t) over" in open(out["markdown"]).read()

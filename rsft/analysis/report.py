@@ -146,12 +146,17 @@ def response_length(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None,
 def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> tuple[str | None, list[str]]:
   curves: dict[str, dict[str, dict[int, float]]] = {}
   examples: dict[str, str] = {}
+  table = ["| run / benchmark | step | " + " | ".join(f"{k} per response / per 1k" for k in lexicon) + " |",
+           "|" + "---|" * (2 + len(lexicon))]
   for r in all_runs:
     for bench, _ in r.benchmarks():
       for step, rows in r.generations(bench).items():
         texts = [g["completion"] for g in rows]
-        for category, rate in patterns.rates(texts, lexicon).items():
+        rates = patterns.rates(texts, lexicon)
+        for category, rate in rates.items():
           curves.setdefault(category, {}).setdefault(f"{r.name}/{bench}", {})[step] = rate["per_1k_tokens"]
+        table.append(f"| {r.name} / {bench} | {step} | " + " | ".join(
+            f"{v['per_response']:.2f} / {v['per_1k_tokens']:.1f}" for v in rates.values()) + " |")
         for text in texts:
           for category, n in patterns.count(text, lexicon).items():
             if n and category not in examples:
@@ -168,6 +173,7 @@ def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> 
   lines = ["Lexicon (ours; `analysis.markers` overrides): " +
            "; ".join(f"{k}: {', '.join(v)}" for k, v in lexicon.items())]
   lines += [f"- example ({k}): `{v[:200]}`".replace("\n", " ") for k, v in examples.items()]
+  lines += [""] + table
   return _save(fig, out_dir, "markers.png"), lines
 
 
@@ -182,7 +188,8 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
   if not found:
     return None, ["Not computed: rerun `analyze.py` with `--config.analysis.tokens=True` (scores a fixed set of "
                   "responses under every checkpoint)."]
-  fig, axes = _grid(3)
+  with_ratio = [(name, t) for name, t in found if "ratio_hist" in t]
+  fig, axes = _grid(4 if with_ratio else 3)
   lines = []
   for name, t in found:
     x = list(range(len(t["labels"])))
@@ -190,26 +197,55 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
     axes[1].plot(x, t["mean_entropy"], marker="o", label=name)
     for word, m in t["markers"].items():
       axes[2].plot(x, m["logprob"], marker="o", label=f"{name} '{word}' ({m['count']})")
-    for ax in axes:
+    for ax in axes[:3]:
       ax.set_xticks(x, t["labels"], fontsize=7)
     lines.append(f"- {name}: {t['responses']} responses of {t['source']} ({t['tokens']} tokens) under "
                  f"{', '.join(t['labels'])}")
     fmt = lambda rows: ", ".join(f"`{r['token']!r}` {r['delta']:+.2f} (x{r['count']})" for r in rows)
     lines.append(f"  - log-prob rose most ({t['labels'][0]} -> {t['labels'][-1]}): {fmt(t['most_up'])}")
     lines.append(f"  - log-prob fell most (or rose least): {fmt(t['most_down'])}")
+    if "ratio_hist" in t:
+      teacher = t["teacher"]
+      lines.append(f"  - student/teacher ratio exp(logp_s - logp_t) over {teacher['tokens']} tokens of "
+                   f"{teacher['rows']} rows ({teacher['rows_unmatched']} not alignable); teacher mean log-prob "
+                   f"{teacher['mean_logprob']:.3f}; mean ratio " +
+                   ", ".join(f"{label}: {v:.3f}" for label, v in zip(t["labels"], t["ratio_mean"])))
+  for name, t in with_ratio:
+    edges = t["ratio_hist"]["edges"]
+    for label in (t["labels"][0], t["labels"][-1]):
+      counts = t["ratio_hist"]["counts"][label]
+      axes[3].stairs([c / max(sum(counts), 1) for c in counts], edges, label=f"{name} {label}")
+  if with_ratio:
+    axes[3].set_title("student/teacher ratio (last bin: >= 1.9)")
   axes[0].set_title("mean token log-prob")
   axes[1].set_title("mean token entropy")
   axes[2].set_title("marker-token log-prob")
   for ax in axes:
-    ax.set_xlabel("model")
+    ax.set_xlabel("ratio" if with_ratio and ax is axes[3] else "model")
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=6)
   return _save(fig, out_dir, "tokens.png"), lines
 
 
+def final_marker_rates(r: runs.Run, lexicon: dict) -> dict[str, float]:
+  """Marker rates per 1k tokens over every benchmark's responses at the run's last evaluated step."""
+  texts, last = [], None
+  for bench, _ in r.benchmarks():
+    gens = r.generations(bench)
+    if gens:
+      step = max(gens)
+      if last is None or step > last:
+        texts, last = [], step
+      if step == last:
+        texts += [g["completion"] for g in gens[step]]
+  return {k: v["per_1k_tokens"] for k, v in patterns.rates(texts, lexicon).items()} if texts else {}
+
+
 def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
-                    in_domain: tuple[str, ...]) -> tuple[str | None, list[str]]:
-  """Runs ordered by parameter count: gains per group, deepest dip, recovery, final length (Sec. 5, Fig. 5)."""
+                    in_domain: tuple[str, ...], lexicon: dict) -> tuple[str | None, list[str]]:
+  """Runs ordered by parameter count: gains per group, deepest dip, recovery, final length and marker rates
+  (Sec. 5, Fig. 5). Length growing with no marker growth reads as imitated verbosity; markers per 1k tokens
+  growing with size reads as the procedure being taken up."""
   table = []
   for r in all_runs:
     domain = dict(r.benchmarks())
@@ -225,33 +261,38 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
     last = max((x["step"] for x in lengths), default=None)
     final_len = statistics.mean(x["value"] for x in lengths if x["step"] == last) if lengths else float("nan")
     table.append(dict(run=r.name, params=runs.parameters(r.workdir), gains=gains, deepest=deepest,
-                      recovery=statistics.median(recoveries) if recoveries else None, length=final_len))
+                      recovery=statistics.median(recoveries) if recoveries else None, length=final_len,
+                      markers=final_marker_rates(r, lexicon)))
   if len(table) < 2:
     return None, ["Needs two or more runs (e.g. one per model size): `--workdir=run_a,run_b`."]
   table.sort(key=lambda t: (t["params"] is None, t["params"] or 0, t["run"]))
   mean = lambda v: f"{statistics.mean(v):+.3f}" if v else "-"
   lines = ["| run | parameters | in-domain gain | OOD gain | general gain | safety change | deepest dip | "
-           "median recovery step | final response tokens |", "|" + "---|" * 9]
+           "median recovery step | final response tokens | final markers per 1k tokens |", "|" + "---|" * 10]
   for t in table:
     dip = f"{t['deepest']['benchmark']} {t['deepest']['report'].depth:.3f}" if t["deepest"] else "none"
     lines.append(f"| {t['run']} | {t['params'] / 1e9:.2f}B |" if t["params"] else f"| {t['run']} | ? |")
     lines[-1] += (f" {mean(t['gains']['in-domain'])} | {mean(t['gains']['out-of-domain'])} | "
                   f"{mean(t['gains']['general'])} | {mean(t['gains']['safety'])} | {dip} | "
                   f"{t['recovery'] if t['recovery'] is not None else '-'} | "
-                  f"{'-' if t['length'] != t['length'] else round(t['length'])} |")
+                  f"{'-' if t['length'] != t['length'] else round(t['length'])} | "
+                  f"{', '.join(f'{k} {v:.1f}' for k, v in t['markers'].items()) or '-'} |")
   plt = _plt()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
   x = [t["params"] or i + 1 for i, t in enumerate(table)]
   for g in ("in-domain", "out-of-domain", "general"):
     axes[0].plot(x, [statistics.mean(t["gains"][g]) if t["gains"][g] else float("nan") for t in table],
                  marker="o", label=g)
   axes[1].plot(x, [t["deepest"]["report"].depth if t["deepest"] else 0.0 for t in table], marker="o")
-  for ax, title in zip(axes, ("mean final gain", "deepest dip")):
+  for category in lexicon:
+    axes[2].plot(x, [t["markers"].get(category, float("nan")) for t in table], marker="o", label=category)
+  for ax, title in zip(axes, ("mean final gain", "deepest dip", "final markers per 1k tokens")):
     ax.set_title(title)
     ax.set_xlabel("parameters" if all(t["params"] for t in table) else "run (by size)")
     if all(t["params"] for t in table):
       ax.set_xscale("log")
   axes[0].legend(fontsize=7)
+  axes[2].legend(fontsize=7)
   return _save(fig, out_dir, "sizes.png"), lines
 
 
@@ -299,7 +340,7 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[4], [image] if image else [], lines))
   image, lines = token_level(all_runs, out_dir)
   sections.append((SECTIONS[5], [image] if image else [], lines))
-  image, lines = size_comparison(rows, all_runs, out_dir, in_domain)
+  image, lines = size_comparison(rows, all_runs, out_dir, in_domain, lexicon)
   sections.append((SECTIONS[6], [image] if image else [], lines))
   image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
   sections.append((SECTIONS[7], [image] if image else [], lines))
