@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       dtype="bfloat16",                        # compute dtype
       param_dtype="float32",                   # master weights; "bfloat16" = the study's pure-bf16 AdamW
       remat="full",                            # none | full | save_dots_no_batch | save_names
+      attention="auto",                        # auto | xla | chunked | splash | cudnn (rsft/models/attention.py)
   )
   c.mesh = dict(data=1, fsdp=-1, tensor=1)  # -1 = all remaining devices
 

@@ -46,32 +46,34 @@ class Model:
 
 
 def abstract_model(cfg: ModelConfig, dtype: Any = "float32", param_dtype: Any = None, mesh: Mesh | None = None,
-                   remat_policy: str = "none") -> tuple[Any, nnx.State, Any]:
-  """(graphdef, abstract state, shardings) without allocating anything; validates the mesh layout."""
+                   remat_policy: str = "none", attention: str = "auto") -> tuple[Any, nnx.State, Any]:
+  """(graphdef, abstract state, shardings) without allocating anything; validates the mesh layout.
+  `attention`: the full-sequence attention implementation (rsft/models/attention.py), part of the graphdef."""
   dtype = jnp.dtype(dtype)
   param_dtype = jnp.dtype(param_dtype or dtype)
   rules = sharding.Rules(mesh)
   model = nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=dtype,
-                                         rules=rules, remat_policy=remat_policy))
+                                         rules=rules, remat_policy=remat_policy, attention_impl=attention))
   graphdef, state = nnx.split(model)
   return graphdef, state, sharding.state_shardings(state, rules)
 
 
 def init_model(cfg: ModelConfig, seed: int = 0, dtype: Any = "float32", param_dtype: Any = None,
-               mesh: Mesh | None = None, remat_policy: str = "none") -> Model:
+               mesh: Mesh | None = None, remat_policy: str = "none", attention: str = "auto") -> Model:
   """A randomly initialised model, created directly in its sharded layout (from-scratch runs, tests)."""
-  graphdef, state, shardings = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)
+  graphdef, state, shardings = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
 
   @functools.partial(jax.jit, out_shardings=shardings)
   def init():
     return nnx.split(Decoder(cfg, rngs=nnx.Rngs(seed), param_dtype=jnp.dtype(param_dtype or dtype),
-                             dtype=jnp.dtype(dtype), rules=sharding.Rules(mesh), remat_policy=remat_policy))[1]
+                             dtype=jnp.dtype(dtype), rules=sharding.Rules(mesh), remat_policy=remat_policy,
+                             attention_impl=attention))[1]
 
   return Model(cfg, init(), graphdef, mesh=mesh)
 
 
 def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",
-               param_dtype: Any = None) -> Model:
+               param_dtype: Any = None, attention: str = "auto") -> Model:
   """Loads a Hugging Face checkpoint dir (Qwen2/2.5, Qwen3, Llama 3.x; CausalLM or SequenceClassification).
 
   Computes in `dtype` and stores parameters in `param_dtype` (default: `dtype`; training keeps float32 master
@@ -81,9 +83,9 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
   if os.path.isdir(os.path.join(path, "params")) and os.path.isdir(os.path.join(path, "meta")):  # rsft step dir
-    return _load_step(path, dtype, mesh, remat_policy, param_dtype)
+    return _load_step(path, dtype, mesh, remat_policy, param_dtype, attention)
   cfg, raw = ModelConfig.from_dir(path)
-  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)  # validates the layout first
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)  # validates the layout first
   params = convert.load_params(path, cfg, state, sharding.Rules(mesh))
   tokenizer = None
   if any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
@@ -111,7 +113,8 @@ def default_stop_ids(path: str | None, tokenizer: Any) -> list[int]:
   return sorted(i for i in ids if i is not None)
 
 
-def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any) -> Model:
+def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
+               attention: str) -> Model:
   """A training checkpoint step dir (WORKDIR/checkpoints/<step>): params only, into this mesh's shardings."""
   from rsft.train import checkpoint
 
@@ -120,7 +123,7 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
   if fields.get("rope_llama3"):
     fields["rope_llama3"] = tuple(fields["rope_llama3"])
   cfg = ModelConfig(**fields)
-  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy)
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
   params = checkpoint.restore_params(path, sharding.abstract_arrays(state, sharding.Rules(mesh)))
   tokenizer = None
   if meta.get("tokenizer") and any(os.path.exists(os.path.join(meta["tokenizer"], f)) for f in _TOKENIZER_FILES):
@@ -138,7 +141,7 @@ def reshard(m: Model, mesh: Mesh | None, dtype: Any = None) -> Model:
   current = m.module()
   param_dtype = jnp.dtype(dtype) if dtype is not None else jax.tree.leaves(m.params)[0].dtype
   graphdef, _, shardings = abstract_model(m.config, dtype or current.dtype, param_dtype, mesh,
-                                          current.remat_policy)
+                                          current.remat_policy, current.attention_impl)
   cast = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(param_dtype), p), out_shardings=shardings)
   return dataclasses.replace(m, params=cast(jax.device_put(m.params, shardings)), graphdef=graphdef, mesh=mesh)
 

@@ -77,6 +77,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
   if config.data.max_length <= 1:
     raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
+  from rsft.models.attention import IMPLEMENTATIONS
+  if config.model.attention not in IMPLEMENTATIONS:
+    raise ValueError(f"model.attention={config.model.attention!r}; choose one of {IMPLEMENTATIONS}.")
   return config
 
 

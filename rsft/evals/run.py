@@ -38,7 +38,7 @@ def model_to_evaluate(config: Any, workdir: str) -> tuple[str, str]:
 
 def load(config: Any, path: str) -> api.Model:
   dtype = config.sample.dtype or config.model.dtype
-  m = api.load_model(path, dtype=dtype, mesh=sampling_mesh(config))
+  m = api.load_model(path, dtype=dtype, mesh=sampling_mesh(config), attention=config.model.attention)
   if m.tokenizer is None and config.model.tokenizer:  # an HF dir without tokenizer files
     import transformers
     m.tokenizer = transformers.AutoTokenizer.from_pretrained(config.model.tokenizer)

@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rsft.models import attention
+from rsft.models.attention import dot_product_attention
 from rsft.models.config import ModelConfig
-from rsft.models.layers import Linear, RMSNorm, apply_rope, param, precision, remat, rope_inv_freq
+from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
 from rsft.sharding import Rules
-
-_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -41,9 +41,11 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def __call__(self, x, positions, mask, inv_freq, rules: Rules, cache=None):
-    """cache: None (attend within x) or (k_all, v_all, layer, write_index): x's keys/values are written into the
-    [L, B, S, K, H] caches at (layer, column write_index) and attention runs over that layer's whole cache.
+  def __call__(self, x, positions, inv_freq, rules: Rules, *, segment_ids=None, mask=None, cache=None,
+               implementation: str = "xla"):
+    """Full-sequence self-attention over `segment_ids` [B,T] with `implementation` (see attention.py), or, with
+    cache = (k_all, v_all, layer, write_index), x's keys/values written into the [L, B, S, K, H] caches at
+    (layer, column write_index) and attention over that layer's whole cache under `mask` [B,T,S].
     Returns (out, cache)."""
     q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
@@ -51,27 +53,15 @@ class Attention(nnx.Module):
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     q = rules.constrain(q, ("batch", "length", "act_heads", None))
     k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
-    if cache is not None:  # all layers' cache, updated in place: only the new columns are written
-      k_all, v_all, layer, index = cache
-      at = (layer, 0, index, 0, 0)
-      k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
-      v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
-      k, v, cache = k_all[layer], v_all[layer], (k_all, v_all)
-    out = dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
-    return self.o_proj(out), cache
-
-
-def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-  """Reference GQA attention. q [B,T,N,H], k/v [B,S,K,H], mask [B,T,S] bool. Softmax in float32."""
-  b, t, n, h = q.shape
-  kv = k.shape[2]
-  qg = q.reshape(b, t, kv, n // kv, h)
-  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
-                      precision=precision(q.dtype)) * (h ** -0.5)
-  scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v, precision=precision(v.dtype))
-  return out.reshape(b, t, n, h)
+    if cache is None:
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules)
+      return self.o_proj(out), None
+    k_all, v_all, layer, index = cache  # all layers' cache, updated in place: only the new columns are written
+    at = (layer, 0, index, 0, 0)
+    k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
+    v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
+    out = dot_product_attention(q, k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype), mask)
+    return self.o_proj(out), (k_all, v_all)
 
 
 class MLP(nnx.Module):
@@ -101,8 +91,8 @@ class DecoderLayer(nnx.Module):
                                             stack=cfg.num_layers)
     self.mlp = MLP(cfg, **kw)
 
-  def __call__(self, x, positions, mask, inv_freq, rules: Rules, cache=None):
-    attn, cache = self.self_attn(self.input_layernorm(x), positions, mask, inv_freq, rules, cache)
+  def __call__(self, x, positions, inv_freq, rules: Rules, **attention_kw):
+    attn, cache = self.self_attn(self.input_layernorm(x), positions, inv_freq, rules, **attention_kw)
     x = x + attn
     x = x + self.mlp(self.post_attention_layernorm(x), rules)
     return rules.constrain(x, ("batch", "length", "act_embed")), cache
@@ -121,8 +111,10 @@ class Decoder(nnx.Module):
   """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
-               rules: Rules = Rules(None), remat_policy: str = "none"):
+               rules: Rules = Rules(None), remat_policy: str = "none", attention_impl: str = "auto"):
+    attention.resolve(attention_impl, 0)  # validates the name
     self.cfg, self.dtype, self.rules, self.remat_policy = cfg, dtype, rules, remat_policy
+    self.attention_impl = attention_impl
     d, v = cfg.hidden_size, cfg.vocab_size
     self.embed_tokens = Embed(v, d, rngs=rngs, param_dtype=param_dtype)
     self.layers = DecoderLayer(cfg, rngs=rngs, param_dtype=param_dtype)
@@ -138,16 +130,14 @@ class Decoder(nnx.Module):
     segment_ids [B,T]: 0 = padding; a token attends to earlier tokens of its own segment (packing and padding
     share one mask). positions [B,T]: RoPE positions (HF convention: real tokens before this one).
     """
-    idx = jnp.arange(ids.shape[1])
-    mask = ((idx[None, :, None] >= idx[None, None, :])
-            & (segment_ids[:, :, None] == segment_ids[:, None, :])
-            & (segment_ids[:, None, :] != 0))
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
     inv_freq = rope_inv_freq(self.cfg)
+    segment_ids = self.rules.constrain(segment_ids, ("batch", "length"))
 
     def body(h, one_layer):
-      return nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules)[0], None
+      return nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, segment_ids=segment_ids,
+                                            implementation=self.attention_impl)[0], None
 
     x, _ = jax.lax.scan(remat(body, self.remat_policy), x, layer_state)
     return self.norm(x)
@@ -170,8 +160,8 @@ class Decoder(nnx.Module):
     def body(carry, xs):  # the cache rides in the carry so the loop updates it in place
       h, k_all, v_all = carry
       one_layer, layer = xs
-      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, mask, inv_freq, self.rules,
-                                                          (k_all, v_all, layer, write_index))
+      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, mask=mask,
+                                                          cache=(k_all, v_all, layer, write_index))
       return (h, k_all, v_all), None
 
     layers = jnp.arange(self.cfg.num_layers)

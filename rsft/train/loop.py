@@ -52,7 +52,7 @@ def _architecture(config: Any) -> tuple[ModelConfig, dict[str, Any] | None]:
 
 def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh) -> Any:
   kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
-            remat_policy=config.model.remat)
+            remat_policy=config.model.remat, attention=config.model.attention)
   if config.model.path:
     return api.load_model(config.model.path, **kw).params
   return api.init_model(model_cfg, seed=config.train.seed, **kw).params
@@ -88,7 +88,7 @@ def run(config: Any, workdir: str) -> dict[str, float]:
 
   model_cfg, hf_config = _architecture(config)
   graphdef, abstract_state, _ = api.abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
-                                                   config.model.remat)
+                                                   config.model.remat, config.model.attention)
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
   optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
   # Optimizer-state layout as XLA propagates it from the params; constant leaves (step counters) would land on

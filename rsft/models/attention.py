@@ -1,0 +1,161 @@
+"""Causal self-attention over segment ids, by backend: one reference and three memory-lean implementations.
+
+`model.attention` picks one for training, scoring and (inside `Decoder.__call__`) any full-sequence forward:
+  xla      the einsum reference: materialises [B, K, G, T, T] float32 scores (fine for short rows, tests);
+  chunked  queries in blocks of `ATTENTION_CHUNK`, each block rematerialised in the backward pass, so the live
+           scores are [B, K, G, chunk, T]: the portable long-context path (any backend, any segment layout);
+  splash   TPU Pallas splash attention with segment ids (packing and padding), under shard_map over the mesh;
+  cudnn    GPU cuDNN flash attention through `jax.nn.dot_product_attention` (causal + per-row lengths); rows
+           that are not one right-padded segment (packing, left padding) take the chunked path via lax.cond;
+  auto     splash on TPU, cudnn on GPU, otherwise xla up to 2,048 tokens and chunked beyond.
+The KV-cache path (sampler prefill chunks and decode) keeps the reference with an explicit mask.
+A token attends to earlier tokens of its own segment; segment 0 is padding (its outputs are never used).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from rsft.sharding import Rules
+
+IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
+ATTENTION_CHUNK = 1024
+SPLASH_BLOCK = 512
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
+
+
+def resolve(implementation: str, seq_len: int, platform: str | None = None) -> str:
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"model.attention={implementation!r}; choose one of {IMPLEMENTATIONS}")
+  if implementation != "auto":
+    return implementation
+  platform = platform or jax.default_backend()
+  if platform == "tpu":
+    return "splash"
+  if platform in ("gpu", "cuda", "rocm"):
+    return "cudnn"
+  return "xla" if seq_len <= 2048 else "chunked"
+
+
+def segment_mask(q_segments: jax.Array, kv_segments: jax.Array, q_offset: int | jax.Array = 0) -> jax.Array:
+  """[B, Tq, S] bool: causal (query i sits at position q_offset + i), same segment, key not padding."""
+  q_idx = q_offset + jnp.arange(q_segments.shape[1])
+  kv_idx = jnp.arange(kv_segments.shape[1])
+  return ((q_idx[None, :, None] >= kv_idx[None, None, :])
+          & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0))
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """Reference GQA attention. q [B,T,N,H], k/v [B,S,K,H], mask [B,T,S] bool. Softmax in float32."""
+  from rsft.models.layers import precision
+  b, t, n, h = q.shape
+  kv = k.shape[2]
+  qg = q.reshape(b, t, kv, n // kv, h)
+  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
+                      precision=precision(q.dtype)) * (h ** -0.5)
+  scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v, precision=precision(v.dtype))
+  return out.reshape(b, t, n, h)
+
+
+def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array,
+            chunk: int = ATTENTION_CHUNK) -> jax.Array:
+  """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores."""
+  b, t, n, h = q.shape
+  if t <= chunk:
+    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids))
+  pad = -t % chunk
+  qp = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
+  seg_q = jnp.pad(segment_ids, ((0, 0), (0, pad)))
+  blocks = (t + pad) // chunk
+  q_blocks = qp.reshape(b, blocks, chunk, n, h).swapaxes(0, 1)
+  seg_blocks = seg_q.reshape(b, blocks, chunk).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one(args):
+    i, q_block, seg_block = args
+    return dot_product_attention(q_block, k, v, segment_mask(seg_block, segment_ids, i * chunk))
+
+  out = jax.lax.map(one, (jnp.arange(blocks), q_blocks, seg_blocks))
+  return out.swapaxes(0, 1).reshape(b, t + pad, n, h)[:, :t]
+
+
+def cudnn(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array) -> jax.Array:
+  """cuDNN flash attention for rows that are one segment then padding; anything else falls back (exactly)."""
+  lengths = (segment_ids > 0).sum(axis=1).astype(jnp.int32)
+  first_segment = segment_ids[:, :1]
+  prefix = jnp.arange(segment_ids.shape[1])[None, :] < lengths[:, None]
+  simple = jnp.all(jnp.where(prefix, segment_ids == first_segment, segment_ids == 0))
+
+  def flash(q, k, v):
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
+                                        key_value_seq_lengths=lengths, implementation=_cudnn_impl())
+
+  return jax.lax.cond(simple, flash, lambda q, k, v: chunked(q, k, v, segment_ids), q, k, v)
+
+
+def _cudnn_impl() -> str | None:
+  """'cudnn' on GPU; elsewhere (the CPU tests of this path) the same call through XLA."""
+  return "cudnn" if jax.default_backend() == "gpu" else "xla"
+
+
+@functools.lru_cache(maxsize=32)
+def _splash_kernel(seq_len: int, heads: int, block: int, interpret: bool):
+  """Built once per shape: the kernel precomputes its block-sparsity tables from the causal mask in numpy."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+  mask = sm.MultiHeadMask([sm.CausalMask((seq_len, seq_len)) for _ in range(heads)])
+  sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
+                        block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+  return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+
+
+def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rules: Rules,
+           interpret: bool = False, block: int = SPLASH_BLOCK) -> jax.Array:
+  """TPU splash attention: shard_map over (batch, heads) shards; rows padded to a block multiple."""
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+  b, t, n, h = q.shape
+  kv_heads = k.shape[2]
+  block = min(block, max(128, -(-t // 128) * 128))
+  pad = -t % block
+  padded = t + pad
+  q = q * jnp.asarray(h ** -0.5, q.dtype)  # the kernel does not scale
+
+  def kernel(q, k, v, seg):
+    if q.shape[2] % k.shape[2]:
+      raise ValueError(f"splash: {q.shape[2]} local query heads for {k.shape[2]} key heads")
+    attend = _splash_kernel(padded, q.shape[2], block, interpret)
+    to_heads = lambda x: jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))).transpose(0, 2, 1, 3)  # [B,N,T,H]
+    seg = jnp.pad(seg, ((0, 0), (0, pad)))
+    out = jax.vmap(lambda q1, k1, v1, s1: attend(q1, k1, v1, segment_ids=sk.SegmentIds(s1, s1)))(
+        to_heads(q), to_heads(k), to_heads(v), seg)
+    return out.transpose(0, 2, 1, 3)[:, :t]
+
+  if rules.mesh is None:
+    return kernel(q, k, v, segment_ids)
+  q_spec = rules.spec(("batch", "length", "act_heads", None), q.shape, "q", strict=False)
+  kv_spec = rules.spec(("batch", "length", "act_kv_heads", None), k.shape, "k", strict=False)
+  if q_spec[2] is not None and kv_spec[2] is None and kv_heads < n:  # KV heads replicated, query heads split
+    k, v = (jnp.repeat(x, n // kv_heads, axis=2) for x in (k, v))
+    kv_spec = q_spec
+  seg_spec = jax.sharding.PartitionSpec(q_spec[0], None)
+  return jax.shard_map(kernel, mesh=rules.mesh, in_specs=(q_spec, kv_spec, kv_spec, seg_spec), out_specs=q_spec,
+                       check_vma=False)(q, k, v, segment_ids)
+
+
+def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, implementation: str,
+                   rules: Rules) -> jax.Array:
+  """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation."""
+  impl = resolve(implementation, q.shape[1])
+  if impl == "xla":
+    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids))
+  if impl == "chunked":
+    return chunked(q, k, v, segment_ids)
+  if impl == "cudnn":
+    return cudnn(q, k, v, segment_ids)
+  return splash(q, k, v, segment_ids, rules, interpret=jax.default_backend() != "tpu")
+

@@ -1,0 +1,92 @@
+"""Attention implementations against the einsum reference: values and gradients, packed / padded rows, meshes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rsft import sharding
+from rsft.models import attention
+
+
+def inputs(b=3, t=40, n=4, k=2, h=16, seed=0):
+  rng = np.random.default_rng(seed)
+  q, kk, v = (jnp.asarray(rng.normal(size=(b, t, m, h)), jnp.float32) for m in (n, k, k))
+  seg = np.zeros((b, t), np.int32)
+  seg[0, :t - 7] = 1                                # one segment, right padding (the study's rows)
+  seg[1, :15], seg[1, 15:31] = 1, 2                 # packed: two segments then padding
+  if b > 2:
+    seg[2, 5:] = 1                                  # left padding (the sampler's layout)
+  return q, kk, v, jnp.asarray(seg)
+
+
+def reference(q, k, v, seg):
+  return attention.dot_product_attention(q, k, v, attention.segment_mask(seg, seg))
+
+
+def real(x, seg):  # padding positions' outputs are never used and differ by implementation
+  return np.where(np.asarray(seg)[..., None, None] > 0, np.asarray(x), 0.0)
+
+
+@pytest.mark.parametrize("chunk", [8, 16, 64])
+def test_chunked_matches_reference_values_and_gradients(chunk):
+  q, k, v, seg = inputs()
+  np.testing.assert_allclose(real(attention.chunked(q, k, v, seg, chunk), seg), real(reference(q, k, v, seg), seg),
+                             atol=1e-5)
+  w = jnp.asarray(np.random.default_rng(1).normal(size=q.shape), jnp.float32) * (seg[..., None, None] > 0)
+  loss = lambda f: (lambda q, k, v: (f(q, k, v) * w).sum())
+  want = jax.grad(loss(lambda q, k, v: reference(q, k, v, seg)), argnums=(0, 1, 2))(q, k, v)
+  got = jax.grad(loss(lambda q, k, v: attention.chunked(q, k, v, seg, chunk)), argnums=(0, 1, 2))(q, k, v)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_cudnn_path_takes_flash_for_simple_rows_and_falls_back_for_packed_ones():
+  q, k, v, seg = inputs()
+  want = real(reference(q, k, v, seg), seg)
+  np.testing.assert_allclose(real(jax.jit(attention.cudnn)(q, k, v, seg), seg), want, atol=1e-5)  # fallback
+  simple = seg.at[1:].set(seg[0])  # all rows one right-padded segment: the flash branch
+  np.testing.assert_allclose(real(attention.cudnn(q, k, v, simple), simple),
+                             real(reference(q, k, v, simple), simple), atol=1e-5)
+
+
+def test_splash_interpret_mode_matches_reference():
+  q, k, v, seg = inputs(b=2, t=200, n=4, k=2, h=128)
+  got = attention.splash(q, k, v, seg, sharding.Rules(None), interpret=True, block=128)
+  np.testing.assert_allclose(real(got, seg), real(reference(q, k, v, seg), seg), atol=2e-5)
+
+
+def test_splash_under_shard_map_on_a_mesh():
+  q, k, v, seg = inputs(b=2, t=128, n=4, k=2, h=128, seed=3)
+  mesh = sharding.make_mesh(data=2, fsdp=1, tensor=2, devices=jax.devices()[:4])
+  got = attention.splash(q, k, v, seg, sharding.Rules(mesh), interpret=True, block=128)
+  np.testing.assert_allclose(real(got, seg), real(reference(q, k, v, seg), seg), atol=2e-5)
+
+
+def test_resolve():
+  assert attention.resolve("auto", 100, "tpu") == "splash" and attention.resolve("auto", 100, "gpu") == "cudnn"
+  assert attention.resolve("auto", 2048, "cpu") == "xla" and attention.resolve("auto", 4096, "cpu") == "chunked"
+  assert attention.resolve("chunked", 10, "tpu") == "chunked"
+  with pytest.raises(ValueError, match="model.attention='flash'"):
+    attention.resolve("flash", 10)
+
+
+def test_model_logprobs_equal_across_implementations():
+  import rsft
+  from rsft.models import ModelConfig
+  cfg = ModelConfig.from_arch(dict(model_type="qwen3", vocab_size=128, hidden_size=64, intermediate_size=96,
+                                   num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, qk_norm=True,
+                                   tie_word_embeddings=True, rope_theta=10000.0))
+  ids = np.random.default_rng(0).integers(1, 128, (4, 50))
+  mask = np.ones_like(ids)
+  mask[1, 40:] = 0
+  mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+  out = {}
+  for impl in ("xla", "chunked", "cudnn"):
+    m = rsft.init_model(cfg, seed=0, mesh=mesh, attention=impl)
+    if impl == "chunked":
+      assert m.module().attention_impl == "chunked"
+    out[impl] = np.asarray(rsft.token_logprobs(m, ids, mask))
+  real_cols = mask[:, 1:] > 0
+  for impl in ("chunked", "cudnn"):
+    np.testing.assert_allclose(out[impl][real_cols], out["xla"][real_cols], atol=2e-5)
