@@ -186,8 +186,23 @@ def batch_multiple(mesh: Mesh | None) -> int:
 
 
 def put_batch(mesh: Mesh | None, x: Any) -> jax.Array:
-  """A host array [B, ...] placed with its batch over (data, fsdp) when it divides (else replicated)."""
-  return jax.device_put(x, batch_sharding(Rules(mesh), np.shape(x)))
+  """A host array [B, ...] placed with its batch over (data, fsdp) when it divides (else replicated).
+
+  Every process passes the same whole array (the eval sweep is deterministic on every host) and contributes the
+  rows its own devices hold, so this is one code path for one host and for a pod."""
+  target = batch_sharding(Rules(mesh), np.shape(x))
+  if target is None or target.is_fully_addressable:
+    return jax.device_put(x, target)
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, target, lambda index: x[index])
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole array on this host, gathered from the other processes when they hold part of it."""
+  if getattr(x, "is_fully_addressable", True):
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def batch_sharding(rules: Rules, shape: Sequence[int]) -> NamedSharding | None:

@@ -3,6 +3,9 @@
 A run killed mid-write leaves at most one torn last line; it is cut off on the next open, so the file is always
 a list of whole rows. The settings that produced the rows sit beside them (`<output>.meta.json`): a rerun with
 other settings is an error instead of a silently mixed file.
+
+On a pod every process runs the same sweep (the model is one program over all hosts) but only process 0 writes;
+the others read the same `done` set behind a barrier, so all processes skip and generate the same rows.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import os
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Callable
+
+from rsft import distributed
 
 
 def read(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -33,9 +38,10 @@ class ResumableWriter:
 
   def __init__(self, path: str, key: Callable[[dict[str, Any]], Hashable], settings: dict[str, Any]):
     self.path = path
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self.primary = distributed.is_primary()
     meta_path = path + ".meta.json"
     settings = json.loads(json.dumps(settings, default=str))
+    distributed.sync(f"open {path}")  # everyone sees the file as process 0 last left it
     if os.path.exists(meta_path) and os.path.exists(path):
       with open(meta_path) as f:
         before = json.load(f)
@@ -44,14 +50,18 @@ class ResumableWriter:
         raise ValueError(f"{path} was written with other settings ({', '.join(changed)}: "
                          f"{[before.get(k) for k in changed]} -> {[settings.get(k) for k in changed]}); "
                          "rerun with the same settings or choose another eval.output.")
-    with open(meta_path, "w") as f:
-      json.dump(settings, f, indent=1, sort_keys=True)
+    if self.primary:
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+      with open(meta_path, "w") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
+      if os.path.exists(path):
+        self._cut_torn_line()
+    distributed.sync(f"opened {path}")
     self.done: dict[Hashable, str | None] = {}
     if os.path.exists(path):
-      self._cut_torn_line()
       for _, row in read(path):
         self.done[key(row)] = row.get("prompt_sha")
-    self._file = open(path, "a", encoding="utf-8")
+    self._file = open(path, "a", encoding="utf-8") if self.primary else None
 
   def _cut_torn_line(self) -> None:
     with open(self.path, "rb+") as f:
@@ -61,12 +71,16 @@ class ResumableWriter:
         f.truncate(end)
 
   def write(self, rows: Iterable[dict[str, Any]]) -> None:
+    if not self.primary:
+      return
     self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     self._file.flush()
     os.fsync(self._file.fileno())
 
   def close(self) -> None:
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
+    distributed.sync(f"closed {self.path}")
 
   def __enter__(self) -> "ResumableWriter":
     return self

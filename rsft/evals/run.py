@@ -7,7 +7,7 @@ from typing import Any
 
 from absl import logging
 
-from rsft import api, sharding
+from rsft import api, distributed, sharding
 from rsft import config as rconfig
 from rsft.evals import checkpoints, modes, sweep
 from rsft.evals.judges import Judges
@@ -48,11 +48,13 @@ def load(config: Any, path: str) -> api.Model:
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
   rconfig.validate(config)
+  distributed.maybe_initialize()
   mode = config.eval.mode
   if mode not in MODES:
     raise ValueError(f"eval.mode={mode!r}; choose one of {MODES}.")
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
+  if distributed.is_primary():
+    rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
   if mode == "sweep":
     renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
     rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)

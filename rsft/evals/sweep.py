@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from rsft import distributed
 from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes
 from rsft.evals.benchmarks import Benchmark, Item
 from rsft.evals.judges import Judges
@@ -48,7 +49,7 @@ def _decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
 
 def _write_prompts(path: str, items: list[Item]) -> None:
   rows = "".join(json.dumps({"id": it.id, "prompt": it.prompt}, ensure_ascii=False) + "\n" for it in items)
-  if not os.path.exists(path) or open(path, encoding="utf-8").read() != rows:
+  if distributed.is_primary() and (not os.path.exists(path) or open(path, encoding="utf-8").read() != rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       f.write(rows)
@@ -101,6 +102,8 @@ def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: d
 
 def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchmark],
                  n_by_bench: dict[str, int]) -> None:
+  if not distributed.is_primary():
+    return
   out = os.path.join(workdir, "eval")
   with open(os.path.join(out, "results.jsonl"), "w") as f:
     for r in rows:
@@ -142,6 +145,7 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   for b in benches:
     prompt_files[b.name] = os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl")
     _write_prompts(prompt_files[b.name], items[b.name])
+  distributed.sync("prompts written")
   _check_judges(config.eval, benches)
   logging.info("sweep: steps %s x benchmarks %s", [s for s, _ in steps], [b.name for b in benches])
   for step, path in steps:
@@ -149,6 +153,7 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
     model, renderer = None, None
     for b in benches:  # generate everything this checkpoint still owes, then release it
       n = decoding[b.name].n
+      distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
       if len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n:
         if model is None:
           model = load_model(path)
@@ -165,6 +170,7 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
     judges.close()
     gc.collect()
   n_by_bench = {b.name: decoding[b.name].n for b in benches}
+  distributed.sync("graded")
   rows = summarize(workdir, [s for s, _ in steps], benches, items, n_by_bench)
   write_tables(workdir, rows, benches, n_by_bench)
   return rows

@@ -219,8 +219,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   progress.close()
   logging.log_every_n_seconds(logging.INFO, "sampler: compiles so far prefill=%d decode=%d", 60,
                               COMPILES["prefill"], COMPILES["decode"])
-  tokens, logprobs = np.asarray(state["tokens"]), np.asarray(state["logprobs"])
-  stopped = np.asarray(state["stopped"])
+  tokens, logprobs, stopped = (sharding.to_host(state[k]) for k in ("tokens", "logprobs", "stopped"))
   stop_set = np.asarray(stops)
   out_tokens, out_lps, reasons = [], [], []
   for r in range(real * n):

@@ -84,7 +84,8 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
   lengths = [len(s) for s in seqs]
   for batch, width, rows in length_batches(lengths, batch_tokens, length_multiple, sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(seqs, batch, width, rows)
-    lp, ent, greedy = map(np.asarray, _score_batch(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask), chunk))
+    put = lambda x: sharding.put_batch(m.mesh, x)
+    lp, ent, greedy = map(sharding.to_host, _score_batch(m.graphdef, m.params, put(ids), put(mask), chunk))
     for r, i in enumerate(batch):
       a, b = len(prompts[i]) - 1, len(seqs[i]) - 1  # predictions of the completion tokens
       lps = lp[r, a:b]
@@ -106,5 +107,6 @@ def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 1638
   for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
                                            sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(sequences, batch, width, rows)
-    out[batch] = np.asarray(_reward_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask)))[:len(batch)]
+    scores = _reward_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
+    out[batch] = sharding.to_host(scores)[:len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out

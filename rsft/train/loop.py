@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import jax
+import optax
 from absl import logging
 
 from rsft import api, config as rconfig, distributed, sharding
@@ -58,6 +59,54 @@ def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh
   return api.init_model(model_cfg, seed=config.train.seed, **kw).params
 
 
+@dataclasses.dataclass
+class StepParts:
+  graphdef: Any
+  abstract_params: Any      # ShapeDtypeStructs with their shardings
+  abstract_opt: Any
+  init_opt: Any             # jitted optimizer.init into the pinned layout
+  lr_schedule: Any
+  jitted: Any               # jitted train_step(params, opt_state, batch), state donated
+  batch_sharding: Any
+  batch_shape: tuple[int, int]
+
+  def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+    """The global batch the data pipeline yields (pipeline.make_dataset), as shapes for AOT compilation."""
+    dtypes = dict(inputs="int32", targets="int32", weights="float32", segment_ids="int32", positions="int32")
+    return {k: jax.ShapeDtypeStruct(self.batch_shape, d, sharding=self.batch_sharding) for k, d in dtypes.items()}
+
+
+def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
+  """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
+  rsft.tools.fit compiles it for a TPU topology ahead of time."""
+  graphdef, abstract_state, _ = api.abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
+                                                   config.model.remat, config.model.attention)
+  abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
+  optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
+  # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
+  # replicated on the mesh. Leaving this to XLA's propagation replicated mu and nu on every chip (found by
+  # rsft.tools.fit: 16 B/param per chip instead of 16/chips), and constants landed on one device (tunix's
+  # `_fix_sharding` problem).
+  replicated = (lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) if mesh else (lambda _: None)
+  abstract_opt_tree = jax.eval_shape(optimizer.init, abstract_params)
+  opt_shardings = optax.tree_map_params(optimizer, lambda _, p: p.sharding, abstract_opt_tree, abstract_params,
+                                        transform_non_params=replicated)
+  init_opt = jax.jit(optimizer.init, out_shardings=opt_shardings)
+  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                              abstract_opt_tree, opt_shardings)
+  global_batch = config.train.global_batch_size
+  step_cfg = StepConfig(micro_batches=global_batch // config.train.micro_batch_size,
+                        aggregation=config.train.loss_aggregation, verl_ranks=config.train.verl_ranks,
+                        verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
+                        loss_chunk=config.train.loss_chunk)
+  state_out = (jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh else None
+  jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1),
+                   out_shardings=state_out)  # the state keeps its layout step after step
+  shape = (global_batch, config.data.max_length)
+  return StepParts(graphdef, abstract_params, abstract_opt, init_opt, lr_schedule, jitted,
+                   sharding.batch_sharding(sharding.Rules(mesh), shape), shape)
+
+
 def run(config: Any, workdir: str) -> dict[str, float]:
   """Trains; returns the last logged metrics."""
   rconfig.validate(config)
@@ -87,19 +136,9 @@ def run(config: Any, workdir: str) -> dict[str, float]:
   data_iter = iter(dataset)
 
   model_cfg, hf_config = _architecture(config)
-  graphdef, abstract_state, _ = api.abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
-                                                   config.model.remat, config.model.attention)
-  abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
-  optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
-  # Optimizer-state layout as XLA propagates it from the params; constant leaves (step counters) would land on
-  # one device, so they are pinned replicated on the mesh (the tunix `_fix_sharding` problem).
-  opt_shardings = jax.tree.map(
-      lambda s: s if mesh is None or isinstance(s, jax.sharding.NamedSharding) else
-      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-      jax.jit(optimizer.init).lower(abstract_params).compile().output_shardings)
-  init_opt = jax.jit(optimizer.init, out_shardings=opt_shardings)
-  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                              jax.eval_shape(optimizer.init, abstract_params), opt_shardings)
+  parts = build_step(config, model_cfg, mesh, total_steps)
+  abstract_params, abstract_opt = parts.abstract_params, parts.abstract_opt
+  lr_schedule, jitted, batch_sharding = parts.lr_schedule, parts.jitted, parts.batch_sharding
 
   ckpt_cfg = config.checkpoint
   mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep,
@@ -112,17 +151,10 @@ def run(config: Any, workdir: str) -> dict[str, float]:
     logging.info("resumed from step %d", step)
   else:
     params = _initial_params(config, model_cfg, mesh)
-    opt_state = init_opt(params)
+    opt_state = parts.init_opt(params)
 
   meta = dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
               tokenizer=os.path.abspath(config.model.tokenizer or config.model.path), config=config.to_dict())
-  micro_batches = global_batch // config.train.micro_batch_size
-  step_cfg = StepConfig(micro_batches=micro_batches, aggregation=config.train.loss_aggregation,
-                        verl_ranks=config.train.verl_ranks,
-                        verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
-                        loss_chunk=config.train.loss_chunk)
-  jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1))
-  batch_sharding = sharding.batch_sharding(sharding.Rules(mesh), (global_batch, config.data.max_length))
   writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch)
   preempt = Preemption()
   preempt.install()

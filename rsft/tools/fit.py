@@ -1,0 +1,311 @@
+"""Will this configuration fit that TPU slice? Compiles the real train step and sampler for a TPU topology on a
+CPU-only machine (libtpu's compiler, `jax.experimental.topologies`) and reads XLA's per-chip memory plan.
+
+  python -m rsft.tools.fit --config=configs/qwen14b_verified.py --topology=v6e-16
+  python -m rsft.tools.fit --config=configs/qwen14b_verified.py --topology=v5p-32 --what=train \
+      --config.train.micro_batch_size=16 --config.model.remat=save_dots_no_batch
+
+Prints, per compiled program: arguments, outputs, temporaries and their total per chip against the chip's HBM;
+FLOPs per step per chip counted on the jaxpr with scan trip counts (XLA's own cost analysis, printed beside it,
+counts each scan body once) against the 6·N·tokens (+ attention) estimate; and the step time that FLOP count
+implies at the chip's peak. Exits 1 when a program does not fit, 0 when all do. The architecture comes from
+model.path's config.json when that directory exists here, else from a preset named by --arch or by model.path's
+directory name (rsft/models/presets.py), so no weights are needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+from typing import Any
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile-only TPU devices need no TPU backend
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compile beside a job (or test) holding libtpu's lock
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from rsft import config as rconfig  # noqa: E402
+
+GIB = 1024 ** 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  hbm_gib: float          # usable HBM per chip (the compiler's limit, below the spec sheet's)
+  peak_bf16: float        # dense bf16 FLOP/s per chip
+  cores_per_chip: int     # the "-N" of a slice name counts TensorCores on v4/v5p, chips on v5e/v6e
+  dims: int               # torus dimensions
+
+
+# Usable HBM as libtpu's compiler reports it ("exceeds available HBM (30.75G)"), measured with this tool.
+CHIPS = {"v4": Chip(30.75, 275e12, 2, 3), "v5p": Chip(95.74, 459e12, 2, 3),
+         "v5e": Chip(15.75, 197e12, 1, 2), "v6e": Chip(31.25, 918e12, 1, 2)}
+_ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
+_SHAPES_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
+              512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
+_SHAPES_2D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+  name: str       # "v6e-16"
+  family: str     # "v6e"
+  chips: int
+  topology: str   # "v6e:4x4", as libtpu names it
+
+  @property
+  def chip(self) -> Chip:
+    return CHIPS[self.family]
+
+
+def parse_slice(name: str) -> Slice:
+  """'v5p-32' (32 TensorCores = 16 chips), 'v6e-16' / 'v5litepod-16' (16 chips), 'v4-16' (8 chips)."""
+  family, _, count = name.lower().partition("-")
+  family = _ALIASES.get(family, family)
+  if family not in CHIPS or not count.isdigit():
+    raise ValueError(f"--topology={name!r}: expected <generation>-<size> with generation one of {sorted(CHIPS)} "
+                     "(e.g. v5p-32, v6e-16, v5e-16, v4-16)")
+  chip = CHIPS[family]
+  chips = int(count) // chip.cores_per_chip
+  shapes = _SHAPES_3D if chip.dims == 3 else _SHAPES_2D
+  if chips not in shapes:
+    raise ValueError(f"--topology={name!r}: {chips} chips is not a {family} slice shape; sizes: "
+                     + ", ".join(f"{family}-{c * chip.cores_per_chip}" for c in shapes))
+  return Slice(f"{family}-{count}", family, chips, f"{family}:{shapes[chips]}")
+
+
+def topology_devices(s: Slice) -> list[Any]:
+  from jax.experimental import topologies
+  kwargs = {"chip_config_name": "megacore"} if s.family == "v4" else {}
+  return list(topologies.get_topology_desc(platform="tpu", topology_name=s.topology, **kwargs).devices)
+
+
+def architecture(config: Any, arch: str | None):
+  from rsft.models import ModelConfig, presets
+  if arch:
+    return presets.get(arch)
+  if config.model.path and os.path.exists(os.path.join(config.model.path, "config.json")):
+    return ModelConfig.from_dir(config.model.path)[0]
+  if config.model.path:
+    return presets.get(os.path.basename(os.path.normpath(config.model.path)))
+  if config.model.arch:
+    return ModelConfig.from_arch(config.model.arch.to_dict())
+  raise ValueError("no architecture: set --arch, model.path or model.arch")
+
+
+@dataclasses.dataclass
+class Report:
+  program: str
+  arguments: float
+  outputs: float
+  temporaries: float
+  aliased: float
+  hbm: float
+  flops_per_chip: float | None = None
+  xla_flops_per_chip: float | None = None
+  model_flops_per_chip: float | None = None
+  ideal_step_s: float | None = None
+  notes: tuple[str, ...] = ()
+
+  @property
+  def total(self) -> float:
+    return self.arguments + self.outputs + self.temporaries - self.aliased
+
+  @property
+  def fits(self) -> bool:
+    return self.total <= self.hbm
+
+  def lines(self) -> list[str]:
+    g = lambda b: f"{b / GIB:.2f} GiB"
+    out = [f"{self.program}: {'fits' if self.fits else 'DOES NOT FIT'}: {g(self.total)} of {g(self.hbm)} per chip "
+           f"(arguments {g(self.arguments)}, outputs {g(self.outputs)}, temporaries {g(self.temporaries)}, "
+           f"aliased -{g(self.aliased)})"]
+    if self.flops_per_chip:
+      out.append(f"  FLOPs per chip per step: {self.flops_per_chip:.3e} counted on the jaxpr (scan trip counts "
+                 f"applied); 6·N·tokens + attention: {self.model_flops_per_chip:.3e} "
+                 f"(ratio {self.flops_per_chip / self.model_flops_per_chip:.2f}, remat recompute included); "
+                 f"XLA cost analysis: {self.xla_flops_per_chip:.3e} (scan bodies once)")
+      out.append(f"  step time if every counted FLOP ran at peak: {self.ideal_step_s:.2f} s; at 40% MFU: "
+                 f"{self.ideal_step_s * self.model_flops_per_chip / self.flops_per_chip / 0.4:.2f} s")
+    out += [f"  note: {n}" for n in self.notes]
+    return out
+
+  def to_json(self) -> dict[str, Any]:
+    return dict(dataclasses.asdict(self), total=self.total, fits=self.fits)
+
+
+_OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)")
+
+
+def _per_chip_bytes(tree: Any) -> float:
+  return float(sum(math.prod(a.sharding.shard_shape(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(tree)))
+
+
+def _compile(program: str, lowered: Any, args: Any, hbm: float) -> tuple[Any, Report | None]:
+  """(compiled, None), or (None, a failing Report) when libtpu's compiler itself refuses: it stops at the first
+  program whose temporaries exceed the chip's HBM and says by how much."""
+  try:
+    return lowered.compile(), None
+  except jax.errors.JaxRuntimeError as e:
+    found = _OOM.search(str(e))
+    if "RESOURCE_EXHAUSTED" not in str(e) or not found:
+      raise
+    unit = lambda u: 1024 ** " KMGT".index(u)
+    temporaries = float(found.group(1)) * unit(found.group(2))
+    report = Report(program, _per_chip_bytes(args), 0.0, temporaries, 0.0, hbm,
+                    notes=(f"the TPU compiler stopped: {found.group(0)}",))
+    return None, report
+
+
+def _memory(program: str, compiled: Any, hbm: float) -> Report:
+  m = compiled.memory_analysis()
+  return Report(program, float(m.argument_size_in_bytes), float(m.output_size_in_bytes),
+                float(m.temp_size_in_bytes), float(m.alias_size_in_bytes), hbm)
+
+
+def _xla_flops(compiled: Any) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
+def _for_tpu(config: Any) -> Any:
+  """`model.attention=auto` resolved for the target (this process runs on CPU, the program is for a TPU)."""
+  from rsft.models import attention
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.attention = attention.resolve(config.model.attention, config.data.max_length, "tpu")
+  return config
+
+
+def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Report:
+  from rsft import sharding
+  from rsft.tools import flops
+  from rsft.train import loop, metrics
+  config = _for_tpu(config)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
+  parts = loop.build_step(config, model_cfg, mesh, total_steps=1000)
+  args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch())
+  compiled, refused = _compile("train step", parts.jitted.lower(*args), args, s.chip.hbm_gib * GIB)
+  if refused:
+    return refused
+  report = _memory("train step", compiled, s.chip.hbm_gib * GIB)
+  counted = flops.of(parts.jitted, *args)
+  positions = parts.batch_shape[0] * parts.batch_shape[1]
+  kernel = counted["kernel"]
+  if config.model.attention == "splash":  # Pallas calls carry no cost estimate: causal flash attention per token
+    # is 2·T·N·H forward, 5·T·N·H backward (probabilities recomputed), 2·T·N·H more under remat.
+    per_token = (9 if config.model.remat != "none" else 7) * parts.batch_shape[1] * model_cfg.num_heads * \
+        model_cfg.head_dim * model_cfg.num_layers
+    kernel += per_token * positions
+  report.flops_per_chip = (counted["dot"] + kernel) / s.chips
+  report.model_flops_per_chip = metrics.flops_per_token(model_cfg, config.data.max_length) * positions / s.chips
+  report.xla_flops_per_chip = _xla_flops(compiled)
+  report.ideal_step_s = report.flops_per_chip / s.chip.peak_bf16
+  notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']}, "
+           f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
+           f"{config.train.global_batch_size // config.train.micro_batch_size} micro-batches, remat="
+           f"{config.model.remat}, attention={config.model.attention}, params {config.model.param_dtype}"]
+  if config.model.attention == "splash":
+    notes.append("splash attention FLOPs are analytic (9·L·N·H·T per token with remat); matmuls are counted")
+  report.notes = tuple(notes)
+  return report
+
+
+def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prompt_len: int = 2048) -> Report:
+  """Prefill + one decode chunk of `sample.batch_size` prompts of `prompt_len` tokens (benchmark prompts are
+  short; judges' are longer) and eval.max_new_tokens (else sample.max_new_tokens) new ones, on the sampling mesh;
+  the larger of the two programs' plans (weights + KV cache + temporaries) is the sampler's peak."""
+  import jax.numpy as jnp
+
+  from rsft import api, sharding
+  from rsft.infer import sampler
+  config = _for_tpu(config)
+  dtype = config.sample.dtype or config.model.dtype
+  data, tensor = config.sample.mesh.data, config.sample.mesh.tensor
+  mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
+  graphdef, state, _ = api.abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
+  params = sharding.abstract_arrays(state, sharding.Rules(mesh))
+  rows = config.sample.batch_size
+  rows += -rows % sharding.batch_multiple(mesh)
+  prompt = min(b for b in config.sample.prompt_buckets if b >= prompt_len)
+  max_new = config.eval.max_new_tokens or config.sample.max_new_tokens
+  put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh),
+                                                                                             shape))
+  ids, mask = put((rows, prompt), jnp.int32), put((rows, prompt), jnp.int32)
+  static = dict(cache_len=prompt + max_new, max_new=max_new, n=1, pad_id=0, chunk=512)
+  hbm = s.chip.hbm_gib * GIB
+  prefill, refused = _compile("sampler (prefill)", sampler.prefill.lower(graphdef, params, ids, mask, **static),
+                              (params, ids, mask), hbm)
+  if refused:
+    return refused
+  state_abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                jax.eval_shape(lambda p, i, m: sampler.prefill(graphdef, p, i, m, **static),
+                                               params, ids, mask), prefill.output_shardings)
+  row = lambda dt: put((rows,), dt)
+  params_rows = (row(jnp.float32), row(jnp.float32), row(jnp.int32), row(jnp.int32))
+  scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
+  lowered = sampler.decode.lower(graphdef, params, state_abstract, params_rows, jax.ShapeDtypeStruct((2,), jnp.int32),
+                                 scalar(jnp.uint32), scalar(jnp.int32), scalar(jnp.int32),
+                                 k_cap=config.sample.top_k_cap, max_new=max_new, chunk=config.sample.chunk_steps,
+                                 pad_id=0)
+  decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
+  if refused:
+    return refused
+  pre, dec = _memory("prefill", prefill, hbm), _memory("decode", decode, hbm)
+  worst = max((pre, dec), key=lambda r: r.total)
+  worst.program = f"sampler ({worst.program} is the peak)"
+  worst.notes = (f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {rows} rows x "
+                 f"({prompt} prompt + {max_new} new) tokens, {dtype}; prefill {pre.total / GIB:.2f} GiB, decode "
+                 f"{dec.total / GIB:.2f} GiB",)
+  return worst
+
+
+def run(config: Any, topology: str, what: str = "train,sample", arch: str | None = None,
+        prompt_len: int = 2048) -> list[Report]:
+  s = parse_slice(topology)
+  model_cfg = architecture(config, arch)
+  devices = topology_devices(s)
+  checks = {"train": check_train, "sample": lambda *a: check_sample(*a, prompt_len=prompt_len)}
+  unknown = set(what.split(",")) - set(checks)
+  if unknown:
+    raise ValueError(f"--what: unknown {sorted(unknown)}; choose from {sorted(checks)}")
+  return [checks[w](config, model_cfg, devices, s) for w in what.split(",")]
+
+
+def _define_flags() -> None:
+  rconfig.define_flags()
+  flags.DEFINE_string("topology", None, "TPU slice, e.g. v5p-32, v6e-16, v5e-16, v4-16")
+  flags.DEFINE_string("what", "train,sample", "programs to compile: train, sample")
+  flags.DEFINE_string("arch", None, "architecture preset when model.path is not a local dir (e.g. qwen3_14b)")
+  flags.DEFINE_string("json", None, "also write the reports here")
+  flags.DEFINE_integer("prompt_len", 2048, "sampler check: prompt tokens per row")
+
+
+def main(argv):
+  del argv
+  config = rconfig.validate(flags.FLAGS.config)
+  reports = run(config, flags.FLAGS.topology, flags.FLAGS.what, flags.FLAGS.arch, flags.FLAGS.prompt_len)
+  print(f"{flags.FLAGS.topology} ({parse_slice(flags.FLAGS.topology).topology}):")
+  for r in reports:
+    print("\n".join(r.lines()))
+  if flags.FLAGS.json:
+    with open(flags.FLAGS.json, "w") as f:
+      json.dump([r.to_json() for r in reports], f, indent=1)
+  failed = [r.program for r in reports if not r.fits]
+  if failed:
+    print(f"does not fit on {flags.FLAGS.topology}: {', '.join(failed)}. Try a larger slice, a larger "
+          "mesh.fsdp / mesh.tensor, a smaller train.micro_batch_size, model.remat=full, or "
+          "model.attention=splash.", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  flags.mark_flags_as_required(["config", "topology"])
+  app.run(main)

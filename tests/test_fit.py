@@ -1,0 +1,73 @@
+"""AOT fit check for TPU slices (libtpu's compiler on this CPU machine): slice names, a fitting and an oversized
+configuration, and the FLOP counter's scan accounting."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from rsft import config as rconfig
+from rsft.tools import fit, flops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(model_type="qwen3", vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=2, num_heads=4,
+             num_kv_heads=2, head_dim=128, qk_norm=True, rope_theta=1e6, tie_word_embeddings=True)
+
+
+def test_slice_names():
+  assert fit.parse_slice("v5p-32") == fit.Slice("v5p-32", "v5p", 16, "v5p:2x2x4")   # TensorCores: 2 per chip
+  assert fit.parse_slice("v6e-16") == fit.Slice("v6e-16", "v6e", 16, "v6e:4x4")
+  assert fit.parse_slice("v5litepod-8").topology == "v5e:2x4" and fit.parse_slice("v4-16").chips == 8
+  with pytest.raises(ValueError, match="not a v6e slice shape"):
+    fit.parse_slice("v6e-12")
+  with pytest.raises(ValueError, match="generation one of"):
+    fit.parse_slice("h100-8")
+
+
+def test_flop_count_applies_scan_trip_counts():
+  def f(x, w):
+    y, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ w), None), x, None, length=7)
+    return jax.lax.cond(y.sum() > 0, lambda: (y @ w).sum(), lambda: y.sum())
+  x, w = jnp.ones((4, 8)), jnp.ones((8, 8))
+  assert flops.of(f, x, w)["dot"] == 8 * 2 * 4 * 8 * 8                       # 7 scanned + the larger branch
+  assert flops.of(jax.grad(f, argnums=1), x, w)["dot"] == 3 * 8 * 2 * 4 * 8 * 8  # forward + two backward dots
+  assert jax.jit(f).lower(x, w).compile().cost_analysis()["flops"] < 8 * 2 * 4 * 8 * 8  # XLA: body once
+
+
+@pytest.fixture(scope="module")
+def libtpu():
+  pytest.importorskip("libtpu", reason="install the test extra (jax[tpu]) for TPU AOT compilation")
+
+
+def small_config():
+  c = rconfig.base_config()
+  c.model.arch = SMALL
+  c.data.max_length = 1024
+  c.train.global_batch_size, c.train.micro_batch_size = 8, 4
+  c.eval.max_new_tokens, c.sample.batch_size = 512, 8
+  return c
+
+
+def test_small_config_fits_and_counts_its_flops(libtpu):
+  [train, sample] = fit.run(small_config(), "v5e-4", prompt_len=256)
+  assert train.fits and sample.fits and train.hbm == 15.75 * fit.GIB
+  assert 0 < train.total < 1 * fit.GIB and train.arguments > 0 and train.temporaries > 0
+  # remat recomputes the forward: counted FLOPs are 4/3 of 6·N·tokens give or take attention and the head
+  assert 1.0 < train.flops_per_chip / train.model_flops_per_chip < 2.0
+  assert train.xla_flops_per_chip < train.flops_per_chip  # scan bodies counted once
+  assert "attention=splash" in train.notes[0] and "data=1 fsdp=4 tensor=1" in train.notes[0]
+
+
+def test_oversized_config_fails_with_a_clear_message(libtpu):
+  arch = dict(SMALL, vocab_size=151936, hidden_size=8192, intermediate_size=32768, num_heads=64, num_kv_heads=8)
+  proc = subprocess.run(
+      [sys.executable, "-m", "rsft.tools.fit", f"--config={ROOT}/configs/base.py", "--topology=v5e-4",
+       "--what=train", f"--config.model.arch={arch}", "--config.model.param_dtype=float32",
+       "--config.data.max_length=1024", "--config.train.global_batch_size=4", "--config.train.micro_batch_size=4"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "train step: DOES NOT FIT" in proc.stdout
+  assert "does not fit on v5e-4: train step. Try a larger slice" in proc.stderr
