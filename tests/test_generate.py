@@ -212,3 +212,15 @@ def test_chunked_prefill_equals_one_piece(models):
                          options=sampler.Options(prompt_buckets=(256,), prefill_chunk=64))
   assert pieces.tokens == whole.tokens
   np.testing.assert_allclose(np.concatenate(pieces.logprobs), np.concatenate(whole.logprobs), atol=2e-5)
+
+
+@pytest.mark.parametrize("impl", ["chunked", "cudnn"])
+def test_prefill_with_an_attention_kernel_equals_the_reference(models, tmp_path, impl):
+  """The prompt attends to itself with the kernel (left padding as segment 0); decoding is unchanged."""
+  _, m = models["qwen3"]
+  kernel = rsft.load_model(m.path, attention=impl)
+  ps = prompts(seed=5, lengths=(40, 9, 27))
+  want = rsft.generate(m, ps, 10, stop_token_ids=[], options=sampler.Options(prompt_buckets=(64,)))
+  got = rsft.generate(kernel, ps, 10, stop_token_ids=[], options=sampler.Options(prompt_buckets=(64,)))
+  assert got.tokens == want.tokens
+  np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=2e-5)

@@ -153,7 +153,7 @@ def no_remat():
   return m.params, *jax.jit(jax.value_and_grad(_remat_loss), static_argnums=1)(m.params, m.graphdef)
 
 
-@pytest.mark.parametrize("policy", ["full", "save_dots_no_batch", "save_names"])
+@pytest.mark.parametrize("policy", ["full", "save_dots_no_batch", "save_names", "offload"])
 def test_remat_policies_change_memory_not_math(no_remat, policy):
   from rsft.api import abstract_model
 

@@ -23,6 +23,7 @@ from flax import nnx
 
 from rsft import sharding
 from rsft.infer.sampling import row_keys, select
+from rsft.models import attention
 from rsft.models.decoder import positions_from_mask
 from rsft.models.layers import precision
 
@@ -90,8 +91,9 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
             chunk: int = 0):
   """Runs the left-padded prompts [B, P] once, then repeats each row n times (samples share the prefill).
 
-  With `chunk` dividing P, the prompt runs in a scan over P / chunk pieces, so attention scores take
-  [B, chunk, S] rather than [B, P, S] (long judge / benchmark prompts). Returns the whole decode state, laid
+  With `model.attention` resolving to a kernel (splash, cuDNN, query-chunked) the prompt attends to itself in one
+  pass. With the einsum reference and `chunk` dividing P, the prompt runs in a scan over P / chunk pieces, so
+  attention scores take [B, chunk, S] rather than [B, P, S] (long judge / benchmark prompts). Returns the whole decode state, laid
   out on the model's mesh, with the logits for the first new token.
   """
   COMPILES["prefill"] += 1
@@ -103,7 +105,10 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
   cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
   kv_valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(mask > 0)
   positions = positions_from_mask(mask)
-  if chunk and p > chunk and p % chunk == 0:
+  if attention.resolve(model.attention_impl, p) != "xla":  # a memory-lean kernel: the whole prompt at once
+    hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid, segment_ids=mask)
+    last = hidden[:, -1]
+  elif chunk and p > chunk and p % chunk == 0:
     pieces = lambda x: x.reshape(b, p // chunk, chunk).swapaxes(0, 1)  # [P/chunk, B, chunk]
 
     def step(carry, xs):

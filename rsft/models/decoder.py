@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from rsft.models import attention
 from rsft.models.attention import dot_product_attention
@@ -60,7 +61,10 @@ class Attention(nnx.Module):
     at = (layer, 0, index, 0, 0)
     k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
     v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
-    out = dot_product_attention(q, k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype), mask)
+    if segment_ids is not None:  # a whole prompt into an empty cache: it attends to itself, with the kernel
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules)
+    else:
+      out = dot_product_attention(q, k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype), mask)
     return self.o_proj(out), (k_all, v_all)
 
 
@@ -136,6 +140,7 @@ class Decoder(nnx.Module):
     segment_ids = self.rules.constrain(segment_ids, ("batch", "length"))
 
     def body(h, one_layer):
+      h = checkpoint_name(h, "decoder_layer_input")
       return nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, segment_ids=segment_ids,
                                             implementation=self.attention_impl)[0], None
 
@@ -143,12 +148,14 @@ class Decoder(nnx.Module):
     return self.norm(x)
 
   def extend(self, ids: jax.Array, positions: jax.Array, cache: dict[str, jax.Array], write_index: jax.Array,
-             kv_valid: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+             kv_valid: jax.Array, segment_ids: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Runs ids [B,T] on top of a KV cache (prefill: T = prompt length at index 0; decode: T = 1).
 
     cache: {"k", "v"} of [L, B, S, K, H]; the new keys go to columns [write_index, write_index + T).
     kv_valid [B, S]: cache columns holding real tokens (after this call's writes). Column order is time order,
-    so query t attends to valid columns <= write_index + t. Returns final-normed hidden [B,T,D] and the cache.
+    so query t attends to valid columns <= write_index + t. With `segment_ids` [B,T] (a whole prompt written at
+    column 0 of an empty cache) attention runs over the new tokens alone with `model.attention`'s kernel.
+    Returns final-normed hidden [B,T,D] and the cache.
     """
     t, s = ids.shape[1], cache["k"].shape[2]
     columns = jnp.arange(s)[None, None, :]
@@ -161,7 +168,9 @@ class Decoder(nnx.Module):
       h, k_all, v_all = carry
       one_layer, layer = xs
       h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, mask=mask,
-                                                          cache=(k_all, v_all, layer, write_index))
+                                                          cache=(k_all, v_all, layer, write_index),
+                                                          segment_ids=segment_ids,
+                                                          implementation=self.attention_impl)
       return (h, k_all, v_all), None
 
     layers = jnp.arange(self.cfg.num_layers)

@@ -110,6 +110,11 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "save_names": jax.checkpoint_policies.save_only_these_names(*_SAVE_NAMES),
+    # MaxText's offloading: the one tensor full remat keeps per layer (its input) lives in host memory between
+    # the forward and the backward pass (TPU/GPU; XLA:CPU has no pinned host space).
+    "offload": jax.checkpoint_policies.save_and_offload_only_these_names(
+        names_which_can_be_saved=[], names_which_can_be_offloaded=["decoder_layer_input"],
+        offload_src="device", offload_dst="pinned_host"),
 }
 
 

@@ -106,6 +106,7 @@ class Report:
   temporaries: float
   aliased: float
   hbm: float
+  host_temporaries: float = 0.0  # offloaded activations (remat=offload), in the TPU VM's host memory
   flops_per_chip: float | None = None
   xla_flops_per_chip: float | None = None
   model_flops_per_chip: float | None = None
@@ -124,7 +125,8 @@ class Report:
     g = lambda b: f"{b / GIB:.2f} GiB"
     out = [f"{self.program}: {'fits' if self.fits else 'DOES NOT FIT'}: {g(self.total)} of {g(self.hbm)} per chip "
            f"(arguments {g(self.arguments)}, outputs {g(self.outputs)}, temporaries {g(self.temporaries)}, "
-           f"aliased -{g(self.aliased)})"]
+           f"aliased -{g(self.aliased)})" + (f"; host memory {g(self.host_temporaries)}" if self.host_temporaries
+                                             else "")]
     if self.flops_per_chip:
       out.append(f"  FLOPs per chip per step: {self.flops_per_chip:.3e} counted on the jaxpr (scan trip counts "
                  f"applied); 6·N·tokens + attention: {self.model_flops_per_chip:.3e} "
@@ -165,7 +167,8 @@ def _compile(program: str, lowered: Any, args: Any, hbm: float) -> tuple[Any, Re
 def _memory(program: str, compiled: Any, hbm: float) -> Report:
   m = compiled.memory_analysis()
   return Report(program, float(m.argument_size_in_bytes), float(m.output_size_in_bytes),
-                float(m.temp_size_in_bytes), float(m.alias_size_in_bytes), hbm)
+                float(m.temp_size_in_bytes), float(m.alias_size_in_bytes), hbm,
+                float(getattr(m, "host_temp_size_in_bytes", 0)))
 
 
 def _xla_flops(compiled: Any) -> float:
