@@ -109,6 +109,26 @@ def test_sharded_training_equals_single_device():
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+def test_adam_moments_are_laid_out_like_the_params():
+  """Found by the TPU fit check: left to XLA's propagation, mu and nu were replicated on every device."""
+  from rsft import config as rconfig
+  c = rconfig.base_config()
+  c.data.max_length, c.train.global_batch_size, c.train.micro_batch_size = 32, 8, 4
+  parts = loop.build_step(c, CFG, sharding.make_mesh(1, 4, 2), total_steps=10)
+  params = {jax.tree_util.keystr(k): v.sharding for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_params)}
+  key = jax.tree_util.keystr
+  moments = [(k, v) for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_opt)
+             if ".mu" in key(k) or ".nu" in key(k)]
+  assert len(moments) == 2 * len(params)
+  for path, leaf in moments:
+    name = jax.tree_util.keystr(path).split(".mu", 1)[-1].split(".nu", 1)[-1]
+    assert leaf.sharding == params[name], name
+  assert sum(leaf.sharding.spec != jax.sharding.PartitionSpec() for _, leaf in moments) >= len(moments) // 2
+  compiled = parts.jitted.lower(parts.abstract_params, parts.abstract_opt, parts.abstract_batch()).compile()
+  assert [s.spec for s in jax.tree.leaves(compiled.output_shardings[1])] == \
+      [a.sharding.spec for a in jax.tree.leaves(parts.abstract_opt)]  # the step hands the layout back unchanged
+
+
 def test_micro_batching_does_not_change_the_step():
   a, pa = run_steps(None, steps=2, micro_batches=1)
   b, pb = run_steps(None, steps=2, micro_batches=4)

@@ -87,7 +87,8 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
   # replicated on the mesh. Leaving this to XLA's propagation replicated mu and nu on every chip (found by
   # rsft.tools.fit: 16 B/param per chip instead of 16/chips), and constants landed on one device (tunix's
   # `_fix_sharding` problem).
-  replicated = (lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) if mesh else (lambda _: None)
+  replicated = ((lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) if mesh is not None
+                else (lambda _: None))
   abstract_opt_tree = jax.eval_shape(optimizer.init, abstract_params)
   opt_shardings = optax.tree_map_params(optimizer, lambda _, p: p.sharding, abstract_opt_tree, abstract_params,
                                         transform_non_params=replicated)
@@ -99,7 +100,8 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
                         aggregation=config.train.loss_aggregation, verl_ranks=config.train.verl_ranks,
                         verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
                         loss_chunk=config.train.loss_chunk)
-  state_out = (jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh else None
+  state_out = ((jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None
+               else None)
   jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1),
                    out_shardings=state_out)  # the state keeps its layout step after step
   shape = (global_batch, config.data.max_length)
