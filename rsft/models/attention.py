@@ -93,14 +93,16 @@ def cudnn(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array) -> j
 
   def flash(q, k, v):
     return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
-                                        key_value_seq_lengths=lengths, implementation=_cudnn_impl())
+                                        key_value_seq_lengths=lengths, implementation=_cudnn_impl(q.dtype))
 
   return jax.lax.cond(simple, flash, lambda q, k, v: chunked(q, k, v, segment_ids), q, k, v)
 
 
-def _cudnn_impl() -> str | None:
-  """'cudnn' on GPU; elsewhere (the CPU tests of this path) the same call through XLA."""
-  return "cudnn" if jax.default_backend() == "gpu" else "xla"
+def _cudnn_impl(dtype) -> str | None:
+  """'cudnn' on GPU for bf16/fp16 (all cuDNN's fused attention takes); float32 (parity checks) and other
+  backends (the CPU tests of this path) make the same call through XLA."""
+  half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+  return "cudnn" if jax.default_backend() == "gpu" and half else "xla"
 
 
 @functools.lru_cache(maxsize=32)
