@@ -82,6 +82,8 @@ def parse_slice(name: str) -> Slice:
 def topology_devices(s: Slice) -> list[Any]:
   from jax.experimental import topologies
   kwargs = {"chip_config_name": "megacore"} if s.family == "v4" else {}
+  if s.chips < 4:  # single-chip slices: libtpu's default host is 2x2
+    kwargs["chips_per_host_bounds"] = (1, 1, 1)
   return list(topologies.get_topology_desc(platform="tpu", topology_name=s.topology, **kwargs).devices)
 
 
