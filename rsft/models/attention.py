@@ -8,7 +8,8 @@
   cudnn    GPU cuDNN flash attention through `jax.nn.dot_product_attention` (causal + per-row lengths); rows
            that are not one right-padded segment (packing, left padding) take the chunked path via lax.cond;
   auto     splash on TPU, cudnn on GPU, otherwise xla up to 2,048 tokens and chunked beyond.
-The KV-cache path (sampler prefill chunks and decode) keeps the reference with an explicit mask.
+A whole prompt prefilled into an empty cache uses the chosen kernel too; chunked prefill and decode (queries
+against the cache) keep the reference with an explicit mask.
 A token attends to earlier tokens of its own segment; segment 0 is padding (its outputs are never used).
 """
 
