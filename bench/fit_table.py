@@ -48,7 +48,8 @@ def lower_bound(model: str, chips: int) -> float:
 def markdown(results: dict) -> str:
   lines = ["| model | generation | smallest slice that fits | remat | per chip: state + temporaries / HBM | host "
            "memory per chip | step at 40% MFU | tried |", "|" + "---|" * 8]
-  for key, r in results.items():
+  order = lambda key: (MODELS.index(key.split("/")[0]), list(SIZES).index(key.split("/")[1]))
+  for key, r in sorted(results.items(), key=lambda kv: order(kv[0])):
     model, family = key.split("/")
     tried = ", ".join(f"{t['slice']}" + (f" {t['remat']} {t['total_gib']:.1f}" if "remat" in t else " (state)")
                       for t in r["tried"] if not t["fits"])
