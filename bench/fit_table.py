@@ -96,8 +96,7 @@ def main(argv: list[str]) -> None:
           tried.append(dict(slice=name, remat=remat, fits=r.fits, total_gib=r.total / fit.GIB,
                             temporaries_gib=r.temporaries / fit.GIB, arguments_gib=r.arguments / fit.GIB,
                             host_gib=r.host_temporaries / fit.GIB, hbm_gib=r.hbm / fit.GIB,
-                            step_s_at_40_mfu=(r.model_flops_per_chip / fit.CHIPS[family].peak_bf16 / 0.4
-                                              if r.model_flops_per_chip else None),
+                            step_s_at_40_mfu=r.seconds_at_mfu(0.4) if r.model_flops_per_chip else None,
                             compile_s=time.time() - t0))
           print(key, tried[-1], flush=True)
           if r.fits:

@@ -94,8 +94,7 @@ def torch_step(arch: str, batch: int, seq: int, steps: int, remat: str) -> dict:
   sync()
   seconds = (time.perf_counter() - start) / steps
   tokens_per_s = batch * seq / seconds
-  peak = next((v for k, v in metrics.PEAK_FLOPS.items()
-               if device == "cuda" and torch.cuda.get_device_name().startswith(k)), None)
+  peak = metrics.chip_peak_flops(torch.cuda.get_device_name()) if device == "cuda" else None
   return dict(system="transformers", device=torch.cuda.get_device_name() if device == "cuda" else "cpu", arch=arch,
               batch=batch, seq=seq, remat=remat, step_s=seconds, tokens_per_s=tokens_per_s,
               mfu=tokens_per_s * metrics.flops_per_token(cfg, seq) / peak if peak else None, loss=float(loss.detach()))

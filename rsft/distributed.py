@@ -55,10 +55,6 @@ def coordinator_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
   return None
 
 
-def is_multi_process() -> bool:
-  return coordinator_from_env(os.environ) is not None
-
-
 def maybe_initialize(timeout_s: int = 300) -> None:
   """Idempotent; call before the first jax computation of train.py / eval.py."""
   kwargs = coordinator_from_env(os.environ)

@@ -219,6 +219,9 @@ def test_mfu_flops_estimate_matches_a_hand_count():
                     num_heads=40, num_kv_heads=8, head_dim=128, rope_theta=1e6, qk_norm=True)
   assert abs(param_count(cfg) / 1e9 - 14.77) < 0.05
   assert flops_per_token(cfg, 20000) == 6 * param_count(cfg) + 6 * 40 * 40 * 128 * 20000
+  from rsft.train.metrics import chip_peak_flops  # device kinds as jax reports them; v5p says "TPU v5"
+  assert [chip_peak_flops(k) for k in ("TPU v5", "TPU v5 lite", "TPU v6 lite", "NVIDIA H100 80GB HBM3", "cpu")] == \
+      [459e12, 197e12, 918e12, 989e12, None]
 
 
 def test_keep_policy_never_deletes_a_listed_step(tmp_path):

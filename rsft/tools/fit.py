@@ -37,14 +37,12 @@ GIB = 1024 ** 3
 @dataclasses.dataclass(frozen=True)
 class Chip:
   hbm_gib: float          # usable HBM per chip (the compiler's limit, below the spec sheet's)
-  peak_bf16: float        # dense bf16 FLOP/s per chip
   cores_per_chip: int     # the "-N" of a slice name counts TensorCores on v4/v5p, chips on v5e/v6e
   dims: int               # torus dimensions
 
 
 # Usable HBM as libtpu's compiler reports it ("exceeds available HBM (30.75G)"), measured with this tool.
-CHIPS = {"v4": Chip(30.75, 275e12, 2, 3), "v5p": Chip(95.74, 459e12, 2, 3),
-         "v5e": Chip(15.75, 197e12, 1, 2), "v6e": Chip(31.25, 918e12, 1, 2)}
+CHIPS = {"v4": Chip(30.75, 2, 3), "v5p": Chip(95.74, 2, 3), "v5e": Chip(15.75, 1, 2), "v6e": Chip(31.25, 1, 2)}
 _ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
 _SHAPES_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
               512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
@@ -123,6 +121,10 @@ class Report:
   def fits(self) -> bool:
     return self.total <= self.hbm
 
+  def seconds_at_mfu(self, mfu: float) -> float:
+    """Step time if the model FLOPs (6·N·D + attention) ran at this fraction of the chip's peak."""
+    return self.ideal_step_s * self.model_flops_per_chip / self.flops_per_chip / mfu
+
   def lines(self) -> list[str]:
     g = lambda b: f"{b / GIB:.2f} GiB"
     out = [f"{self.program}: {'fits' if self.fits else 'DOES NOT FIT'}: {g(self.total)} of {g(self.hbm)} per chip "
@@ -135,7 +137,7 @@ class Report:
                  f"(ratio {self.flops_per_chip / self.model_flops_per_chip:.2f}, remat recompute included); "
                  f"XLA cost analysis: {self.xla_flops_per_chip:.3e} (scan bodies once)")
       out.append(f"  step time if every counted FLOP ran at peak: {self.ideal_step_s:.2f} s; at 40% MFU: "
-                 f"{self.ideal_step_s * self.model_flops_per_chip / self.flops_per_chip / 0.4:.2f} s")
+                 f"{self.seconds_at_mfu(0.4):.2f} s")
     out += [f"  note: {n}" for n in self.notes]
     return out
 
@@ -211,7 +213,7 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   report.flops_per_chip = (counted["dot"] + kernel) / s.chips
   report.model_flops_per_chip = metrics.flops_per_token(model_cfg, config.data.max_length) * positions / s.chips
   report.xla_flops_per_chip = _xla_flops(compiled)
-  report.ideal_step_s = report.flops_per_chip / s.chip.peak_bf16
+  report.ideal_step_s = report.flops_per_chip / metrics.chip_peak_flops(devices[0].device_kind)
   notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']}, "
            f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
            f"{config.train.global_batch_size // config.train.micro_batch_size} micro-batches, remat="
