@@ -67,6 +67,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.sample = dict(
       temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=32768, n=1, seed=0,
+      presence_penalty=0.0, frequency_penalty=0.0,  # vLLM's, over output tokens (AlpacaEval: 0.1 each)
+      max_total_tokens=0,                  # cap on prompt + output (vLLM max_model_len); 0 = none
+      skip_special_tokens=True,            # decoding of completions (lm-eval / evalchemy keep them: False)
       batch_size=64,                       # prompts per generate call (x n rows); the last batch is padded
       top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap)
       chunk_steps=256,                     # decode steps between host checks (early stop, progress)
@@ -76,16 +79,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.eval = dict(
       benchmarks=("math500", "aime24", "gpqa_diamond", "mmlu_pro", "humaneval", "halueval"),  # rsft.evals.benchmarks
+      protocol="study",   # study: the study's harness, quirks included | rsft: docs/eval_protocol.md's deviations
       limit=0,            # items per benchmark (0 = all)
       n=0,                # samples per item (0 = the benchmark's study default)
       max_new_tokens=0,   # 0 = the benchmark's default (32768)
       temperature=-1.0,   # < 0 = the benchmark's default (study: 0.6; AlpacaEval 0.7)
       top_p=-1.0,         # < 0 = the benchmark's default
       top_k=-1,           # < 0 = the benchmark's default
+      seed=-1,            # < 0 = the benchmark's default (study: math 1234, AlpacaEval 42, else 0)
       files=config_dict.placeholder(str),  # per-benchmark data: "hexphi=/d/hexphi.csv,livecodebench=hf:o/n:test"
+      gold_columns=config_dict.placeholder(str),  # math gold column per benchmark, e.g. "aime24=solution"
+      group_aggregate="mean",  # a group's score (halueval): mean of its members' scores | pooled over items
       checkpoints="all",  # all | last | comma-separated steps
       data_dir="../shared/benchmarks",
-      mode="sweep",       # sweep | generate | score | grade
+      mode="sweep",       # sweep | generate | score | grade | prompts
       input=config_dict.placeholder(str),   # generate / score modes: JSONL in
       output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)
       chat_template=True,                   # render "prompt" strings as one user turn with the chat template
@@ -97,9 +104,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       info_judge=config_dict.placeholder(str),     # TruthfulQA, allenai/truthfulqa-info-judge-llama2-7B
       safety_judge=config_dict.placeholder(str),   # HEx-PHI / HarmBench: HF dir or http(s)://host/v1
       safety_judge_model="gpt-4.1",                # model name sent to an endpoint judge (the study's)
-      judge_max_new_tokens=1024,
+      safety_judge_tokenizer=config_dict.placeholder(str),  # clip responses in its tokens (study: Llama-Guard-3-8B)
+      truth_judge_tokenizer=config_dict.placeholder(str),   # endpoint judges: tokenizer for the 4,075-token clip
+      info_judge_tokenizer=config_dict.placeholder(str),
+      judge_max_new_tokens=4096,                   # safety judge (study: GPT-4.1, max_tokens 4096)
       judge_batch_size=8,                          # prompts per local-judge generate call (judge prompts are long)
-      judge_max_response_chars=65536,              # responses are clipped before judging (study: 16,384 tokens)
+      judge_max_response_tokens=16384,             # safety-judge clip with safety_judge_tokenizer (study: 16,384)
+      judge_max_response_chars=65536,              # ... and without it, in characters
   )
   c.analysis = dict(
       dip_threshold=0.02,      # smallest score drop (absolute, 0-1) called a dip, on top of the noise

@@ -1,10 +1,13 @@
-"""Every training run of the study (paper.md §3 "Run matrix") from a short argument.
+"""Every training run of the study (paper.md §3 "Run matrix") from a short argument, evaluated on its ten
+benchmarks the way its harness evaluates them (eval.protocol=study).
 
   --config=configs/paper.py:model=qwen3_14b,data=math_cot,lr=5e-5,epochs=8,batch=256,schedule=cosine
 Keys (defaults = the study's default run): model, data, lr, epochs, batch, schedule (cosine | constant),
 models (dir holding the HF base checkpoints, named as on the hub), data_dir (dir with the released parquet files;
 default: the Hugging Face dataset through `datasets`' offline cache), faithful (1 = the study's pure-bf16 AdamW
-and verl loss aggregation; 0 = float32 master weights and a global token mean).
+and verl loss aggregation; 0 = float32 master weights and a global token mean), judges (dir holding the reward
+model and judges, named as on the hub), safety_judge (the HEx-PHI judge: an OpenAI-compatible URL for GPT-4.1,
+or a local dir). A benchmark whose data or judge is missing is reported "not run: <what>" in the summary.
 """
 
 import os
@@ -26,7 +29,13 @@ DATA = {
 }
 EVAL_STEPS = (10, 20, 40, 80, 160, 320, 480, 640, 800, 960, 1120, 1280)  # App. D; 16-epoch runs add the tail
 DEFAULTS = dict(model="qwen3_14b", data="math_cot", lr="5e-5", epochs="8", batch="256", schedule="cosine",
-                models="~/models", data_dir="", faithful="1")
+                models="~/models", data_dir="", faithful="1", judges="~/models", safety_judge="")
+# The study's ten (paper.md §4): in-domain, OOD reasoning, general, safety. LiveCodeBench v2, HaluEval's *_samples
+# and HEx-PHI are not in ../shared/benchmarks: give them with --config.eval.files=name=path (hf: works offline).
+BENCHMARKS = ("math500", "aime24", "livecodebench", "gpqa_diamond", "mmlu_pro", "ifeval", "alpaca_eval", "halueval",
+              "truthfulqa", "hexphi")
+JUDGES = dict(reward_model="Llama-3.1-8B-Instruct-RM-RB2", truth_judge="truthfulqa-truth-judge-llama2-7B",
+              info_judge="truthfulqa-info-judge-llama2-7B", safety_judge_tokenizer="Llama-Guard-3-8B")
 
 
 def parse(arg: str | None) -> dict[str, str]:
@@ -71,4 +80,8 @@ def get_config(arg: str | None = None):
   steps = (DATA[a["data"]][1] or 20480) // int(a["batch"]) * int(a["epochs"])
   c.checkpoint.save_steps = tuple(s for s in EVAL_STEPS if s <= steps) + ((steps,) if steps not in EVAL_STEPS else ())
   c.checkpoint.every_steps = 0
+  c.eval.protocol = "study"
+  c.eval.benchmarks = BENCHMARKS
+  c.eval.update({key: os.path.join(os.path.expanduser(a["judges"]), name) for key, name in JUDGES.items()})
+  c.eval.safety_judge = a["safety_judge"] or None
   return c

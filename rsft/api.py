@@ -200,11 +200,13 @@ def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:
 
 def generate(m: Model, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
-             options: Any = None, prompt_ids: Sequence[int] | None = None):
+             options: Any = None, prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0,
+             frequency_penalty: Any = 0.0, max_total_tokens: int | None = None):
   """Samples continuations of token-id prompts with a KV cache (rsft/infer/sampler.py).
 
-  temperature / top_p / top_k: scalars or one value per prompt (0 temperature = greedy; changing them never
-  recompiles). stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
+  temperature / top_p / top_k / presence_penalty / frequency_penalty: scalars or one value per prompt (0
+  temperature = greedy; top-p is exact over the whole vocabulary; changing them never recompiles).
+  max_total_tokens caps prompt + output per prompt (vLLM's max_model_len). stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
   options: rsft.infer.sampler.Options (n samples per prompt, top-k cap, prompt buckets, chunk steps).
   Returns .tokens, .logprobs (model log-prob of each token) and .finish_reason ("stop" | "length"), with
   n consecutive entries per prompt. prompt_ids: stable ids that seed each prompt's samples (default: index).
@@ -215,7 +217,8 @@ def generate(m: Model, prompts: Sequence[Sequence[int]], max_new_tokens: int, te
     raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
   stops = m.stop_token_ids if stop_token_ids is None else stop_token_ids
   return sampler.generate(m, prompts, max_new_tokens, temperature, top_p, top_k, seed, stops, options,
-                          prompt_ids=prompt_ids)
+                          prompt_ids=prompt_ids, presence_penalty=presence_penalty,
+                          frequency_penalty=frequency_penalty, max_total_tokens=max_total_tokens)
 
 
 def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:

@@ -149,6 +149,57 @@ def test_size_comparison_orders_runs_by_parameters(synthetic_run, tmp_path):
   body = [line for line in section.splitlines() if line.startswith("| small") or line.startswith("| run14b")]
   assert [line.split(" | ")[0] for line in body] == ["| small", "| run14b"]  # ascending size
   assert "+0.020 |" in body[0] and "+0.100 |" in body[1]                   # in-domain gain grows with size
-  assert "ifeval 0.140" in body[0] and os.path.exists(tmp_path / "report" / "sizes.png")
+  # The deepest dip is HEx-PHI's ASR rising 0.10 -> 0.35 (lower is better), deeper than IFEval's 0.14.
+  assert "hexphi 0.250" in body[0] and "| -0.250 |" in body[0] and os.path.exists(tmp_path / "report" / "sizes.png")
   assert "backtracking 0.0, verification 0.0" in body[0]
   assert f"backtracking {1000 * 5 / 22:.1f}, verification {1000 * 5 / 22:.1f}" in body[1]  # 5 of each in 22 words
+
+
+def test_direction_and_scale_of_a_metric():
+  asr = dynamics.dip_and_recovery(curve([0.10, 0.20, 0.30, 0.35], steps=(0, 40, 80, 160)), 0.02,
+                                  higher_is_better=False)
+  assert asr.dip and asr.min_value == 0.35 and asr.depth == pytest.approx(0.25)  # the worst ASR is the highest
+  assert asr.final_gain == pytest.approx(-0.25) and asr.final_change == pytest.approx(0.25) and asr.under_optimised
+  reward = curve([0.50, 0.49, 0.60], half=0.003, steps=(0, 40, 80))  # AlpacaEval's unbounded reward
+  assert not dynamics.dip_and_recovery(reward, 0.02).dip                    # 0.01 < an absolute 0.02
+  unbounded = dynamics.dip_and_recovery(reward, 0.02, bounded=False)        # ... but > its own noise (0.004)
+  assert unbounded.dip and unbounded.recovery_step == 80
+
+
+def _run(root, name, data, model, series, lengths=None):
+  work = root / name
+  (work / "eval").mkdir(parents=True)
+  (work / "config.json").write_text(json.dumps({"model": {"path": model}, "data": {"train_files": data}}))
+  domains = {"math500": "math", "hexphi": "safety", "alpaca_eval": "chat"}
+  with open(work / "eval" / "results.jsonl", "w") as f:
+    for bench, values in series.items():
+      how = dict(higher_is_better=bench != "hexphi", scale="unbounded" if bench == "alpaca_eval" else "proportion")
+      for step, v in values:
+        f.write(json.dumps(dict(step=step, benchmark=bench, domain=domains[bench], metric="avg@1", value=v,
+                                ci_low=v - 0.01, ci_high=v + 0.01, n_items=100, **how)) + "\n")
+      for step, n in (lengths or {}).items():
+        if bench == "math500":
+          f.write(json.dumps(dict(step=step, benchmark=bench, domain="math", metric="response_tokens", value=n,
+                                  ci_low=n, ci_high=n, n_items=100)) + "\n")
+  return str(work)
+
+
+def test_study_tables_last_checkpoint_overfitting_and_cot_vs_nocot(tmp_path):
+  steps = (0, 80, 160, 320, 640, 1280)
+  cot = _run(tmp_path, "cot", "d/Math-CoT-20k.parquet", "/m/Qwen3-8B-Base",
+             {"math500": list(zip(steps, (0.60, 0.70, 0.85, 0.90, 0.84, 0.80))),
+              "hexphi": [(0, 0.10), (1280, 0.40)], "alpaca_eval": [(0, -0.13), (1280, 0.92)]},
+             lengths=dict(zip(steps, (900, 6000, 4000, 3000, 3300, 3900))))
+  nocot = _run(tmp_path, "nocot", "d/Math-NoCoT-20k.parquet", "/m/Qwen3-8B-Base",
+               {"math500": [(0, 0.60), (1280, 0.70)], "hexphi": [(0, 0.10), (1280, 0.15)]})
+  out = report.build([cot, nocot], str(tmp_path / "report"), in_domain=("math",), threshold=0.02)
+  md = open(out["markdown"]).read()
+  assert "## Last checkpoint across runs (the study's Tables 1-2)" in md
+  assert "| cot (base) | 0 | 60.0 | 10.0 | -0.13 |" in md and "| cot | 1280 | 80.0 | 40.0 | 0.92 |" in md
+  assert "hexphi (lower is better)" in md
+  over = next(line for line in md.splitlines() if line.startswith("| cot | 90.0 (320)"))
+  assert "| 80.0 (1280) | -10.0 |" in over.replace("+10.0", "-10.0") and over.endswith("| **yes** |")
+  assert next(line for line in md.splitlines() if line.startswith("| Qwen3-8B-Base | hexphi |")) == (
+      "| Qwen3-8B-Base | hexphi | 10.0 | 40.0 (+30.0) | 15.0 (+5.0) |")
+  safety = next(line for line in md.splitlines() if line.startswith("| cot | hexphi |"))
+  assert "| 0.350 (1280) |" not in safety and "| 0.400 (1280) | +0.300 | yes |" in safety  # ASR rising is the dip

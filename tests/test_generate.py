@@ -72,6 +72,61 @@ def test_top_k_and_top_p_cut_where_they_should():
   assert sample(1.0, 0) == {0, 1, 2, 3}
 
 
+def test_top_p_is_exact_nucleus_sampling_over_the_whole_vocabulary():
+  """A nucleus of ~240 tokens (more than any static top-k cap) sampled at the exact truncated law (chi-square)."""
+  vocab, n, top_p, temp = 400, 40000, 0.9, 0.8
+  logits = jnp.asarray(np.random.default_rng(0).normal(0.0, 0.6, vocab), jnp.float32)[None]
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2), i))(jnp.arange(n))
+  rows = lambda v, dt: jnp.full((n,), v, dt)
+  toks, _ = jax.jit(sampling.select, static_argnums=5)(jnp.repeat(logits, n, 0), keys, rows(temp, jnp.float32),
+                                                       rows(top_p, jnp.float32), rows(0, jnp.int32), 64)
+  p = np.asarray(jax.nn.softmax(logits[0] / temp), np.float64)
+  order = np.argsort(-p)
+  above = np.cumsum(p[order]) - p[order]                   # mass strictly above each token (no ties here)
+  nucleus = order[above < top_p]
+  assert len(nucleus) > 200
+  want = np.zeros(vocab)
+  want[nucleus] = p[nucleus] / p[nucleus].sum()
+  freq = np.bincount(np.asarray(toks), minlength=vocab)
+  assert set(np.flatnonzero(freq)) <= set(nucleus.tolist())  # nothing outside the nucleus is ever drawn
+  # Chi-square over the nucleus, binned in groups of 8 tokens by probability (expected >= 5 per bin).
+  bins = np.array_split(nucleus, len(nucleus) // 8)
+  f = np.asarray([freq[b].sum() for b in bins], np.float64)
+  e = np.asarray([want[b].sum() for b in bins]) * n
+  chi2 = ((f - e) ** 2 / e).sum()
+  assert chi2 < 75.0, chi2   # ~29 dof, p < 1e-6 at 75
+  floor = sampling.nucleus_floor(jax.nn.softmax(logits / temp), jnp.asarray([top_p]))
+  assert np.isclose(float(floor[0]), p[nucleus].min(), rtol=1e-5)
+
+
+def test_presence_and_frequency_penalties_follow_vllm():
+  logits = jnp.asarray([[2.0, 1.5, 0.0, -1.0]])
+  counts = jnp.asarray([[3, 0, 1, 0]], jnp.int32)
+  out = sampling.penalize(logits, counts, jnp.asarray([0.1]), jnp.asarray([0.2]))
+  np.testing.assert_allclose(np.asarray(out), [[2.0 - 0.6 - 0.1, 1.5, 0.0 - 0.2 - 0.1, -1.0]], atol=1e-6)
+  # Greedy with a large frequency penalty never repeats a token until all have been used once.
+  keys = jax.random.split(jax.random.key(0), 1)
+  tok, lp = sampling.select(logits, keys, jnp.asarray([0.0]), jnp.asarray([1.0]), jnp.asarray([0]), 4, None,
+                            (counts, jnp.asarray([0.0]), jnp.asarray([1.0])))
+  assert int(tok[0]) == 1   # token 0 (2.0 - 3) falls below token 1 (1.5)
+  np.testing.assert_allclose(float(lp[0]), float(jax.nn.log_softmax(logits)[0, 1]), atol=1e-6)  # model's log-prob
+
+
+def test_penalised_generation_avoids_repeats_and_caps_total_tokens(models):
+  _, m = models["qwen3"]
+  ps = prompts(lengths=(6, 9))
+  free = rsft.generate(m, ps, 24, stop_token_ids=[])
+  pen = rsft.generate(m, ps, 24, stop_token_ids=[], frequency_penalty=100.0)
+  for toks in pen.tokens:
+    assert len(set(toks)) == len(toks)  # greedy under a huge frequency penalty: no token twice
+  assert any(len(set(t)) < len(t) for t in free.tokens)  # ... while the free run does repeat
+  capped = rsft.generate(m, ps, 24, stop_token_ids=[], max_total_tokens=20)
+  assert [len(t) for t in capped.tokens] == [14, 11] and capped.finish_reason == ["length"] * 2
+  assert capped.tokens[0] == free.tokens[0][:14] and capped.tokens[1] == free.tokens[1][:11]
+  with pytest.raises(ValueError, match="prompt 1 has 9 tokens"):
+    rsft.generate(m, ps, 24, stop_token_ids=[], max_total_tokens=9)
+
+
 def test_stops_finish_reasons_and_padding_after_stop(models):
   _, m = models["qwen3"]
   ps = prompts(lengths=(6, 9))

@@ -137,14 +137,17 @@ def test_extra_metrics_average_floats_and_pool_lists():
   assert out["inst"]["ci_low"] <= 0.75 <= out["inst"]["ci_high"]
 
 
-@pytest.mark.parametrize("name", ["gpqa_diamond", "mmlu_pro", "halueval"])
-def test_choice_and_yes_no_graders_on_real_items(name):
+@pytest.mark.parametrize("protocol", ["study", "rsft"])
+@pytest.mark.parametrize("name", ["gpqa_diamond", "mmlu_pro", "halueval_qa"])
+def test_choice_and_yes_no_graders_on_real_items(name, protocol):
   from rsft.evals import benchmarks, grading, loaders
-  bench = benchmarks.get(name)
+  if name == "halueval_qa":
+    protocol = "rsft"  # the raw release is local; the study's *_samples are not
+  bench = benchmarks.get(name, protocol)
   items = loaders.load_items(bench, BENCH, limit=20)
-  if name == "halueval":
-    right = [f"<think>Maybe yes? Let me check.</think>{it.gold}" for it in items]
-    wrong = [f"<think>{it.gold}</think>{'No' if it.gold == 'Yes' else 'Yes'}." for it in items]
+  if name == "halueval_qa":
+    right = [f"<think>Maybe yes? Let me check.</think>{it.gold.capitalize()}" for it in items]
+    wrong = [f"<think>{it.gold}</think>{'No' if it.gold == 'yes' else 'Yes'}." for it in items]
   else:
     right = [f"<think>Answer: Z</think>The answer is \\boxed{{{it.gold}}}." for it in items]
     other = lambda it: it.extra["letters"][(it.extra["letters"].index(it.gold) + 1) % len(it.extra["letters"])]

@@ -1,11 +1,17 @@
-"""IFEval checkers on hand-made responses, one pass and one fail per instruction id, plus the real items."""
+"""IFEval checkers on hand-made responses, one pass and one fail per instruction id, plus the real items.
+
+Every expected value here was checked against lm-evaluation-harness 0.4.9.1 (`lm_eval/tasks/ifeval/instructions.py`,
+`instructions_util.py`, `utils.py`); bench/ifeval_agreement.py compares the two at scale. lm_eval is not imported
+here: CI does not install it. Sentence and word tokenization need NLTK's punkt_tab model (NLTK_DATA).
+"""
 
 import json
 import os
 
+import nltk
 import pytest
 
-from rsft.evals import benchmarks, grading, loaders
+from rsft.evals import benchmarks, extract, grading, loaders
 from rsft.evals.graders import ifeval
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "benchmarks")
@@ -19,12 +25,14 @@ CASES = [  # (instruction id, kwargs, a response that follows it, one that does 
     ("keywords:forbidden_words", {"forbidden_words": ["red", "blue"]}, "Reddish green.", "It was Red."),
     ("keywords:letter_frequency", {"letter": "z", "let_frequency": 3, "let_relation": "at least"}, "zzZ", "zz"),
     ("keywords:letter_frequency", {"letter": "#", "let_frequency": 4, "let_relation": "at least"},
-     "#a #b #c #d", "#a #b"),  # punctuation letters count (upstream HEAD; PROVENANCE note 1)
+     "#a #b #c #d", "#a #b"),  # punctuation counts (upstream HEAD; PROVENANCE note 1): lm_eval draws a random letter
     ("language:response_language", {"language": "fr"}, FR, EN),
     ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"},
      "One. Two here.", "One. Two. Three."),
     ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"},
      "Mr. Smith came. He left.", "Mr. Smith came home."),  # "Mr." does not end a sentence
+    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "less than"},
+     "Wait... what happened next?", "Prof. Lee teaches here. Gen. Patton left."),  # punkt; the regex splitter: 2, 4
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "a\n***\nb\n***\nc", "a\n***\nb"),
     ("length_constraints:number_words", {"num_words": 5, "relation": "at least"}, "one two three four five",
      "one two three"),
@@ -48,6 +56,8 @@ CASES = [  # (instruction id, kwargs, a response that follows it, one that does 
     ("startend:quotation", {}, "\"quoted\"", "\"not quoted"),
     ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"},
      "THIS is VERY loud", "only ONE here"),
+    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "less than"},
+     "Our STATE-OF-THE-ART lab", "the U.S. is BIG"),  # nltk tokens: 1 and 2 (regex words: 4 and 3)
     ("change_case:english_capital", {}, EN.upper(), EN),
     ("change_case:english_lowercase", {}, EN.lower(), EN),
     ("punctuation:no_comma", {}, "No commas here.", "Well, a comma."),
@@ -62,6 +72,81 @@ def test_every_instruction_id_has_a_case():
 def test_checker_strict(instruction, kwargs, good, bad):
   assert ifeval.follows(instruction, kwargs, good)
   assert not ifeval.follows(instruction, kwargs, bad)
+
+
+# instructions_util.count_sentences (punkt, English) on texts where the regex splitter that rsft used before (and
+# instructions_util.split_into_sentences) counts otherwise: (text, punkt's count, the regex splitter's count).
+SENTENCES = [
+    ("Mr. Smith came. He left.", 2, 2),
+    ("The price is 3.5 dollars. That is cheap.", 2, 2),
+    ('He said "Hi." Then left.', 2, 2),
+    ("See e.g. the docs. Done.", 3, 2),
+    ("Wait... what happened next?", 1, 2),
+    ("Visit www.example.com today. It is free.", 2, 3),
+    ("J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.", 3, 2),
+    ("Prof. Lee teaches here. Gen. Patton left.", 2, 4),
+    ("Hello!!! How are you??", 3, 5),
+    ("Temperatures reached 41.2 \u00b0C vs. 39 \u00b0C last year.", 1, 2),
+    ("\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d", 2, 4),
+    ("Jan. 5th was cold. Feb. 2nd too.", 2, 4),
+    ("I LIVE IN THE U.S. IT IS BIG.", 2, 1),
+    ("This is a sentence.This is another.", 1, 2),
+]
+
+# CapitalWordFrequencyChecker (instructions.py) counts nltk.word_tokenize tokens with str.isupper(): hyphenated and
+# dotted capitals stay whole, "e.g." loses its last dot, contractions split ("I'M" -> I + 'M, "DON'T" -> DO + N'T).
+CAPITALS = [
+    ("STATE-OF-THE-ART tech", 1),
+    ("the U.S. is BIG", 2),
+    ("I'M NOT SURE, DON'T ASK", 7),
+    ("A.I. and U.S.A. are WELL-KNOWN", 3),
+    ("AI-POWERED SYSTEMS", 2),
+    ("e.g. E.G. N.B.", 2),
+    ("U.S. U.K. EU", 3),
+    ("AI/ML IS HOT", 3),
+    ("NASA's ROVER", 2),
+]
+
+
+@pytest.mark.parametrize("text,count,_regex", SENTENCES)
+def test_sentences_are_counted_by_punkt(text, count, _regex):
+  assert ifeval.count_sentences(text) == count
+
+
+@pytest.mark.parametrize("text,count", CAPITALS)
+def test_capital_words_are_nltk_tokens(text, count):
+  assert sum(1 for w in ifeval.word_tokens(text) if w.isupper()) == count
+  at_least = {"capital_frequency": count, "capital_relation": "at least"}
+  assert ifeval.follows("change_case:capital_word_frequency", at_least, text)
+  assert not ifeval.follows("change_case:capital_word_frequency", {**at_least, "capital_frequency": count + 1}, text)
+
+
+def test_kwargs_as_lm_eval_reads_them():
+  # utils.py keeps only truthy kwargs (HF's release pads each instruction's kwargs with None), and build_description
+  # strips the keyword, section splitter and postscript marker.
+  padded = {"num_highlights": 2, "relation": None, "keywords": [], "section_spliter": "", "num_words": 0}
+  assert ifeval.follows("detectable_format:number_highlighted_sections", padded, "*one* and **two**")
+  assert ifeval.follows("keywords:frequency", {"keyword": " cat ", "frequency": 2, "relation": "at least"},
+                        "a cat, another cat")
+  assert ifeval.follows("detectable_format:multiple_sections", {"section_spliter": " Section ", "num_sections": 2},
+                        "Section 1\na\nSection 2\nb")
+  assert ifeval.follows("detectable_content:postscript", {"postscript_marker": "P.S. "}, "Hi.\np. s. bye")
+
+
+def test_missing_punkt_says_how_to_get_it(monkeypatch):
+  downloads = []
+  monkeypatch.setattr(nltk.data, "find", lambda *a, **k: (_ for _ in ()).throw(LookupError("not found")))
+  monkeypatch.setattr(nltk, "download", lambda *a, **k: downloads.append(a) or False)
+  ifeval._punkt.cache_clear()
+  ifeval._download_punkt.cache_clear()
+  try:
+    for _ in range(2):
+      with pytest.raises(LookupError, match="NLTK_DATA.*nltk.download"):
+        ifeval.count_sentences("One. Two.")
+    assert downloads == [("punkt_tab",)]  # tried once, not once per response
+  finally:
+    ifeval._punkt.cache_clear()
+    ifeval._download_punkt.cache_clear()
 
 
 def test_loose_accepts_markdown_and_a_chatty_first_line():
@@ -84,6 +169,8 @@ def test_real_items_grade_and_thinking_is_stripped():
   comma = next(i for i, it in enumerate(items) if it.extra["instruction_ids"] == ["punctuation:no_comma"])
   ok = grading.grade(bench, [items[comma]], ["<think>a, b, c</think>No commas at all."])[0]
   unclosed = grading.grade(bench, [items[comma]], ["<think>a, b, c and no end"])[0]
-  assert ok["score"] == 1.0 and unclosed["score"] == 0.0 and unclosed["status"] == "no_answer"
+  assert ok["score"] == 1.0 and unclosed["score"] == 0.0
+  left = extract.apply_think(bench.think, "<think>a, b, c and no end")  # the policy decides if an answer is left
+  assert unclosed["status"] == ("ok" if left else "no_answer")
   row = json.loads(open(os.path.join(BENCH, "ifeval.jsonl")).readline())
   assert items[0].prompt == f"Question: {row['prompt']}\nAnswer:"

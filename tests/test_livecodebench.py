@@ -47,7 +47,7 @@ TWO_SUM = ("```python\nfrom typing import List\nclass Solution:\n    def twoSum(
 
 
 def test_stdin_and_functional_problems(data_dir):
-  bench = benchmarks.get("livecodebench")
+  bench = benchmarks.get("livecodebench", "rsft")
   items = loaders.load_items(bench, data_dir)
   assert len(items[0].extra["tests"]) == 3 and items[1].extra["func_name"] == "twoSum"
   assert "### Format: You will use the following starter code" in items[1].prompt

@@ -151,11 +151,70 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
   with pytest.raises(ValueError, match="expected benchmark=path"):
     loaders.parse_files("hexphi")
   c = rconfig.base_config()
-  d = sweep._decoding(c, benchmarks.get("alpaca_eval"))
-  assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens) == (0.7, 0.9, 50, 1, 16384)
-  c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64))
-  d = sweep._decoding(c, benchmarks.get("math500"))
-  assert (d.temperature, d.top_p, d.n, d.max_new_tokens) == (0.0, 0.95, 4, 64)
+  d = sweep.decoding(c, benchmarks.get("alpaca_eval"))  # alpaca_eval/code/generate_alpaca.py SamplingParams
+  assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens, d.presence_penalty, d.frequency_penalty,
+          d.seed) == (0.7, 0.9, 50, 1, 16384, 0.1, 0.1, 42)
+  d = sweep.decoding(c, benchmarks.get("ifeval"))       # lm-eval: T 0.6, top_p 1.0, special tokens kept
+  assert (d.temperature, d.top_p, d.top_k, d.max_total_tokens, d.skip_special_tokens) == (0.6, 1.0, 0, 32768, False)
+  d = sweep.decoding(c, benchmarks.get("hexphi"))       # HarmBench: 16,384 tokens for prompt + output
+  assert (d.top_p, d.max_new_tokens, d.max_total_tokens) == (1.0, 16384, 16384)
+  c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64, seed=7))
+  d = sweep.decoding(c, benchmarks.get("math500"))
+  assert (d.temperature, d.top_p, d.n, d.max_new_tokens, d.seed) == (0.0, 0.95, 4, 64, 7)
+
+
+def test_missing_data_or_judges_are_reported_not_run_and_groups_aggregate(tmp_path):
+  c = rconfig.base_config()
+  c.eval.update(dict(benchmarks=("math500", "halueval", "truthfulqa"), data_dir=BENCH, limit=2))
+  benches, items, not_run = sweep.prepare(c)
+  assert [b.name for b in benches] == ["math500"]
+  assert not_run["halueval_qa"].startswith("data: no halueval_qa_samples.jsonl in eval.data_dir")
+  assert not_run["truthfulqa"] == "truth judge: set --config.eval.truth_judge"
+  c.eval.protocol = "rsft"  # HaluEval's raw release is local (qa, dialogue), its summarization part is not
+  benches, _, not_run = sweep.prepare(c)
+  assert [b.name for b in benches] == ["math500", "halueval_qa", "halueval_dialogue"]
+  assert set(not_run) == {"halueval_summarization", "truthfulqa"}
+  rows = [dict(step=0, benchmark=f"halueval_{k}", domain="hallucination", metric="avg@1", value=v, ci_low=v - .1,
+               ci_high=v + .1, n_items=n) for k, v, n in (("qa", 0.5, 100), ("dialogue", 0.7, 300),
+                                                         ("summarization", 0.9, 600))]
+  names = [r["benchmark"] for r in rows]
+  n_by = dict.fromkeys(names, 1)
+  assert sweep.group_rows(rows, names, n_by, "mean")[0]["value"] == pytest.approx(0.7)
+  assert sweep.group_rows(rows, names, n_by, "pooled")[0]["value"] == pytest.approx(0.8)
+  assert sweep.group_rows(rows, names[:2], n_by, "mean") == []  # a member did not run: no group score
+  os.makedirs(tmp_path / "eval")
+  sweep.write_tables(str(tmp_path), rows + sweep.group_rows(rows, names, n_by, "mean"),
+                     [benchmarks.get(n) for n in names], n_by, {"truthfulqa": "truth judge: set --config.eval.truth_judge"})
+  summary = open(tmp_path / "eval" / "summary.md").read()
+  assert "halueval (qa+dialogue+summarization)" in summary and "| 70.0 |" in summary
+  assert "not run: truth judge: set --config.eval.truth_judge" in summary
+
+
+def test_prompts_mode_writes_the_templated_text_without_weights(tmp_path):
+  qwen3 = os.path.join(ROOT, "..", "shared", "tokenizers", "qwen3")
+  c = rconfig.base_config()
+  c.model.tokenizer = qwen3
+  out = tmp_path / "prompts.jsonl"
+  c.eval.update(dict(mode="prompts", benchmarks=("math500", "alpaca_eval", "halueval"), data_dir=BENCH, limit=2,
+                     output=str(out)))
+  counts = run.run(c, str(tmp_path / "w"))
+  got = [json.loads(line) for line in open(out)]
+  assert counts["written"] == 4 and counts["not_run"] == 3
+  math = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:1]
+  first = got[0]
+  assert first["text"] == ("<|im_start|>user\n" + math[0]["problem"] + "\n Please reason step by step, and put your "
+                           "final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+  assert first["chat_template"] is True and first["prompt_tokens"] > 10
+  assert first["decoding"] == dict(n=3, temperature=0.6, top_p=0.95, top_k=0, presence_penalty=0.0,
+                                   frequency_penalty=0.0, seed=1234, max_new_tokens=32768, max_total_tokens=32768,
+                                   skip_special_tokens=True)
+  assert first["harness"].startswith("evaluation/math_eval/") and first["think"] == "raw"
+  assert got[2]["decoding"]["presence_penalty"] == 0.1 and got[2]["think"] == "after_last"
+  assert {r["benchmark"] for r in got if "not_run" in r} == {"halueval_qa", "halueval_dialogue",
+                                                            "halueval_summarization"}
+  c.model.tokenizer = None  # no tokenizer: the raw user turn, marked untemplated
+  run.run(c, str(tmp_path / "w"))
+  assert json.loads(open(out).readline())["chat_template"] is False
 
 
 def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 
 from absl import logging
 
-from rsft.analysis import dynamics, patterns, runs
+from rsft.analysis import dynamics, patterns, runs, study_tables
 
 SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
             "Token-level log-probs", "Model size comparison", "Safety vs reasoning")
@@ -105,8 +105,9 @@ def dip_table(all_runs: list[runs.Run], threshold: float) -> tuple[list[str], li
       pts = r.curve(bench, metric) if metric else []
       if len(pts) < 2:
         continue
-      d = dynamics.dip_and_recovery(pts, threshold)
-      rows.append(dict(run=r.name, benchmark=bench, metric=metric, report=d))
+      higher, bounded = r.direction(bench)
+      d = dynamics.dip_and_recovery(pts, threshold, higher, bounded)
+      rows.append(dict(run=r.name, benchmark=bench, metric=metric, report=d, bounded=bounded))
       lines.append(f"| {r.name} | {bench} | {metric} | {d.base:.3f}{'' if d.has_base else '*'} | "
                    f"{d.min_value:.3f} ({d.min_step}) | {d.depth:+.3f} | {'yes' if d.dip else 'no'} | "
                    f"{d.recovery_step if d.recovery_step is not None else ('never' if d.dip else '-')} | "
@@ -252,8 +253,8 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
     mine = [x for x in rows if x["run"] == r.name]
     if not mine:
       continue
-    gains = {g: [x["report"].final_gain for x in mine if runs.group(domain[x["benchmark"]], in_domain) == g]
-             for g in GROUPS}
+    gains = {g: [x["report"].final_gain for x in mine  # unbounded scores (a reward) would swamp proportions
+                 if x["bounded"] and runs.group(domain[x["benchmark"]], in_domain) == g] for g in GROUPS}
     dips = [x for x in mine if x["report"].dip]
     deepest = max(dips, key=lambda x: x["report"].depth, default=None)
     recoveries = [x["report"].recovery_step for x in dips if x["report"].recovery_step is not None]
@@ -267,7 +268,7 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
     return None, ["Needs two or more runs (e.g. one per model size): `--workdir=run_a,run_b`."]
   table.sort(key=lambda t: (t["params"] is None, t["params"] or 0, t["run"]))
   mean = lambda v: f"{statistics.mean(v):+.3f}" if v else "-"
-  lines = ["| run | parameters | in-domain gain | OOD gain | general gain | safety change | deepest dip | "
+  lines = ["| run | parameters | in-domain gain | OOD gain | general gain | safety gain (ASR down) | deepest dip | "
            "median recovery step | final response tokens | final markers per 1k tokens |", "|" + "---|" * 10]
   for t in table:
     dip = f"{t['deepest']['benchmark']} {t['deepest']['report'].depth:.3f}" if t["deepest"] else "none"
@@ -303,7 +304,7 @@ def safety_vs_reasoning(rows: list[dict[str, Any]], all_runs: list[runs.Run], ou
   for r in all_runs:
     domain = dict(r.benchmarks())
     gains = [x["report"].final_gain for x in rows if x["run"] == r.name and domain[x["benchmark"]] in in_domain]
-    asr = [x["report"].final_gain for x in rows if x["run"] == r.name and domain[x["benchmark"]] == "safety"]
+    asr = [x["report"].final_change for x in rows if x["run"] == r.name and domain[x["benchmark"]] == "safety"]
     if gains and asr:
       points.append((r.name, statistics.mean(gains), statistics.mean(asr)))
   if not points:
@@ -331,8 +332,11 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   images, lines = scores_vs_step(all_runs, out_dir, in_domain)
   sections.append((SECTIONS[1], images, lines or ["No `eval/results.jsonl` (run `eval.py` first)."]))
   lines, rows = dip_table(all_runs, threshold)
-  note = [f"Dip: the lowest score after the base, below it by more than {threshold} and than the noise (95% "
-          "half-intervals in quadrature). `*`: no step 0 evaluated, the first checkpoint stands in for the base."]
+  note = [f"Dip: the worst score after the base, worse than it by more than {threshold} and than the noise (95% "
+          "half-intervals in quadrature); for a lower-is-better score (HEx-PHI's ASR) the worst is the highest, and "
+          "an unbounded score (AlpacaEval's reward) is judged against its noise alone. Depth and final gain are in "
+          "the metric's direction (> 0: worse / better). `*`: no step 0 evaluated, the first checkpoint stands in "
+          "for the base."]
   sections.append((SECTIONS[2], [], note + lines))
   image, lines = response_length(all_runs, out_dir)
   sections.append((SECTIONS[3], [image] if image else [], lines))
@@ -344,6 +348,7 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[6], [image] if image else [], lines))
   image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
   sections.append((SECTIONS[7], [image] if image else [], lines))
+  sections += [(title, [], lines) for title, lines in study_tables.sections(all_runs, in_domain, threshold)]
 
   md = [f"# rsft report: {', '.join(r.name for r in all_runs)}", ""]
   body = [f"<h1>rsft report: {html.escape(', '.join(r.name for r in all_runs))}</h1>"]

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from rsft.analysis.dynamics import Point
+from rsft.evals import benchmarks
 
 GENERAL = ("instruction", "chat", "hallucination", "truthfulness")
 REASONING = ("math", "code", "science", "knowledge", "countdown")
@@ -35,6 +36,15 @@ class Run:
     names = {r["metric"] for r in self.results if r["benchmark"] == benchmark}
     avg = sorted(m for m in names if re.fullmatch(r"avg@\d+", m))
     return avg[0] if avg else None
+
+  def direction(self, benchmark: str) -> tuple[bool, bool]:
+    """(higher_is_better, bounded) of a benchmark's score, as the sweep recorded it (older results: from the
+    benchmark registry; unknown names: higher is better, bounded)."""
+    row = next((r for r in self.results if r["benchmark"] == benchmark and "higher_is_better" in r), None)
+    if row is not None:
+      return bool(row["higher_is_better"]), row.get("scale", "proportion") != "unbounded"
+    bench = benchmarks.STUDY.get(benchmark)
+    return (bench.higher_is_better, bench.grader != "reward") if bench else (True, True)
 
   def curve(self, benchmark: str, metric: str) -> list[Point]:
     return sorted((Point(r["step"], r["value"], r["ci_low"], r["ci_high"]) for r in self.results

@@ -54,7 +54,7 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
   from rsft.evals.requests import Renderer
   from rsft.infer import sampler
 
-  bench = next(b for b in REGISTRY.values() if b.grader == grader)
+  bench = next(b for b in REGISTRY["study"].values() if b.grader == grader)
   renderer = Renderer(model.tokenizer)
   rng = random.Random(seed)
   kept = []

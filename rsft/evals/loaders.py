@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from rsft.data.readers import raw_rows
-from rsft.evals.benchmarks import Benchmark, Item
+from rsft.evals.benchmarks import Benchmark, Item, missing_fields
 
 GENERATED_ITEMS = 200  # file-less benchmarks (countdown): items made when no limit is given
 
@@ -43,7 +43,7 @@ def load_items(bench: Benchmark, data_dir: str, limit: int = 0, path: str | None
   for i, row in raw_rows(path):
     if isinstance(row, Exception):
       raise row
-    missing = [f for f in bench.fields if row.get(f) in (None, "")]
+    missing = missing_fields(bench, row)
     if missing:
       raise ValueError(f"{path}: row {i}: missing field(s) {missing} for benchmark {bench.name}")
     items.append(bench.make_item(row, i))

@@ -18,7 +18,8 @@ from rsft.evals import jsonl
 from rsft.evals.requests import Renderer, fingerprint
 from rsft.infer import sampler, scorer
 
-_ROW_PARAMS = {"temperature": float, "top_p": float, "top_k": int}
+_ROW_PARAMS = {"temperature": float, "top_p": float, "top_k": int, "presence_penalty": float,
+               "frequency_penalty": float}
 
 
 @dataclasses.dataclass
@@ -64,9 +65,12 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   n = sample_cfg.n
   defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
   requests = read_requests(input_path, renderer, defaults, completions=False)
+  max_total = sample_cfg.max_total_tokens or None
+  skip_special = sample_cfg.skip_special_tokens
   settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
                   seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
-                  chat_template=eval_cfg.chat_template)
+                  chat_template=eval_cfg.chat_template, max_total_tokens=max_total,
+                  skip_special_tokens=skip_special)
   keys = lambda r: [(r.index, j) for j in range(n)]
   with jsonl.ResumableWriter(output_path, lambda row: (row["index"], row["sample"]), settings) as writer:
     _check_same_input(writer, requests, keys)
@@ -83,13 +87,15 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
         column = lambda k: np.asarray([r.params[k] for r in batch])
         res = sampler.generate(m, [r.prompt for r in batch], sample_cfg.max_new_tokens, column("temperature"),
                                column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids, opts,
-                               prompt_ids=[r.index for r in batch])
+                               prompt_ids=[r.index for r in batch], presence_penalty=column("presence_penalty"),
+                               frequency_penalty=column("frequency_penalty"), max_total_tokens=max_total)
         rows = []
         for i, r in enumerate(batch):
           for j in range(n):
             if (r.index, j) in writer.done:
               continue
-            rows.append(_generation_row(r, j, res, i * n + j, renderer, m.stop_token_ids, eval_cfg.save_logprobs))
+            rows.append(_generation_row(r, j, res, i * n + j, renderer, m.stop_token_ids, eval_cfg.save_logprobs,
+                                        skip_special))
         writer.write(rows)
         written += len(rows)
         progress.update(len(batch))
@@ -97,11 +103,11 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
 
 
 def _generation_row(r: Request, sample: int, res: sampler.GenerateResult, at: int, renderer: Renderer,
-                    stops: list[int], save_logprobs: bool) -> dict[str, Any]:
+                    stops: list[int], save_logprobs: bool, skip_special: bool = True) -> dict[str, Any]:
   tokens, lps, reason = res.tokens[at], res.logprobs[at], res.finish_reason[at]
   text_ids = tokens[:-1] if reason == "stop" and tokens and tokens[-1] in stops else tokens
   row = {"index": r.index, "sample": sample, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
-         "completion": renderer.decode(text_ids), "completion_tokens": len(tokens), "finish_reason": reason,
+         "completion": renderer.decode(text_ids, skip_special), "completion_tokens": len(tokens), "finish_reason": reason,
          "logprob_sum": float(np.sum(lps))}
   if r.id is None:
     del row["id"]
@@ -113,7 +119,8 @@ def _generation_row(r: Request, sample: int, res: sampler.GenerateResult, at: in
 def score_file(m: Any, eval_cfg: Any, input_path: str, output_path: str, settings: dict[str, Any],
                renderer: Renderer, rows_per_write: int = 256) -> dict[str, int]:
   """Writes per-token log-probs, entropies, sum, mean and is_greedy of each row's completion."""
-  requests = read_requests(input_path, renderer, {"temperature": 0.0, "top_p": 1.0, "top_k": 0}, completions=True)
+  greedy = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+  requests = read_requests(input_path, renderer, greedy, completions=True)
   settings = dict(settings, mode="score", input=input_path, chat_template=eval_cfg.chat_template)
   with jsonl.ResumableWriter(output_path, lambda row: (row["index"],), settings) as writer:
     _check_same_input(writer, requests, lambda r: [(r.index,)])

@@ -70,9 +70,19 @@ class Renderer:
   def _encode(self, text: str, special: bool) -> list[int]:
     return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
-  def decode(self, ids: list[int]) -> str:
-    # Special tokens are dropped as vLLM does by default; Qwen3's <think> tags are not special and stay.
-    return self.tokenizer.decode(ids, skip_special_tokens=True) if self.tokenizer is not None else ""
+  def text(self, row: dict[str, Any], where: str) -> tuple[str | None, bool]:
+    """(the exact text a string or messages prompt becomes, whether a chat template made it); None for
+    prompt_ids rows. What eval.mode=prompts writes."""
+    ids, text, _ = self._prompt(row, where)
+    templated = text is not None and ("messages" in row or (self.chat_template and self.has_template))
+    return text, templated
+
+  def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+    # vLLM drops special tokens by default; lm-eval and evalchemy ask it to keep them (skip_special_tokens=False).
+    # Qwen3's <think> tags are not special tokens and always stay.
+    if self.tokenizer is None:
+      return ""
+    return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
 def _ids(value: Any, where: str) -> list[int]:

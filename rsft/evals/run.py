@@ -1,4 +1,5 @@
-"""eval.py: run the chosen `eval.mode` (sweep | generate | score | grade) with models on the sampling mesh."""
+"""eval.py: run the chosen `eval.mode` (sweep | generate | score | grade | prompts) with models on the sampling
+mesh (prompts mode loads no model: only the tokenizer)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from absl import logging
 
 from rsft import api, distributed, sharding
 from rsft import config as rconfig
-from rsft.evals import checkpoints, modes, sweep
+from rsft.evals import checkpoints, modes, prompt_dump, sweep
 from rsft.evals.judges import Judges
 from rsft.evals.requests import Renderer
 
-MODES = ("sweep", "generate", "score", "grade")
+MODES = ("sweep", "generate", "score", "grade", "prompts")
 
 
 def sampling_mesh(config: Any):
@@ -59,6 +60,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
     rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)
     return {"results": len(rows), "output": os.path.join(workdir, "eval", "results.jsonl")}
+  if mode == "prompts":
+    output = config.eval.output or os.path.join(workdir, "eval", "prompts.jsonl")
+    return dict(prompt_dump.write(config, output, prompt_dump.load_tokenizer(config)), output=output)
   if not config.eval.input:
     raise ValueError(f"eval.mode={mode} needs --config.eval.input=<file.jsonl>.")
   if not os.path.exists(config.eval.input):
@@ -67,7 +71,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   if mode == "grade":
     judges = Judges(config.eval, lambda path: load(config, path))
     try:
-      counts = sweep.grade_file(config.eval.input, output, judges)
+      counts = sweep.grade_file(config.eval.input, output, judges, config.eval.protocol)
     finally:
       judges.close()
     logging.info("eval grade: wrote %d rows to %s", counts["written"], output)

@@ -1,6 +1,9 @@
 """The checkpoint sweep (eval.mode=sweep) and grading of outside responses (eval.mode=grade).
 
-For each selected checkpoint (step 0 = model.path, the base model) and benchmark: the items' prompts go to
+Benchmarks come from eval.benchmarks (groups such as "halueval" expand to their members) under eval.protocol.
+One whose data file or model grader is not configured is not run, never a crash: the summary says
+"not run: <what is missing>". For each selected checkpoint (step 0 = model.path, the base model) and benchmark:
+the items' prompts go to
 WORKDIR/eval/prompts/<benchmark>.jsonl, completions to eval/generations/step_<s>/<benchmark>.jsonl (the
 resumable generate mode), grades to eval/grades/step_<s>/<benchmark>.jsonl (resumable too). A killed sweep
 rerun with the same command redoes nothing already written, and a model is only loaded when some of its
@@ -35,16 +38,50 @@ def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
   return [(s, config.model.path if s == 0 else checkpoints.step_dir(workdir, s)) for s in wanted]
 
 
-def _decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
-  """The benchmark's decoding (paper.md §4) with the sweep-wide overrides eval.n / max_new_tokens / temperature /
-  top_p / top_k."""
-  s = config.sample
+def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
+  """The benchmark's decoding (its protocol entry) with the sweep-wide overrides eval.n / max_new_tokens /
+  temperature / top_p / top_k / seed; the sampler's engine settings come from config.sample."""
+  s, e, d = config.sample, config.eval, bench.decoding
+  pick = lambda override, default: default if override < 0 else override
   return ml_collections.ConfigDict(dict(
-      n=config.eval.n or bench.n, max_new_tokens=config.eval.max_new_tokens or bench.max_new_tokens,
-      temperature=bench.temperature if config.eval.temperature < 0 else config.eval.temperature,
-      top_p=bench.top_p if config.eval.top_p < 0 else config.eval.top_p,
-      top_k=bench.top_k if config.eval.top_k < 0 else config.eval.top_k, seed=s.seed, batch_size=s.batch_size,
-      top_k_cap=s.top_k_cap, chunk_steps=s.chunk_steps, prompt_buckets=tuple(s.prompt_buckets)))
+      n=e.n or d.n, max_new_tokens=e.max_new_tokens or d.max_new_tokens, max_total_tokens=d.max_total_tokens,
+      temperature=pick(e.temperature, d.temperature), top_p=pick(e.top_p, d.top_p), top_k=pick(e.top_k, d.top_k),
+      presence_penalty=d.presence_penalty, frequency_penalty=d.frequency_penalty, seed=pick(e.seed, d.seed),
+      skip_special_tokens=d.skip_special_tokens, batch_size=s.batch_size, top_k_cap=max(s.top_k_cap, d.top_k),
+      chunk_steps=s.chunk_steps, prompt_buckets=tuple(s.prompt_buckets)))
+
+
+def selected(config: Any) -> list[Benchmark]:
+  """eval.benchmarks under eval.protocol, groups expanded, eval.gold_columns applied."""
+  gold = loaders.parse_files(config.eval.gold_columns)
+  benches = [benchmarks.get(name, config.eval.protocol) for name in benchmarks.expand(config.eval.benchmarks)]
+  for name in gold:
+    if name not in {b.name for b in benches}:
+      raise ValueError(f"eval.gold_columns names {name!r}, which is not among the benchmarks run "
+                       f"({', '.join(b.name for b in benches)}).")
+  return [benchmarks.with_gold(b, gold[b.name]) if b.name in gold else b for b in benches]
+
+
+def why_not_run(bench: Benchmark, eval_cfg: Any, files: dict[str, str], judges: bool = True) -> str | None:
+  """What is missing for this benchmark (its data, or with `judges` its model grader), or None when it can run."""
+  path = files.get(bench.name)
+  if path is None and bench.file is not None:
+    path = os.path.join(eval_cfg.data_dir, bench.file)
+    if not os.path.exists(path):
+      return (f"data: no {bench.file} in eval.data_dir ({eval_cfg.data_dir}); give it with "
+              f"--config.eval.files={bench.name}=PATH")
+  elif path is not None and not path.startswith("hf:") and not os.path.exists(path):
+    return f"data: eval.files gives {path}, which does not exist"
+  for key in JUDGES.get(bench.grader, ()) if judges else ():
+    target = eval_cfg[key]
+    if not target:
+      return f"{key.replace('_', ' ')}: set --config.eval.{key}"
+    if not target.startswith(("http://", "https://")) and not os.path.isdir(target):
+      return f"{key.replace('_', ' ')}: eval.{key}={target} is not a directory"
+  return None
+
+
+JUDGES = {"reward": ("reward_model",), "truthfulqa": ("truth_judge", "info_judge"), "harm_judge": ("safety_judge",)}
 
 
 def _write_prompts(path: str, items: list[Item]) -> None:
@@ -87,8 +124,11 @@ def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: d
       if len(complete) < len(items[bench.name]):
         logging.warning("step %d %s: %d of %d items graded; results cover those only.", step, bench.name,
                         len(complete), len(items[bench.name]))
+      # Direction and scale of the score (avg@k, pass@k, maj@k): the analysis reads a dip the right way round.
+      how = dict(higher_is_better=bench.higher_is_better,
+                 scale="unbounded" if bench.grader == "reward" else "proportion")
       for name, m in metrics.summarize(complete, ks=(1, 4, 8, 16)).items():
-        rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=name, **m))
+        rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=name, **m, **how))
       by_category = collections.defaultdict(dict)
       for i, v in complete.items():
         if items[bench.name][i].category:
@@ -96,24 +136,60 @@ def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: d
       for category, subset in sorted(by_category.items()):
         k = n_by_bench[bench.name]
         m = metrics.summarize(subset)[f"avg@{k}"]
-        rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=f"avg@{k}/{category}", **m))
+        rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=f"avg@{k}/{category}", **m,
+                         **how))
   return rows
 
 
+def group_rows(rows: list[dict[str, Any]], names: list[str], n_by_bench: dict[str, int],
+               aggregate: str) -> list[dict[str, Any]]:
+  """A headline row per step for each group whose members all ran: the mean of the members' scores
+  (eval.group_aggregate=mean) or the item-weighted mean (pooled, lm-eval's weight_by_size)."""
+  if aggregate not in ("mean", "pooled"):
+    raise ValueError(f"eval.group_aggregate={aggregate!r}; choose mean or pooled")
+  out = []
+  for group, members in benchmarks.GROUPS.items():
+    if not all(m in names for m in members):
+      continue
+    by_step = collections.defaultdict(dict)
+    for r in rows:
+      if r["benchmark"] in members and r["metric"] == f"avg@{n_by_bench[r['benchmark']]}":
+        by_step[r["step"]][r["benchmark"]] = r
+    for step, got in sorted(by_step.items()):
+      if len(got) < len(members):
+        continue
+      weights = [got[m]["n_items"] if aggregate == "pooled" else 1.0 for m in members]
+      combine = lambda key: sum(w * got[m][key] for w, m in zip(weights, members)) / sum(weights)
+      out.append(dict(step=step, benchmark=group, domain=got[members[0]]["domain"], metric="avg@1",
+                      value=combine("value"), ci_low=combine("ci_low"), ci_high=combine("ci_high"),
+                      n_items=sum(got[m]["n_items"] for m in members), members=list(members), aggregate=aggregate,
+                      higher_is_better=True, scale="proportion"))
+  return out
+
+
 def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchmark],
-                 n_by_bench: dict[str, int]) -> None:
+                 n_by_bench: dict[str, int], not_run: dict[str, str] | None = None) -> None:
+  """results.jsonl, and summary.{md,csv}: rows = steps, columns = benchmarks (groups after their members, then
+  the benchmarks that did not run, each saying what is missing)."""
   if not distributed.is_primary():
     return
+  not_run = not_run or {}
   out = os.path.join(workdir, "eval")
   with open(os.path.join(out, "results.jsonl"), "w") as f:
     for r in rows:
       f.write(json.dumps(r) + "\n")
-  headline = {(r["step"], r["benchmark"]): r for r in rows if r["metric"] == f"avg@{n_by_bench[r['benchmark']]}"}
+  with open(os.path.join(out, "not_run.json"), "w") as f:
+    json.dump(not_run, f, indent=1)
+  headline = {(r["step"], r["benchmark"]): r for r in rows
+              if r["metric"] == f"avg@{n_by_bench.get(r['benchmark'], 1)}"}
   steps = sorted({r["step"] for r in rows})
-  names = [b.name for b in benches]
-  header = ["step"] + [f"{b.name} (avg@{n_by_bench[b.name]})" for b in benches]
+  columns = [(b.name, f"{b.name} (avg@{n_by_bench[b.name]})") for b in benches]
+  columns += [(g, f"{g} ({'+'.join(m.removeprefix(g + '_') for m in ms)})") for g, ms in benchmarks.GROUPS.items()
+              if any((s, g) in headline for s in steps)]
+  names = [name for name, _ in columns]
+  header = ["step"] + [label for _, label in columns] + list(not_run)
   table = [[str(s)] + [f"{100 * headline[(s, n)]['value']:.1f}" if (s, n) in headline else "" for n in names]
-           for s in steps]
+           + [f"not run: {why}" for why in not_run.values()] for s in steps or ["-"]]
   with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
     csv.writer(f).writerows([header] + table)
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |"
@@ -123,77 +199,94 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
     f.write("\n".join(lines + ci) + "\n")
 
 
-def _check_judges(eval_cfg: Any, benches: list[Benchmark]) -> None:
-  """Fail before generating anything when a model-graded benchmark has no grader configured."""
-  needs = {"reward": ("reward_model",), "truthfulqa": ("truth_judge", "info_judge"), "harm_judge": ("safety_judge",)}
-  for b in benches:
-    missing = [k for k in needs.get(b.grader, ()) if not eval_cfg[k]]
-    if missing:
-      raise ValueError(f"benchmark {b.name} is graded by a model: set " +
-                       ", ".join(f"--config.eval.{k}" for k in missing))
+def prepare(config: Any, judges: bool = True) -> tuple[list[Benchmark], dict[str, list[Item]], dict[str, str]]:
+  """(benchmarks that can run, their items, {benchmark: why not run}); a typo in eval.files names the closest.
+  judges=False: model graders are not needed (prompts mode)."""
+  files = loaders.parse_files(config.eval.files)
+  for name in files:
+    benchmarks.get(name, config.eval.protocol)
+  benches, items, not_run = [], {}, {}
+  for b in selected(config):
+    why = why_not_run(b, config.eval, files, judges)
+    if why is None and files.get(b.name, "").startswith("hf:"):
+      try:
+        items[b.name] = loaders.load_items(b, config.eval.data_dir, config.eval.limit, files[b.name])
+      except (OSError, ValueError, ImportError) as e:  # not in the offline datasets cache, or no such dataset
+        why = f"data: {files[b.name]} could not be read ({type(e).__name__}: {str(e)[:200]})"
+    if why is not None:
+      logging.warning("benchmark %s not run: %s", b.name, why)
+      not_run[b.name] = why
+      continue
+    if b.name not in items:
+      items[b.name] = loaders.load_items(b, config.eval.data_dir, config.eval.limit, files.get(b.name))
+    benches.append(b)
+  return benches, items, not_run
 
 
 def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
-  benches = [benchmarks.get(name) for name in config.eval.benchmarks]
   steps = _steps(config, workdir)
-  files = loaders.parse_files(config.eval.files)
-  for name in files:
-    benchmarks.get(name)  # a typo in eval.files is an error naming the closest benchmark
-  items = {b.name: loaders.load_items(b, config.eval.data_dir, config.eval.limit, files.get(b.name)) for b in benches}
-  decoding = {b.name: _decoding(config, b) for b in benches}
+  benches, items, not_run = prepare(config)
+  decodings = {b.name: decoding(config, b) for b in benches}
   prompt_files = {}
   for b in benches:
     prompt_files[b.name] = os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl")
     _write_prompts(prompt_files[b.name], items[b.name])
   distributed.sync("prompts written")
-  _check_judges(config.eval, benches)
   logging.info("sweep: steps %s x benchmarks %s", [s for s, _ in steps], [b.name for b in benches])
   for step, path in steps:
     where = lambda kind, b: os.path.join(workdir, "eval", kind, f"step_{step}", f"{b.name}.jsonl")
     model, renderer = None, None
     for b in benches:  # generate everything this checkpoint still owes, then release it
-      n = decoding[b.name].n
+      n = decodings[b.name].n
       distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
       if len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n:
         if model is None:
           model = load_model(path)
           renderer = renderer_for(model)
         settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
-        modes.generate_file(model, decoding[b.name], config.eval, prompt_files[b.name], where("generations", b),
+        modes.generate_file(model, decodings[b.name], config.eval, prompt_files[b.name], where("generations", b),
                             settings, renderer)
     del model
     gc.collect()
     judges = Judges(config.eval, load_model)  # judge models load on first use, after the policy is gone
     for b in benches:
       grade_generations(b, items[b.name], where("generations", b), where("grades", b),
-                        dict(benchmark=b.name, grader=b.grader), judges)
+                        dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol,
+                             extractor=b.extractor, think=b.think), judges)
     judges.close()
     gc.collect()
-  n_by_bench = {b.name: decoding[b.name].n for b in benches}
+  n_by_bench = {b.name: decodings[b.name].n for b in benches}
   distributed.sync("graded")
   rows = summarize(workdir, [s for s, _ in steps], benches, items, n_by_bench)
-  write_tables(workdir, rows, benches, n_by_bench)
+  rows += group_rows(rows, [b.name for b in benches], n_by_bench, config.eval.group_aggregate)
+  write_tables(workdir, rows, benches, n_by_bench, not_run)
   return rows
 
 
-def grade_file(input_path: str, output_path: str, judges: Any = None) -> dict[str, int]:
-  """eval.mode=grade: rows {benchmark, item (a row of its data file), response} -> + score, answer, status."""
+def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: str = "study") -> dict[str, int]:
+  """eval.mode=grade: rows {benchmark, item (a row of its data file), response} -> + score, answer, status,
+  graded under `protocol` (a row's own "protocol" field wins)."""
   requests = []
   for number, row in jsonl.read(input_path):
     where = f"{input_path}:{number}"
     missing = [k for k in ("benchmark", "item", "response") if k not in row]
     if missing:
       raise ValueError(f"{where}: missing field(s) {missing}")
-    bench = benchmarks.get(row["benchmark"])
-    absent = [f for f in bench.fields if row["item"].get(f) in (None, "")]
+    if not isinstance(row["item"], dict):
+      raise ValueError(f"{where}: item must be an object (a row of the benchmark's data file)")
+    name, row_protocol = row["benchmark"], row.get("protocol", protocol)
+    bench = (benchmarks.member_for(name, row["item"], row_protocol) if name in benchmarks.GROUPS
+             else benchmarks.get(name, row_protocol))
+    absent = benchmarks.missing_fields(bench, row["item"])
     if absent:
       raise ValueError(f"{where}: item lacks field(s) {absent} of benchmark {bench.name}")
     requests.append((len(requests), row, bench, bench.make_item(row["item"], len(requests))))
-  with jsonl.ResumableWriter(output_path, lambda r: (r["index"],), dict(mode="grade", input=input_path)) as writer:
+  with jsonl.ResumableWriter(output_path, lambda r: (r["index"],),
+                             dict(mode="grade", input=input_path, protocol=protocol)) as writer:
     todo = [r for r in requests if (r[0],) not in writer.done]
     by_bench = collections.defaultdict(list)
     for r in todo:
-      by_bench[r[2].name].append(r)
+      by_bench[(r[2].name, id(r[2]))].append(r)
     written = 0
     for rows in by_bench.values():
       grades = grading.grade(rows[0][2], [r[3] for r in rows], [r[1]["response"] for r in rows], judges=judges)

@@ -2,8 +2,10 @@
 
 Prompts are left-padded to a length bucket, so every row writes the same cache column at each step (tunix /
 gemma layout) and compiles stay few. The cache is `[L, B, S, K, H]` with S = prompt bucket + max_new_tokens, so
-it can never overflow. Per-row temperature / top-p / top-k are arrays (no recompiles when they change); a row's
-random key is derived from (seed, row id, step) only. Finished rows emit padding and their positions freeze.
+it can never overflow. Per-row temperature / top-p / top-k / penalties / token limits are arrays (no recompiles
+when they change); a row's random key is derived from (seed, row id, step) only. Finished rows emit padding and
+their positions freeze. Presence / frequency penalties (vLLM's, over the row's output tokens) keep a [rows, V]
+count table in the decode state, so they are a static switch: a batch without them carries no table.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ COMPILES: collections.Counter = collections.Counter()
 # KV heads over tensor); a chunk's output layout is then its input layout and the second chunk never recompiles.
 _STATE_AXES = dict(cache=("layers", "batch", None, "act_kv_heads", None), kv_valid=("batch", None),
                    logits=("batch", None), pos=("batch",), tokens=("batch", None), logprobs=("batch", None),
-                   done=("batch",), stopped=("batch",), step=())
+                   done=("batch",), stopped=("batch",), step=(), counts=("batch", None))
 
 
 def _constrain(rules, state: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +88,10 @@ def _last_logits(model, hidden: jax.Array) -> jax.Array:
                     precision=precision(hidden.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id", "chunk"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id", "chunk",
+                                             "penalties"))
 def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int = 1, pad_id: int = 0,
-            chunk: int = 0):
+            chunk: int = 0, penalties: bool = False):
   """Runs the left-padded prompts [B, P] once, then repeats each row n times (samples share the prefill).
 
   With `model.attention` resolving to a kernel (splash, cuDNN, query-chunked) the prompt attends to itself in one
@@ -130,6 +133,8 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
                pos=rep(mask.sum(axis=1).astype(jnp.int32), "pos"),
                tokens=jnp.full((rows, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((rows, max_new), jnp.float32),
                done=jnp.zeros((rows,), bool), stopped=jnp.zeros((rows,), bool), step=jnp.int32(0))
+  if penalties:
+    state["counts"] = jnp.zeros((rows, cfg.vocab_size), jnp.int32)
   return _constrain(model.rules, state)
 
 
@@ -137,11 +142,14 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
                    donate_argnames=("state",))
 def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, vocab_limit, *, k_cap: int,
            max_new: int, chunk: int, pad_id: int = 0):
-  """Runs up to `chunk` decode steps (fewer if every row is done or max_new is reached)."""
+  """Runs up to `chunk` decode steps (fewer if every row is done or max_new is reached).
+
+  params_rows: per-row (temperature, top_p, top_k, row id, token limit, presence, frequency penalty); a row
+  stops with "length" once it has `token limit` new tokens (<= max_new)."""
   COMPILES["decode"] += 1
   logging.info("sampler: compiling decode for %d rows (cache %d)", *state["kv_valid"].shape)
   model = nnx.merge(graphdef, params)
-  temperature, top_p, top_k, row_ids = params_rows
+  temperature, top_p, top_k, row_ids, row_limit, presence, frequency = params_rows
   end = jnp.minimum(state["step"] + chunk, max_new)
 
   def cond(s):
@@ -150,17 +158,22 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
 
   def body(s):
     step = s["step"]
-    tok, lp = select(s["logits"], row_keys(seed, row_ids, step), temperature, top_p, top_k, k_cap, vocab_limit)
+    penalties = (s["counts"], presence, frequency) if "counts" in s else None
+    tok, lp = select(s["logits"], row_keys(seed, row_ids, step), temperature, top_p, top_k, k_cap, vocab_limit,
+                     penalties)
     tok = jnp.where(s["done"], pad_id, tok)
     lp = jnp.where(s["done"], 0.0, lp)
     hit = jnp.isin(tok, stop_ids) & ~s["done"]
     write = prompt_len + step
     kv_valid = jax.lax.dynamic_update_slice_in_dim(s["kv_valid"], jnp.ones((tok.shape[0], 1), bool), write, axis=1)
     hidden, cache = model.extend(tok[:, None], s["pos"][:, None], s["cache"], write, kv_valid)
-    done = s["done"] | hit
-    return dict(s, cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, 0]),
-                tokens=s["tokens"].at[:, step].set(tok), logprobs=s["logprobs"].at[:, step].set(lp),
-                stopped=s["stopped"] | hit, done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
+    done = s["done"] | hit | (step + 1 >= row_limit)
+    new = dict(s, cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, 0]),
+               tokens=s["tokens"].at[:, step].set(tok), logprobs=s["logprobs"].at[:, step].set(lp),
+               stopped=s["stopped"] | hit, done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
+    if "counts" in s:
+      new["counts"] = s["counts"].at[jnp.arange(tok.shape[0]), tok].add((~s["done"]).astype(jnp.int32))
+    return new
 
   return _constrain(model.rules, jax.lax.while_loop(cond, body, state))
 
@@ -168,8 +181,13 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
 def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
              options: Options | None = None, vocab_limit: int | None = None,
-             prompt_ids: Sequence[int] | None = None) -> GenerateResult:
+             prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
+             max_total_tokens: int | None = None) -> GenerateResult:
   """Samples `options.n` continuations per prompt (see rsft.generate).
+
+  presence_penalty / frequency_penalty: scalars or one per prompt (vLLM semantics, output tokens only).
+  max_total_tokens: caps prompt + output per prompt (vLLM's max_model_len): a prompt of P tokens gets at most
+  min(max_new_tokens, max_total_tokens - P) new tokens, then finishes with "length".
 
   prompt_ids: a stable id per prompt (default: its index). Sample j of prompt i draws its randomness from
   (seed, prompt_ids[i] * n + j, step), so an eval run that batches prompts differently (a resumed run) samples
@@ -202,15 +220,24 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   per_prompt = lambda v, dtype: np.resize(np.broadcast_to(np.asarray(v, dtype), (real,)), b)
   per_row = lambda v, dtype: np.repeat(per_prompt(v, dtype), n)
   temp, tp, tk = per_row(temperature, np.float32), per_row(top_p, np.float32), per_row(top_k, np.int32)
+  pres, freq = per_row(presence_penalty, np.float32), per_row(frequency_penalty, np.float32)
+  penalties = bool(np.any(pres != 0) or np.any(freq != 0))
+  lengths = np.asarray([len(x) for x in prompts])
+  room = np.full(b, max_new_tokens) if not max_total_tokens else np.minimum(max_new_tokens, max_total_tokens - lengths)
+  if (room[:real] < 1).any():
+    i = int(np.flatnonzero(room[:real] < 1)[0])
+    raise ValueError(f"prompt {i} has {lengths[i]} tokens: no room for output under max_total_tokens="
+                     f"{max_total_tokens}.")
+  limit_rows = np.repeat(np.maximum(room, 1), n).astype(np.int32)
   if tk.max() > opts.top_k_cap:
     raise ValueError(f"top_k={int(tk.max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
   row_ids = (np.repeat(np.resize(uids, b), n) * n + np.tile(np.arange(n), b)).astype(np.int32)
   put = lambda x: sharding.put_batch(model.mesh, x)
   state = prefill(model.graphdef, model.params, put(ids), put(mask), cache_len=p + max_new_tokens,
-                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id, chunk=opts.prefill_chunk)
+                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id, chunk=opts.prefill_chunk, penalties=penalties)
   stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
   limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
-  params_rows = tuple(put(x) for x in (temp, tp, tk, row_ids))
+  params_rows = tuple(put(x) for x in (temp, tp, tk, row_ids, limit_rows, pres, freq))
   progress = tqdm.tqdm(total=max_new_tokens, desc="decode", unit="step", disable=max_new_tokens < 4 * opts.chunk_steps,
                        leave=False)
   while True:
@@ -228,7 +255,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   stop_set = np.asarray(stops)
   out_tokens, out_lps, reasons = [], [], []
   for r in range(real * n):
-    length = step
+    length = min(step, int(limit_rows[r]))
     if stopped[r]:
       length = int(np.flatnonzero(np.isin(tokens[r], stop_set))[0]) + 1
     out_tokens.append(tokens[r, :length].tolist())

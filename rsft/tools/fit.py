@@ -255,7 +255,8 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
                                 jax.eval_shape(lambda p, i, m: sampler.prefill(graphdef, p, i, m, **static),
                                                params, ids, mask), prefill.output_shardings)
   row = lambda dt: put((rows,), dt)
-  params_rows = (row(jnp.float32), row(jnp.float32), row(jnp.int32), row(jnp.int32))
+  params_rows = (row(jnp.float32), row(jnp.float32), row(jnp.int32), row(jnp.int32), row(jnp.int32),
+                 row(jnp.float32), row(jnp.float32))  # temperature, top_p, top_k, row id, limit, penalties
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
   lowered = sampler.decode.lower(graphdef, params, state_abstract, params_rows, jax.ShapeDtypeStruct((2,), jnp.int32),
                                  scalar(jnp.uint32), scalar(jnp.int32), scalar(jnp.int32),

@@ -4,7 +4,8 @@ math-verify's own timeouts use signal.alarm, which breaks outside the main threa
 pathological sympy simplification hangs forever (verl PR #5839, opencompass PR #2478). So each comparison runs
 in a pebble worker with the inner timeouts disabled and an outer timeout: a timeout kills the worker, scores 0
 and is counted, and never stalls the run. As in the study, the response is parsed whole (math-verify takes the
-rightmost \\boxed{}); a gold answer without a \\boxed{} or $ anchor is wrapped in \\boxed{} so it always parses.
+rightmost \\boxed{}); a gold answer is parsed as it is when it holds "boxed" and inside \\boxed{} otherwise
+(math_eval/utils: the study's rule, which also makes every short gold parse).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class MathGrade:
 
 
 def _anchored(gold: str) -> str:
-  gold = str(gold).strip()
-  return gold if ("\\boxed" in gold or "$" in gold) else f"\\boxed{{{gold}}}"
+  gold = str(gold)
+  return gold if "boxed" in gold else f"\\boxed{{{gold}}}"
 
 
 def grade_one(gold: str, response: str) -> tuple[float, str | None]:

@@ -1,0 +1,504 @@
+"""IFEval: how often rsft's checkers (rsft.evals.graders.ifeval) give lm-evaluation-harness 0.4.9.1's verdict, strict
+and loose, instruction by instruction, side by side in one run.
+
+  NLTK_DATA=../shared/nltk_data python bench/ifeval_agreement.py [--lm_eval_dir=/tmp/lmeval_pkg] [--per_row=20]
+
+lm_eval is not an rsft dependency and nothing is installed here. Either `pip install --no-deps lm_eval==0.4.9.1
+immutabledict` (the IFEval files need only nltk, langdetect and immutabledict; the rest of the harness is never
+imported), or unpack the wheel and pass `--lm_eval_dir` (the folder holding `lm_eval/`). NLTK_DATA defaults to
+../shared/nltk_data when that exists; without punkt_tab there, lm_eval's `instructions_util` downloads it at import.
+
+Responses: each of the 541 IFEval rows is checked against --per_row responses drawn with a per-row seed: GPT-4-turbo
+answers from AlpacaEval (real prose with lists, markdown and code), most of them rewritten by a variant aimed at one
+of the row's instructions (sentence/word/capital counts near the threshold, `***` paragraphs, P.S., <<title>>, JSON,
+bullets, placeholders, SECTION X, ...) and some by generic variants (case, quotes, commas removed, a chatty first
+line, sentences with abbreviations, decimals, ellipses and quotes). Both sides grade the same (row, response) with
+their public entry points: lm_eval's `utils.process_results` and rsft's `ifeval.grade`. langdetect is seeded for
+both (lm_eval does not seed it) and memoised by text, which changes no verdict. Where lm_eval draws an argument at
+random (a falsy kwarg, or a `letter` outside a-z: keys 1122 "#" and 1129 "!"), its verdict is a coin flip that
+nobody can reproduce; those checks are counted apart (`random_in_lm_eval`) and left out of the headline agreement.
+
+Writes bench/out/ifeval_agreement.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import random
+import re
+import string
+import sys
+import time
+import types
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.path.join(ROOT, "..", "shared")
+INSTALL_HINT = ("lm_eval's IFEval files were not found. Run `pip install --no-deps lm_eval==0.4.9.1 immutabledict`, "
+                "or unpack the wheel (`pip download --no-deps lm_eval==0.4.9.1` and unzip it, e.g. into "
+                "/tmp/lmeval_pkg) and pass --lm_eval_dir=/tmp/lmeval_pkg")
+
+
+# ---- lm_eval, imported from its IFEval files alone ----------------------------------------------------------------
+
+def _ifeval_dir(lm_eval_dir: str) -> str:
+  for candidate in ("lm_eval/tasks/ifeval", "tasks/ifeval", "."):
+    path = os.path.join(lm_eval_dir, candidate)
+    if os.path.exists(os.path.join(path, "instructions_registry.py")):
+      return os.path.abspath(path)
+  raise SystemExit(f"no lm_eval/tasks/ifeval/instructions_registry.py under {lm_eval_dir!r}. {INSTALL_HINT}")
+
+
+def load_lm_eval(lm_eval_dir: str | None) -> tuple[types.ModuleType, str]:
+  """lm_eval's ifeval `utils` module and the lm_eval version. `lm_eval.tasks/__init__` imports the whole harness
+  (sacrebleu, datasets, ...), so the three packages above the IFEval files are stand-ins that only give the path."""
+  if lm_eval_dir is None:
+    try:
+      from lm_eval.tasks.ifeval import utils  # a full lm_eval install
+      import lm_eval
+      return utils, lm_eval.__version__
+    except ImportError:
+      spec = importlib.util.find_spec("lm_eval")
+      if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(INSTALL_HINT) from None
+      lm_eval_dir = os.path.dirname(list(spec.submodule_search_locations)[0])  # installed with --no-deps
+  ifeval_dir = _ifeval_dir(lm_eval_dir)
+  package_dir = os.path.dirname(os.path.dirname(ifeval_dir))
+  for name, path in (("lm_eval", package_dir), ("lm_eval.tasks", os.path.dirname(ifeval_dir)),
+                     ("lm_eval.tasks.ifeval", ifeval_dir)):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+  try:
+    utils = importlib.import_module("lm_eval.tasks.ifeval.utils")
+  except ModuleNotFoundError as e:
+    raise SystemExit(f"lm_eval's IFEval files need {e.name!r}: pip install {e.name}") from None
+  init = os.path.join(package_dir, "__init__.py")
+  found = re.search(r'__version__ = "([^"]+)"', open(init).read()) if os.path.exists(init) else None
+  return utils, found.group(1) if found else "unknown"
+
+
+def memoise_langdetect() -> None:
+  """Seeded langdetect is a function of the text; both sides ask about the same loose variants again and again."""
+  import langdetect
+  detect, cache = langdetect.detect, {}
+
+  def cached(text: str) -> str:
+    if text not in cache:
+      langdetect.DetectorFactory.seed = 0
+      try:
+        cache[text] = detect(text)
+      except langdetect.LangDetectException as e:
+        cache[text] = e
+    if isinstance(cache[text], Exception):
+      raise cache[text]
+    return cache[text]
+
+  langdetect.detect = cached
+
+
+def random_in_lm_eval(registry: dict[str, type], instruction_id: str, kwargs: dict[str, Any]) -> bool:
+  """lm_eval's utils drops falsy kwargs and build_description then draws the arguments it lacks; it also draws
+  negative counts, an nth_paragraph outside 1..num_paragraphs, and a `letter` that is not one a-z character."""
+  params = inspect.signature(registry[instruction_id]("").build_description).parameters
+  if any(not kwargs.get(p) or (isinstance(kwargs[p], int) and kwargs[p] < 0) for p in params):
+    return True
+  if instruction_id == "length_constraints:nth_paragraph_first_word":
+    return not 0 < kwargs.get("nth_paragraph", 1) <= kwargs.get("num_paragraphs", 1)
+  letter = kwargs.get("letter")
+  return instruction_id == "keywords:letter_frequency" and not (
+      isinstance(letter, str) and len(letter.strip()) == 1 and letter.strip().lower() in string.ascii_lowercase)
+
+
+# ---- responses --------------------------------------------------------------------------------------------------
+
+# Sentences that tell punkt from a regex splitter and nltk tokens from regex words: abbreviations, initials,
+# decimals, ellipses, quotes, hyphenated and dotted capitals.
+TRICKY = [
+    "The U.S. economy grew by 2.5% in 2023, according to Dr. Smith of the Federal Reserve.",
+    "Common examples include apples, pears, etc. and they are all rich in fiber.",
+    "Mix the dry ingredients (e.g. flour, sugar, and salt) before adding the eggs.",
+    "He said, \"I'll be there at 5 p.m.\" Then he hung up.",
+    "The price rose from $3.50 to $4.75... and nobody noticed.",
+    "Wait... what happened next?",
+    "Mr. and Mrs. Jones moved to Washington, D.C. last year.",
+    "She earned a Ph.D. in physics from M.I.T. in 2010.",
+    "Version 3.11.2 fixed the bug that version 3.10 introduced.",
+    "\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d",
+    "It costs approx. 20 dollars, i.e. about 18 euros.",
+    "St. Louis sits on the Mississippi River.",
+    "The meeting is at 10 a.m. on Jan. 5th in Room 4.",
+    "NASA's STATE-OF-THE-ART telescope launched in Dec. 2021!",
+    "U.K. and U.S. officials met on Monday. They agreed on nothing.",
+    "Prof. Lee teaches AI-POWERED SYSTEMS at the Univ. of Toronto.",
+    "He scored 9.5/10. Amazing.",
+    "Is it safe? Yes. Is it cheap? No.",
+    "Visit www.example.com or e-mail info@example.org for details.",
+    "\"Stop!\" he shouted. \"Don't move.\"",
+    "The No. 1 rule is simple: DON'T PANIC.",
+    "J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.",
+    "Acme Inc. was founded in 1999. Its CEO is Jane Doe Jr. and she lives in L.A.",
+    "Temperatures reached 41.2 \u00b0C (106.2 \u00b0F) vs. 39 \u00b0C last year.",
+    "I'M NOT SURE. ARE YOU?",
+    "The ratio is approx. 1:3. See Fig. 2 and Table 4.",
+    "A.I. tools, e.g., ChatGPT, are WIDELY-USED today.",
+    "Gen. Patton's 3rd Army advanced. Lt. Col. Smith followed.",
+]
+CAPS_EXTRA = ["STATE-OF-THE-ART", "U.S.", "DON'T", "I'M", "AI-DRIVEN", "E.G.", "A.M.", "COVID-19", "ISN'T", "N.B.",
+              "WELL-KNOWN", "OK", "A", "I", "NO.", "U.S.A.", "R&D", "24/7", "Q&A", "FAQ's"]
+CHATTY = ["Sure! Here is my answer:", "Of course. Here you go:", "**Answer**", "Here's a draft for you:", "Certainly!"]
+OUTRO = ["Let me know if you need anything else.", "I hope this helps!", "*Good luck!*", "Is there anything else?"]
+
+
+def sentences_of(text: str) -> list[str]:
+  return [s for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+
+
+def paragraphs_of(text: str) -> list[str]:
+  return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def near(rng: random.Random, n: int, spread: int = 2) -> int:
+  return max(0, n + rng.randint(-spread, spread))
+
+
+def with_tricky(rng: random.Random, text: str, k: int | None = None) -> str:
+  parts = sentences_of(text)
+  for s in rng.sample(TRICKY, k or rng.randint(2, 6)):
+    parts.insert(rng.randint(0, len(parts)), s)
+  return " ".join(parts)
+
+
+def n_sentences(rng: random.Random, text: str, n: int) -> str:
+  """About n sentences: alpaca prose, some tricky sentences, some kept on their own lines."""
+  pool = sentences_of(text)
+  tricky = rng.sample(TRICKY, min(len(TRICKY), max(1, n // 3)))
+  picked = (pool[:max(0, n - len(tricky))] + tricky)[:max(1, n)]
+  rng.shuffle(picked)
+  sep = rng.choice([" ", " ", "\n", "\n\n"])
+  return sep.join(picked)
+
+
+def caps(rng: random.Random, text: str, n: int) -> str:
+  """About n all-capital tokens: some words upper-cased, some dotted/hyphenated capitals inserted."""
+  words = text.split()
+  if not words:
+    return text
+  for i in rng.sample(range(len(words)), min(len(words), rng.randint(0, n))):
+    words[i] = words[i].upper()
+  for _ in range(rng.randint(0, max(1, n // 2))):
+    words.insert(rng.randint(0, len(words)), rng.choice(CAPS_EXTRA))
+  return " ".join(words)
+
+
+def bullets(rng: random.Random, text: str, n: int) -> str:
+  items = sentences_of(text)[:n] or ["an item"]
+  marks = rng.choice([["* "], ["- "], ["* ", "- "], ["*   "], ["  * "], ["**", "* "]])
+  lines = [rng.choice(marks) + s for s in items]
+  if rng.random() < 0.3:
+    lines.insert(0, "**Summary**")
+  return rng.choice(["", "Here are the points:\n"]) + "\n".join(lines) + rng.choice(["", "\n\nHope that helps."])
+
+
+def sections(rng: random.Random, text: str, n: int, splitter: str) -> str:
+  paras = paragraphs_of(text) or [text]
+  fmt = rng.choice(["{s} {i}\n{p}", "{s} {i}: {p}", "**{s} {i}**\n{p}", "{s}{i}\n{p}", "# {s} {i}\n\n{p}"])
+  return "\n\n".join(fmt.format(s=splitter, i=i + 1, p=paras[i % len(paras)]) for i in range(n))
+
+
+def star_paragraphs(rng: random.Random, text: str, n: int) -> str:
+  paras = (paragraphs_of(text) * 3)[:max(1, n)]
+  sep = rng.choice(["\n***\n", "\n\n***\n\n", " *** ", "***", "\n* * *\n", "\n******\n"])
+  out = sep.join(paras)
+  if rng.random() < 0.15:
+    out = "***\n" + out
+  if rng.random() < 0.15:
+    out += "\n***"
+  if rng.random() < 0.05:
+    out = out.replace(sep, sep + "***" + sep, 1)  # an empty paragraph in the middle
+  return out
+
+
+def nth_first_word(rng: random.Random, text: str, num: int, nth: int, word: str) -> str:
+  paras = (paragraphs_of(text) * 3)[:max(1, near(rng, num, 1))]
+  if 0 < nth <= len(paras):
+    first = rng.choice([word, word.capitalize(), word.upper(), f'"{word.capitalize()}', f"{word.capitalize()},",
+                        f"**{word.capitalize()}**", f"'{word}"])
+    paras[nth - 1] = first + " " + paras[nth - 1]
+  return rng.choice(["\n\n", "\n\n", "\n\n\n", "\n"]).join(paras)
+
+
+def placeholders(rng: random.Random, text: str, n: int) -> str:
+  words = text.split()
+  names = ["[name]", "[address]", "[date]", "[company]", "[x]", "[ ]", "[Your Name]", "[phone number]"]
+  for _ in range(n):
+    words.insert(rng.randint(0, len(words)), rng.choice(names))
+  return " ".join(words)
+
+
+def highlights(rng: random.Random, text: str, n: int) -> str:
+  parts = sentences_of(text)
+  for i in rng.sample(range(len(parts)), min(len(parts), n)):
+    parts[i] = rng.choice(["*{}*", "**{}**", "* {} *", "*{}\n*"]).format(parts[i])
+  return " ".join(parts)
+
+
+def postscript(rng: random.Random, text: str, marker: str | None) -> str:
+  marker = rng.choice([marker or "P.S.", "P.S.", "P.P.S.", "P.P.S", "PS:", "p.s.", "P. S.", "P.p.s", "Postscript:"])
+  return text + rng.choice(["\n\n", "\n", " "]) + f"{marker} Thanks for reading!" + rng.choice(["", "\n"])
+
+
+def quoted(rng: random.Random, text: str) -> str:
+  return rng.choice(['"{}"', ' "{}" ', '"{}', '\u201c{}\u201d', '"{}"\n', "*\"{}\"*"]).format(text)
+
+
+def as_json(rng: random.Random, text: str) -> str:
+  body = json.dumps({"title": text.split("\n")[0][:40], "answer": text}, indent=rng.choice([None, 2]))
+  return rng.choice(["{}", "```json\n{}\n```", "```JSON\n{}\n```", "```\n{}\n```", "Here is the JSON:\n{}",
+                     "{}}}", "```Json\n{}\n```  "]).format(body)
+
+
+def titled(rng: random.Random, text: str) -> str:
+  title = " ".join(text.split()[:rng.randint(1, 5)]).strip("*#:")
+  return rng.choice(["<<{t}>>\n\n{x}", "<<{t}>> {x}", "<< >>\n{x}", "<<{t}\n>>{x}", "# <<{t}>>\n{x}",
+                     "{x}\n<<{t}>>", "<{t}>\n{x}"]).format(t=title, x=text)
+
+
+def two_responses(rng: random.Random, text: str, other: str) -> str:
+  second = rng.choice([other, other, text, ""])
+  return rng.choice(["{a}\n******\n{b}", "{a}\n\n******\n\n{b}", "******\n{a}\n******\n{b}", "{a} ****** {b}",
+                     "{a}\n******\n{b}\n******", "{a}\n*******\n{b}"]).format(a=text, b=second)
+
+
+def generic(rng: random.Random, text: str, other: str) -> str:
+  kind = rng.choice(["upper", "lower", "tricky", "no_comma", "chatty", "quoted", "truncate", "json", "title",
+                     "stars", "two", "ps", "caps", "markdown", "same"])
+  if kind == "upper":
+    return text.upper()
+  if kind == "lower":
+    return text.lower()
+  if kind == "tricky":
+    return with_tricky(rng, text)
+  if kind == "no_comma":
+    return text.replace(",", "")
+  if kind == "chatty":
+    return rng.choice(CHATTY) + "\n" + text + ("\n" + rng.choice(OUTRO) if rng.random() < 0.5 else "")
+  if kind == "quoted":
+    return quoted(rng, text)
+  if kind == "truncate":
+    return " ".join(text.split()[:rng.choice([3, 8, 20, 50, 120])])
+  if kind == "json":
+    return as_json(rng, text)
+  if kind == "title":
+    return titled(rng, text)
+  if kind == "stars":
+    return star_paragraphs(rng, text, rng.randint(1, 6))
+  if kind == "two":
+    return two_responses(rng, text, other)
+  if kind == "ps":
+    return postscript(rng, text, None)
+  if kind == "caps":
+    return caps(rng, text, rng.randint(1, 25))
+  if kind == "markdown":
+    return re.sub(r"(\w+ \w+)", lambda m: f"**{m.group(1)}**" if rng.random() < 0.05 else m.group(1), text)
+  return text
+
+
+def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: str, other: str,
+             prompt: str) -> str:
+  """A variant of `text` that lands near the edge of this instruction (either side of it)."""
+  name = instruction_id.split(":")[1]
+  if name == "number_sentences":
+    return n_sentences(rng, text, near(rng, kw["num_sentences"], 3))
+  if name == "number_words":
+    return " ".join(text.split()[:near(rng, kw["num_words"], 8)]) or text
+  if name == "capital_word_frequency":
+    return caps(rng, with_tricky(rng, text, 2) if rng.random() < 0.5 else text, near(rng, kw["capital_frequency"], 3))
+  if name == "number_paragraphs":
+    return star_paragraphs(rng, text, near(rng, kw["num_paragraphs"], 1))
+  if name == "nth_paragraph_first_word":
+    return nth_first_word(rng, text, kw["num_paragraphs"], kw["nth_paragraph"], kw["first_word"])
+  if name == "number_placeholders":
+    return placeholders(rng, text, near(rng, kw["num_placeholders"], 1))
+  if name == "postscript":
+    return postscript(rng, text, kw["postscript_marker"])
+  if name == "number_bullet_lists":
+    return bullets(rng, text, near(rng, kw["num_bullets"], 1))
+  if name == "constrained_response":
+    return text + "\n\n" + rng.choice(["My answer is yes.", "My answer is no.", "My answer is maybe.",
+                                       "My answer is Yes.", "my answer is no."])
+  if name == "number_highlighted_sections":
+    return highlights(rng, text, near(rng, kw["num_highlights"], 1))
+  if name == "multiple_sections":
+    splitter = rng.choice([kw["section_spliter"], kw["section_spliter"], "Section", "SECTION"])
+    return sections(rng, text, near(rng, kw["num_sections"], 1), splitter)
+  if name == "json_format":
+    return as_json(rng, text)
+  if name == "title":
+    return titled(rng, text)
+  if name == "two_responses":
+    return two_responses(rng, text, other)
+  if name == "repeat_prompt":
+    repeat = kw["prompt_to_repeat"]
+    repeat = rng.choice([repeat, repeat, repeat.lower(), " " + repeat, repeat[:-1], prompt])
+    return rng.choice(["{r}\n\n{x}", "{r} {x}", "Sure:\n{r}\n{x}", "**{r}**\n{x}"]).format(r=repeat, x=text)
+  if name == "end_checker":
+    end = kw["end_phrase"]
+    return text + rng.choice([" ", "\n\n"]) + rng.choice([end, end, end.lower(), end + '"', end + "\n**", end + " :)",
+                                                          end.rstrip("?.!")])
+  if name == "quotation":
+    return quoted(rng, text)
+  if name == "english_capital":
+    return rng.choice([text.upper(), text.upper(), with_tricky(rng, text).upper(), text])
+  if name == "english_lowercase":
+    return rng.choice([text.lower(), text.lower(), with_tricky(rng, text).lower(), text])
+  if name == "no_comma":
+    return rng.choice([text.replace(",", ""), text.replace(",", ""), text])
+  if name == "existence":
+    words = text.split()
+    for k in kw["keywords"]:
+      if rng.random() < 0.8:
+        words.insert(rng.randint(0, len(words)), k)
+    return " ".join(words)
+  if name == "frequency":
+    words = text.split()
+    for _ in range(near(rng, kw["frequency"], 2)):
+      words.insert(rng.randint(0, len(words)), rng.choice([kw["keyword"], kw["keyword"].capitalize()]))
+    return " ".join(words)
+  if name == "forbidden_words":
+    return text + (" " + rng.choice(kw["forbidden_words"]) if rng.random() < 0.5 else "")
+  if name == "letter_frequency":
+    return " ".join(text.split()[:rng.choice([5, 10, 20, 40])]) + " " + kw["letter"] * rng.randint(0, 8)
+  return generic(rng, text, other)  # response_language: English prose, the generic variants
+
+
+def responses_for(row: dict[str, Any], outputs: list[str], per_row: int) -> list[str]:
+  rng = random.Random(f"ifeval-agreement/{row['key']}")
+  out = []
+  for _ in range(per_row):
+    text, other = rng.choice(outputs), rng.choice(outputs)
+    if rng.random() < 0.65:
+      i = rng.randrange(len(row["instruction_id_list"]))
+      text = targeted(rng, row["instruction_id_list"][i], row["kwargs"][i], text, other, row["prompt"])
+      if rng.random() < 0.3:
+        text = generic(rng, text, other)
+    else:
+      text = generic(rng, text, other)
+      if rng.random() < 0.3:
+        text = generic(rng, text, other)
+    out.append(text)
+  return out
+
+
+# ---- comparison -------------------------------------------------------------------------------------------------
+
+def literal(value: Any) -> Any:
+  return ast.literal_eval(value) if isinstance(value, str) else value  # CSV/parquet exports stringify lists
+
+
+def detail(instruction_id: str, text: str, rsft_ifeval: types.ModuleType, lm_util: types.ModuleType) -> str:
+  if instruction_id == "length_constraints:number_sentences":
+    return f"sentences rsft {rsft_ifeval.count_sentences(text)} / lm_eval {lm_util.count_sentences(text)}"
+  if instruction_id == "change_case:capital_word_frequency":
+    ours = sum(1 for w in rsft_ifeval.word_tokens(text) if w.isupper())
+    theirs = sum(1 for w in lm_util.nltk.word_tokenize(text) if w.isupper())
+    return f"capital words rsft {ours} / lm_eval {theirs}"
+  return ""
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--lm_eval_dir", default=None, help="folder holding lm_eval/ (an unpacked wheel)")
+  parser.add_argument("--per_row", type=int, default=20, help="responses checked against each IFEval row")
+  parser.add_argument("--examples", type=int, default=3, help="example disagreements shown per instruction")
+  parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "ifeval_agreement.json"))
+  args = parser.parse_args()
+  nltk_data = os.path.join(SHARED, "nltk_data")
+  if "NLTK_DATA" not in os.environ and os.path.isdir(nltk_data):
+    os.environ["NLTK_DATA"] = os.path.abspath(nltk_data)  # before nltk is imported: it reads NLTK_DATA once
+  logging.getLogger().setLevel(logging.CRITICAL)  # lm_eval logs every text langdetect cannot place
+
+  lm_utils, lm_version = load_lm_eval(args.lm_eval_dir)
+  lm_util = sys.modules["lm_eval.tasks.ifeval.instructions_util"]
+  registry = sys.modules["lm_eval.tasks.ifeval.instructions_registry"].INSTRUCTION_DICT
+  from rsft.evals.graders import ifeval
+  memoise_langdetect()
+
+  rows = [json.loads(line) for line in open(os.path.join(SHARED, "benchmarks", "ifeval.jsonl"))]
+  for row in rows:
+    row["instruction_id_list"], row["kwargs"] = literal(row["instruction_id_list"]), literal(row["kwargs"])
+  outputs = [json.loads(line)["output"] for line in open(os.path.join(SHARED, "benchmarks", "alpaca_eval.jsonl"))]
+
+  start = time.perf_counter()
+  stats = collections.defaultdict(collections.Counter)
+  examples = collections.defaultdict(list)
+  for row in rows:
+    for j, response in enumerate(responses_for(row, outputs, args.per_row)):
+      random.seed(f"{row['key']}/{j}")  # lm_eval's random draws (see random_in_lm_eval): the same on every run
+      theirs = lm_utils.process_results(row, [response])
+      ours = ifeval.grade(row["instruction_id_list"], row["kwargs"], response)
+      for i, (iid, kw) in enumerate(zip(row["instruction_id_list"], row["kwargs"])):
+        s = stats[iid]
+        s["checks"] += 1
+        s["followed_strict"] += bool(theirs["inst_level_strict_acc"][i])
+        s["followed_loose"] += bool(theirs["inst_level_loose_acc"][i])
+        drawn = random_in_lm_eval(registry, iid, kw)
+        s["random_in_lm_eval"] += drawn
+        for mode in ("strict", "loose"):
+          theirs_ok, ours_ok = bool(theirs[f"inst_level_{mode}_acc"][i]), bool(ours[f"inst_{mode}"][i])
+          if theirs_ok == ours_ok:
+            continue
+          s[f"differ_{mode}" + ("_random" if drawn else "")] += 1
+          if not drawn and len(examples[iid]) < args.examples:
+            examples[iid].append(dict(key=row["key"], mode=mode, kwargs=kw, lm_eval=theirs_ok, rsft=ours_ok,
+                                      detail=detail(iid, response, ifeval, lm_util), response=response[:300]))
+  seconds = time.perf_counter() - start
+
+  total = sum((s for s in stats.values()), collections.Counter())
+  checks, drawn = total["checks"], total["random_in_lm_eval"]
+  determined = checks - drawn
+  pct = lambda differ, n: 100.0 * (1 - differ / n) if n else 100.0
+  figures = dict(
+      lm_eval_version=lm_version, rows=len(rows), responses=len(rows) * args.per_row, checks=checks,
+      checks_random_in_lm_eval=drawn, seconds=round(seconds, 1),
+      agreement_strict=pct(total["differ_strict"], determined), agreement_loose=pct(total["differ_loose"], determined),
+      agreement_strict_all=pct(total["differ_strict"] + total["differ_strict_random"], checks),
+      agreement_loose_all=pct(total["differ_loose"] + total["differ_loose_random"], checks),
+      by_instruction={iid: dict(s) for iid, s in sorted(stats.items())}, examples=dict(examples))
+
+  print(f"lm_eval {lm_version} vs rsft: {checks} instruction-level checks ({len(rows)} IFEval rows x {args.per_row} "
+        f"responses), strict and loose, in {seconds:.0f} s")
+  print(f"agreement: strict {figures['agreement_strict']:.3f}%, loose {figures['agreement_loose']:.3f}% "
+        f"over the {determined} checks lm_eval decides deterministically")
+  print(f"           strict {figures['agreement_strict_all']:.3f}%, loose {figures['agreement_loose_all']:.3f}% over "
+        f"all {checks}, counting the {drawn} where lm_eval grades a randomly drawn letter")
+  print(f"\n{'instruction (lm_eval followed: its verdicts)':46} {'checks':>6} {'followed s/l':>13} "
+        f"{'differ s/l':>10} {'random: n, differ s/l':>22}")
+  for iid, s in sorted(stats.items()):
+    print(f"{iid:46} {s['checks']:6} {s['followed_strict']:6}/{s['followed_loose']:<6} "
+          f"{s['differ_strict']:4}/{s['differ_loose']:<5} {s['random_in_lm_eval']:11}, "
+          f"{s['differ_strict_random']:3}/{s['differ_loose_random']:<3}")
+  if not examples:
+    print("\nno disagreement on the checks lm_eval decides deterministically")
+  for iid, shown in sorted(examples.items()):
+    print(f"\n{iid}:")
+    for e in shown:
+      print(f"  key {e['key']} {e['mode']}: lm_eval {e['lm_eval']}, rsft {e['rsft']} {e['kwargs']} {e['detail']}\n"
+            f"    {e['response'][:200]!r}")
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(figures, f, indent=1)
+  print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
