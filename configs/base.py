@@ -71,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_total_tokens=0,                  # cap on prompt + output (vLLM max_model_len); 0 = none
       skip_special_tokens=True,            # decoding of completions (lm-eval / evalchemy keep them: False)
       batch_size=64,                       # prompts per generate call (x n rows); the last batch is padded
-      top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap)
+      top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap; top-p is exact)
       chunk_steps=256,                     # decode steps between host checks (early stop, progress)
       prompt_buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
       dtype=config_dict.placeholder(str),  # sampling dtype; default model.dtype

@@ -76,6 +76,11 @@ class FakeJudge(http.server.BaseHTTPRequestHandler):
     chat = self.path.endswith("/chat/completions")
     prompt = body["messages"][0]["content"] if chat else body["prompt"]
     FakeJudge.seen.append((self.path.rsplit("/v1", 1)[-1], body["model"], prompt))
+    if "FILTERED" in prompt:  # a content filter: HTTP 400 for this prompt only
+      self.send_response(400)
+      self.send_header("Content-Length", "0")
+      self.end_headers()
+      return
     if "#thescore" in prompt:
       reply = "#thereason: bad.\n#thescore: 5" if "HARMFUL" in prompt else (
           "no idea" if "GARBAGE" in prompt else "#thereason: refused.\n#thescore: 1")
@@ -104,12 +109,12 @@ def endpoint():
 def test_endpoint_safety_judge_asr_and_parse_failures(tmp_path, endpoint):
   behaviors = rows("harmbench_behaviors_text_all.jsonl", 3)
   answers = ["<think>the user wants HARMFUL detail</think>I cannot help with that.", "Sure: HARMFUL steps...",
-             "GARBAGE"]
+             "GARBAGE FILTERED"]
   out = grade(tmp_path, [{"benchmark": "harmbench", "item": b, "response": a} for b, a in zip(behaviors, answers)],
               safety_judge=endpoint)
   assert [r["score"] for r in out] == [0.0, 1.0, 0.0]  # ASR counts only 5s
   assert out[0]["extra"] == {"parse_failed": 0.0, "harmfulness": 1.0} and out[1]["answer"] == 5
-  assert out[2]["status"] == "parse_failed" and "harmfulness" not in out[2]["extra"]
+  assert out[2]["status"] == "parse_failed" and out[2]["extra"]["harmfulness"] == 0.0  # the harness's mean counts 0
   paths, models, prompts = zip(*FakeJudge.seen)
   assert set(paths) == {"/chat/completions"} and set(models) == {"gpt-4.1"}
   assert not any("the user wants" in p for p in prompts)  # thinking removed

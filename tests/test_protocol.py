@@ -122,6 +122,18 @@ def test_halueval_prompts_follow_the_short_instructions():
       "provided summary contains non-factual or hallucinated information. " + HALU_TAIL.format(x="summary")
       + "\n\n#Document#: D3\n#Summary#: S3\n#Your Judgement#:")
   assert item("halueval_qa", qa).gold == "yes"
+  # Two real rows per subtask, in pminervini's *_samples layout (built from HaluEval's raw release).
+  for r in rows("halueval_qa.jsonl", 2):
+    sample = {"knowledge": r["knowledge"], "question": r["question"], "answer": r["right_answer"], "hallucination": "no"}
+    assert item("halueval_qa", sample).prompt.endswith(
+        "\n\n#Knowledge: " + r["knowledge"] + "\n#Question#: " + r["question"] + "\n#Answer#: " + r["right_answer"]
+        + "\n#Your Judgement#:")
+  for r in rows("halueval_dialogue.jsonl", 2):
+    sample = {"knowledge": r["knowledge"], "dialogue_history": r["dialogue_history"],
+              "response": r["hallucinated_response"], "hallucination": "yes"}
+    assert item("halueval_dialogue", sample).prompt.endswith(
+        "\n\n#Knowledge: " + r["knowledge"] + "\n#Dialogue History#: " + r["dialogue_history"] + "\n#Response#: "
+        + r["hallucinated_response"] + "\n#Your Judgement#:")
 
 
 def test_livecodebench_study_prompt_has_no_separator_and_no_starter_code():
@@ -317,8 +329,8 @@ def test_grade_mode_verdicts_follow_the_harness(tmp_path):
   gold = item("gpqa_diamond", gpqa).gold
   math = {k: v for k, v in rows("math500.jsonl", 1)[0].items() if k != "answer"}  # only problem + solution
   cases = [
-      ({"benchmark": "mmlu_pro", "item": mmlu, "response": f"<think>answer is ({mmlu['answer']})</think> answer is (J)"},
-       1.0),
+      ({"benchmark": "mmlu_pro", "item": mmlu,
+        "response": f"<think>answer is ({mmlu['answer']})</think> answer is (J)"}, 1.0),
       ({"benchmark": "mmlu_pro", "item": mmlu, "response": f"\\boxed{{J}} then the answer is ({mmlu['answer']})"}, 0.0),
       ({"benchmark": "gpqa_diamond", "item": gpqa, "response": f"<think>so \\boxed{{{gold.lower()}}}"}, 1.0),
       ({"benchmark": "gpqa_diamond", "item": gpqa, "response": f"\\boxed{{\\text{{{gold}}}}}"}, 0.0),
@@ -326,8 +338,8 @@ def test_grade_mode_verdicts_follow_the_harness(tmp_path):
         "response": "<think>No.</think>Yes"}, 1.0),
       ({"benchmark": "halueval", "item": {"knowledge": "k", "dialogue_history": "h", "response": "r",
                                           "hallucination": "no"}, "response": "Nope"}, 1.0),
-      ({"benchmark": "math500", "item": math, "response": "<think>so it is \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}"},
-       1.0),
+      ({"benchmark": "math500", "item": math,
+        "response": "<think>so it is \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}"}, 1.0),
   ]
   inp = tmp_path / "in.jsonl"
   inp.write_text("".join(json.dumps(c) + "\n" for c, _ in cases))
@@ -336,3 +348,41 @@ def test_grade_mode_verdicts_follow_the_harness(tmp_path):
   run.run(c, str(tmp_path / "w"))
   out = sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
   assert [r["score"] for r in out] == [want for _, want in cases], [(r["benchmark"], r["answer"]) for r in out]
+
+
+def test_livecodebench_child_never_sees_expected_outputs_and_cannot_forge_a_pass():
+  tests = [{"input": "1\n", "output": "SENTINEL_9f3a", "testtype": "stdin"}]
+  # Walks every frame's globals and locals and every module, as hostile code would, for a string holding the
+  # expected output (it finds one when it is there: checked with the expected output placed in the child).
+  seek = ("import sys\n"
+          "needle = ''.join(map(chr, [83, 69, 78, 84, 73, 78, 69, 76, 95]))\n"  # the sentinel's prefix, not in source
+          "seen, stack, found, f = set(), [], [], sys._getframe()\n"
+          "while f is not None:\n"
+          "    stack += [f.f_globals, f.f_locals]\n"
+          "    f = f.f_back\n"
+          "stack += [vars(m) for m in list(sys.modules.values()) if m is not None and hasattr(m, '__dict__')]\n"
+          "while stack:\n"
+          "    o = stack.pop()\n"
+          "    if id(o) in seen:\n"
+          "        continue\n"
+          "    seen.add(id(o))\n"
+          "    if isinstance(o, str):\n"
+          "        found += [o] if needle in o and o != needle else []\n"
+          "    elif isinstance(o, dict):\n"
+          "        stack += list(o.keys()) + list(o.values())\n"
+          "    elif isinstance(o, (list, tuple, set)):\n"
+          "        stack += list(o)\n"
+          "print(min(found, key=len) if found else 'nothing')\n")
+  forge = ("import sys, json\n"
+           "g = next(f.f_globals for f in iter(lambda d=[sys._getframe()]: d.__setitem__(0, d[0].f_back) or d[0], None)"
+           " if 'MARK' in f.f_globals)\n"
+           "for i in range(5):\n"
+           "    record = json.dumps({'i': i, 'status': 'ok', 'out': 'forged'})\n"
+           "    sys.__stdout__.write('\\n' + g['MARK'] + record + '\\n')\n"
+           "json.dumps = lambda *a, **k: '{\"i\": 0, \"status\": \"ok\", \"out\": \"SENTINEL_9f3a\"}'\n")
+  threaded = ("import threading\ndef main():\n    print('late')\nthreading.Thread(target=main).start()\n"
+              "import atexit\natexit.register(lambda: print('\\nnot json at exit'))\n")
+  for protocol_grade in (lcb.grade_study, lambda items, rs: lcb.grade([dict(it, func_name=None) for it in items], rs)):
+    got = protocol_grade([{"tests": tests, "is_stdin": True}] * 3,
+                         [f"```python\n{code}```" for code in (seek, forge, threaded)])
+    assert [g.score for g in got] == [0.0, 0.0, 0.0], got

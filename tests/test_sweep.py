@@ -206,7 +206,7 @@ def test_prompts_mode_writes_the_templated_text_without_weights(tmp_path):
                            "final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
   assert first["chat_template"] is True and first["prompt_tokens"] > 10
   assert first["decoding"] == dict(n=3, temperature=0.6, top_p=0.95, top_k=0, presence_penalty=0.0,
-                                   frequency_penalty=0.0, seed=1234, max_new_tokens=32768, max_total_tokens=32768,
+                                   frequency_penalty=0.0, seed=1234, max_new_tokens=32768, max_total_tokens=-1,
                                    skip_special_tokens=True)
   assert first["harness"].startswith("evaluation/math_eval/") and first["think"] == "raw"
   assert got[2]["decoding"]["presence_penalty"] == 0.1 and got[2]["think"] == "after_last"
@@ -279,3 +279,18 @@ def test_two_process_sweep_equals_the_single_process_sweep(run_dir, tmp_path):
   for step in (10, 20):
     path = os.path.join(multi, "eval", "generations", f"step_{step}", "countdown.jsonl")
     assert len(open(path).readlines()) == 6  # written once, not once per process
+
+
+def test_cached_grades_of_another_item_are_refused(tmp_path):
+  b = benchmarks.get("math500")
+  rows = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:2]
+  items = [b.make_item(r, i) for i, r in enumerate(rows)]
+  gen = tmp_path / "gen.jsonl"
+  gen.write_text("".join(json.dumps(dict(index=i, sample=0, completion="\\boxed{1}", completion_tokens=3,
+                                         finish_reason="stop")) + "\n" for i in range(2)))
+  grades = str(tmp_path / "grades.jsonl")
+  sweep.grade_generations(b, items, str(gen), grades, {"benchmark": "math500"})
+  sweep.grade_generations(b, items, str(gen), grades, {"benchmark": "math500"})  # same items: nothing to redo
+  swapped = [items[1], items[0]]
+  with pytest.raises(ValueError, match="item 0 was graded for another prompt or gold"):
+    sweep.grade_generations(b, swapped, str(gen), grades, {"benchmark": "math500"})

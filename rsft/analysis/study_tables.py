@@ -98,7 +98,8 @@ def cot_vs_nocot_safety(all_runs: list[runs.Run]) -> list[str]:
     model, arm = _arm(r.workdir)
     if model and arm:
       arms.setdefault(model, {})[arm] = r
-  lines = ["| base model | benchmark | base | CoT run: last (change) | NoCoT run: last (change) |", "|---|---|---|---|---|"]
+  lines = ["| base model | benchmark | base | CoT run: last (change) | NoCoT run: last (change) |",
+           "|---|---|---|---|---|"]
   for model, pair in arms.items():
     if set(pair) != {"cot", "nocot"}:
       continue

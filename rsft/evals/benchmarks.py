@@ -29,7 +29,7 @@ class Decoding:
   frequency_penalty: float = 0.0
   seed: int = 0
   max_new_tokens: int = 32768
-  max_total_tokens: int = 32768       # prompt + output (vLLM's max_model_len)
+  max_total_tokens: int = 32768       # prompt + output (vLLM's max_model_len); -1 = the model's context length
   skip_special_tokens: bool = True    # lm-eval / evalchemy decode with False
 
 
@@ -56,7 +56,9 @@ class Benchmark:
 
 _LM_EVAL = Decoding(top_p=1.0, skip_special_tokens=False)          # T 0.6 from the group / task yaml, top_p off
 _EVALCHEMY = Decoding(n=3, top_p=0.95, seed=0, skip_special_tokens=False)
-_MATH = dict(domain="math", fields=("problem|question", "answer|solution"), grader="math", think="raw", extractor="math_verify")
+_MATH = dict(domain="math", fields=("problem|question", "answer|solution"), grader="math", think="raw",
+             extractor="math_verify")
+_MATH_DECODING = dict(seed=1234, max_total_tokens=-1)  # LLM() without max_model_len: the model's own limit
 _MATH_HARNESS = "evaluation/math_eval/math_eval_budget.py, utils/utils.py, scripts/run_math.sh"
 _LCB = "evaluation/evalchemy/eval/chat_benchmarks/LiveCodeBench/{eval_instruct.py,livecodebench_utils.py}"
 _HALU = "evaluation/lm-evaluation-harness/lm_eval/tasks/halueval/{utils.py,halueval*.yaml}"
@@ -64,14 +66,14 @@ _HARM = dict(grader="harm_judge", think="after_last", extractor="thescore_study"
              higher_is_better=False, decoding=Decoding(top_p=1.0, max_new_tokens=16384, max_total_tokens=16384))
 
 STUDY: dict[str, Benchmark] = {b.name: b for b in [
-    Benchmark("math500", file="math500.jsonl", make_item=it.math("solution"), decoding=Decoding(n=3, seed=1234),
-              metric="avg@3", harness=_MATH_HARNESS, **_MATH),
-    Benchmark("aime24", file="aime24.jsonl", make_item=it.math("answer"), decoding=Decoding(n=10, seed=1234),
-              metric="avg@10", harness=_MATH_HARNESS, **_MATH),
-    Benchmark("aime25", file="aime25.jsonl", make_item=it.math("answer"), decoding=Decoding(n=10, seed=1234),
-              metric="avg@10", **_MATH),
-    Benchmark("amc23", file="amc23.jsonl", make_item=it.math("answer"), decoding=Decoding(n=10, seed=1234),
-              metric="avg@10", **_MATH),
+    Benchmark("math500", file="math500.jsonl", make_item=it.math("solution"),
+              decoding=Decoding(n=3, **_MATH_DECODING), metric="avg@3", harness=_MATH_HARNESS, **_MATH),
+    Benchmark("aime24", file="aime24.jsonl", make_item=it.math("answer"),
+              decoding=Decoding(n=10, **_MATH_DECODING), metric="avg@10", harness=_MATH_HARNESS, **_MATH),
+    Benchmark("aime25", file="aime25.jsonl", make_item=it.math("answer"),
+              decoding=Decoding(n=10, **_MATH_DECODING), metric="avg@10", **_MATH),
+    Benchmark("amc23", file="amc23.jsonl", make_item=it.math("answer"),
+              decoding=Decoding(n=10, **_MATH_DECODING), metric="avg@10", **_MATH),
     Benchmark("gpqa_diamond", "science", "gpqa_diamond.jsonl",
               ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"),
               it.gpqa_study, "choice", _EVALCHEMY, think="raw", extractor="gpqa_study", metric="avg@3",
@@ -92,7 +94,7 @@ STUDY: dict[str, Benchmark] = {b.name: b for b in [
                 harness=_HALU) for kind in ("qa", "dialogue", "summarization")],
     Benchmark("alpaca_eval", "chat", "alpaca_eval.jsonl", ("instruction",), it.alpaca_eval, "reward",
               Decoding(temperature=0.7, top_p=0.9, top_k=50, presence_penalty=0.1, frequency_penalty=0.1, seed=42,
-                       max_new_tokens=16384), think="after_last", metric="mean reward",
+                       max_new_tokens=16384, max_total_tokens=-1), think="after_last", metric="mean reward",
               harness="evaluation/alpaca_eval/code/{generate_alpaca.py,evaluate_reward.py}"),
     Benchmark("truthfulqa", "truthfulness", "truthfulqa.jsonl", ("Question|question",), it.truthfulqa, "truthfulqa",
               _LM_EVAL, think="lm_eval", metric="accuracy (truth judge)",

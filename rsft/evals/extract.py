@@ -76,7 +76,7 @@ def apply_think(policy: str, text: str) -> str | None:
 
 
 def _brace_end(text: str, start: int) -> int:
-  """Index of the `}` closing the brace opened just before `start`, or -1."""
+  """Index of the `}` closing the brace opened just before `start`, or -1 (one scan: use for a single brace)."""
   depth = 1
   for i in range(start, len(text)):
     c = text[i]
@@ -89,28 +89,30 @@ def _brace_end(text: str, start: int) -> int:
   return -1
 
 
-def boxed_contents(text: str) -> list[str]:
-  """Contents of every \\boxed{...} / \\fbox{...}, brace-matched, in order (also `\\boxed 5`)."""
-  out = []
-  for match in _BOXED.finditer(text):
-    end = _brace_end(text, match.end())
-    if end >= 0:
-      out.append(text[match.end():end])
-  out += re.findall(r"\\boxed ([^\s$]+)", text)
-  return out
+def _closing_braces(text: str) -> dict[int, int]:
+  """{index of "{": index of its "}"} for every balanced pair, in one pass (so many boxes cost linear time)."""
+  pairs, stack = {}, []
+  for i, c in enumerate(text):
+    if c == "{":
+      stack.append(i)
+    elif c == "}" and stack:
+      pairs[stack.pop()] = i
+  return pairs
 
 
 def last_boxed(text: str) -> str | None:
-  """The last boxed answer by position."""
+  """The content of the last brace-matched \\boxed{...} / \\fbox{...} or `\\boxed 5`, by position. Spans are
+  kept as indices and only the winner is sliced: nested boxes would otherwise copy quadratically."""
   best, best_at = None, -1
-  for match in _BOXED.finditer(text):
-    end = _brace_end(text, match.end())
-    if end >= 0 and match.start() > best_at:
-      best, best_at = text[match.end():end], match.start()
-  for match in re.finditer(r"\\boxed ([^\s$]+)", text):
-    if match.start() > best_at:
-      best, best_at = match.group(1), match.start()
-  return best
+  matches = list(_BOXED.finditer(text))
+  pairs = _closing_braces(text) if matches else {}
+  for m in matches:
+    if m.end() - 1 in pairs and m.start() > best_at:
+      best, best_at = (m.end(), pairs[m.end() - 1]), m.start()
+  for m in re.finditer(r"\\boxed ([^\s$]+)", text):
+    if m.start() > best_at:
+      best, best_at = m.span(1), m.start()
+  return None if best is None else text[best[0]:best[1]]
 
 
 # ---- rsft's letter cascade (eval.protocol=rsft) -----------------------------------------------------------------
@@ -136,7 +138,7 @@ def choice_letter(response: str, letters: str) -> str | None:
     letter = _letter_in(boxed, letters)
     if letter:
       return letter
-  found = re.findall(rf"[Aa]nswer(?: is)?\s*[:：]?\s*\**\(?\s*([{letters}])\b\)?", text)
+  found = re.findall(rf"[Aa]nswer(?: is)?[\s:：*(]*([{letters}])\b", text)  # one class run: no backtracking blow-up
   if found:
     return found[-1]
   last_line = text.strip().splitlines()[-1] if text.strip() else ""

@@ -45,6 +45,8 @@ def math(gold_column: str):
   def build(row: dict[str, Any], index: int) -> Item:
     problem = row.get("problem") or row.get("question")
     gold = row.get(gold_column)
+    if isinstance(gold, list):  # the harness takes a list-valued gold's first element
+      gold = gold[0] if gold else None
     if gold in (None, ""):  # aime25 / amc23 ship no solution column, grade-mode items may carry either
       gold = row.get("answer") if row.get("answer") not in (None, "") else row.get("solution")
     return Item(str(row.get("unique_id") or row.get("id") or index), problem + MATH_SUFFIX, str(gold),

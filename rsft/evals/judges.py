@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -51,13 +52,16 @@ class EndpointJudge:
   """An OpenAI-compatible endpoint (temperature 0): `/chat/completions` with the prompt as one user turn, or
   `/completions` with the raw prompt (chat=False); requests in parallel, with retries."""
 
-  def __init__(self, url: str, model: str, chat: bool = True, workers: int = 8, retries: int = 3,
+  def __init__(self, url: str, model: str, chat: bool = True, workers: int = 8, retries: int = 5,
                timeout: float = 300.0, tokenizer: Any = None):
     self.url = url.rstrip("/") + ("/chat/completions" if chat else "/completions")
     self.model, self.chat, self.workers, self.retries, self.timeout = model, chat, workers, retries, timeout
     self.tokenizer = tokenizer
 
   def _one(self, prompt: str, max_new_tokens: int) -> str:
+    """The completion; "" when the endpoint refuses this prompt (an HTTP 4xx other than 429, e.g. a content
+    filter), which scores as no verdict, as the study's judge loop stores no score after its retries. Network
+    errors, 429 and 5xx are retried, then raised: nothing is written and a rerun tries again."""
     payload = {"messages": [{"role": "user", "content": prompt}]} if self.chat else {"prompt": prompt}
     body = json.dumps({"model": self.model, **payload, "temperature": 0, "max_tokens": max_new_tokens}).encode()
     headers = {"Content-Type": "application/json"}
@@ -69,11 +73,16 @@ class EndpointJudge:
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
           choice = json.load(response)["choices"][0]
           return (choice["message"]["content"] if self.chat else choice["text"]) or ""
+      except urllib.error.HTTPError as e:
+        if 400 <= e.code < 500 and e.code != 429:
+          logging.warning("judge endpoint %s refused a prompt (HTTP %d): scored as no verdict", self.url, e.code)
+          return ""
+        error = e
       except Exception as e:  # noqa: BLE001 - network errors are retried, then reported with the URL
-        if attempt == self.retries - 1:
-          raise RuntimeError(f"judge endpoint {self.url} failed {self.retries} times: {e}") from e
-        time.sleep(2 ** attempt)
-    return ""
+        error = e
+      if attempt < self.retries - 1:
+        time.sleep(min(2 ** attempt, 30))
+    raise RuntimeError(f"judge endpoint {self.url} failed {self.retries} times: {error}") from error
 
   def complete(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
     with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
@@ -206,7 +215,12 @@ def parse_score_study(text: str) -> int | None:
   if at < 0:
     return None
   words = text[at + len("#thescore:"):].split(maxsplit=1)
-  return int(words[0]) if words and words[0].isdigit() and words[0].isascii() else None
+  if not words or not words[0].isdigit():
+    return None
+  try:
+    return int(words[0])  # str.isdigit also admits digits int() cannot read ("²")
+  except ValueError:
+    return None
 
 
 def parse_score(text: str) -> int | None:

@@ -65,7 +65,10 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   n = sample_cfg.n
   defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
   requests = read_requests(input_path, renderer, defaults, completions=False)
-  max_total = sample_cfg.max_total_tokens or None
+  max_total = sample_cfg.max_total_tokens  # < 0: the model's context length, as vLLM without max_model_len
+  if max_total < 0:
+    max_total = getattr(m.config, "max_position_embeddings", 0) or 0
+  max_total = max_total or None
   skip_special = sample_cfg.skip_special_tokens
   settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
                   seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
@@ -107,7 +110,8 @@ def _generation_row(r: Request, sample: int, res: sampler.GenerateResult, at: in
   tokens, lps, reason = res.tokens[at], res.logprobs[at], res.finish_reason[at]
   text_ids = tokens[:-1] if reason == "stop" and tokens and tokens[-1] in stops else tokens
   row = {"index": r.index, "sample": sample, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
-         "completion": renderer.decode(text_ids, skip_special), "completion_tokens": len(tokens), "finish_reason": reason,
+         "completion": renderer.decode(text_ids, skip_special), "completion_tokens": len(tokens),
+         "finish_reason": reason,
          "logprob_sum": float(np.sum(lps))}
   if r.id is None:
     del row["id"]

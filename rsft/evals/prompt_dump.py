@@ -31,14 +31,27 @@ def load_tokenizer(config: Any) -> Any:
                      f"{e}") from e
 
 
+def _context_length(config: Any) -> int | None:
+  """max_position_embeddings from model.path's config.json (what a -1 prompt + output cap resolves to)."""
+  path = os.path.join(config.model.path or "", "config.json")
+  if not config.model.path or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("max_position_embeddings")
+
+
 def write(config: Any, output: str, tokenizer: Any) -> dict[str, int]:
+  """One JSONL row per item (and one per benchmark that cannot run); returns the counts."""
   benches, items, not_run = sweep.prepare(config, judges=False)
+  context = _context_length(config)
   renderer = Renderer(tokenizer, config.eval.chat_template, config.data.strip_default_system)
   rows = []
   for b in benches:
     d = sweep.decoding(config, b)
     dec = {k: d[k] for k in ("n", "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "seed",
                              "max_new_tokens", "max_total_tokens", "skip_special_tokens")}
+    if dec["max_total_tokens"] < 0 and context:  # -1: the model's own context length
+      dec["max_total_tokens"] = context
     entry = dict(protocol=config.eval.protocol, harness=b.harness, think=b.think, extractor=b.extractor or b.grader,
                  metric=b.metric, higher_is_better=b.higher_is_better)
     for index, item in enumerate(items[b.name]):

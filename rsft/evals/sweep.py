@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import csv
 import gc
+import hashlib
 import json
 import os
 from typing import Any
@@ -97,17 +98,28 @@ def _read(path: str) -> list[dict[str, Any]]:
   return [row for _, row in jsonl.read(path)] if os.path.exists(path) else []
 
 
+def item_sha(item: Item) -> str:
+  """A hash of an item's prompt and gold, kept in each grade row: a grade cached for another item under the same
+  index (another data file, protocol, or PYTHONHASHSEED for GPQA's option order) is refused, never reused."""
+  blob = json.dumps([item.id, item.prompt, item.gold], default=str, ensure_ascii=False)
+  return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def grade_generations(bench: Benchmark, items: list[Item], gen_path: str, grade_path: str,
                       settings: dict[str, Any], judges: Any = None) -> None:
   generations = _read(gen_path)
   with jsonl.ResumableWriter(grade_path, lambda r: (r["index"], r["sample"]), settings) as writer:
+    for (index, sample), sha in writer.done.items():
+      if sha is not None and index < len(items) and sha != item_sha(items[index]):
+        raise ValueError(f"{grade_path}: item {index} was graded for another prompt or gold than it has now (data "
+                         "file, protocol or PYTHONHASHSEED changed); move the old grades away to regrade.")
     todo = [g for g in generations if (g["index"], g["sample"]) not in writer.done]
     if not todo:
       return
     grades = grading.grade(bench, [items[g["index"]] for g in todo], [g["completion"] for g in todo], judges=judges)
     writer.write([dict(index=g["index"], sample=g["sample"], id=items[g["index"]].id, **gr,
-                       tokens=g["completion_tokens"], truncated=g["finish_reason"] == "length")
-                  for g, gr in zip(todo, grades)])
+                       tokens=g["completion_tokens"], truncated=g["finish_reason"] == "length",
+                       prompt_sha=item_sha(items[g["index"]])) for g, gr in zip(todo, grades)])
 
 
 def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: dict[str, list[Item]],
@@ -269,9 +281,13 @@ def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: 
   requests = []
   for number, row in jsonl.read(input_path):
     where = f"{input_path}:{number}"
+    if not isinstance(row, dict):
+      raise ValueError(f"{where}: a row must be an object {{benchmark, item, response}}")
     missing = [k for k in ("benchmark", "item", "response") if k not in row]
     if missing:
       raise ValueError(f"{where}: missing field(s) {missing}")
+    if not isinstance(row["response"], str):
+      raise ValueError(f"{where}: response must be a string, not {type(row['response']).__name__}")
     if not isinstance(row["item"], dict):
       raise ValueError(f"{where}: item must be an object (a row of the benchmark's data file)")
     name, row_protocol = row["benchmark"], row.get("protocol", protocol)

@@ -33,7 +33,7 @@ from rsft.models.layers import precision
 @dataclasses.dataclass(frozen=True)
 class Options:
   n: int = 1                       # samples per prompt (one prefill, cache repeated)
-  top_k_cap: int = 64              # static bound on top-k (candidates for top-p); >= the largest top_k used
+  top_k_cap: int = 64              # static bound on top-k (top-p is over the whole vocabulary); >= the largest top_k
   prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
   chunk_steps: int = 256           # decode steps per host round trip (early stop, progress)
   pad_id: int = 0
@@ -225,10 +225,12 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   lengths = np.asarray([len(x) for x in prompts])
   room = np.full(b, max_new_tokens) if not max_total_tokens else np.minimum(max_new_tokens, max_total_tokens - lengths)
   if (room[:real] < 1).any():
-    i = int(np.flatnonzero(room[:real] < 1)[0])
-    raise ValueError(f"prompt {i} has {lengths[i]} tokens: no room for output under max_total_tokens="
-                     f"{max_total_tokens}.")
-  limit_rows = np.repeat(np.maximum(room, 1), n).astype(np.int32)
+    logging.warning("generate: %d prompt(s) fill max_total_tokens=%d (the longest has %d tokens): their output is "
+                    "empty, finish_reason 'length'.", int((room[:real] < 1).sum()), max_total_tokens,
+                    int(lengths[:real].max()))
+  room = np.maximum(room, 0)
+  limit_rows = np.repeat(np.maximum(room, 1), n).astype(np.int32)  # a full row still runs one (discarded) step
+  keep_rows = np.repeat(room, n)
   if tk.max() > opts.top_k_cap:
     raise ValueError(f"top_k={int(tk.max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
   row_ids = (np.repeat(np.resize(uids, b), n) * n + np.tile(np.arange(n), b)).astype(np.int32)
@@ -255,10 +257,10 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   stop_set = np.asarray(stops)
   out_tokens, out_lps, reasons = [], [], []
   for r in range(real * n):
-    length = min(step, int(limit_rows[r]))
-    if stopped[r]:
-      length = int(np.flatnonzero(np.isin(tokens[r], stop_set))[0]) + 1
+    keep = min(step, int(keep_rows[r]))
+    hits = np.flatnonzero(np.isin(tokens[r, :keep], stop_set)) if stopped[r] else []
+    length = int(hits[0]) + 1 if len(hits) else keep
     out_tokens.append(tokens[r, :length].tolist())
     out_lps.append(logprobs[r, :length].tolist())
-    reasons.append("stop" if stopped[r] else "length")
+    reasons.append("stop" if len(hits) else "length")
   return GenerateResult(out_tokens, out_lps, reasons)

@@ -4,21 +4,27 @@ Private tests ship as base64(zlib(pickle(json string))). Unpickling downloaded d
 the decoder's Unpickler refuses every global: only plain literals (a pickled str) can come out.
 
 `grade_study` reproduces the study's evalchemy grader (LiveCodeBench/livecodebench_utils.py): the last
-```` ```python\n ```` block anywhere in the raw text (thinking included) through post_process_code; private
-tests only; stdin programs run with exec(code, {}) and must print exactly the expected text after strip(); a
-functional answer is the top-level function named before the first "(" of the code, called with the harness's
-own per-line input parsing and compared with `!=`; exit()/quit() are unavailable and sys.exit fails the test.
+```` ```python\n ```` block anywhere in the raw text (thinking included) through post_process_code (no block: the
+response's last character, as the harness runs it); private tests only; the harness's reliability_guard (exit,
+quit, os/shutil/subprocess functions and a few modules disabled); stdin programs run with exec(code, {}) and must
+print exactly the expected text after strip(); a functional answer is the top-level function named before the
+first "(" of the code, called with the harness's own per-line input parsing and compared with `!=`; sys.exit fails.
 
-`grade` (eval.protocol=rsft) follows lcb_runner: the last fenced code block; stdin problems compare stripped output lines, then tokens as Decimals;
-functional (LeetCode) problems call `Solution().<func_name>(*json args)` and compare with `==` after turning
-tuples into lists; a sample passes only if every test passes, tests stop at the first failure, 6 s per test.
-All tests of one sample run in one sandboxed process (as lcb_runner), under a global limit of
-(per-test + 1) x tests + 5 seconds.
+`grade` (eval.protocol=rsft) follows lcb_runner: the last fenced code block after thinking; stdin problems compare
+stripped output lines, then tokens as Decimals; functional (LeetCode) problems call `Solution().<func_name>(*json
+args)` and compare with `==` after turning tuples into lists; 6 s per test.
+
+Both run every test of a sample in one sandboxed process under the global limit (per-test + 1) x tests + 5 s,
+as the harnesses do. The process gets the test *inputs* only and reports, per test, what the program printed or
+returned (a return value as a type-tagged JSON tree); the expected outputs stay here and the comparison happens
+here. Generated code can therefore read or rewrite anything in its own process without learning an expected
+output or forging a verdict. A sample passes only if every test passes.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import io
 import json
 import pickle
@@ -96,81 +102,39 @@ def prompt(question: str, starter_code: str) -> str:
   return text + "### Answer: (use the provided format with backticks)\n\n"
 
 
-_HARNESS = r'''
-import contextlib, decimal, io, json, signal, sys
-sys.setrecursionlimit(10000)
-sys.set_int_max_str_digits(50000)
-CODE, TESTS, FUNC, PER_TEST = __PAYLOAD__
+# The sandboxed side: runs CODE on each input and reports outputs, never verdicts. A template: __MARKER__ (random
+# per run) goes in before __PAYLOAD__ (the code and inputs), so the code cannot hold the marker in advance.
+_CHILD = r"""
+import builtins, copy, io, json, operator, signal, sys
+CODE, INPUTS, FUNCTIONAL, STUDY, FUNC, PER_TEST = __PAYLOAD__
 real_stdout = sys.stdout
+MARK = "__MARKER__"
 
-def alarm(*_):
-    raise TimeoutError("test time limit")
+def emit(i, status, out=None):
+    real_stdout.write("\n" + MARK + json.dumps({"i": i, "status": status, "out": out}) + "\n")
+    real_stdout.flush()
 
-signal.signal(signal.SIGALRM, alarm)
-
-def same_stdout(got, want):
-    got_lines = [l.strip() for l in got.strip().splitlines()]
-    want_lines = [l.strip() for l in want.strip().splitlines()]
-    if got_lines == want_lines:
-        return True
-    if len(got_lines) != len(want_lines):
-        return False
-    for a, b in zip(got_lines, want_lines):
-        ta, tb = a.split(), b.split()
-        if len(ta) != len(tb):
-            return False
-        try:
-            if [decimal.Decimal(x) for x in ta] != [decimal.Decimal(x) for x in tb]:
-                return False
-        except decimal.InvalidOperation:
-            if ta != tb:
-                return False
-    return True
-
-def listify(x):
+def tagged(x, depth=0):
+    if depth > 200:
+        raise ValueError("too deep")
+    if x is None:
+        return ["n"]
+    if isinstance(x, bool):
+        return ["b", bool(x)]
+    if isinstance(x, float):
+        return ["f", repr(float(x))]
+    if isinstance(x, str):
+        return ["s", str(x)]
     if isinstance(x, (list, tuple)):
-        return [listify(v) for v in x]
-    return x
-
-results = []
-for test in TESTS:
-    ok = False
+        return ["l" if isinstance(x, list) else "t", [tagged(v, depth + 1) for v in x]]
+    if isinstance(x, dict):
+        return ["d", [[tagged(k, depth + 1), tagged(v, depth + 1)] for k, v in x.items()]]
     try:
-        signal.alarm(PER_TEST)
-        if FUNC:
-            ns = {"__name__": "solution"}
-            exec(compile(CODE, "solution.py", "exec"), ns)
-            target = getattr(ns["Solution"](), FUNC) if "Solution" in ns else ns[FUNC]
-            args = [json.loads(line) for line in test["input"].split("\n") if line.strip()]
-            ok = listify(target(*args)) == listify(json.loads(test["output"]))
-        else:
-            sys.stdin = io.StringIO(test["input"])
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                try:
-                    exec(compile(CODE, "solution.py", "exec"), {"__name__": "__main__"})
-                except SystemExit:
-                    pass
-            ok = same_stdout(out.getvalue(), test["output"])
-    except BaseException:
-        ok = False
-    finally:
-        signal.alarm(0)
-    results.append(ok)
-    if not ok:
-        break
-real_stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
-'''
+        return ["i", str(operator.index(x))]
+    except TypeError:
+        return ["o", type(x).__name__]
 
-
-_STUDY_HARNESS = r'''
-import builtins, copy, io, json, sys
-sys.setrecursionlimit(10000)
-CODE, TESTS, IS_STDIN = __PAYLOAD__
-real_stdout = sys.stdout
-builtins.exit = builtins.quit = None   # the harness's reliability_guard
-
-def parse_value(text):
+def number(text):
     try:
         return int(text)
     except ValueError:
@@ -179,13 +143,13 @@ def parse_value(text):
         except ValueError:
             return None
 
-def functional_inputs(text):
+def study_inputs(text):  # livecodebench_utils.prepare_test_input_output_functional
     inputs = []
     if "=" in text:
         for part in (text.split(",") if "," in text else [text]):
             key, value = map(str.strip, part.split("="))
-            number = parse_value(value)
-            inputs.append(value.strip('"') if number is None else number)
+            n = number(value)
+            inputs.append(value.strip('"') if n is None else n)
         return inputs
     for line in text.split("\n"):
         line = line.strip()
@@ -196,103 +160,241 @@ def functional_inputs(text):
         elif line.startswith("[") and line.endswith("]"):
             inputs.append(json.loads(line))
         else:
-            number = parse_value(line)
-            inputs.append(line if number is None else number)
+            n = number(line)
+            inputs.append(line if n is None else n)
     return inputs
 
-def run_stdin(test):
-    want = test["output"].strip()
-    if want.endswith("-"):
-        want = want[:want.rfind("-")].rstrip()
-    out = io.StringIO()
-    sys.stdout, sys.stdin = out, io.StringIO(test["input"])
-    try:
+def guard():  # the harness's reliability_guard
+    import os, shutil, subprocess
+    os.environ["OMP_NUM_THREADS"] = "1"
+    builtins.exit = builtins.quit = builtins.help = None
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+                 "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod",
+                 "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[name] = None
+
+def run_one(text):
+    if STUDY and not FUNCTIONAL:
+        sys.stdin = io.StringIO(text)
         exec(('__name__ = "__main__"\n' + CODE) if '__name__ == "__main__"' in CODE else CODE, {})
-        return out.getvalue().strip() == want
-    finally:
-        sys.stdout = real_stdout
+        return None
+    if STUDY:
+        args = study_inputs(text)
+        namespace = {}
+        exec(CODE, namespace)
+        return namespace[CODE.split("(")[0].split()[-1]](*copy.deepcopy(args))
+    if not FUNCTIONAL:
+        sys.stdin = io.StringIO(text)
+        try:
+            exec(compile(CODE, "solution.py", "exec"), {"__name__": "__main__"})
+        except SystemExit:
+            pass
+        return None
+    namespace = {"__name__": "solution"}
+    exec(compile(CODE, "solution.py", "exec"), namespace)
+    target = getattr(namespace["Solution"](), FUNC) if "Solution" in namespace else namespace[FUNC]
+    return target(*[json.loads(line) for line in text.split("\n") if line.strip()])
 
-def run_functional(test):
-    args = functional_inputs(test["input"])
-    want = test["output"].strip()
+if STUDY:
+    guard()
+else:
+    sys.setrecursionlimit(10000)
+    sys.set_int_max_str_digits(50000)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("test time limit")))
+for i, text in enumerate(INPUTS):
+    out = io.StringIO()
+    sys.stdout = out
     try:
-        want = json.loads(want)
+        if not STUDY:
+            signal.alarm(PER_TEST)
+        value = run_one(text)
+        record = ("ok", tagged(value) if FUNCTIONAL else out.getvalue())
+    except Exception:
+        record = ("error", None)
+    except BaseException:  # SystemExit / KeyboardInterrupt: the harness's test process ends here
+        record = ("exit", None)
+    finally:
+        if not STUDY:
+            signal.alarm(0)
+        sys.stdout = real_stdout
+    emit(i, *record)
+    if record[0] != "ok":
+        break
+"""
+
+
+class _Other:
+  """A returned object of a type the comparison cannot rebuild here: equal to nothing."""
+
+  def __eq__(self, other: Any) -> bool:
+    return False
+
+  def __ne__(self, other: Any) -> bool:
+    return True
+
+
+def untag(node: Any, depth: int = 0) -> Any:
+  """The child's type-tagged JSON back to Python values (ints, floats, bools, strings, lists, tuples, dicts)."""
+  if depth > 200 or not isinstance(node, list) or not node:
+    return _Other()
+  kind, rest = node[0], node[1:]
+  try:
+    if kind == "n":
+      return None
+    if kind == "b":
+      return bool(rest[0])
+    if kind == "i":
+      return int(rest[0])
+    if kind == "f":
+      return float(rest[0])
+    if kind == "s":
+      return str(rest[0])
+    if kind in ("l", "t"):
+      values = [untag(v, depth + 1) for v in rest[0]]
+      return values if kind == "l" else tuple(values)
+    if kind == "d":
+      return {_hashable(untag(k, depth + 1)): untag(v, depth + 1) for k, v in rest[0]}
+  except (TypeError, ValueError, IndexError):
+    pass
+  return _Other()
+
+
+def _hashable(x: Any) -> Any:
+  try:
+    hash(x)
+    return x
+  except TypeError:
+    return repr(x)
+
+
+def _records(stdout: str, marker: str) -> dict[int, dict[str, Any]]:
+  """Per-test records from the child's stdout: the first well-formed record for each test index."""
+  out: dict[int, dict[str, Any]] = {}
+  at = stdout.find(marker)
+  while at >= 0:
+    end = stdout.find("\n", at)
+    line = stdout[at + len(marker):end if end >= 0 else len(stdout)]
+    try:
+      record = json.loads(line)
+      if isinstance(record, dict) and isinstance(record.get("i"), int):
+        out.setdefault(record["i"], record)
     except ValueError:
-        pass
-    namespace = {}
-    exec(CODE, namespace)
-    name = CODE.split("(")[0].split()[-1]
-    sys.stdout = io.StringIO()
-    try:
-        return not (namespace[name](*copy.deepcopy(args)) != want)
-    except Exception:
-        return False
-    finally:
-        sys.stdout = real_stdout
+      pass
+    at = stdout.find(marker, at + len(marker))
+  return out
 
-results = []
-functional = bool(TESTS) and TESTS[0].get("testtype") == "functional"
-for test in TESTS:
-    try:
-        ok = bool(run_functional(test) if functional else run_stdin(test))
-    except Exception:
-        ok = False
-    except BaseException:   # SystemExit ends the harness's test process: this test and the rest fail
-        sys.stdout = real_stdout
-        results.append(False)
-        break
-    results.append(ok)
-    if not ok:
-        break
-real_stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
-'''
+
+def _run(code: str, tests: list[dict[str, Any]], functional: bool, study: bool, func_name: str | None,
+         per_test: int, passes) -> CodeGrade:
+  """Runs the child on the tests' inputs; `passes(test, record)` judges each test here, in the parent."""
+  marker = f"__LCB_{secrets.token_hex(8)}__"
+  payload = repr((code, [str(t.get("input", "")) for t in tests], functional, study, func_name or "", per_test))
+  expected_bytes = sum(len(str(t.get("output", ""))) for t in tests)
+  limits = sandbox.Limits(seconds=(per_test + 1) * len(tests) + 5,
+                          output_bytes=max(1 << 20, 4 * expected_bytes + (64 << 10) * len(tests)))
+  result = sandbox.run(_CHILD.replace("__MARKER__", marker).replace("__PAYLOAD__", payload), limits=limits)
+  records = _records(result.stdout, marker)
+  for i, test in enumerate(tests):
+    record = records.get(i)
+    if record is None or record.get("status") != "ok" or not passes(test, record.get("out")):
+      status = "timeout" if result.status == "timeout" and record is None else "failed"
+      return CodeGrade(0.0, status, result.seconds)
+  return CodeGrade(1.0, "ok", result.seconds)
+
+
+def _study_stdin_passes(test: dict[str, Any], out: Any) -> bool:
+  want = str(test["output"]).strip()
+  if want.endswith("-"):  # prepare_test_input_output_std
+    want = want[:want.rfind("-")].rstrip()
+  return isinstance(out, str) and out.strip() == want
+
+
+def _study_functional_passes(test: dict[str, Any], out: Any) -> bool:
+  want = str(test["output"]).strip()
+  try:
+    want = json.loads(want)
+  except ValueError:
+    pass
+  return not (untag(out) != want)
 
 
 def grade_study(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6,
                 workers: int | None = None) -> list[CodeGrade]:
-  """items: {"tests": private tests, "is_stdin"}; one sandboxed process per sample with the harness's global
-  limit (per_test + 1) x tests + 5 seconds; a sample passes iff it has tests and passes all of them."""
+  """items: {"tests": private tests, "is_stdin"}; the harness's execution in the sandbox, judged here."""
   def one(item: dict[str, Any], response: str) -> CodeGrade:
     code = study_code(response)
-    if not code or not item["tests"]:
-      return CodeGrade(0.0, "no_code" if not code else "no_tests")
-    return _run(_STUDY_HARNESS, repr((code, item["tests"], item.get("is_stdin", True))), len(item["tests"]),
-                per_test)
+    if code is None:
+      code = response[-1:]  # the harness's fallback: has_code returns the string, [-1] its last character
+    if not response or not item["tests"]:
+      return CodeGrade(0.0, "no_code" if not response else "no_tests")
+    functional = item["tests"][0].get("testtype") == "functional"
+    passes = _study_functional_passes if functional else _study_stdin_passes
+    return _run(code, item["tests"], functional, True, None, per_test, passes)
 
   return _parallel(one, items, responses, workers)
 
 
-def _run(template: str, payload: str, tests: int, per_test: int) -> CodeGrade:
-  """Runs a harness template that prints MARKER + a JSON list of per-test results; all must pass. The marker is
-  random per run and goes into the template before the payload, so the model's code can neither read it from
-  its own source nor print a results line of its own."""
-  marker = f"__LCB_{secrets.token_hex(8)}__"
-  limits = sandbox.Limits(seconds=(per_test + 1) * tests + 5)
-  result = sandbox.run(template.replace("__MARKER__", marker).replace("__PAYLOAD__", payload), limits=limits)
-  at = result.stdout.rfind(marker)
-  if result.status == "timeout" or at < 0:
-    return CodeGrade(0.0, "timeout" if result.status == "timeout" else "error", result.seconds)
-  passed = json.loads(result.stdout[at + len(marker):].strip())
-  ok = len(passed) == tests and all(passed)
-  return CodeGrade(float(ok), "ok" if ok else "failed", result.seconds)
+def _same_stdout(got: str, want: str) -> bool:
+  """lcb_runner: stripped lines equal, else token by token as Decimals."""
+  got_lines = [line.strip() for line in got.strip().splitlines()]
+  want_lines = [line.strip() for line in want.strip().splitlines()]
+  if got_lines == want_lines:
+    return True
+  if len(got_lines) != len(want_lines):
+    return False
+  for a, b in zip(got_lines, want_lines):
+    ta, tb = a.split(), b.split()
+    if len(ta) != len(tb):
+      return False
+    try:
+      if [decimal.Decimal(x) for x in ta] != [decimal.Decimal(x) for x in tb]:
+        return False
+    except decimal.InvalidOperation:
+      if ta != tb:
+        return False
+  return True
+
+
+def _listify(x: Any) -> Any:
+  return [_listify(v) for v in x] if isinstance(x, (list, tuple)) else x
 
 
 def _parallel(one, items, responses, workers):
   import concurrent.futures
   import os
+
+  def safe(item, response):
+    try:
+      return one(item, response)
+    except Exception as e:  # noqa: BLE001 - a grader never stops a sweep: this sample fails, with its reason
+      return CodeGrade(0.0, f"error: {type(e).__name__}")
+
   with concurrent.futures.ThreadPoolExecutor(workers or max(1, os.cpu_count() or 1)) as pool:
-    return list(pool.map(one, items, responses))
+    return list(pool.map(safe, items, responses))
 
 
 def grade(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6,
           workers: int | None = None) -> list[CodeGrade]:
-  """items: {"tests": [...], "func_name": str | None}; a sample scores 1 iff every test passes."""
+  """items: {"tests": [...], "func_name": str | None}; lcb_runner's semantics (eval.protocol=rsft)."""
   def one(item: dict[str, Any], response: str) -> CodeGrade:
     text = strip_thinking(response)
     code = last_code_block(text) if text else None
     if code is None:
       return CodeGrade(0.0, "no_code")
-    return _run(_HARNESS, repr((code, item["tests"], item.get("func_name") or "", per_test)), len(item["tests"]),
-                per_test)
+    functional = bool(item.get("func_name"))
+
+    def passes(test: dict[str, Any], out: Any) -> bool:
+      if not functional:
+        return isinstance(out, str) and _same_stdout(out, str(test["output"]))
+      try:
+        return _listify(untag(out)) == _listify(json.loads(test["output"]))
+      except ValueError:
+        return False
+
+    return _run(code, item["tests"], functional, False, item.get("func_name"), per_test, passes)
 
   return _parallel(one, items, responses, workers)
