@@ -64,6 +64,16 @@ def main() -> None:
   start = time.perf_counter()
   graded = code.run_programs(programs * 4, sandbox.Limits(seconds=10), workers=args.workers)
   print(f"  parallel ({args.workers} workers): {len(graded) / (time.perf_counter() - start):.1f} programs/s")
+  # HumanEval as graded: candidate and checker in two sandboxes, every call relayed (unforgeable verdicts).
+  responses = [f"```python\n{it['prompt']}{it['canonical_solution']}```" for it in items]
+  start = time.perf_counter()
+  he = code.grade_humaneval(items, responses, workers=1)
+  one_s = (time.perf_counter() - start) / len(items)
+  start = time.perf_counter()
+  code.grade_humaneval(items * 2, responses * 2, workers=args.workers)
+  print(f"HumanEval grading (two sandboxes, calls relayed): {1e3 * one_s:.0f} ms/sample one at a time, "
+        f"{2 * len(items) / (time.perf_counter() - start):.1f} samples/s with {args.workers} workers; passed "
+        f"{sum(g.score for g in he):.0f}/{len(items)}")
 
 
 if __name__ == "__main__":

@@ -90,16 +90,16 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
 
 @pytest.mark.parametrize("name,program,expect,needs_namespaces", [
     ("network", "import socket\ns = socket.socket(); s.settimeout(2); s.connect(('1.1.1.1', 80))", "error", True),
-    ("write outside cwd", "open('/tmp/rsft_sandbox_escape', 'w').write('x')", "error", True),
+    ("write outside cwd", "open('/tmp/rsft_sandbox_escape', 'w').write('x')", None, True),  # a private /tmp
     ("memory hog", "x = bytearray(8 << 30)", "error", False),
     ("infinite loop", "while True: pass", "timeout", False),
-    ("fork bomb", "import os\nwhile True: os.fork()", "timeout", True),
+    ("fork bomb", "import os\nwhile True: os.fork()", "error", True),  # fork fails at the process cap
     ("kill the parent", "import os\nos.kill(os.getppid(), 9)\nos.kill(-1, 9)", None, True),
     ("big file", "open('f', 'w').write('x' * (32 << 20))", "error", False),
 ])
 def test_sandbox_contains_escape_attempts(name, program, expect, needs_namespaces):
   if needs_namespaces and not sandbox.run("pass").contained:
-    pytest.skip("unshare (network/PID/mount namespaces) is unavailable on this machine")
+    pytest.skip("bubblewrap (the sandbox) is unavailable on this machine")
   result = sandbox.run(program, limits=sandbox.Limits(seconds=2, memory_bytes=1 << 30))
   if expect:
     assert result.status == expect, (result.status, result.stderr[-300:])

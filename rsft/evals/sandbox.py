@@ -1,125 +1,403 @@
-"""Running untrusted generated programs: one fresh `python -I` process each, contained (eval_anchors.md §5).
+"""Running untrusted generated programs: one fresh `python -I` each, in a bubblewrap sandbox that holds as root.
 
-The reference harnesses exec code in a forked process after monkey-patching dangerous functions away, which
-their own docs call "not a security sandbox". Here every program gets: a new session (`setsid`) so the whole
-process group is killed on timeout; rlimits on address space, CPU time, file size, open files, processes and
-core dumps; a fresh temporary working directory, removed afterwards; a minimal environment; new network, PID
-and mount namespaces (`unshare`: no network, no other process visible, every mount read-only except the
-working directory; when unshare is unavailable the run goes on and a warning is logged once); the program
-through a pipe (no file written); and stdout/stderr capped. stdlib only.
+Threat model (docs/security.md): the program is hostile and may use ctypes and raw syscalls. Each run gets
+- fresh mount, PID, network, IPC and UTS namespaces (bubblewrap), and a minimal read-only root: the interpreter's
+  prefix and the system libraries only, its own /proc and /dev, a private writable /tmp of bounded size. Host files,
+  sockets, processes and the network are not there to reach;
+- no privilege: it runs as a fresh unprivileged uid (setpriv), with an empty capability bounding set and
+  no_new_privs, so mount(), umount2(), setns(), ptrace or raising its rlimits all fail;
+- limits on the whole program where cgroups are writable (pids.max, memory.limit_in_bytes), and per process
+  always (RLIMIT_AS, CPU, FSIZE, NOFILE, NPROC: the unprivileged uid makes NPROC bind, even when rsft runs as root);
+- a wall-clock limit: on expiry, or when the program ends, its PID namespace's init is killed, which makes the
+  kernel kill every process in it (a setsid() or PR_SET_PDEATHSIG trick does not leave it); the call returns
+  within the limit plus about a second;
+- stdout / stderr read while they stream and cut at `output_bytes` (the program is killed past it).
+Without bubblewrap (`bwrap`) and `setpriv` the sandbox refuses to run code unless RSFT_UNSAFE_SANDBOX=1 opts in to
+rlimits in a plain subprocess (logged loudly). bubblewrap: `apt-get install bubblewrap` (README set-up). stdlib only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
+import queue
+import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
+import uuid
 
 from absl import logging
+
+UNSAFE_ENV = "RSFT_UNSAFE_SANDBOX"
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
   seconds: float = 10.0          # wall clock; CPU time gets the same plus 1 s
-  memory_bytes: int = 2 << 30    # RLIMIT_AS
+  memory_bytes: int = 2 << 30    # per process (RLIMIT_AS) and, with cgroups, for the whole program
   file_bytes: int = 8 << 20      # RLIMIT_FSIZE
   open_files: int = 64
-  processes: int = 64            # RLIMIT_NPROC (root is exempt; the group kill still reaps children)
-  output_bytes: int = 1 << 20    # stdout / stderr kept
+  processes: int = 32            # for the whole program (cgroup pids.max; RLIMIT_NPROC of its own uid)
+  output_bytes: int = 1 << 20    # stdout / stderr kept; past it the program is killed
+  tmp_bytes: int = 64 << 20      # the private /tmp (a tmpfs of this size)
 
 
 @dataclasses.dataclass
 class Result:
-  status: str        # "ok" (exit 0) | "error" (non-zero exit) | "timeout"
+  status: str        # "ok" (exit 0) | "error" (non-zero exit, or output over the cap) | "timeout"
   returncode: int | None
   stdout: str
   stderr: str
   seconds: float
-  contained: bool    # ran inside network, PID and mount namespaces
+  contained: bool    # ran in the bubblewrap sandbox
 
 
-# Inside fresh network, PID and mount namespaces: every mount becomes read-only except the program's own
-# working directory, then the interpreter replaces the shell (as PID 1 of its namespace it sees no outside
-# process to signal, and `getppid()` is 0).
-_CONTAIN = ('set -e; cwd="$1"; shift; mount --make-rprivate /; mount --bind "$cwd" "$cwd"; '
-            'for m in $(awk \'{print $2}\' /proc/mounts); do [ "$m" = "$cwd" ] || '
-            'mount -o remount,bind,ro "$m" 2>/dev/null || true; done; cd "$cwd"; exec "$@"')
+class SandboxUnavailable(RuntimeError):
+  pass
 
 
 @functools.lru_cache(maxsize=1)
-def _namespace_prefix() -> tuple[str, ...]:
-  """The unshare command that works here (root: plain; otherwise inside a user namespace), or ()."""
-  exe, sh = shutil.which("unshare"), shutil.which("sh")
-  candidates = [(exe, "-n", "-p", "-f", "-m", "--mount-proc", "--kill-child"),
-                (exe, "-r", "-n", "-p", "-f", "-m", "--mount-proc", "--kill-child")] if exe and sh else []
-  probe = tempfile.mkdtemp(prefix="rsft_sandbox_probe_")
+def _tools() -> tuple[str, str] | None:
+  """(bwrap, setpriv) when both exist and a probe run works here, else None."""
+  bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
+  if not (bwrap and setpriv):
+    return None
   try:
-    for prefix in candidates:
-      cmd = prefix + ("--", sh, "-c", _CONTAIN, "sh", probe, sh, "-c", "touch ok && ! touch /rsft_probe 2>/dev/null")
+    probe = subprocess.run(_command((bwrap, setpriv), 4242424, ["-c", "print(6 * 7)"]), capture_output=True,
+                           timeout=30)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  if probe.stdout.strip() != b"42":
+    logging.warning("sandbox: bwrap is installed but cannot run here: %s", probe.stderr.decode(errors="replace")[-500:])
+    return None
+  return bwrap, setpriv
+
+
+def available() -> bool:
+  """Whether generated code can run contained here."""
+  return _tools() is not None
+
+
+def _readonly_binds() -> list[str]:
+  """The interpreter's prefix (and a venv's) plus the system library folders, read-only, at their own paths."""
+  paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache",
+           sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))]
+  binds, seen = [], set()
+  for path in paths:
+    real = os.path.realpath(path)
+    if os.path.exists(path) and real not in seen:
+      seen.add(real)
+      binds.append(path)
+  # Their parent folders (e.g. /root for a pyenv install) are made world-traversable inside: bwrap would create
+  # them 0700 and the unprivileged uid could not reach the interpreter.
+  parents = sorted({a for p in binds for a in _ancestors(p)} - set(binds), key=len)
+  return [arg for d in parents for arg in ("--perms", "0755", "--dir", d)] + [
+      arg for p in binds for arg in ("--ro-bind", p, p)]
+
+
+def _ancestors(path: str) -> list[str]:
+  out, head = [], os.path.dirname(path.rstrip("/"))
+  while head not in ("", "/"):
+    out.append(head)
+    head = os.path.dirname(head)
+  return out
+
+
+def _command(tools: tuple[str, str], uid: int, python_args: list[str], info_fd: int | None = None,
+             tmp_bytes: int = 64 << 20) -> list[str]:
+  bwrap, setpriv = tools
+  cmd = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+         "--die-with-parent", "--new-session", *_readonly_binds(), "--proc", "/proc", "--dev", "/dev",
+         "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
+         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
+         "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0", "--setenv", "OMP_NUM_THREADS", "1",
+         "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+  if info_fd is not None:
+    cmd += ["--info-fd", str(info_fd)]  # bwrap writes the init's pid there and does not pass the fd on
+  # setpriv gives up the three capabilities bwrap kept for it: a fresh uid, no groups, empty bounding set.
+  return cmd + ["--", setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-I", *python_args]
+
+
+class _Cgroups:
+  """A pids + memory cgroup (v1 or v2) for one run where this process may create them; otherwise inert."""
+
+  def __init__(self, limits: Limits):
+    self.dirs: list[str] = []
+    name = f"rsft_sandbox_{uuid.uuid4().hex[:12]}"
+    root = "/sys/fs/cgroup"
+    v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
+    settings = ({"": {"pids.max": limits.processes, "memory.max": limits.memory_bytes, "memory.swap.max": 0}}
+                if v2 else {"pids": {"pids.max": limits.processes},
+                            "memory": {"memory.limit_in_bytes": limits.memory_bytes}})
+    for controller, values in settings.items():
+      path = os.path.join(root, controller, name)
       try:
-        if subprocess.run(cmd, capture_output=True, timeout=20).returncode == 0:
-          return prefix + ("--", sh, "-c", _CONTAIN, "sh")
-      except (OSError, subprocess.SubprocessError):
+        os.mkdir(path)
+        self.dirs.append(path)
+        for key, value in values.items():
+          if os.path.exists(os.path.join(path, key)):
+            with open(os.path.join(path, key), "w") as f:
+              f.write(str(value))
+      except OSError:
         continue
-  finally:
-    shutil.rmtree(probe, ignore_errors=True)
-  logging.warning("sandbox: unshare (network, PID and mount namespaces) is unavailable here; generated programs "
-                  "run with rlimits and a process-group kill only, with network and filesystem access.")
-  return ()
+
+  def enter_command(self) -> list[str]:
+    """A shell prefix that puts itself (and so everything it execs) into the cgroups first."""
+    if not self.dirs:
+      return []
+    writes = "; ".join(f'echo $$ > "{os.path.join(d, "cgroup.procs")}"' for d in self.dirs)
+    return ["/bin/sh", "-c", f'{writes}; exec "$@"', "sh"]
+
+  def kill_and_remove(self) -> None:
+    for path in self.dirs:
+      for _ in range(50):
+        try:
+          with open(os.path.join(path, "cgroup.procs")) as f:
+            pids = [int(p) for p in f.read().split()]
+        except OSError:
+          break
+        if not pids:
+          break
+        for pid in pids:
+          try:
+            os.kill(pid, signal.SIGKILL)
+          except ProcessLookupError:
+            pass
+        time.sleep(0.01)
+      try:
+        os.rmdir(path)
+      except OSError:
+        pass
 
 
-def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
-  """Runs `program` with `stdin` appended after it is read (the program is piped in first)."""
-  prefix = _namespace_prefix()
-  cwd = tempfile.mkdtemp(prefix="rsft_sandbox_")
-  # The program comes through its own pipe (stdin stays free for the test input); a one-line loader reads it.
-  read_fd, write_fd = os.pipe()
-  # The loader runs in the sandboxed interpreter itself: it sets the rlimits (no preexec_fn, which is unsafe in a
-  # multithreaded parent such as a JAX process), reads the program and runs it as __main__.
+def _drain(stream, cap: int, chunks: list[bytes], over: threading.Event) -> None:
+  """Reads a pipe while the program writes it, keeping at most `cap` bytes; past the cap sets `over`."""
+  kept = 0
+  while True:
+    data = stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16)
+    if not data:
+      return
+    if kept < cap:
+      chunks.append(data[:cap - kept])
+    kept += len(data)
+    if kept > cap:
+      over.set()
+
+
+def _loader(limits: Limits, program_fd: int) -> str:
+  """Runs inside the sandbox as the unprivileged uid: sets the rlimits, reads the program, runs it as __main__."""
   rlimits = [("RLIMIT_AS", limits.memory_bytes), ("RLIMIT_CPU", int(limits.seconds) + 1),
              ("RLIMIT_FSIZE", limits.file_bytes), ("RLIMIT_NOFILE", limits.open_files),
              ("RLIMIT_NPROC", limits.processes), ("RLIMIT_CORE", 0)]
-  loader = ("import os,resource as r\n"
-            f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
-            f"src=os.fdopen({read_fd}).read()\n"
-            "exec(compile(src,'main.py','exec'),{'__name__':'__main__'})")
-  env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "HOME": cwd, "TMPDIR": cwd,
-         "LANG": "C.UTF-8"}
+  return ("import os,resource as r\n"
+          f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
+          f"src=os.fdopen({program_fd}).read()\n"
+          "del os, r\n"
+          "exec(compile(src,'main.py','exec'),{'__name__':'__main__'})")
+
+
+@dataclasses.dataclass
+class _Launched:
+  proc: subprocess.Popen
+  groups: _Cgroups | None
+  info: dict[str, int]
+  program_fd: int          # write end of the pipe the loader reads the program from
+  contained: bool
+  start: float
+
+  def kill(self) -> None:
+    _kill_everything(self.proc, self.info.get("child-pid"), self.groups)
+
+
+def _launch(limits: Limits) -> _Launched:
+  """Starts the sandboxed loader, which waits for its program on a pipe of its own (stdin stays the program's)."""
+  tools = _tools()
+  if tools is None:
+    if os.environ.get(UNSAFE_ENV) != "1":
+      raise SandboxUnavailable(
+          "refusing to run generated code: bubblewrap (bwrap) and setpriv are needed for the sandbox (install with "
+          f"`apt-get install bubblewrap`), or set {UNSAFE_ENV}=1 to run it with rlimits only, uncontained.")
+    logging.log_first_n(logging.WARNING, "sandbox: %s=1, running generated code UNCONTAINED (rlimits only)", 1,
+                        UNSAFE_ENV)
+  uid = random.randrange(200_000, 2_000_000_000)  # a uid of its own: RLIMIT_NPROC counts this program only
+  read_fd, write_fd = os.pipe()
+  info_r, info_w = os.pipe()
+  python_args = ["-c", _loader(limits, read_fd)]
+  if tools is not None:
+    cmd = _command(tools, uid, python_args, info_fd=info_w, tmp_bytes=limits.tmp_bytes)
+  else:
+    cmd = [sys.executable, "-I", *python_args]
+  groups = _Cgroups(limits) if tools is not None else None
+  cmd = (groups.enter_command() if groups else []) + cmd
+  env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
   start = time.monotonic()
   try:
-    contain = list(prefix) + [cwd] if prefix else []
-    proc = subprocess.Popen(contain + [sys.executable, "-I", "-c", loader], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                            pass_fds=(read_fd,), start_new_session=True)
-    os.close(read_fd)
-    try:
-      with os.fdopen(write_fd, "w") as w:
-        w.write(program)
-    except BrokenPipeError:  # the child died before reading its program; its exit status says why
-      pass
-    try:
-      out, err = proc.communicate(stdin.encode(), timeout=limits.seconds)
-      status = "ok" if proc.returncode == 0 else "error"
-    except subprocess.TimeoutExpired:
-      _kill_group(proc)
-      out, err = proc.communicate()
-      status = "timeout"
-    _kill_group(proc)  # grandchildren the program left behind
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd="/", pass_fds=(read_fd, info_w), start_new_session=True)
   finally:
-    shutil.rmtree(cwd, ignore_errors=True)
-  cap = limits.output_bytes
-  return Result(status, proc.returncode, out[:cap].decode(errors="replace"), err[:cap].decode(errors="replace"),
-                time.monotonic() - start, bool(prefix))
+    os.close(read_fd)
+    os.close(info_w)
+  info: dict[str, int] = {}
+  threading.Thread(target=_read_info, args=(info_r, info), daemon=True).start()
+  return _Launched(proc, groups, info, write_fd, tools is not None, start)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
+  """Runs `program` contained (module docstring); `stdin` is the program's standard input."""
+  launched = _launch(limits)
+  proc = launched.proc
+  out, err, over = [], [], threading.Event()
+  readers = [threading.Thread(target=_drain, args=(proc.stdout, limits.output_bytes, out, over), daemon=True),
+             threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, err, over), daemon=True)]
+  for t in readers:
+    t.start()
+  threading.Thread(target=_feed, args=(launched.program_fd, program, proc.stdin, stdin, True), daemon=True).start()
+  status = None
+  deadline = launched.start + limits.seconds
+  while proc.poll() is None:
+    if over.is_set():
+      status = "error"
+      break
+    if time.monotonic() > deadline:
+      status = "timeout"
+      break
+    time.sleep(0.005)
+  launched.kill()
+  for t in readers:
+    t.join(timeout=1.0)
+  if status is None:
+    status = "ok" if proc.returncode == 0 else "error"
+  if over.is_set():
+    status = "error"
+  return Result(status, proc.returncode, b"".join(out).decode(errors="replace"),
+                b"".join(err).decode(errors="replace"), time.monotonic() - launched.start, launched.contained)
+
+
+class Process:
+  """A sandboxed program rsft talks to in lines while it runs (a candidate serving calls, a checker asking them).
+
+  Lines the program writes that start with `marker` are messages; everything else it prints is kept aside (capped).
+  Use as a context manager: leaving it kills the program and everything it started.
+  """
+
+  def __init__(self, program: str, marker: str, limits: Limits = Limits()):
+    self.marker, self.limits = marker, limits
+    self._launched = _launch(limits)
+    self._messages: queue.Queue = queue.Queue()
+    self.over = threading.Event()
+    self._err: list[bytes] = []
+    proc = self._launched.proc
+    threading.Thread(target=self._read_lines, daemon=True).start()
+    threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, self._err, self.over), daemon=True).start()
+    threading.Thread(target=_feed, args=(self._launched.program_fd, program, proc.stdin, "", False),
+                     daemon=True).start()
+    self.deadline = self._launched.start + limits.seconds
+
+  def _read_lines(self) -> None:
+    kept = 0
+    for line in self._launched.proc.stdout:
+      kept += len(line)
+      if kept > self.limits.output_bytes:
+        self.over.set()
+        break
+      text = line.decode(errors="replace")
+      if text.startswith(self.marker):
+        self._messages.put(text[len(self.marker):].rstrip("\n"))
+    self._messages.put(None)  # end of output
+
+  def send(self, line: str) -> bool:
+    try:
+      self._launched.proc.stdin.write(line.encode() + b"\n")
+      self._launched.proc.stdin.flush()
+      return True
+    except (BrokenPipeError, OSError, ValueError):
+      return False
+
+  def receive(self, deadline: float | None = None) -> str | None:
+    """The next message, or None at the end of output, past the deadline or the output cap."""
+    deadline = min(deadline or self.deadline, self.deadline)
+    while not self.over.is_set():
+      try:
+        return self._messages.get(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+      except queue.Empty:
+        if time.monotonic() >= deadline:
+          return None
+    return None
+
+  @property
+  def stderr(self) -> str:
+    return b"".join(self._err).decode(errors="replace")
+
+  def close(self) -> None:
+    self._launched.kill()
+
+  def __enter__(self) -> "Process":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def _read_info(fd: int, holder: dict[str, int]) -> None:
+  """bwrap's --info-fd: JSON with the sandbox init's pid (in our PID namespace)."""
+  with os.fdopen(fd, "rb") as f:
+    data = f.read()
+  try:
+    holder.update({k: v for k, v in json.loads(data.decode() or "{}").items() if isinstance(v, int)})
+  except ValueError:
+    pass
+
+
+def _feed(program_fd: int, program: str, stdin_pipe, stdin: str, close_stdin: bool) -> None:
+  """Writes the program through its own pipe and the input to stdin, tolerating a program that died first."""
+  try:
+    with os.fdopen(program_fd, "w") as w:
+      w.write(program)
+  except (BrokenPipeError, OSError):
+    pass
+  if not close_stdin:
+    return
+  try:
+    stdin_pipe.write(stdin.encode())
+  except (BrokenPipeError, OSError):
+    pass
+  finally:
+    try:
+      stdin_pipe.close()
+    except OSError:
+      pass
+
+
+def _parent_of(pid: int) -> int | None:
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      return next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+  except (OSError, StopIteration, ValueError):
+    return None
+
+
+def _kill_everything(proc: subprocess.Popen, init_pid: int | None, groups: _Cgroups | None) -> None:
+  """SIGKILL the sandbox's PID-namespace init (the kernel then kills every process in the namespace), bwrap's
+  process group, and whatever is left in the run's cgroups."""
+  if init_pid and _parent_of(init_pid) == proc.pid:  # only ever bwrap's own child
+    try:
+      os.kill(init_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+      pass
   try:
     os.killpg(proc.pid, signal.SIGKILL)
-  except ProcessLookupError:
+  except (ProcessLookupError, PermissionError):
     pass
+  try:
+    proc.wait(timeout=2.0)
+  except subprocess.TimeoutExpired:
+    pass
+  if groups is not None:
+    groups.kill_and_remove()

@@ -25,7 +25,7 @@ import ml_collections
 from absl import logging
 
 from rsft import distributed
-from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes
+from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes, sandbox
 from rsft.evals.benchmarks import Benchmark, Item
 from rsft.evals.judges import Judges
 
@@ -73,6 +73,8 @@ def why_not_run(bench: Benchmark, eval_cfg: Any, files: dict[str, str], judges: 
               f"--config.eval.files={bench.name}=PATH")
   elif path is not None and not path.startswith("hf:") and not os.path.exists(path):
     return f"data: eval.files gives {path}, which does not exist"
+  if bench.grader == "code" and judges and not (sandbox.available() or os.environ.get(sandbox.UNSAFE_ENV) == "1"):
+    return "sandbox: generated code needs bubblewrap (apt-get install bubblewrap) to run contained"
   for key in JUDGES.get(bench.grader, ()) if judges else ():
     target = eval_cfg[key]
     if not target:

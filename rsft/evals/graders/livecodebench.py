@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rsft.evals import sandbox
+from rsft.evals.graders import wire
 from rsft.evals.extract import strip_thinking
 from rsft.evals.graders.code import CodeGrade, last_code_block
 
@@ -105,7 +106,7 @@ def prompt(question: str, starter_code: str) -> str:
 # The sandboxed side: runs CODE on each input and reports outputs, never verdicts. A template: __MARKER__ (random
 # per run) goes in before __PAYLOAD__ (the code and inputs), so the code cannot hold the marker in advance.
 _CHILD = r"""
-import builtins, copy, io, json, operator, signal, sys
+import builtins, copy, io, json, signal, sys
 CODE, INPUTS, FUNCTIONAL, STUDY, FUNC, PER_TEST = __PAYLOAD__
 real_stdout = sys.stdout
 MARK = "__MARKER__"
@@ -114,25 +115,7 @@ def emit(i, status, out=None):
     real_stdout.write("\n" + MARK + json.dumps({"i": i, "status": status, "out": out}) + "\n")
     real_stdout.flush()
 
-def tagged(x, depth=0):
-    if depth > 200:
-        raise ValueError("too deep")
-    if x is None:
-        return ["n"]
-    if isinstance(x, bool):
-        return ["b", bool(x)]
-    if isinstance(x, float):
-        return ["f", repr(float(x))]
-    if isinstance(x, str):
-        return ["s", str(x)]
-    if isinstance(x, (list, tuple)):
-        return ["l" if isinstance(x, list) else "t", [tagged(v, depth + 1) for v in x]]
-    if isinstance(x, dict):
-        return ["d", [[tagged(k, depth + 1), tagged(v, depth + 1)] for k, v in x.items()]]
-    try:
-        return ["i", str(operator.index(x))]
-    except TypeError:
-        return ["o", type(x).__name__]
+__WIRE__
 
 def number(text):
     try:
@@ -227,50 +210,6 @@ for i, text in enumerate(INPUTS):
 """
 
 
-class _Other:
-  """A returned object of a type the comparison cannot rebuild here: equal to nothing."""
-
-  def __eq__(self, other: Any) -> bool:
-    return False
-
-  def __ne__(self, other: Any) -> bool:
-    return True
-
-
-def untag(node: Any, depth: int = 0) -> Any:
-  """The child's type-tagged JSON back to Python values (ints, floats, bools, strings, lists, tuples, dicts)."""
-  if depth > 200 or not isinstance(node, list) or not node:
-    return _Other()
-  kind, rest = node[0], node[1:]
-  try:
-    if kind == "n":
-      return None
-    if kind == "b":
-      return bool(rest[0])
-    if kind == "i":
-      return int(rest[0])
-    if kind == "f":
-      return float(rest[0])
-    if kind == "s":
-      return str(rest[0])
-    if kind in ("l", "t"):
-      values = [untag(v, depth + 1) for v in rest[0]]
-      return values if kind == "l" else tuple(values)
-    if kind == "d":
-      return {_hashable(untag(k, depth + 1)): untag(v, depth + 1) for k, v in rest[0]}
-  except (TypeError, ValueError, IndexError):
-    pass
-  return _Other()
-
-
-def _hashable(x: Any) -> Any:
-  try:
-    hash(x)
-    return x
-  except TypeError:
-    return repr(x)
-
-
 def _records(stdout: str, marker: str) -> dict[int, dict[str, Any]]:
   """Per-test records from the child's stdout: the first well-formed record for each test index."""
   out: dict[int, dict[str, Any]] = {}
@@ -296,7 +235,8 @@ def _run(code: str, tests: list[dict[str, Any]], functional: bool, study: bool, 
   expected_bytes = sum(len(str(t.get("output", ""))) for t in tests)
   limits = sandbox.Limits(seconds=(per_test + 1) * len(tests) + 5,
                           output_bytes=max(1 << 20, 4 * expected_bytes + (64 << 10) * len(tests)))
-  result = sandbox.run(_CHILD.replace("__MARKER__", marker).replace("__PAYLOAD__", payload), limits=limits)
+  program = _CHILD.replace("__MARKER__", marker).replace("__WIRE__", wire.SOURCE).replace("__PAYLOAD__", payload)
+  result = sandbox.run(program, limits=limits)
   records = _records(result.stdout, marker)
   for i, test in enumerate(tests):
     record = records.get(i)
@@ -319,7 +259,7 @@ def _study_functional_passes(test: dict[str, Any], out: Any) -> bool:
     want = json.loads(want)
   except ValueError:
     pass
-  return not (untag(out) != want)
+  return not (wire.untag(out) != want)
 
 
 def grade_study(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6,
@@ -370,6 +310,8 @@ def _parallel(one, items, responses, workers):
   def safe(item, response):
     try:
       return one(item, response)
+    except sandbox.SandboxUnavailable:
+      raise  # no sandbox is a setup error, not a failed sample
     except Exception as e:  # noqa: BLE001 - a grader never stops a sweep: this sample fails, with its reason
       return CodeGrade(0.0, f"error: {type(e).__name__}")
 
@@ -391,7 +333,7 @@ def grade(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: i
       if not functional:
         return isinstance(out, str) and _same_stdout(out, str(test["output"]))
       try:
-        return _listify(untag(out)) == _listify(json.loads(test["output"]))
+        return _listify(wire.untag(out)) == _listify(json.loads(test["output"]))
       except ValueError:
         return False
 
