@@ -82,7 +82,11 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   path = os.fspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
-  if os.path.isdir(os.path.join(path, "params")) and os.path.isdir(os.path.join(path, "meta")):  # rsft step dir
+  params_dir, meta_dir = os.path.join(path, "params"), os.path.join(path, "meta")
+  if os.path.isdir(params_dir) or os.path.isdir(meta_dir):  # an rsft step dir
+    if not (os.path.isdir(params_dir) and os.listdir(params_dir) and os.path.isdir(meta_dir)):
+      raise ValueError(f"{path}: an rsft checkpoint step whose params/ is empty or meta/ missing (a save that was "
+                       "interrupted?); load another step.")
     return _load_step(path, dtype, mesh, remat_policy, param_dtype, attention)
   cfg, raw = ModelConfig.from_dir(path)
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)  # validates the layout first

@@ -36,6 +36,9 @@ class TensorInfo:
   end: int
 
 
+MAX_HEADER_BYTES = 100 << 20  # the format's own reader refuses headers over 100 MB
+
+
 def read_header(path: str) -> dict[str, TensorInfo]:
   """Tensor name -> TensorInfo, reading only the JSON header."""
   if not os.path.exists(path):
@@ -45,6 +48,10 @@ def read_header(path: str) -> dict[str, TensorInfo]:
     if len(raw) != 8:
       raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes).")
     (n,) = struct.unpack("<Q", raw)
+    size = os.fstat(f.fileno()).st_size
+    if n > min(size - 8, MAX_HEADER_BYTES):
+      raise ValueError(f"{path}: corrupt safetensors header (it claims {n} bytes; the file has {size}, and a header "
+                       f"is at most {MAX_HEADER_BYTES}).")
     try:
       header = json.loads(f.read(n))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

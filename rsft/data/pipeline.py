@@ -78,6 +78,10 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None) -> Toke
     lengths.append(len(t))
   if not tokens:
     raise ValueError(f"{files}: no usable training examples ({read_stats.skipped} malformed, {dropped} too long).")
+  supervised = sum(int(w.sum()) for w in weights)
+  if not supervised:
+    raise ValueError(f"{files}: no response token survives data.max_length={data_cfg.max_length} (every prompt fills "
+                     "it, so the loss would see nothing); raise data.max_length or use data.truncation=drop.")
   lengths = np.asarray(lengths)
   data = TokenizedData(
       np.concatenate(tokens), np.concatenate(weights), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),

@@ -81,8 +81,13 @@ def raw_rows(path: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
       yield from enumerate(csv.DictReader(f))
   elif fmt == "jsonl":
-    with open(path) as f:
-      for i, line in enumerate(f):
+    with open(path, "rb") as f:
+      for i, raw in enumerate(f):
+        try:
+          line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+          yield i, ValueError(f"{path}: row {i}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start})")
+          continue
         if not line.strip():
           continue
         try:

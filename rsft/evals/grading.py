@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from absl import logging
+
 from rsft.evals import extract
 from rsft.evals.benchmarks import Benchmark
 from rsft.evals.graders import code, ifeval, livecodebench
@@ -15,6 +17,16 @@ from rsft.evals.items import Item
 from rsft.tasks import countdown
 
 JUDGED = ("reward", "truthfulqa", "harm_judge")
+MAX_RESPONSE_CHARS = 4_000_000  # graders read at most this much of a response (32k tokens are ~150k characters)
+
+
+def _guarded(bench: Benchmark, item: Item, response: str, grade_one) -> dict[str, Any]:
+  """One item's grade; a grader error on hostile text scores 0 with its reason, logged, and never stops a sweep."""
+  try:
+    return grade_one(item, response)
+  except Exception as e:  # noqa: BLE001 - model text is hostile input: count the failure, keep the sweep going
+    logging.warning("benchmark %s item %s: grader error %s: %s", bench.name, item.id, type(e).__name__, str(e)[:200])
+    return dict(score=0.0, answer=None, status=f"grader_error: {type(e).__name__}")
 
 
 def _choice(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
@@ -46,6 +58,7 @@ def grade(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], *, 
   for the model-graded benchmarks."""
   if len(items) != len(responses):
     raise ValueError(f"{len(items)} items but {len(responses)} responses")
+  responses = [r[:MAX_RESPONSE_CHARS] for r in responses]
   if bench.grader in JUDGED:
     if judges is None:
       raise ValueError(f"benchmark {bench.name} is graded by a model; pass judges")
@@ -54,34 +67,36 @@ def grade(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], *, 
     grades = math_grader.grade([it.gold for it in items], responses, timeout=math_timeout)
     return [dict(score=g.score, answer=g.answer, status="timeout" if g.timed_out else "ok") for g in grades]
   if bench.grader == "choice":
-    return [_choice(bench, it, r) for it, r in zip(items, responses)]
+    return [_guarded(bench, it, r, lambda i, t: _choice(bench, i, t)) for it, r in zip(items, responses)]
   if bench.grader == "code":
     return _code(bench, items, responses, code_seconds)
-  if bench.grader == "ifeval":
-    out = []
-    for it, r in zip(items, responses):
-      text = extract.apply_think(bench.think, r)
-      g = ifeval.grade(it.extra["instruction_ids"], it.extra["kwargs"], text or "")
-      out.append(dict(score=g.pop("prompt_strict"), answer=None, status="ok" if text else "no_answer", extra=g))
-    return out
-  if bench.grader == "halueval":
-    out = []
-    for it, r in zip(items, responses):
-      prediction = extract.halueval_prediction(r)
-      out.append(dict(score=float(extract.halueval_correct(prediction, it.gold)), answer=prediction[:32],
-                      status="ok" if prediction else "no_answer"))
-    return out
-  if bench.grader == "countdown":
-    out = []
-    for it, r in zip(items, responses):
-      puzzle = countdown.Puzzle(tuple(it.extra["numbers"]), it.extra["target"])
-      text = extract.apply_think(bench.think, r)
-      answer = countdown.last_boxed(text) if text else None
-      # answered: the response closed its reasoning with a \boxed{} expression (format learned before skill)
-      out.append(dict(score=float(bool(text) and countdown.verify(text, puzzle)), answer=answer,
-                      status="ok" if answer else "no_answer", extra={"answered": float(answer is not None)}))
-    return out
+  if bench.grader in PER_ITEM:
+    return [_guarded(bench, it, r, lambda i, t: PER_ITEM[bench.grader](bench, i, t)) for it, r in zip(items, responses)]
   raise ValueError(f"benchmark {bench.name}: unknown grader {bench.grader!r}")
+
+
+def _ifeval(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
+  text = extract.apply_think(bench.think, response)
+  g = ifeval.grade(item.extra["instruction_ids"], item.extra["kwargs"], text or "")
+  return dict(score=g.pop("prompt_strict"), answer=None, status="ok" if text else "no_answer", extra=g)
+
+
+def _halueval(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
+  prediction = extract.halueval_prediction(response)
+  return dict(score=float(extract.halueval_correct(prediction, item.gold)), answer=prediction[:32],
+              status="ok" if prediction else "no_answer")
+
+
+def _countdown(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
+  puzzle = countdown.Puzzle(tuple(item.extra["numbers"]), item.extra["target"])
+  text = extract.apply_think(bench.think, response)
+  answer = countdown.last_boxed(text) if text else None
+  # answered: the response closed its reasoning with a \boxed{} expression (format learned before skill)
+  return dict(score=float(bool(text) and countdown.verify(text, puzzle)), answer=answer,
+              status="ok" if answer else "no_answer", extra={"answered": float(answer is not None)})
+
+
+PER_ITEM = {"ifeval": _ifeval, "halueval": _halueval, "countdown": _countdown}
 
 
 def _judged(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], judges: Any) -> list[dict[str, Any]]:

@@ -15,22 +15,34 @@ import os
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Callable
 
+from absl import logging
+
 from rsft import distributed
 
 
 def read(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-  """(line number, row) for each non-blank line; a bad line is an error naming file and line."""
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{number}: not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
-      yield number, row
+  """(line number, row) for each non-blank line; a bad line is an error naming file and line, except a torn last
+  line (no newline: a write cut by a kill), which is left out, as the next ResumableWriter cuts it off."""
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  torn = lines.pop() if lines else b""  # the text after the last newline: empty unless the last write was cut
+  for number, raw in enumerate(lines + ([torn] if torn.strip() else []), 1):
+    try:
+      line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(f"{path}:{number}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start}).") from None
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      if number == len(lines) + 1:  # the torn tail
+        logging.warning("%s: leaving out a torn last line (%d bytes) from an interrupted write", path, len(raw))
+        return
+      raise ValueError(f"{path}:{number}: not valid JSON ({e.msg}).") from None
+    if not isinstance(row, dict):
+      raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
+    yield number, row
 
 
 class ResumableWriter:

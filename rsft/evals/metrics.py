@@ -80,6 +80,9 @@ def summarize(samples: dict[Hashable, list[dict]], ks: Sequence[int] = (1,)) -> 
                        **dict(zip(("ci_low", "ci_high"), ratio_ci(sums, counts))))
     else:
       put(name, [float(np.mean(vs)) for vs in values if vs])
+  if any(str(s.get("status", "")).startswith("grader_error") for v in items for s in v):  # counted, never hidden
+    put("grader_error_rate", [float(np.mean([str(s.get("status", "")).startswith("grader_error") for s in v]))
+                              for v in items])
   put("response_tokens", [float(np.mean([s.get("tokens", 0) for s in v])) for v in items])
   put("truncation_rate", [float(np.mean([bool(s.get("truncated")) for s in v])) for v in items])
   return out

@@ -9,6 +9,7 @@ from typing import Any
 from absl import logging
 
 from rsft import api, distributed, sharding
+from rsft import workdir as workdir_lib
 from rsft import config as rconfig
 from rsft.evals import checkpoints, modes, prompt_dump, sweep
 from rsft.evals.judges import Judges
@@ -58,7 +59,8 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
   if mode == "sweep":
     renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
-    rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)
+    with workdir_lib.lock(os.path.join(workdir, "eval"), "sweep"):  # one sweep writes eval/ at a time
+      rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)
     return {"results": len(rows), "output": os.path.join(workdir, "eval", "results.jsonl")}
   if mode == "prompts":
     output = config.eval.output or os.path.join(workdir, "eval", "prompts.jsonl")

@@ -118,7 +118,7 @@ class _Parser:
         raise ValueError(f"unexpected character {text[pos:].strip()[:1]!r}")
       self.tokens.append(m.group(1))
       pos = m.end()
-    self.pos, self.numbers = 0, []
+    self.pos, self.numbers, self.depth = 0, [], 0
 
   def parse(self) -> Fraction:
     value = self.expr()
@@ -154,9 +154,13 @@ class _Parser:
   def factor(self) -> Fraction:
     tok = self.take()
     if tok == "(":
+      self.depth += 1
+      if self.depth > MAX_NESTING:  # model text: bounded recursion, never a RecursionError
+        raise ValueError(f"parentheses nested deeper than {MAX_NESTING}")
       value = self.expr()
       if self.take() != ")":
         raise ValueError("missing )")
+      self.depth -= 1
       return value
     if tok.isdigit():
       self.numbers.append(int(tok))
@@ -178,9 +182,15 @@ def last_boxed(text: str) -> str | None:
   return None
 
 
+MAX_NESTING = 64          # parentheses; a puzzle of six numbers needs a handful
+MAX_EXPRESSION_CHARS = 2000
+
+
 def check_expression(expr: str, p: Puzzle) -> tuple[bool, str]:
   """(ok, reason): the expression parses, uses exactly the puzzle's numbers and equals the target."""
   expr = expr.split("=")[0]  # "3 + 5 = 8" style answers: judge the left side
+  if len(expr) > MAX_EXPRESSION_CHARS:
+    return False, f"malformed: longer than {MAX_EXPRESSION_CHARS} characters"
   try:
     parser = _Parser(expr)
     value = parser.parse()

@@ -20,6 +20,7 @@ import optax
 from absl import logging
 
 from rsft import api, config as rconfig, distributed, sharding
+from rsft import workdir as workdir_lib
 from rsft.data import generate, pipeline
 from rsft.models import ModelConfig
 from rsft.train import checkpoint, metrics as metrics_lib, optim
@@ -110,11 +111,16 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
 
 
 def run(config: Any, workdir: str) -> dict[str, float]:
-  """Trains; returns the last logged metrics."""
+  """Trains; returns the last logged metrics. One training run per workdir at a time (rsft.workdir.lock)."""
   rconfig.validate(config)
   if config.train.loss_aggregation not in AGGREGATIONS:
     raise ValueError(f"train.loss_aggregation={config.train.loss_aggregation!r}; choose one of {AGGREGATIONS}")
   distributed.maybe_initialize()
+  with workdir_lib.lock(workdir, "train"):
+    return _train(config, workdir)
+
+
+def _train(config: Any, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   generate.maybe_generate(config, workdir)  # may fill data.train_files / model.tokenizer
   if jax.process_index() == 0:
@@ -157,7 +163,7 @@ def run(config: Any, workdir: str) -> dict[str, float]:
 
   meta = dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
               tokenizer=os.path.abspath(config.model.tokenizer or config.model.path), config=config.to_dict())
-  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch)
+  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step)
   preempt = Preemption()
   preempt.install()
   should_save = lambda s: (s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0)

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import jax
+from absl import logging
 from tqdm import tqdm
 
 from rsft.models import ModelConfig
@@ -40,9 +41,35 @@ def peak_flops() -> float | None:
   return per_chip * jax.device_count() if per_chip else None
 
 
+def cut_back(path: str, step: int) -> int:
+  """Keeps the rows of metrics.jsonl up to `step` (the checkpoint a resumed run restarts from): the steps a killed
+  run logged after its last checkpoint are trained again and must not appear twice. Returns the rows dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  kept, dropped = [], 0
+  for raw in lines:
+    try:
+      row = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+      dropped += bool(raw.strip())  # a torn last line
+      continue
+    if isinstance(row, dict) and row.get("step", 0) <= step:
+      kept.append(raw)
+    else:
+      dropped += 1
+  if dropped:
+    with open(path + ".tmp", "wb") as f:
+      f.write(b"".join(line + b"\n" for line in kept))
+    os.replace(path + ".tmp", path)
+  return dropped
+
+
 class Writer:
 
-  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, seq_len: int, global_batch: int):
+  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, seq_len: int, global_batch: int,
+               start_step: int = 0):
     self.primary = jax.process_index() == 0
     self.total, self.batch_positions = total_steps, seq_len * global_batch
     self.flops_per_token, self.peak = flops_per_token(cfg, seq_len), peak_flops()
@@ -50,7 +77,12 @@ class Writer:
     self.bar = tqdm(total=total_steps, desc="train", disable=not self.primary, dynamic_ncols=True)
     if self.primary:
       from tensorboardX import SummaryWriter
-      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      dropped = cut_back(path, start_step)
+      if dropped:
+        logging.info("metrics.jsonl: dropped %d rows logged after step %d, which this run trains again", dropped,
+                     start_step)
+      self.jsonl = open(path, "a")
       self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, out: dict[str, Any], lr: float, step_seconds: float) -> dict[str, float]:

@@ -66,11 +66,8 @@ def _pool(workers: int):
 
 def grade(golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0,
           workers: int | None = None) -> list[MathGrade]:
-  """Grades pairs in parallel; each comparison gets `timeout` seconds of wall clock.
-
-  Pairs go to the workers in chunks (one task per comparison would cost more in IPC than the comparison);
-  a chunk that times out is retried one pair per task, so only the pathological pair scores 0.
-  """
+  """Grades pairs in parallel, one task per pair, so a pathological pair costs at most `timeout` seconds of wall
+  clock (its worker is killed then) and never holds up the pairs sent with it."""
   if len(golds) != len(responses):
     raise ValueError(f"{len(golds)} gold answers but {len(responses)} responses")
   pairs = [(str(g), r) for g, r in zip(golds, responses)]
@@ -78,20 +75,13 @@ def grade(golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0,
     return []
   workers = workers or max(1, min(len(pairs), os.cpu_count() or 1))
   pool = _pool(workers)
-  size = max(1, min(32, len(pairs) // (4 * workers)))
-  chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
-  futures = [pool.schedule(_grade_chunk, (c,), timeout=timeout * len(c)) for c in chunks]
+  futures = [pool.schedule(_grade_chunk, ([p],), timeout=timeout) for p in pairs]
   out: list[MathGrade] = []
-  for chunk, future in zip(chunks, futures):
+  for future in futures:
     try:
-      out += [MathGrade(score, answer) for score, answer in future.result()]
-    except Exception:  # noqa: BLE001 - a timeout or a crash: retry pair by pair to isolate the culprit
-      singles = [pool.schedule(_grade_chunk, ([p],), timeout=timeout) for p in chunk]
-      for single in singles:
-        try:
-          out.append(MathGrade(*single.result()[0]))
-        except concurrent.futures.TimeoutError:
-          out.append(MathGrade(0.0, None, timed_out=True))
-        except Exception:  # noqa: BLE001 - a crash in sympy on one response scores that response 0
-          out.append(MathGrade(0.0, None))
+      out.append(MathGrade(*future.result()[0]))
+    except concurrent.futures.TimeoutError:
+      out.append(MathGrade(0.0, None, timed_out=True))
+    except Exception:  # noqa: BLE001 - a crash in sympy on one response scores that response 0
+      out.append(MathGrade(0.0, None))
   return out
