@@ -65,10 +65,12 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   n = sample_cfg.n
   defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
   requests = read_requests(input_path, renderer, defaults, completions=False)
-  max_total = sample_cfg.max_total_tokens  # < 0: the model's context length, as vLLM without max_model_len
-  if max_total < 0:
-    max_total = getattr(m.config, "max_position_embeddings", 0) or 0
-  max_total = max_total or None
+  # The prompt + output cap: < 0 means the model's context length (vLLM without max_model_len), and no cap goes
+  # past that length either (vLLM refuses a max_model_len beyond the model's): a prompt longer than the model's
+  # positions gets an empty output with finish_reason "length" and a warning, never a silent run past its RoPE.
+  context = getattr(m.config, "max_position_embeddings", 0) or 0
+  max_total = sample_cfg.max_total_tokens if sample_cfg.max_total_tokens >= 0 else context
+  max_total = min(x for x in (max_total, context) if x) if (max_total or context) else None
   skip_special = sample_cfg.skip_special_tokens
   settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
                   seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
