@@ -61,10 +61,11 @@ def humaneval_program(item: dict[str, Any], response: str) -> str | None:
 
 # The candidate's side: defines the candidate, then answers one call per input line with plain data.
 _SERVER = r"""
-import json, sys
+import json, os, sys
 __WIRE__
 CODE, ENTRY = __PAYLOAD__
-out = sys.stdout
+out, calls = sys.stdout, sys.stdin  # the channel; the candidate's own stdin is empty and its prints go nowhere
+sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
 def send(message):
     out.write("__MARKER__" + json.dumps(message) + "\n")
     out.flush()
@@ -76,7 +77,7 @@ try:
 except BaseException as e:
     send({"ready": False, "error": type(e).__name__})
     raise SystemExit(0)
-for line in sys.stdin:
+for line in calls:
     request = json.loads(line)
     try:
         value = function(*untag(request["args"]), **dict(untag(request["kwargs"])))
@@ -87,10 +88,11 @@ for line in sys.stdin:
 
 # The checker's side: the item's prompt (its helpers) and test, with the entry point forwarding every call.
 _CHECKER = r"""
-import json, sys
+import json, os, sys
 __WIRE__
 PROMPT, TEST, ENTRY = __PAYLOAD__
 out, answers, calls = sys.stdout, sys.stdin, [0]
+sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
 def send(message):
     out.write("__MARKER__" + json.dumps(message) + "\n")
     out.flush()
