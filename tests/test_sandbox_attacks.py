@@ -178,3 +178,29 @@ def test_forged_humaneval_passes_fail(name, tail):
     assert got[1].score == 0.0
   elif name != "exit from inside the call":
     assert got[1].score == 1.0, got  # the same tail on a right answer does not hurt it
+
+
+def test_a_program_that_stops_reading_cannot_hang_its_caller():
+  program = "import fcntl, time\nfcntl.fcntl(0, 1031, 4096)\nprint('READY', flush=True)\ntime.sleep(60)"  # F_SETPIPE_SZ
+  start = time.monotonic()
+  with sandbox.Process(program, "READY", sandbox.Limits(seconds=2)) as p:
+    assert p.receive() == ""
+    assert p.send("x" * (1 << 20)) is False  # blocked on the full pipe until the watchdog killed the program
+  assert time.monotonic() - start < 4
+
+
+def test_a_line_without_newline_cannot_grow_the_callers_memory():
+  program = "import os\nwhile True:\n    os.write(1, b'x' * (1 << 16))"
+  start = time.monotonic()
+  with sandbox.Process(program, "M", sandbox.Limits(seconds=10, output_bytes=1 << 20)) as p:
+    assert p.receive() is None and p.over.is_set()
+  assert time.monotonic() - start < 5
+
+
+def test_the_session_keyring_is_not_shared():
+  import ctypes
+  own = ctypes.CDLL(None).syscall(250, 0, -3, 0) if os.uname().machine == "x86_64" else None  # KEYCTL_GET_KEYRING_ID
+  if own is None or own < 0:
+    pytest.skip("keyctl unavailable")
+  r = run("import ctypes\nprint(ctypes.CDLL(None).syscall(250, 0, -3, 0))")
+  assert r.status == "ok" and int(r.stdout) != own

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 from absl import logging
 
@@ -125,6 +126,35 @@ def _command(tools: tuple[str, str], uid: int, python_args: list[str], info_fd: 
                 "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-I", *python_args]
 
 
+def _own_cgroup(controller: str) -> str:
+  """This process's cgroup path for a v1 controller ("" = v2), so sandboxes nest under rsft's own limits."""
+  try:
+    with open("/proc/self/cgroup") as f:
+      for line in f:
+        _, names, path = line.rstrip("\n").split(":", 2)
+        if (controller and controller in names.split(",")) or (not controller and names == ""):
+          return path
+  except (OSError, ValueError):
+    pass
+  return "/"
+
+
+@functools.lru_cache(maxsize=None)
+def _remove_stale(root: str, settings_key: Any) -> None:
+  """Once per process: remove empty rsft_sandbox_* cgroups a killed grader left (rmdir fails on live ones)."""
+  for controller in settings_key:
+    parent = os.path.join(root, controller, _own_cgroup(controller).lstrip("/"))
+    try:
+      names = [n for n in os.listdir(parent) if n.startswith("rsft_sandbox_")]
+    except OSError:
+      continue
+    for n in names:
+      try:
+        os.rmdir(os.path.join(parent, n))
+      except OSError:
+        pass
+
+
 class _Cgroups:
   """A pids + memory cgroup (v1 or v2) for one run where this process may create them; otherwise inert."""
 
@@ -136,8 +166,9 @@ class _Cgroups:
     settings = ({"": {"pids.max": limits.processes, "memory.max": limits.memory_bytes, "memory.swap.max": 0}}
                 if v2 else {"pids": {"pids.max": limits.processes},
                             "memory": {"memory.limit_in_bytes": limits.memory_bytes}})
+    _remove_stale(root, tuple(settings))
     for controller, values in settings.items():
-      path = os.path.join(root, controller, name)
+      path = os.path.join(root, controller, _own_cgroup(controller).lstrip("/"), name)
       try:
         os.mkdir(path)
         self.dirs.append(path)
@@ -191,12 +222,20 @@ def _drain(stream, cap: int, chunks: list[bytes], over: threading.Event) -> None
       over.set()
 
 
+# keyctl(2)'s number per architecture: the loader joins a fresh, empty session keyring, so the program does not
+# possess the keys of rsft's session (an unprivileged uid can still read keys it possesses).
+_KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219}
+
+
 def _loader(limits: Limits, program_fd: int) -> str:
   """Runs inside the sandbox as the unprivileged uid: sets the rlimits, reads the program, runs it as __main__."""
   rlimits = [("RLIMIT_AS", limits.memory_bytes), ("RLIMIT_CPU", int(limits.seconds) + 1),
              ("RLIMIT_FSIZE", limits.file_bytes), ("RLIMIT_NOFILE", limits.open_files),
              ("RLIMIT_NPROC", limits.processes), ("RLIMIT_CORE", 0)]
-  return ("import os,resource as r\n"
+  keyctl = _KEYCTL_SYSCALL.get(os.uname().machine)
+  join_keyring = (f"import ctypes\nctypes.CDLL(None).syscall({keyctl}, 1, None)\n"  # KEYCTL_JOIN_SESSION_KEYRING
+                  "del ctypes\n") if keyctl else ""
+  return (join_keyring + "import os,resource as r\n"
           f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
           f"src=os.fdopen({program_fd}).read()\n"
           "del os, r\n"
@@ -295,21 +334,34 @@ class Process:
     self._err: list[bytes] = []
     proc = self._launched.proc
     threading.Thread(target=self._read_lines, daemon=True).start()
-    threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, self._err, self.over), daemon=True).start()
+    threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, self._err, threading.Event()),
+                     daemon=True).start()
     threading.Thread(target=_feed, args=(self._launched.program_fd, program, proc.stdin, "", False),
                      daemon=True).start()
     self.deadline = self._launched.start + limits.seconds
+    # The watchdog: at the deadline the program goes, whatever rsft is blocked on (a send into a full pipe too).
+    self._watchdog = threading.Timer(limits.seconds, self.close)
+    self._watchdog.daemon = True
+    self._watchdog.start()
 
   def _read_lines(self) -> None:
-    kept = 0
-    for line in self._launched.proc.stdout:
-      kept += len(line)
+    """Splits stdout into lines by hand from bounded chunks: a line without a newline cannot grow past the cap."""
+    kept, partial = 0, b""
+    stream = self._launched.proc.stdout
+    while True:
+      data = stream.read1(1 << 16)
+      if not data:
+        break
+      kept += len(data)
       if kept > self.limits.output_bytes:
         self.over.set()
+        self.close()
         break
-      text = line.decode(errors="replace")
-      if text.startswith(self.marker):
-        self._messages.put(text[len(self.marker):].rstrip("\n"))
+      *lines, partial = (partial + data).split(b"\n")
+      for line in lines:
+        text = line.decode(errors="replace")
+        if text.startswith(self.marker):
+          self._messages.put(text[len(self.marker):])
     self._messages.put(None)  # end of output
 
   def send(self, line: str) -> bool:
@@ -336,6 +388,7 @@ class Process:
     return b"".join(self._err).decode(errors="replace")
 
   def close(self) -> None:
+    self._watchdog.cancel() if threading.current_thread() is not self._watchdog else None
     self._launched.kill()
 
   def __enter__(self) -> "Process":

@@ -31,13 +31,17 @@ from rsft.evals.extract import strip_thinking
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.S)
 
 
+def code_blocks(text: str) -> list[str]:
+  """The fenced blocks, python-tagged ones only when there are any."""
+  blocks = _FENCE.findall(text)
+  python = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
+  return python or [code for _, code in blocks]
+
+
 def last_code_block(text: str) -> str | None:
   """The last fenced block, preferring python-tagged ones; None without a fence."""
-  blocks = _FENCE.findall(text)
-  if not blocks:
-    return None
-  python = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
-  return (python or [code for _, code in blocks])[-1]
+  blocks = code_blocks(text)
+  return blocks[-1] if blocks else None
 
 
 def candidate_program(item: dict[str, Any], response: str) -> str | None:
@@ -45,10 +49,12 @@ def candidate_program(item: dict[str, Any], response: str) -> str | None:
   text = strip_thinking(response)
   if text is None:
     return None
-  code = last_code_block(text)
-  if code is None:
-    code = text  # a bare continuation (base-model style)
-  if re.search(rf"^\s*def\s+{re.escape(item['entry_point'])}\s*\(", code, re.M):
+  defines = re.compile(rf"^\s*def\s+{re.escape(item['entry_point'])}\s*\(", re.M)
+  blocks = code_blocks(text)
+  # The last block that defines the entry point (an "example usage" block after it is not the answer), else the
+  # last block, else the text itself as a bare continuation (base-model style).
+  code = next((b for b in reversed(blocks) if defines.search(b)), blocks[-1] if blocks else text)
+  if defines.search(code):
     return item["prompt"] + "\n" + code
   return item["prompt"] + code
 
@@ -66,8 +72,8 @@ __WIRE__
 CODE, ENTRY = __PAYLOAD__
 out, calls = sys.stdout, sys.stdin  # the channel; the candidate's own stdin is empty and its prints go nowhere
 sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
-def send(message):
-    out.write("__MARKER__" + json.dumps(message) + "\n")
+def send(message):  # a leading newline ends whatever the program left unterminated on the channel
+    out.write("\n__MARKER__" + json.dumps(message) + "\n")
     out.flush()
 namespace = {"__name__": "__main__"}
 try:
@@ -93,8 +99,8 @@ __WIRE__
 PROMPT, TEST, ENTRY = __PAYLOAD__
 out, answers, calls = sys.stdout, sys.stdin, [0]
 sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
-def send(message):
-    out.write("__MARKER__" + json.dumps(message) + "\n")
+def send(message):  # a leading newline ends whatever the program left unterminated on the channel
+    out.write("\n__MARKER__" + json.dumps(message) + "\n")
     out.flush()
 def candidate(*args, **kwargs):
     calls[0] += 1

@@ -213,17 +213,15 @@ for i, text in enumerate(INPUTS):
 def _records(stdout: str, marker: str) -> dict[int, dict[str, Any]]:
   """Per-test records from the child's stdout: the first well-formed record for each test index."""
   out: dict[int, dict[str, Any]] = {}
-  at = stdout.find(marker)
-  while at >= 0:
-    end = stdout.find("\n", at)
-    line = stdout[at + len(marker):end if end >= 0 else len(stdout)]
+  for line in stdout.split("\n"):  # whole lines only: one pass, whatever the program printed
+    if not line.startswith(marker):
+      continue
     try:
-      record = json.loads(line)
-      if isinstance(record, dict) and isinstance(record.get("i"), int):
-        out.setdefault(record["i"], record)
+      record = json.loads(line[len(marker):])
     except ValueError:
-      pass
-    at = stdout.find(marker, at + len(marker))
+      continue
+    if isinstance(record, dict) and isinstance(record.get("i"), int):
+      out.setdefault(record["i"], record)
   return out
 
 
@@ -234,7 +232,7 @@ def _run(code: str, tests: list[dict[str, Any]], functional: bool, study: bool, 
   payload = repr((code, [str(t.get("input", "")) for t in tests], functional, study, func_name or "", per_test))
   expected_bytes = sum(len(str(t.get("output", ""))) for t in tests)
   limits = sandbox.Limits(seconds=(per_test + 1) * len(tests) + 5,
-                          output_bytes=max(1 << 20, 4 * expected_bytes + (64 << 10) * len(tests)))
+                          output_bytes=max(1 << 20, 16 * expected_bytes + (64 << 10) * len(tests)))  # tagged form
   program = _CHILD.replace("__MARKER__", marker).replace("__WIRE__", wire.SOURCE).replace("__PAYLOAD__", payload)
   result = sandbox.run(program, limits=limits)
   records = _records(result.stdout, marker)

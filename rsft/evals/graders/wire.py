@@ -35,6 +35,11 @@ class Opaque:
 def tagged(x, depth=0):
     if depth > 200:
         return ["o", "too deep"]
+    if type(x).__module__ == "numpy" and hasattr(x, "tolist"):  # numpy scalars and arrays: their Python values
+        try:
+            x = x.tolist()
+        except Exception:
+            return ["o", type(x).__name__]
     if x is None:
         return ["n"]
     if isinstance(x, bool):
