@@ -62,9 +62,36 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
     raise ValueError(f"unknown config key {key!r}{hint}")
 
 
+# Every enumerated value, checked at start-up with the valid choices in the message (the model's own choices,
+# remat policies and attention kernels, come from rsft.models).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.format": ("auto", "jsonl", "json", "parquet", "csv"),
+    "data.truncation": ("right", "drop"),
+    "data.on_error": ("raise", "skip"),
+    "train.schedule": ("cosine", "constant"),
+    "train.loss_aggregation": ("token_mean", "verl"),
+    "train.weight_decay_mask": ("all", "kernels"),
+    "eval.mode": ("sweep", "generate", "score", "grade", "prompts"),
+    "eval.protocol": ("study", "rsft"),
+    "eval.group_aggregate": ("mean", "pooled"),
+}
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Key check plus the cheap structural checks that need no model (mesh sizes, dtypes, lengths)."""
+  """Key check plus the cheap structural checks that need no model (mesh sizes, dtypes, lengths, choices)."""
   check_keys(config)
+  from rsft.models.layers import REMAT_POLICIES
+  for key, choices in {**CHOICES, "model.remat": tuple(REMAT_POLICIES)}.items():
+    value = _get(config, key)
+    if value not in choices:
+      raise ValueError(f"{key}={value!r}; choose one of {', '.join(choices)}.")
   sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
   if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
     raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(sizes)}: sizes must be positive, at most one -1.")

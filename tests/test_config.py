@@ -115,3 +115,14 @@ def test_paper_run_matrix_rows_match_the_study():
   assert (q25.train.loss_aggregation, q25.model.param_dtype) == ("token_mean", "float32")
   with pytest.raises(ValueError, match="model='qwen3_32b'"):
     rconfig.load_config_file(paper, "model=qwen3_32b")
+
+
+@pytest.mark.parametrize("key,value", [("data.truncation", "left"), ("train.loss_aggregation", "sum"),
+                                       ("model.remat", "sometimes"), ("eval.protocol", "lm_eval"),
+                                       ("train.schedule", "linear")])
+def test_every_enumerated_value_is_checked_at_start_up_with_its_choices(key, value):
+  c = rconfig.base_config()
+  section, name = key.split(".")
+  c[section][name] = value
+  with pytest.raises(ValueError, match=rf"{key}='{value}'; choose one of "):
+    rconfig.validate(c)

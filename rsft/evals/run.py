@@ -15,7 +15,7 @@ from rsft.evals import checkpoints, modes, prompt_dump, sweep
 from rsft.evals.judges import Judges
 from rsft.evals.requests import Renderer
 
-MODES = ("sweep", "generate", "score", "grade", "prompts")
+MODES = rconfig.CHOICES["eval.mode"]
 
 
 def sampling_mesh(config: Any):

@@ -24,7 +24,6 @@ from rsft import workdir as workdir_lib
 from rsft.data import generate, pipeline
 from rsft.models import ModelConfig
 from rsft.train import checkpoint, metrics as metrics_lib, optim
-from rsft.train.loss import AGGREGATIONS
 from rsft.train.step import StepConfig, train_step
 
 
@@ -112,9 +111,7 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
 
 def run(config: Any, workdir: str) -> dict[str, float]:
   """Trains; returns the last logged metrics. One training run per workdir at a time (rsft.workdir.lock)."""
-  rconfig.validate(config)
-  if config.train.loss_aggregation not in AGGREGATIONS:
-    raise ValueError(f"train.loss_aggregation={config.train.loss_aggregation!r}; choose one of {AGGREGATIONS}")
+  rconfig.validate(config)  # every enumerated value, loss_aggregation included
   distributed.maybe_initialize()
   with workdir_lib.lock(workdir, "train"):
     return _train(config, workdir)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-AGGREGATIONS = ("token_mean", "verl")
+from rsft.config import CHOICES
+
+AGGREGATIONS = CHOICES["train.loss_aggregation"]
 
 
 def token_scales(weights: jax.Array, aggregation: str = "token_mean", ranks: int = 1,
