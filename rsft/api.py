@@ -20,10 +20,10 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rsft import convert, sharding
+from rsft.infer import scorer
 from rsft.models import Decoder, ModelConfig
 from rsft.models.decoder import positions_from_mask
 from rsft.models.head import chunked_logprobs
-from rsft.models.layers import precision
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -183,22 +183,12 @@ def token_logprobs(m: Model, ids: Any, attention_mask: Any = None, chunk_size: i
   return _token_logprobs(m.graphdef, m.params, ids, mask, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _reward_scores(graphdef, params, ids, mask):
-  model = nnx.merge(graphdef, params)
-  hidden = model(ids, positions_from_mask(mask), mask)
-  last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # rightmost real token (left or right padding)
-  pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-  return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
-                    preferred_element_type=jnp.float32, precision=precision(pooled.dtype))
-
-
 def reward_scores(m: Model, ids: Any, attention_mask: Any = None) -> jax.Array:
   """float32 [B] (or [B, num_labels] when num_labels > 1): the head read at the rightmost real token."""
   if m.config.head != "score":
     raise ValueError("reward_scores needs a *ForSequenceClassification checkpoint; this one is a CausalLM.")
   ids, mask = _prepare(m, ids, attention_mask)
-  scores = _reward_scores(m.graphdef, m.params, ids, mask)
+  scores = scorer.score_head(m.graphdef, m.params, ids, mask)
   return scores[:, 0] if m.config.num_labels == 1 else scores
 
 

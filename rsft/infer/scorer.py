@@ -14,12 +14,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from rsft import sharding
 from rsft.models.decoder import positions_from_mask
 from rsft.models.head import chunked_logprobs
+from rsft.models.layers import precision
 
 
 @dataclasses.dataclass
@@ -94,11 +96,22 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
   return out
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def score_head(graphdef, params, ids, mask):
+  """A SequenceClassification model's head read at the rightmost real token (left or right padding): f32 [B, L].
+  The one kernel behind rsft.reward_scores and `rewards`."""
+  model = nnx.merge(graphdef, params)
+  hidden = model(ids, positions_from_mask(mask), mask)
+  last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+  pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+  return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
+                    preferred_element_type=jnp.float32, precision=precision(pooled.dtype))
+
+
 def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 16384,
             length_multiple: int = 128) -> np.ndarray:
   """Reward-model scores of whole token sequences (prompt + response, chat-rendered), batched by length and
   sharded over the mesh's batch axes: float32 [N] (or [N, num_labels])."""
-  from rsft.api import _reward_scores  # the head read at the last real token, shared with rsft.reward_scores
   if m.config.head != "score":
     raise ValueError("rewards needs a *ForSequenceClassification checkpoint; this one is a CausalLM.")
   if any(len(s) == 0 for s in sequences):
@@ -107,6 +120,6 @@ def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 1638
   for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
                                            sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(sequences, batch, width, rows)
-    scores = _reward_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
+    scores = score_head(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
     out[batch] = sharding.to_host(scores)[:len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out
