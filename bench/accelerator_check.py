@@ -1,55 +1,58 @@
 """One short script for a lent GPU/TPU: what the CPU suite cannot show.
 
   python bench/accelerator_check.py [--skip-1b]
+  python bench/accelerator_check.py --smoke     # every check at tiny size (parity: qwen3 only), on whatever device
+                                                # jax has (CPU too)
 
 1. float32 parity with transformers (torch on CPU, float32, no TF32) of token_logprobs for the three tiny families,
    run on the accelerator, under JAX's default matmul precision and under "highest".
 2. bf16 against float32 on the accelerator: per-token KL over the full vocabulary and max |logprob diff|.
 3. Loading the synthetic 1.1B Qwen3 checkpoint of bench/load.py onto the accelerator: rsft vs
-   transformers(.to("cuda")), wall-time ratio, both in this process, the second of two rounds.
+   transformers(.to(device)), wall-time ratio, both in this process, the second of two rounds (the first warms
+   compilation caches and the page cache for both).
+A failed check is reported and the rest still run (device time is scarce); the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-sys.path.insert(0, HERE)
 
-
-def parity(tmp: str) -> None:
+def parity(tmp: str, smoke: bool) -> None:
   import jax
-  import rsft
-  import tiny_models
 
-  for kind in tiny_models.CONFIGS:
+  import rsft
+  from rsft.tools import tiny_models
+
+  length, pad = (40, 5) if smoke else (300, 37)
+  for kind in ("qwen3",) if smoke else tiny_models.CONFIGS:  # smoke: one family (bf16_vs_f32 reads its checkpoint)
     hf = tiny_models.build(kind, os.path.join(tmp, kind))
-    ids, mask = tiny_models.left_padded_batch(length=300, pad=37)
+    ids, mask = tiny_models.left_padded_batch(length=length, pad=pad)
     want = tiny_models.hf_logprobs(hf, ids, mask)
     m = rsft.load_model(os.path.join(tmp, kind))
     for precision in ("default", "highest"):
       with jax.default_matmul_precision(precision):
         got = np.asarray(rsft.token_logprobs(m, ids, mask))
-      print(f"parity {kind:6s} precision={precision:8s} max|diff|={np.abs(got - want).max():.2e}", flush=True)
+      print(f"parity {kind:6s} precision={precision:8s} max|rsft - transformers|={np.abs(got - want).max():.2e}",
+            flush=True)
 
 
-def bf16_vs_f32(tmp: str) -> None:
+def bf16_vs_f32(tmp: str, smoke: bool) -> None:
   import jax
   import jax.numpy as jnp
   from flax import nnx
+
   import rsft
-  from rsft.api import positions_from_mask
-  import tiny_models
+  from rsft.models.decoder import positions_from_mask
+  from rsft.tools import tiny_models
 
   path = os.path.join(tmp, "qwen3")
-  ids, mask = tiny_models.left_padded_batch(length=512, pad=40)
+  ids, mask = tiny_models.left_padded_batch(length=32 if smoke else 512, pad=4 if smoke else 40)
   ids, mask = jnp.asarray(ids), jnp.asarray(mask)
   out = {}
   for dtype in ("float32", "bfloat16"):
@@ -66,16 +69,19 @@ def bf16_vs_f32(tmp: str) -> None:
         f"max|dlogp|={float(jnp.abs(p32 - p16).max(-1)[real].max()):.3f}", flush=True)
 
 
-def load_1b() -> None:
+def load(tmp: str, smoke: bool) -> None:
   import jax
   import torch
   import transformers
-  import rsft
-  import load as load_bench
 
-  path = os.path.join(tempfile.gettempdir(), "qwen3_1b")
+  import rsft
+  from rsft.tools import synthetic
+
+  path = os.path.join(tmp if smoke else tempfile.gettempdir(), "qwen3_tiny" if smoke else "qwen3_1b")
   if not os.path.exists(os.path.join(path, "config.json")):
-    load_bench.build_checkpoint(path)
+    synthetic.write_checkpoint(path, synthetic.QWEN3_TINY if smoke else synthetic.QWEN3_1B)
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
   times = {}
   for _ in range(2):  # the first round warms compilation caches and the page cache
     start = time.perf_counter()
@@ -84,30 +90,34 @@ def load_1b() -> None:
     times["rsft"] = time.perf_counter() - start
     del m
     start = time.perf_counter()
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to("cuda")
-    torch.cuda.synchronize()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to(device)
+    sync()
     times["transformers"] = time.perf_counter() - start
     del hf
-  print(f"1.1B load onto {jax.devices()[0].device_kind}: rsft {times['rsft']:.1f}s, transformers+.to(cuda) "
-        f"{times['transformers']:.1f}s, ratio rsft/transformers {times['rsft'] / times['transformers']:.2f}",
-        flush=True)
+  print(f"{'tiny' if smoke else '1.1B'} load: rsft onto {jax.devices()[0].device_kind} {times['rsft']:.2f}s, "
+        f"transformers+.to({device}) {times['transformers']:.2f}s, ratio rsft / transformers "
+        f"{times['rsft'] / times['transformers']:.2f}", flush=True)
 
 
 def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--skip-1b", action="store_true", help="skip the 1.1B load check")
+  parser.add_argument("--smoke", action="store_true", help="every check at tiny size (a tiny checkpoint to load)")
+  args = parser.parse_args()
   import jax
 
   print("jax", jax.__version__, jax.devices(), flush=True)
+  steps = [parity, bf16_vs_f32] + ([] if args.skip_1b and not args.smoke else [load])
+  failed = []
   with tempfile.TemporaryDirectory() as tmp:
-    for step in (parity, bf16_vs_f32):
+    for step in steps:
       try:
-        step(tmp)
+        step(tmp, args.smoke)
       except Exception as e:  # noqa: BLE001 - report and go on: device time is scarce
         print(f"{step.__name__} FAILED: {type(e).__name__}: {e}", flush=True)
-  if "--skip-1b" not in sys.argv:
-    try:
-      load_1b()
-    except Exception as e:  # noqa: BLE001
-      print(f"load_1b FAILED: {type(e).__name__}: {e}", flush=True)
+        failed.append(step.__name__)
+  if failed:
+    raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

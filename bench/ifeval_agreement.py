@@ -2,6 +2,8 @@
 and loose, instruction by instruction, side by side in one run.
 
   NLTK_DATA=../shared/nltk_data python bench/ifeval_agreement.py [--lm_eval_dir=/tmp/lmeval_pkg] [--per_row=20]
+  python bench/ifeval_agreement.py --smoke [--lm_eval_dir=...]   # 20 rows x 2 responses, output in a temp dir;
+                                                                  # says "skipped: ..." when lm_eval is missing
 
 lm_eval is not an rsft dependency and nothing is installed here. Either `pip install --no-deps lm_eval==0.4.9.1
 immutabledict` (the IFEval files need only nltk, langdetect and immutabledict; the rest of the harness is never
@@ -18,7 +20,7 @@ both (lm_eval does not seed it) and memoised by text, which changes no verdict. 
 random (a falsy kwarg, or a `letter` outside a-z: keys 1122 "#" and 1129 "!"), its verdict is a coin flip that
 nobody can reproduce; those checks are counted apart (`random_in_lm_eval`) and left out of the headline agreement.
 
-Writes bench/out/ifeval_agreement.json.
+Writes bench/out/ifeval_agreement.json (--out).
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ import random
 import re
 import string
 import sys
+import tempfile
 import time
 import types
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 SHARED = os.path.join(ROOT, "..", "shared")
 INSTALL_HINT = ("lm_eval's IFEval files were not found. Run `pip install --no-deps lm_eval==0.4.9.1 immutabledict`, "
                 "or unpack the wheel (`pip download --no-deps lm_eval==0.4.9.1` and unzip it, e.g. into "
@@ -421,19 +423,32 @@ def main() -> None:
   parser.add_argument("--per_row", type=int, default=20, help="responses checked against each IFEval row")
   parser.add_argument("--examples", type=int, default=3, help="example disagreements shown per instruction")
   parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "ifeval_agreement.json"))
+  parser.add_argument("--rows", type=int, default=0, help="first N IFEval rows only (0 = all 541)")
+  parser.add_argument("--smoke", action="store_true", help="20 rows x 2 responses, --out in a temp dir")
   args = parser.parse_args()
+  tmp = None
+  if args.smoke:
+    tmp = tempfile.TemporaryDirectory()
+    args.rows, args.per_row, args.out = 20, 2, os.path.join(tmp.name, "ifeval_agreement.json")
   nltk_data = os.path.join(SHARED, "nltk_data")
   if "NLTK_DATA" not in os.environ and os.path.isdir(nltk_data):
     os.environ["NLTK_DATA"] = os.path.abspath(nltk_data)  # before nltk is imported: it reads NLTK_DATA once
   logging.getLogger().setLevel(logging.CRITICAL)  # lm_eval logs every text langdetect cannot place
 
-  lm_utils, lm_version = load_lm_eval(args.lm_eval_dir)
+  try:
+    lm_utils, lm_version = load_lm_eval(args.lm_eval_dir)
+  except SystemExit as e:
+    if not args.smoke:
+      raise
+    print(f"skipped: bench/ifeval_agreement.py needs lm_eval's IFEval files: {e}")
+    return
   lm_util = sys.modules["lm_eval.tasks.ifeval.instructions_util"]
   registry = sys.modules["lm_eval.tasks.ifeval.instructions_registry"].INSTRUCTION_DICT
   from rsft.evals.graders import ifeval
   memoise_langdetect()
 
   rows = [json.loads(line) for line in open(os.path.join(SHARED, "benchmarks", "ifeval.jsonl"))]
+  rows = rows[:args.rows] if args.rows else rows
   for row in rows:
     row["instruction_id_list"], row["kwargs"] = literal(row["instruction_id_list"]), literal(row["kwargs"])
   outputs = [json.loads(line)["output"] for line in open(os.path.join(SHARED, "benchmarks", "alpaca_eval.jsonl"))]
@@ -498,6 +513,8 @@ def main() -> None:
   with open(args.out, "w") as f:
     json.dump(figures, f, indent=1)
   print(f"\nwrote {args.out}")
+  if tmp:
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

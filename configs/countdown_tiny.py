@@ -8,11 +8,7 @@ Generates 2,000 verified backtracking traces and a 512-token BPE tokenizer in WO
 checkpoints on a log-spaced schedule as the study does.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import base  # noqa: E402
+from configs import base
 
 
 def get_config(arg: str | None = None):

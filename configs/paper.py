@@ -11,15 +11,14 @@ or a local dir). A benchmark whose data or judge is missing is reported "not run
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import base  # noqa: E402
+from configs import base
 
 MODELS = {
     "qwen3_1.7b": "Qwen3-1.7B-Base", "qwen3_4b": "Qwen3-4B-Base", "qwen3_8b": "Qwen3-8B-Base",
     "qwen3_14b": "Qwen3-14B-Base", "qwen2.5_1.5b": "Qwen2.5-1.5B", "qwen2.5_3b": "Qwen2.5-3B",
     "qwen2.5_7b": "Qwen2.5-7B", "qwen2.5_14b": "Qwen2.5-14B",
+    "internlm2.5_20b": "internlm2_5-20b",  # Table 2 / Fig. 6-7; remote code upstream, a native family here
 }
 # data key -> (released dataset name, rows used): Math-CoT-2.5k is a 2,560-row subset of Math-CoT-20k.
 DATA = {
@@ -61,7 +60,9 @@ def get_config(arg: str | None = None):
   name, rows = DATA[a["data"]]
   c.data.train_files = (os.path.join(a["data_dir"], f"{name}.parquet") if a["data_dir"] else f"hf:jasonrqh/{name}")
   c.data.limit_rows = rows or 0
-  c.data.eos_token = "<|endoftext|>"                      # the base models' EOS, appended to every response
+  internlm = a["model"].startswith("internlm")
+  # the base models' EOS (the tokenizer's eos_token, as the study's OurSFTDataset), appended to every response
+  c.data.eos_token = "</s>" if internlm else "<|endoftext|>"
   c.data.strip_default_system = a["model"].startswith("qwen2.5")  # the study's "no-sys-prompt" Qwen2.5 copies
   c.data.max_length = 20000
   c.data.truncation = "right"
@@ -70,7 +71,7 @@ def get_config(arg: str | None = None):
   c.train.lr = float(a["lr"])
   c.train.num_epochs = int(a["epochs"])
   c.train.global_batch_size = int(a["batch"])
-  c.train.micro_batch_size = min(32, int(a["batch"]))     # 4 per GPU x 8 GPUs
+  c.train.micro_batch_size = min(16 if internlm else 32, int(a["batch"]))  # 4 per GPU x 8 GPUs (InternLM: 2)
   c.train.schedule = a["schedule"]
   c.train.warmup_ratio = 0.1
   c.train.weight_decay = 0.01

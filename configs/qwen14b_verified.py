@@ -5,11 +5,7 @@ clip 1.0, AdamW wd 0.01, checkpoints at 10, 20, 40, 80, 160, 320, 480, 640. Poin
   python train.py --config=configs/qwen14b_verified.py --config.model.path=/ckpt/Qwen3-14B-Base --workdir=...
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import paper  # noqa: E402
+from configs import paper
 
 
 def get_config(arg: str | None = None):

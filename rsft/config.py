@@ -7,6 +7,7 @@ line, is an error naming the closest valid key.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib.util
 import json
@@ -16,6 +17,9 @@ from typing import Any
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
+
+from rsft.models.attention import IMPLEMENTATIONS
+from rsft.models.layers import REMAT_POLICIES
 
 # Sections whose keys are free-form (validated by their consumers).
 OPEN_SECTIONS = ("model.arch",)
@@ -87,7 +91,6 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Key check plus the cheap structural checks that need no model (mesh sizes, dtypes, lengths, choices)."""
   check_keys(config)
-  from rsft.models.layers import REMAT_POLICIES
   for key, choices in {**CHOICES, "model.remat": tuple(REMAT_POLICIES)}.items():
     value = _get(config, key)
     if value not in choices:
@@ -104,10 +107,23 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
   if config.data.max_length <= 1:
     raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
-  from rsft.models.attention import IMPLEMENTATIONS
   if config.model.attention not in IMPLEMENTATIONS:
     raise ValueError(f"model.attention={config.model.attention!r}; choose one of {IMPLEMENTATIONS}.")
   return config
+
+
+def with_values(config: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted keys set: a stage that derives values (generated data files) works on its own
+  copy and never edits the config it was handed."""
+  out = copy.deepcopy(config)
+  with out.unlocked():
+    for dotted, value in values.items():
+      *parents, leaf = dotted.split(".")
+      node = out
+      for part in parents:
+        node = node[part]
+      node[leaf] = value
+  return out
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -73,5 +73,15 @@ def sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def min_over_processes(value: int) -> int:
+  """The smallest of every process's `value` (all processes call it): a count they must agree on, such as the
+  number of training steps when each host packs its own share of the data."""
+  if jax.process_count() == 1:
+    return int(value)
+  import numpy as np
+  from jax.experimental import multihost_utils
+  return int(np.min(multihost_utils.process_allgather(np.asarray(value, np.int64))))
+
+
 def is_primary() -> bool:
   return jax.process_index() == 0

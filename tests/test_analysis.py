@@ -86,7 +86,7 @@ def test_token_level_table_equals_token_logprobs(tmp_path):
   import numpy as np
 
   import rsft
-  import tiny_models
+  from rsft.tools import tiny_models
   from rsft.analysis import tokens
   pytest.importorskip("torch")
   for seed, name in ((0, "base"), (1, "ckpt")):
@@ -203,3 +203,16 @@ def test_study_tables_last_checkpoint_overfitting_and_cot_vs_nocot(tmp_path):
       "| Qwen3-8B-Base | hexphi | 10.0 | 40.0 (+30.0) | 15.0 (+5.0) |")
   safety = next(line for line in md.splitlines() if line.startswith("| cot | hexphi |"))
   assert "| 0.350 (1280) |" not in safety and "| 0.400 (1280) | +0.300 | yes |" in safety  # ASR rising is the dip
+
+
+def test_token_level_markers_are_the_pattern_lexicon():
+  """One lexicon: a token is a marker when its word alone matches a pattern of analysis.patterns (or the
+  configured override), so pattern counts and token-level markers cannot disagree."""
+  from rsft.analysis import patterns, tokens
+  strings = [[" Hmm", " but", " maybe", " so", "Wait"]]
+  table = {"a": [[-1.0, -2.0, -3.0, -4.0, -5.0]], "a/entropy": [[0.0] * 5]}
+  found = tokens.summarize(["a"], table, strings)["markers"]
+  assert sorted(found) == ["hmm", "maybe", "wait"]
+  assert all(patterns.count(w)[patterns.word_category(w)] == 1 for w in found)
+  custom = tokens.summarize(["a"], table, strings, lexicon=patterns.parse_lexicon("contrast=but"))["markers"]
+  assert list(custom) == ["but"] and custom["but"]["logprob"] == [-2.0]

@@ -43,11 +43,17 @@ def test_chunked_matches_reference_values_and_gradients(chunk):
 
 def test_cudnn_path_takes_flash_for_simple_rows_and_falls_back_for_packed_ones():
   q, k, v, seg = inputs()
-  want = real(reference(q, k, v, seg), seg)
-  np.testing.assert_allclose(real(jax.jit(attention.cudnn)(q, k, v, seg), seg), want, atol=1e-5)  # fallback
-  simple = seg.at[1:].set(seg[0])  # all rows one right-padded segment: the flash branch
-  np.testing.assert_allclose(real(attention.cudnn(q, k, v, simple), simple),
+  simple = seg.at[1:].set(seg[0])  # all rows one right-padded segment
+  assert not bool(attention.flash_eligible(seg)) and bool(attention.flash_eligible(simple))
+  assert not bool(attention.flash_eligible(simple.at[:, 0].set(0)))  # left padding: not one prefix segment
+  # Each branch on its own (cudnn's lax.cond picks by flash_eligible, asserted above), then the whole path.
+  np.testing.assert_allclose(real(attention.cudnn_flash(q, k, v, simple), simple),
                              real(reference(q, k, v, simple), simple), atol=1e-5)
+  np.testing.assert_allclose(real(attention.chunked(q, k, v, seg), seg), real(reference(q, k, v, seg), seg),
+                             atol=1e-5)
+  for s in (seg, simple):
+    np.testing.assert_allclose(real(jax.jit(attention.cudnn)(q, k, v, s), s), real(reference(q, k, v, s), s),
+                               atol=1e-5)
 
 
 def test_splash_interpret_mode_matches_reference():

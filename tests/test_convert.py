@@ -8,7 +8,7 @@ import pytest
 import safetensors
 
 import rsft
-import tiny_models
+from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.models import ModelConfig
 

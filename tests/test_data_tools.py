@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rsft.data import tools
+from rsft.tools import data as tools
 from rsft.infer import sampler
 
 ROWS = [{"message": [{"role": "user", "content": "What is 2+2?"}],
@@ -23,7 +23,7 @@ def test_nocot_strips_only_the_thinking(tmp_path):
   assert out[0]["message"] == ROWS[0]["message"] and "<think>" in ROWS[0]["response"]  # input untouched
   src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
   src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-  subprocess.run([sys.executable, "-m", "rsft.data.tools", "nocot", str(src), str(dst)], check=True,
+  subprocess.run([sys.executable, "-m", "rsft.tools.data", "nocot", str(src), str(dst)], check=True,
                  capture_output=True)
   assert [json.loads(line)["response"] for line in dst.read_text().splitlines()][2] == "\\boxed{81}"
   with pytest.raises(ValueError, match="row 0"):

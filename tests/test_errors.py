@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import rsft
-import tiny_models
+from rsft.tools import tiny_models
 from rsft.models import ModelConfig
 
 pytest.importorskip("torch")
@@ -79,7 +79,7 @@ def test_no_weights_or_no_config(tmp_path, qwen3_dir):
 def test_unknown_model_type(qwen3_dir):
   edit_config(qwen3_dir, model_type="gemma3")
   with pytest.raises(ValueError, match=r"model_type='gemma3' is not supported; rsft supports \('qwen2', 'qwen3', "
-                                       r"'llama'\)"):
+                                       r"'llama', 'mistral', 'internlm2'\)"):
     rsft.load_model(qwen3_dir)
 
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-import tiny_models
+from rsft.tools import tiny_models
 from rsft import config as rconfig
 from rsft.evals import checkpoints, jsonl, run
 from rsft.tasks import countdown

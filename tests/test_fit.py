@@ -81,3 +81,17 @@ def test_offloading_layer_inputs_moves_them_to_host_memory(libtpu):
   [offload] = fit.run(c, "v5e-4", what="train")
   saved = 2 * 1 * 2048 * 256 * 2  # layers x rows per chip x tokens x hidden x bf16: the scan's stacked inputs
   assert full.host_temporaries == 0 and offload.host_temporaries >= saved  # (device savings show at scale: docs/fit.md)
+
+
+def test_one_hardware_table_serves_fit_metrics_and_the_roofline():
+  from rsft import hardware
+  from rsft.train import metrics
+  assert fit.CHIPS["v5e"].hbm_gib == 15.75 and fit.CHIPS["v5p"].cores_per_chip == 2 and fit.CHIPS["v6e"].dims == 2
+  # Longest prefix wins: v5e reports "TPU v5 lite", v5p "TPU v5"; the H100 PCIe is not the SXM part.
+  assert hardware.chip("TPU v5 lite").family == "v5e" and hardware.chip("TPU v5").family == "v5p"
+  assert hardware.peak_flops("NVIDIA H100 PCIe") == 756e12 and hardware.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert hardware.hbm_bandwidth("NVIDIA A100-SXM4-80GB") == 2039e9 and hardware.hbm_bandwidth("NVIDIA A100-SXM4-40GB") \
+      == 1555e9
+  assert hardware.chip("cpu") is None and metrics.chip_peak_flops("TPU v6 lite") == 918e12
+  for c in hardware.CHIPS:  # usable HBM never exceeds the capacity
+    assert c.usable_hbm_bytes is None or c.usable_hbm_bytes < c.hbm_bytes

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rsft
-import tiny_models
+from rsft.tools import tiny_models
 from rsft.infer import sampler, sampling
 
 torch = pytest.importorskip("torch")

@@ -83,7 +83,8 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
   assert sum(g.score for g in good) == 164, [it["task_id"] for it, g in zip(items, good) if g.score < 1]
   body_only = code.grade_humaneval(items[:10], [it["canonical_solution"] for it in items[:10]])
   assert sum(g.score for g in body_only) == 10  # base-model style continuation
-  broken = code.grade_humaneval(items, [f"```python\n{it['prompt']}    return None\n```" for it in items])
+  some = items[::4]  # every 4th task: a broken body must fail (41 tasks suffice; each costs two sandboxes)
+  broken = code.grade_humaneval(some, [f"```python\n{it['prompt']}    return None\n```" for it in some])
   assert sum(g.score for g in broken) == 0
   assert code.grade_humaneval(items[:1], ["<think>never closes"])[0].status == "no_code"
 

@@ -4,12 +4,13 @@ TruthfulQA, and the up-front check for a missing judge."""
 import http.server
 import json
 import os
+import shutil
 import threading
 
 import numpy as np
 import pytest
 
-import tiny_models
+from rsft.tools import tiny_models
 from rsft import config as rconfig
 from rsft.evals import benchmarks, run, sweep
 from rsft.tasks import countdown
@@ -134,8 +135,13 @@ def test_truthfulqa_judges(tmp_path, endpoint):
 
 def test_local_judge_runs_on_rsft_and_missing_judges_are_reported(tmp_path):
   judge_dir = tmp_path / "judge"
-  tiny_models.build("qwen3", judge_dir, seed=5)
-  tokenizer_into(judge_dir)
+  qwen = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "tokenizers", "qwen3")
+  if not os.path.isdir(qwen):
+    pytest.skip("../shared/tokenizers/qwen3 not present")
+  # The real Qwen tokenizer keeps the 6,789-character HEx-PHI template at ~1.4k tokens (a tiny BPE needs ~6k).
+  tiny_models.build("qwen3", judge_dir, seed=5, vocab_size=151680)
+  for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+    shutil.copy(os.path.join(qwen, name), judge_dir / name)
   behaviors = rows("harmbench_behaviors_text_all.jsonl", 2)
   out = grade(tmp_path, [{"benchmark": "harmbench", "item": b, "response": "No."} for b in behaviors],
               safety_judge=str(judge_dir), judge_max_new_tokens=8, judge_batch_size=2)

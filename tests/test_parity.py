@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rsft
-import tiny_models
+from rsft.tools import tiny_models
 from rsft.models.head import chunked_logprobs
 
 torch = pytest.importorskip("torch")
@@ -114,11 +114,11 @@ def tiny_qwen3(**kw):
 def test_float32_matmuls_run_at_highest_precision():
   """Without it GPUs use TF32: on an H100 parity with transformers fell to 5e-4 (bench/accelerator_check.py)."""
   import jax.extend
-  from rsft.api import _token_logprobs
+  from rsft.models.forward import padded_logprobs
 
   m = rsft.init_model(tiny_qwen3())
   ids = jnp.ones((1, 8), jnp.int32)
-  closed = jax.make_jaxpr(lambda p: _token_logprobs(m.graphdef, p, ids, ids, 4))(m.params)
+  closed = jax.make_jaxpr(lambda p: padded_logprobs(m.graphdef, p, ids, ids, 4))(m.params)
 
   def dot_precisions(jaxpr):
     for eqn in jaxpr.eqns:
@@ -137,13 +137,10 @@ def test_float32_matmuls_run_at_highest_precision():
 
 
 def _remat_loss(params, graphdef):
-  from flax import nnx
-  from rsft.api import positions_from_mask
+  from rsft.models import forward
 
   ids = jax.random.randint(jax.random.key(0), (2, 16), 0, 128)
-  model = nnx.merge(graphdef, params)
-  hidden = model(ids, positions_from_mask(jnp.ones_like(ids)), jnp.ones_like(ids))
-  return -chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], 8).mean()
+  return -forward.padded_logprobs(graphdef, params, ids, jnp.ones_like(ids), 8).mean()
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +162,41 @@ def test_remat_policies_change_memory_not_math(no_remat, policy):
   np.testing.assert_allclose(v0, v1, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_init_scales_each_projection_by_its_true_fan_in():
+  """std 1/sqrt(fan in) per projection: o_proj sums over heads x head_dim (1/sqrt(N*H)), not over heads alone, so
+  a from-scratch model's residual stream starts at unit scale."""
+  from rsft.sharding import flatten_state
+  cfg = tiny_qwen3(hidden_size=96, num_heads=6, head_dim=32, intermediate_size=160, num_layers=2)
+  flat = {k: np.asarray(v[...]) for k, v in flatten_state(rsft.init_model(cfg, seed=3).params).items()}
+  d, n, h, f = 96, 6, 32, 160
+  want = {"q_proj": d, "k_proj": d, "v_proj": d, "o_proj": n * h, "gate_proj": d, "up_proj": d, "down_proj": f}
+  for name, fan in want.items():
+    kernel = next(v for k, v in flat.items() if k.endswith(f"{name}.kernel"))
+    assert abs(kernel.std() * np.sqrt(fan) - 1) < 0.05, (name, kernel.std(), 1 / np.sqrt(fan))
+
+
+def test_save_names_saves_what_it_names():
+  """Every name the policy lists is tagged in the layer, and XLA's memory plan for the gradient keeps more
+  (the saved activations) than under full remat and less than without remat."""
+  from rsft.api import abstract_model
+  from rsft.models.layers import _SAVE_NAMES
+
+  cfg = tiny_qwen3(hidden_size=64, intermediate_size=256, num_layers=4, vocab_size=64)
+  params = rsft.init_model(cfg).params
+  ids = jnp.ones((4, 256), jnp.int32)
+
+  def loss(p, graphdef):
+    from rsft.models import forward
+    return -forward.padded_logprobs(graphdef, p, ids, jnp.ones_like(ids), 256).mean()
+
+  def temp_bytes(policy):
+    graphdef = abstract_model(cfg, remat_policy=policy)[0]
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    return grad.lower(params, graphdef).compile().memory_analysis().temp_size_in_bytes
+
+  jaxpr = str(jax.make_jaxpr(loss, static_argnums=1)(params, abstract_model(cfg, remat_policy="save_names")[0]))
+  assert all(f"name={n}" in jaxpr for n in _SAVE_NAMES), [n for n in _SAVE_NAMES if f"name={n}" not in jaxpr]
+  full, names, none = temp_bytes("full"), temp_bytes("save_names"), temp_bytes("none")
+  assert full < names < none, (full, names, none)

@@ -6,7 +6,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import rsft
-import tiny_models
+from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.api import abstract_model
 from rsft.models import ModelConfig

@@ -20,7 +20,8 @@ from rsft import sharding
 from rsft.models import ModelConfig
 from rsft.train import loop, optim
 from rsft.train.loss import token_scales
-from rsft.train.step import StepConfig, forward_logprobs, train_step
+from rsft.models import forward
+from rsft.train.step import StepConfig, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = ModelConfig(model_type="qwen3", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
@@ -72,7 +73,8 @@ def test_packed_loss_equals_unpacked_loss():
     return {k: v[None] for k, v in b.items()}
 
   def nll(batch):
-    lp, _, _ = forward_logprobs(m.graphdef, m.params, batch, 8)
+    lp = forward.logprobs(m.graphdef, m.params, batch["inputs"], batch["positions"], batch["segment_ids"],
+                          batch["targets"], 8)
     return -float((lp * batch["weights"]).sum())
 
   packed = nll(row(list(zip(examples, weights))))
@@ -149,8 +151,7 @@ def test_non_finite_gradients_skip_the_update():
 
 
 def tiny_run_config(workdir_rows=96):
-  sys.path.insert(0, os.path.join(ROOT, "configs"))
-  from configs import countdown_tiny  # noqa: F401  (import path for the module below)
+  from configs import countdown_tiny
   c = countdown_tiny.get_config()
   c.model.arch.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8)
   c.data.generate_rows = workdir_rows

@@ -3,10 +3,13 @@
 Each category is a list of case-insensitive regular expressions matched at word boundaries. Counts are per
 response and per 1,000 whitespace tokens, over the text of the whole response (thinking included: the
 patterns live there). Override with `analysis.markers` ("category=regex|regex;category=...").
+The token-level analysis (rsft.analysis.tokens) reads the same lexicon: a token is a marker when its word alone
+matches one of the patterns, so the two analyses can never count different markers.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -34,8 +37,21 @@ def parse_lexicon(spec: str | None) -> dict[str, tuple[str, ...]]:
   return out
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled_cached(items: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, re.Pattern]:
+  return {name: re.compile(r"(?<!\w)(?:" + "|".join(pats) + r")(?!\w)", re.I) for name, pats in items}
+
+
 def _compiled(lexicon: dict[str, tuple[str, ...]]) -> dict[str, re.Pattern]:
-  return {name: re.compile(r"(?<!\w)(?:" + "|".join(pats) + r")(?!\w)", re.I) for name, pats in lexicon.items()}
+  return _compiled_cached(tuple((k, tuple(v)) for k, v in lexicon.items()))
+
+
+def word_category(word: str, lexicon: dict[str, tuple[str, ...]] | None = None) -> str | None:
+  """The lexicon category whose patterns match `word` as a whole (a single token's text), else None."""
+  for name, p in _compiled(lexicon or LEXICON).items():
+    if p.fullmatch(word.strip()):
+      return name
+  return None
 
 
 def count(text: str, lexicon: dict[str, tuple[str, ...]] | None = None) -> dict[str, int]:

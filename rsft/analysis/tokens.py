@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-MARKER_WORDS = ("wait", "but", "alternatively", "hmm", "actually", "check", "verify", "backtrack")
+from rsft.analysis import patterns
+
 
 
 def score_checkpoints(models: Sequence[tuple[str, Callable[[], Any]]], prompts: Sequence[list[int]],
@@ -52,8 +53,8 @@ def align_teacher(teacher: Sequence[float] | None, n_completion: int) -> list[fl
 
 def summarize(labels: Sequence[str], table: dict[str, list[list[float]]], token_strings: list[list[str]],
               teacher: Sequence[list[float] | None] | None = None, top: int = 10,
-              min_count: int = 3) -> dict[str, Any]:
-  """Checkpoint curves, marker-token log-probs, the most-moved tokens (first label -> last), and, with teacher
+              min_count: int = 3, lexicon: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+  """Checkpoint curves, marker-token log-probs (tokens whose word is a marker of the patterns lexicon), the most-moved tokens (first label -> last), and, with teacher
   log-probs (rows of None or NaN are skipped), the student/teacher ratio exp(logp_s - logp_t) per checkpoint: its
   mean (the study's train/ratio/mean) and histogram (train/ratio/dist)."""
   flat = lambda rows: np.asarray([x for row in rows for x in row], np.float64)
@@ -63,7 +64,9 @@ def summarize(labels: Sequence[str], table: dict[str, list[list[float]]], token_
   out["mean_logprob"] = [float(flat(table[label]).mean()) for label in labels]
   out["mean_entropy"] = [float(flat(table[label + "/entropy"]).mean()) for label in labels]
   markers = {}
-  for word in MARKER_WORDS:
+  for word in sorted(set(words)):
+    if patterns.word_category(word, lexicon) is None:
+      continue
     at = words == word
     if at.any():
       markers[word] = {"count": int(at.sum()), "logprob": [float(flat(table[label])[at].mean()) for label in labels]}
@@ -120,7 +123,8 @@ def analyze(config: Any, workdir: str, load_model: Callable[[str], Any]) -> dict
     teacher, described = None, f"{source.partition(':')[0]}:{step}"
   token_strings = [[tokenizer.decode([t]) for t in c] for c in completions]
   table = score_checkpoints(models, prompts, completions, config.eval.score_batch_tokens)
-  summary = summarize([label for label, _ in models], table, token_strings, teacher)
+  summary = summarize([label for label, _ in models], table, token_strings, teacher,
+                      lexicon=patterns.parse_lexicon(config.analysis.markers))
   summary.update(source=described, responses=len(completions))
   save(os.path.join(workdir, "analysis", "tokens.json"), summary)
   return summary
@@ -156,9 +160,10 @@ def _generated_rows(config: Any, workdir: str, path: str, tokenizer: Any) -> tup
 
 def _training_rows(config: Any, workdir: str, tokenizer: Any):
   """The first `analysis.token_samples` training rows as (prompts, completions, teacher log-probs, description)."""
+  from rsft import config as rconfig
   from rsft.data import chat, generate, readers
   if not config.data.train_files and config.data.generate:
-    generate.maybe_generate(config, workdir)
+    config = rconfig.with_values(config, generate.prepare(config.data, config.model, workdir))
   eos = chat.eos_id(tokenizer, config.data.eos_token)
   prompts, completions, teacher = [], [], []
   files = readers.resolve_files(config.data.train_files)

@@ -6,7 +6,8 @@ time: read on host, cast on host to `param_dtype`, transform, and place straight
 `jax.make_array_from_callback` (each process fills only its addressable shards, so this also works on a multi-host
 pod where every host reads the same files from a shared filesystem).
 Per-layer tensors are written in place into a preallocated, donated `[L, ...]` buffer, so the host never holds
-more than one tensor and the devices never hold more than the model plus one layer's tensor.
+more than one tensor and the devices never hold more than the model plus one layer's tensor. A fused HF tensor
+(InternLM2's wqkv) is split on the host into its row's parameters, each placed the same way.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
     headers.update(read_header(file))
   out, problems = {}, []
   for row in mappings.rows_for(cfg):
-    target = shapes[row.rsft][1:] if row.per_layer else shapes[row.rsft]
-    want = mappings.hf_shape(row.transform, target)
+    targets = [shapes[name][1:] if row.per_layer else shapes[name] for name in row.targets]
+    want = mappings.hf_shape(row.transform, *targets)
     for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
       info = headers.pop(key, None)
       if info is None:
@@ -73,8 +74,8 @@ def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
   for key, info in headers.items():
     if key.endswith(mappings.IGNORED_SUFFIXES):
       continue
-    if key == "lm_head.weight" and cfg.tie_word_embeddings:
-      logging.warning("%s: ignoring lm_head.weight, the model ties it to the embedding.", info.file)
+    if key == mappings.lm_head_key(cfg.model_type) and cfg.tie_word_embeddings:
+      logging.warning("%s: ignoring %s, the model ties it to the embedding.", info.file, key)
       continue
     problems.append(f"{info.file}: unexpected tensor {key!r} (shape {info.shape}) for a {cfg.model_type} "
                     f"{cfg.head} model")
@@ -121,18 +122,19 @@ def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, rules: R
     fd = os.open(file, os.O_RDONLY)
     try:
       for info, row, layer in sorted(items, key=lambda it: it[0].start):
-        var = flat_vars[row.rsft]
-        sharding = var_sharding(row.rsft, var, rules) or default
-        host = read_tensor(fd, info).astype(var.dtype, copy=False)  # cast on host: no full-precision device copy
+        targets = [(name, flat_vars[name]) for name in row.targets]
+        # cast on host: no full-precision device copy
+        host = read_tensor(fd, info).astype(targets[0][1].dtype, copy=False)
         nbytes += host.nbytes
-        if layer is None:
-          values[row.rsft] = _place(mappings.to_rsft(row.transform, host, var.shape), sharding)
-        else:
-          one = mappings.to_rsft(row.transform, host, var.shape[1:])
-          if row.rsft not in values:
-            values[row.rsft] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
-          one = _place(one, _layer_sharding(sharding))
-          values[row.rsft] = _set_layer_fn(sharding)(values[row.rsft], one, layer)
+        shapes = [tuple(var.shape) if layer is None else tuple(var.shape[1:]) for _, var in targets]
+        for (name, var), one in zip(targets, mappings.to_rsft_parts(row.transform, host, shapes)):
+          sharding = var_sharding(name, var, rules) or default
+          if layer is None:
+            values[name] = _place(one, sharding)
+            continue
+          if name not in values:
+            values[name] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
+          values[name] = _set_layer_fn(sharding)(values[name], _place(one, _layer_sharding(sharding)), layer)
         del host
     finally:
       os.close(fd)

@@ -1,13 +1,18 @@
 """Declarative HF <-> rsft weight tables, one per model family.
 
-A row says which HF tensor becomes which rsft parameter, how its layout changes, and which ModelConfig flag must
-be set for the row to exist. `{i}` rows are per layer and stack into the leading `[L, ...]` dimension.
+A row says which HF tensor becomes which rsft parameter(s), how its layout changes, and which ModelConfig flag
+must be set for the row to exist. `{i}` rows are per layer and stack into the leading `[L, ...]` dimension.
 Transforms (HF linear weights are [out, in]; rsft kernels are [in, out] with heads split out):
   copy      same layout (norm scales, embedding)
   flatten   rsft [N, H] bias  <-> HF [N*H]
   linear    rsft [in, out]    <-> HF [out, in]
   heads_in  rsft [D, N, H]    <-> HF [N*H, D]   (q/k/v)
   heads_out rsft [N, H, D]    <-> HF [D, N*H]   (o)
+A fused row names several rsft parameters; its transform splits the one HF tensor on load and fuses them back
+on export (still one HF tensor at a time):
+  qkv_grouped       rsft q [D, N, H], k, v [D, K, H] <-> HF [(N + 2K)*H, D], grouped per KV head: that head's
+                    N/K query heads, then its key, then its value (InternLM2's wqkv)
+  qkv_grouped_bias  rsft q [N, H], k, v [K, H]       <-> HF [(N + 2K)*H], the same grouping
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from rsft.models.config import ModelConfig
 @dataclasses.dataclass(frozen=True)
 class Row:
   hf: str
-  rsft: str
+  rsft: str | tuple[str, ...]  # a tuple for a fused HF tensor (FUSED transforms), in the transform's order
   transform: str
   when: str | None = None  # name of a boolean ModelConfig attribute / property
 
   @property
   def per_layer(self) -> bool:
     return "{i}" in self.hf
+
+  @property
+  def targets(self) -> tuple[str, ...]:
+    return self.rsft if isinstance(self.rsft, tuple) else (self.rsft,)
 
 
 _L = "model.layers.{i}."
@@ -54,11 +63,32 @@ O_BIAS = (Row(_L + "self_attn.o_proj.bias", "layers.self_attn.o_proj.bias", "cop
 QK_NORM = tuple(Row(_L + f"self_attn.{p}_norm.weight", f"layers.self_attn.{p}_norm.scale", "copy", when="qk_norm")
                 for p in "qk")
 
+_QKV = tuple(f"layers.self_attn.{p}_proj.kernel" for p in "qkv")
+_I = "model.layers.{i}."
+INTERNLM2 = (
+    Row("model.tok_embeddings.weight", "embed_tokens.embedding", "copy"),
+    Row("model.norm.weight", "norm.scale", "copy"),
+    Row("output.weight", "lm_head", "linear", when="has_lm_head"),
+    Row(_I + "attention_norm.weight", "layers.input_layernorm.scale", "copy"),
+    Row(_I + "ffn_norm.weight", "layers.post_attention_layernorm.scale", "copy"),
+    Row(_I + "attention.wqkv.weight", _QKV, "qkv_grouped"),
+    Row(_I + "attention.wqkv.bias", tuple(f"layers.self_attn.{p}_proj.bias" for p in "qkv"), "qkv_grouped_bias",
+        when="qkv_bias"),
+    Row(_I + "attention.wo.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
+    Row(_I + "attention.wo.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),
+    Row(_I + "feed_forward.w1.weight", "layers.mlp.gate_proj.kernel", "linear"),
+    Row(_I + "feed_forward.w3.weight", "layers.mlp.up_proj.kernel", "linear"),
+    Row(_I + "feed_forward.w2.weight", "layers.mlp.down_proj.kernel", "linear"),
+)
+
 TABLES = {
     "qwen2": COMMON + QKV_BIAS,  # q/k/v bias always, no o_proj bias
     "qwen3": COMMON + QK_NORM + QKV_BIAS + O_BIAS,  # biases only with attention_bias=true
     "llama": COMMON + QKV_BIAS + O_BIAS,
+    "mistral": COMMON,  # Llama's layout without biases; the sliding window is a ModelConfig field
+    "internlm2": INTERNLM2,
 }
+FUSED = ("qkv_grouped", "qkv_grouped_bias")
 
 # Buffers some exporters write that carry no weights (recomputed from config).
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -68,12 +98,24 @@ def rows_for(cfg: ModelConfig) -> list[Row]:
   return [r for r in TABLES[cfg.model_type] if r.when is None or getattr(cfg, r.when)]
 
 
+def lm_head_key(model_type: str) -> str:
+  """The family's output-projection tensor name (a tied model's checkpoint may still carry it)."""
+  return next(r.hf for r in TABLES[model_type] if r.rsft == "lm_head")
+
+
 def hf_keys(row: Row, num_layers: int) -> list[str]:
   return [row.hf.format(i=i) for i in range(num_layers)] if row.per_layer else [row.hf]
 
 
-def hf_shape(transform: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-  """The HF tensor shape that maps to an rsft (per-layer) parameter of `shape`."""
+def hf_shape(transform: str, shape: tuple[int, ...], *more: tuple[int, ...]) -> tuple[int, ...]:
+  """The HF tensor shape that maps to an rsft (per-layer) parameter of `shape` (a fused row: to all of its
+  parameters' shapes, in the row's order)."""
+  if transform == "qkv_grouped":
+    (d, n, h), (_, k, _) = shape, more[0]
+    return ((n + 2 * k) * h, d)
+  if transform == "qkv_grouped_bias":
+    (n, h), (k, _) = shape, more[0]
+    return ((n + 2 * k) * h,)
   if transform == "copy":
     return shape
   if transform == "flatten":
@@ -99,6 +141,52 @@ def _transpose(x: np.ndarray, tile: int = 256) -> np.ndarray:
     for j in range(0, bits.shape[1], tile):
       out[j:j + tile, i:i + tile] = bits[i:i + tile, j:j + tile].T
   return out.view(x.dtype)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+  """Same-width unsigned view: slicing copies and concatenations of bfloat16 then run at integer speed."""
+  return x.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[x.dtype.itemsize])
+
+
+def _split_grouped(x: np.ndarray, shapes: list[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
+  """HF [(N + 2K)*H(, D)] grouped per KV head -> rsft q, k, v (kernels [D, heads, H] or biases [heads, H])."""
+  kernel = x.ndim == 2
+  n, h = shapes[0][-2:]
+  k = shapes[1][-2]
+  g = n // k
+  grouped = _bits(x).reshape((k, g + 2, h) + x.shape[1:])
+  parts = (grouped[:, :g], grouped[:, g], grouped[:, g + 1])
+  out = []
+  for part, heads in zip(parts, (n, k, k)):
+    flat = np.ascontiguousarray(part).reshape((heads * h,) + x.shape[1:])
+    out.append((_transpose(flat) if kernel else flat).reshape(x.shape[1:] + (heads, h)).view(x.dtype))
+  return tuple(out)
+
+
+def _fuse_grouped(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """rsft q, k, v -> HF's grouped [(N + 2K)*H(, D)]: the inverse of _split_grouped."""
+  kernel = q.ndim == 3
+  n, h = q.shape[-2:]
+  kv = k.shape[-2]
+  rows = lambda y, heads: (_transpose(y.reshape(y.shape[0], -1)) if kernel else y).reshape(heads, h, -1)
+  qh = _bits(rows(q, n)).reshape(kv, n // kv, h, -1)
+  kh, vh = (_bits(rows(y, kv)).reshape(kv, 1, h, -1) for y in (k, v))
+  fused = np.concatenate([qh, kh, vh], axis=1).reshape(((n + 2 * kv) * h,) + q.shape[:kernel])
+  return fused.view(q.dtype)
+
+
+def to_rsft_parts(transform: str, x: np.ndarray, shapes: list[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
+  """One HF tensor -> its row's rsft parameter(s) of `shapes` (one for a plain row)."""
+  if transform in FUSED:
+    return _split_grouped(x, shapes)
+  return (to_rsft(transform, x, shapes[0]),)
+
+
+def to_hf_parts(transform: str, parts: list[np.ndarray]) -> np.ndarray:
+  """A row's rsft parameter(s) -> its one HF tensor."""
+  if transform in FUSED:
+    return _fuse_grouped(*parts)
+  return to_hf(transform, parts[0])
 
 
 def to_rsft(transform: str, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

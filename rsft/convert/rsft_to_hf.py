@@ -2,7 +2,9 @@
 
 The inverse of hf_to_rsft through the same mapping table; layers are unstacked and tensors are gathered to the
 host one at a time and streamed to disk, so exporting a sharded 14B model needs one tensor of host memory.
-Tied models write no `lm_head.weight`, as transformers does.
+Tied models write no `lm_head.weight`, as transformers does. Remote-code families (InternLM2) keep their layout:
+the config.json goes back as it came (its `torch_dtype` key included) and the Python files its `auto_map` and the
+tokenizer config's name travel with it, so `trust_remote_code` loading keeps working.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[st
 
   entries = []  # (hf key, hf shape, row, layer)
   for row in mappings.rows_for(cfg):
-    shape = tuple(flat[row.rsft].shape)
-    per = shape[1:] if row.per_layer else shape
+    per = [tuple(flat[name].shape)[1:] if row.per_layer else tuple(flat[name].shape) for name in row.targets]
     for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
-      entries.append((key, mappings.hf_shape(row.transform, per), row, layer if row.per_layer else None))
+      entries.append((key, mappings.hf_shape(row.transform, *per), row, layer if row.per_layer else None))
 
   def produce(key: str) -> np.ndarray:
     _, _, row, layer = lookup[key]
-    value = flat[row.rsft][...]
-    value = value[layer] if layer is not None else value
-    return mappings.to_hf(row.transform, np.asarray(jax.device_get(value)).astype(np_dtype))
+    parts = []
+    for name in row.targets:
+      value = flat[name][...]
+      value = value[layer] if layer is not None else value
+      parts.append(np.asarray(jax.device_get(value)).astype(np_dtype))
+    return mappings.to_hf_parts(row.transform, parts)
 
   lookup = {e[0]: e for e in entries}
   shards, size = [[]], 0
@@ -69,12 +73,32 @@ def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[st
       json.dump(index, f, indent=2)
 
   config = dict(hf_config) if hf_config else cfg.to_hf_dict()
-  config["dtype"] = dtype
-  config.pop("torch_dtype", None)
+  if cfg.model_type == "internlm2":  # its remote code is written for transformers 4.x, which reads torch_dtype
+    config["torch_dtype"] = dtype
+  else:
+    config["dtype"] = dtype
+    config.pop("torch_dtype", None)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(config, f, indent=2)
   if source_dir and os.path.abspath(source_dir) != os.path.abspath(out_dir):
-    for name in SIDE_FILES:
+    for name in SIDE_FILES + remote_code_files(source_dir):
       if os.path.exists(os.path.join(source_dir, name)):
         shutil.copy(os.path.join(source_dir, name), os.path.join(out_dir, name))
   return out_dir
+
+
+def remote_code_files(source_dir: str) -> tuple[str, ...]:
+  """The .py modules that config.json's and tokenizer_config.json's `auto_map` name ("module.Class", or
+  "repo--module.Class" for code from another hub repo, which is not a local file)."""
+  names = set()
+  for json_name in ("config.json", "tokenizer_config.json"):
+    path = os.path.join(source_dir, json_name)
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      auto_map = json.load(f).get("auto_map") or {}
+    for ref in auto_map.values():
+      for one in ref if isinstance(ref, (list, tuple)) else (ref,):
+        if isinstance(one, str) and "--" not in one and "." in one:
+          names.add(one.rsplit(".", 1)[0] + ".py")
+  return tuple(sorted(names))

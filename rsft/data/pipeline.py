@@ -1,4 +1,9 @@
-"""Tokenize once, then a grain pipeline: shuffle? -> epochs -> per-host slice -> pad or pack -> batch -> global arrays.
+"""Tokenize once, then a grain pipeline: shuffle? -> epochs -> pad or pack -> batch -> global arrays.
+
+On a multi-host job each process renders and tokenizes only its own share of the rows (row i belongs to process
+i % process_count), then shuffles and packs that share; the global batch is the processes' batches side by side.
+Packing makes the number of batches depend on the share, so the step count is agreed across processes (the
+smallest) by the caller (rsft.train.loop via rsft.distributed.min_over_processes).
 
 Targets are shifted *per example, before packing* (inputs = t[:-1], targets = t[1:], weights = w[1:]), so no
 target ever crosses a segment boundary (the torchtune#1177 / MaxText packing leak). Packed rows carry segment ids
@@ -51,10 +56,14 @@ def _fingerprint(data_cfg: Any, tokenizer: Any, files: list[str]) -> str:
   return h.hexdigest()[:16]
 
 
-def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None) -> TokenizedData:
-  """Reads, renders and length-filters the training set; cached under cache_dir by content fingerprint."""
+def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process_index: int = 0,
+            process_count: int = 1) -> TokenizedData:
+  """Reads, renders and length-filters this process's share of the training set (rows i with
+  i % process_count == process_index, after data.limit_rows); cached under cache_dir by content fingerprint."""
   files = readers.resolve_files(data_cfg.train_files)
-  cache = os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}.npz") if cache_dir else None
+  share = "" if process_count == 1 else f"-{process_index}of{process_count}"
+  cache = (os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}{share}.npz") if cache_dir
+           else None)
   if cache and os.path.exists(cache):
     with np.load(cache, allow_pickle=False) as z:
       return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])))
@@ -62,6 +71,7 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None) -> Toke
   if data_cfg.get("limit_rows") and data_cfg.limit_rows < len(examples):
     keep = np.sort(np.random.default_rng(data_cfg.seed).choice(len(examples), data_cfg.limit_rows, replace=False))
     examples = [examples[i] for i in keep]
+  examples = examples[process_index::process_count]
   eos = chat.eos_id(tokenizer, data_cfg.eos_token)
   tokens, weights, lengths = [], [], []
   truncated = dropped = 0
@@ -128,14 +138,13 @@ def _from_packed(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def make_dataset(data: TokenizedData, *, seq_len: int, per_host_batch: int, packing: bool, shuffle: bool,
-                 seed: int, num_epochs: int | None, process_index: int = 0, process_count: int = 1
-                 ) -> grain.IterDataset:
-  """Batches of {inputs, targets, weights, segment_ids, positions}, each [per_host_batch, seq_len]."""
+                 seed: int, num_epochs: int | None) -> grain.IterDataset:
+  """This process's batches of {inputs, targets, weights, segment_ids, positions}, each [per_host_batch, seq_len],
+  from its share of the data (prepare)."""
   ds = grain.MapDataset.source(ShiftedSource(data))
   if shuffle:
     ds = ds.shuffle(seed=seed)
-  ds = ds.repeat(num_epochs)
-  ds = ds[process_index::process_count].to_iter_dataset()
+  ds = ds.repeat(num_epochs).to_iter_dataset()
   if packing:
     lengths = {"inputs": seq_len, "targets": seq_len, "weights": seq_len}
     ds = FirstFitPackIterDataset(ds, length_struct=lengths, num_packing_bins=per_host_batch, shuffle_bins=False)
@@ -145,15 +154,12 @@ def make_dataset(data: TokenizedData, *, seq_len: int, per_host_batch: int, pack
   return ds.batch(per_host_batch, drop_remainder=True)
 
 
-def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, packing: bool,
-                  process_count: int = 1, **kw) -> int:
-  """Batches that `make_dataset` yields over `num_epochs`: computed for padding, counted for packing."""
+def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, packing: bool, **kw) -> int:
+  """Batches that `make_dataset` yields from this process's share over `num_epochs`: computed for padding, counted
+  for packing. Processes can differ; the run takes the smallest (rsft.distributed.min_over_processes)."""
   if packing:
-    return sum(1 for _ in make_dataset(data, num_epochs=num_epochs, per_host_batch=per_host_batch, packing=True,
-                                       process_count=process_count, **kw))
-  rows = len(data) * num_epochs
-  last_host_rows = len(range(process_count - 1, rows, process_count))  # the fewest rows of any host
-  return last_host_rows // per_host_batch
+    return sum(1 for _ in make_dataset(data, num_epochs=num_epochs, per_host_batch=per_host_batch, packing=True, **kw))
+  return len(data) * num_epochs // per_host_batch
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:

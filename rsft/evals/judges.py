@@ -173,8 +173,11 @@ class Judges:
 
 
 def _load_tokenizer(path: str) -> Any:
-  import transformers
-  return transformers.AutoTokenizer.from_pretrained(path)
+  from rsft.convert import model_io
+  tokenizer = model_io.load_tokenizer(path)
+  if tokenizer is None:
+    raise FileNotFoundError(f"{path}: no tokenizer files (a judge tokenizer must be a local HF directory).")
+  return tokenizer
 
 
 def clip_tokens(judge: Any, text: str, limit: int = 4075) -> str:

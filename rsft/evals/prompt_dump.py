@@ -14,30 +14,32 @@ from typing import Any
 
 from absl import logging
 
+from rsft.convert import model_io
 from rsft.evals import sweep
+from rsft.models import resolve
 from rsft.evals.requests import Renderer
 
 
 def load_tokenizer(config: Any) -> Any:
   """model.tokenizer, else model.path's tokenizer files; None when neither is set (prompts stay untemplated)."""
-  path = config.model.tokenizer or config.model.path
+  path = resolve.tokenizer_dir(config.model)
   if not path:
     return None
-  import transformers
   try:
-    return transformers.AutoTokenizer.from_pretrained(path)
+    tokenizer = model_io.load_tokenizer(path)
   except (OSError, ValueError) as e:
     raise ValueError(f"eval.mode=prompts: no tokenizer could be read from {path} (model.tokenizer or model.path): "
                      f"{e}") from e
+  if tokenizer is None:
+    raise ValueError(f"eval.mode=prompts: {path} (model.tokenizer or model.path) has no tokenizer files.")
+  return tokenizer
 
 
 def _context_length(config: Any) -> int | None:
   """max_position_embeddings from model.path's config.json (what a -1 prompt + output cap resolves to)."""
-  path = os.path.join(config.model.path or "", "config.json")
-  if not config.model.path or not os.path.exists(path):
+  if not config.model.path or not os.path.exists(os.path.join(config.model.path, "config.json")):
     return None
-  with open(path) as f:
-    return json.load(f).get("max_position_embeddings")
+  return resolve.architecture(config.model)[0].max_position_embeddings
 
 
 def write(config: Any, output: str, tokenizer: Any) -> dict[str, int]:

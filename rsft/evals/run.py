@@ -8,7 +8,9 @@ from typing import Any
 
 from absl import logging
 
-from rsft import api, distributed, sharding
+from rsft import distributed, sharding
+from rsft.convert.model_io import default_stop_ids, load_model, load_tokenizer
+from rsft.models.model import Model
 from rsft import workdir as workdir_lib
 from rsft import config as rconfig
 from rsft.evals import checkpoints, modes, prompt_dump, sweep
@@ -38,13 +40,14 @@ def model_to_evaluate(config: Any, workdir: str) -> tuple[str, str]:
   return checkpoints.step_dir(workdir, chosen[0]), f"step {chosen[0]}"
 
 
-def load(config: Any, path: str) -> api.Model:
+def load(config: Any, path: str) -> Model:
   dtype = config.sample.dtype or config.model.dtype
-  m = api.load_model(path, dtype=dtype, mesh=sampling_mesh(config), attention=config.model.attention)
+  m = load_model(path, dtype=dtype, mesh=sampling_mesh(config), attention=config.model.attention)
   if m.tokenizer is None and config.model.tokenizer:  # an HF dir without tokenizer files
-    import transformers
-    m.tokenizer = transformers.AutoTokenizer.from_pretrained(config.model.tokenizer)
-    m.stop_token_ids = m.stop_token_ids or api.default_stop_ids(None, m.tokenizer)
+    m.tokenizer = load_tokenizer(config.model.tokenizer)
+    if m.tokenizer is None:
+      raise FileNotFoundError(f"model.tokenizer={config.model.tokenizer}: no tokenizer files there.")
+    m.stop_token_ids = m.stop_token_ids or default_stop_ids(None, m.tokenizer)
   return m
 
 

@@ -60,7 +60,7 @@ COMPILES: collections.Counter = collections.Counter()
 # KV heads over tensor); a chunk's output layout is then its input layout and the second chunk never recompiles.
 _STATE_AXES = dict(cache=("layers", "batch", None, "act_kv_heads", None), kv_valid=("batch", None),
                    logits=("batch", None), pos=("batch",), tokens=("batch", None), logprobs=("batch", None),
-                   done=("batch",), stopped=("batch",), step=(), counts=("batch", None))
+                   done=("batch",), step=(), counts=("batch", None))
 
 
 def _constrain(rules, state: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
                logits=rep(_last_logits(model, last), "logits"),
                pos=rep(mask.sum(axis=1).astype(jnp.int32), "pos"),
                tokens=jnp.full((rows, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((rows, max_new), jnp.float32),
-               done=jnp.zeros((rows,), bool), stopped=jnp.zeros((rows,), bool), step=jnp.int32(0))
+               done=jnp.zeros((rows,), bool), step=jnp.int32(0))
   if penalties:
     state["counts"] = jnp.zeros((rows, cfg.vocab_size), jnp.int32)
   return _constrain(model.rules, state)
@@ -170,7 +170,7 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
     done = s["done"] | hit | (step + 1 >= row_limit)
     new = dict(s, cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, 0]),
                tokens=s["tokens"].at[:, step].set(tok), logprobs=s["logprobs"].at[:, step].set(lp),
-               stopped=s["stopped"] | hit, done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
+               done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
     if "counts" in s:
       new["counts"] = s["counts"].at[jnp.arange(tok.shape[0]), tok].add((~s["done"]).astype(jnp.int32))
     return new
@@ -183,7 +183,15 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
              options: Options | None = None, vocab_limit: int | None = None,
              prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
              max_total_tokens: int | None = None) -> GenerateResult:
-  """Samples `options.n` continuations per prompt (see rsft.generate).
+  """Samples continuations of token-id prompts with a KV cache; rsft.generate.
+
+  temperature / top_p / top_k / presence_penalty / frequency_penalty: scalars or one value per prompt (0
+  temperature = greedy; top-p is exact over the whole vocabulary; changing them never recompiles).
+  stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
+  options: Options (n samples per prompt, top-k cap, prompt buckets, chunk steps).
+  Returns .tokens, .logprobs (model log-prob of each token) and .finish_reason ("stop" | "length"), with
+  n consecutive entries per prompt. Runs on the model's mesh (batch over data, KV heads over tensor); see
+  rsft.reshard for a sampling mesh.
 
   presence_penalty / frequency_penalty: scalars or one per prompt (vLLM semantics, output tokens only).
   max_total_tokens: caps prompt + output per prompt (vLLM's max_model_len): a prompt of P tokens gets at most
@@ -193,6 +201,10 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   (seed, prompt_ids[i] * n + j, step), so an eval run that batches prompts differently (a resumed run) samples
   exactly the same tokens.
   """
+  if model.config.head != "lm":
+    raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
+  if stop_token_ids is None:
+    stop_token_ids = getattr(model, "stop_token_ids", None) or []
   opts = options or Options()
   if not prompts or any(len(p) == 0 for p in prompts):
     raise ValueError("generate needs at least one prompt, and every prompt needs at least one token.")
@@ -253,12 +265,12 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   progress.close()
   logging.log_every_n_seconds(logging.INFO, "sampler: compiles so far prefill=%d decode=%d", 60,
                               COMPILES["prefill"], COMPILES["decode"])
-  tokens, logprobs, stopped = (sharding.to_host(state[k]) for k in ("tokens", "logprobs", "stopped"))
+  tokens, logprobs = (sharding.to_host(state[k]) for k in ("tokens", "logprobs"))
   stop_set = np.asarray(stops)
   out_tokens, out_lps, reasons = [], [], []
   for r in range(real * n):
     keep = min(step, int(keep_rows[r]))
-    hits = np.flatnonzero(np.isin(tokens[r, :keep], stop_set)) if stopped[r] else []
+    hits = np.flatnonzero(np.isin(tokens[r, :keep], stop_set))  # a row's tokens end at its first stop
     length = int(hits[0]) + 1 if len(hits) else keep
     out_tokens.append(tokens[r, :length].tolist())
     out_lps.append(logprobs[r, :length].tolist())

@@ -1,7 +1,8 @@
-"""Teacher-forced scoring of (prompt, completion) pairs: per-token log-prob, entropy and is_greedy.
+"""Teacher-forced scoring: rsft.token_logprobs and rsft.reward_scores on token arrays, and (prompt, completion)
+pairs scored for per-token log-prob, entropy and is_greedy.
 
-Reuses the training forward and the chunked head, so scores, training loss and the sampler's reported log-probs
-are the same numbers. Pairs are sorted by length and packed into right-padded batches of at most `batch_tokens`
+Runs the one forward + chunked head (rsft.models.forward), so scores, training loss and the sampler's reported
+log-probs are the same numbers. Pairs are sorted by length and packed into right-padded batches of at most `batch_tokens`
 positions, with lengths rounded up to `length_multiple` so compiles stay few (one per width). Reward-model
 scoring of whole sequences uses the same batching.
 """
@@ -9,19 +10,14 @@ scoring of whole sequences uses the same batching.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from rsft import sharding
-from rsft.models.decoder import positions_from_mask
-from rsft.models.head import chunked_logprobs
-from rsft.models.layers import precision
+from rsft.models.forward import last_token_scores, padded_logprobs
 
 
 @dataclasses.dataclass
@@ -33,11 +29,41 @@ class Score:
   mean: float
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
-def _score_batch(graphdef, params, ids, mask, chunk):
-  model = nnx.merge(graphdef, params)
-  hidden = model(ids, positions_from_mask(mask), mask)
-  return chunked_logprobs(hidden[:, :-1], model.head_kernel(), ids[:, 1:], chunk, stats=True)
+def _prepare(m: Any, ids: Any, attention_mask: Any) -> tuple[jax.Array, jax.Array]:
+  ids = np.asarray(ids, dtype=np.int32)
+  if ids.ndim != 2:
+    raise ValueError(f"ids must be [batch, time]; got shape {ids.shape}.")
+  mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask, dtype=np.int32)
+  if mask.shape != ids.shape:
+    raise ValueError(f"attention_mask shape {mask.shape} differs from ids shape {ids.shape}.")
+  if ids.size and (ids.min() < 0 or ids.max() >= m.config.vocab_size):
+    raise ValueError(f"token ids must lie in [0, {m.config.vocab_size}); got [{ids.min()}, {ids.max()}].")
+  return sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask)
+
+
+def _needs(m: Any, head: str, what: str) -> None:
+  if m.config.head != head:
+    kind = "a CausalLM" if head == "lm" else "a *ForSequenceClassification"
+    other = "a reward (score) model" if head == "lm" else "a CausalLM"
+    raise ValueError(f"{what} needs {kind} checkpoint; this one is {other}.")
+
+
+def token_logprobs(m: Any, ids: Any, attention_mask: Any = None, chunk_size: int = 1024) -> jax.Array:
+  """float32 [B, T-1]: lp[b,t] = log p(ids[b,t+1] | ids[b,:t+1]).
+
+  0 where the target is padding, and where the context is padding only (the first real token of a row).
+  """
+  _needs(m, "lm", "token_logprobs")
+  ids, mask = _prepare(m, ids, attention_mask)
+  return padded_logprobs(m.graphdef, m.params, ids, mask, chunk_size)
+
+
+def reward_scores(m: Any, ids: Any, attention_mask: Any = None) -> jax.Array:
+  """float32 [B] (or [B, num_labels] when num_labels > 1): the head read at the rightmost real token."""
+  _needs(m, "score", "reward_scores")
+  ids, mask = _prepare(m, ids, attention_mask)
+  scores = last_token_scores(m.graphdef, m.params, ids, mask)
+  return scores[:, 0] if m.config.num_labels == 1 else scores
 
 
 def length_batches(lengths: Sequence[int], batch_tokens: int, length_multiple: int,
@@ -75,8 +101,7 @@ def _right_padded(seqs: Sequence[Sequence[int]], batch: Sequence[int], width: in
 def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
           batch_tokens: int = 16384, length_multiple: int = 128, chunk: int = 1024) -> list[Score]:
   """Teacher-forced statistics of each completion given its prompt, in the input order."""
-  if m.config.head != "lm":
-    raise ValueError("score needs a CausalLM checkpoint; this one is a reward (score) model.")
+  _needs(m, "lm", "score")
   if len(prompts) != len(completions):
     raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
   if any(len(p) == 0 for p in prompts):
@@ -87,7 +112,7 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
   for batch, width, rows in length_batches(lengths, batch_tokens, length_multiple, sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(seqs, batch, width, rows)
     put = lambda x: sharding.put_batch(m.mesh, x)
-    lp, ent, greedy = map(sharding.to_host, _score_batch(m.graphdef, m.params, put(ids), put(mask), chunk))
+    lp, ent, greedy = map(sharding.to_host, padded_logprobs(m.graphdef, m.params, put(ids), put(mask), chunk, True))
     for r, i in enumerate(batch):
       a, b = len(prompts[i]) - 1, len(seqs[i]) - 1  # predictions of the completion tokens
       lps = lp[r, a:b]
@@ -96,30 +121,17 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def score_head(graphdef, params, ids, mask):
-  """A SequenceClassification model's head read at the rightmost real token (left or right padding): f32 [B, L].
-  The one kernel behind rsft.reward_scores and `rewards`."""
-  model = nnx.merge(graphdef, params)
-  hidden = model(ids, positions_from_mask(mask), mask)
-  last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-  pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-  return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
-                    preferred_element_type=jnp.float32, precision=precision(pooled.dtype))
-
-
 def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 16384,
             length_multiple: int = 128) -> np.ndarray:
   """Reward-model scores of whole token sequences (prompt + response, chat-rendered), batched by length and
   sharded over the mesh's batch axes: float32 [N] (or [N, num_labels])."""
-  if m.config.head != "score":
-    raise ValueError("rewards needs a *ForSequenceClassification checkpoint; this one is a CausalLM.")
+  _needs(m, "score", "rewards")
   if any(len(s) == 0 for s in sequences):
     raise ValueError("every sequence needs at least one token.")
   out = np.zeros((len(sequences), m.config.num_labels), np.float32)
   for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
                                            sharding.batch_multiple(m.mesh)):
     ids, mask = _right_padded(sequences, batch, width, rows)
-    scores = score_head(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
+    scores = last_token_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
     out[batch] = sharding.to_host(scores)[:len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out

@@ -11,6 +11,12 @@
 A whole prompt prefilled into an empty cache uses the chosen kernel too; chunked prefill and decode (queries
 against the cache) keep the reference with an explicit mask.
 A token attends to earlier tokens of its own segment; segment 0 is padding (its outputs are never used).
+With a sliding `window` (Mistral's `sliding_window`) it attends to the last `window` tokens of its segment, itself
+included: key j is seen by query i iff 0 <= i - j < window (transformers' `sliding_window_overlay`,
+`kv_idx > q_idx - window`). Every implementation takes it: xla and chunked in the explicit mask, cudnn through
+`local_window_size=(window - 1, 0)` (cuDNN's own sliding window; rows it cannot take fall back to chunked, which has
+the window too) and splash through a `LocalMask` in place of the causal mask. Index distance equals position
+distance because segments are contiguous (packing, left or right padding).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from rsft.models.layers import precision
 from rsft.sharding import Rules
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
@@ -41,17 +48,19 @@ def resolve(implementation: str, seq_len: int, platform: str | None = None) -> s
   return "xla" if seq_len <= 2048 else "chunked"
 
 
-def segment_mask(q_segments: jax.Array, kv_segments: jax.Array, q_offset: int | jax.Array = 0) -> jax.Array:
-  """[B, Tq, S] bool: causal (query i sits at position q_offset + i), same segment, key not padding."""
+def segment_mask(q_segments: jax.Array, kv_segments: jax.Array, q_offset: int | jax.Array = 0,
+                 window: int | None = None) -> jax.Array:
+  """[B, Tq, S] bool: causal (query i sits at position q_offset + i), same segment, key not padding, and with a
+  `window` at most window - 1 tokens back."""
   q_idx = q_offset + jnp.arange(q_segments.shape[1])
   kv_idx = jnp.arange(kv_segments.shape[1])
-  return ((q_idx[None, :, None] >= kv_idx[None, None, :])
-          & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0))
+  distance = q_idx[None, :, None] - kv_idx[None, None, :]
+  mask = ((distance >= 0) & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0))
+  return mask if window is None else mask & (distance < window)
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
   """Reference GQA attention. q [B,T,N,H], k/v [B,S,K,H], mask [B,T,S] bool. Softmax in float32."""
-  from rsft.models.layers import precision
   b, t, n, h = q.shape
   kv = k.shape[2]
   qg = q.reshape(b, t, kv, n // kv, h)
@@ -63,12 +72,12 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   return out.reshape(b, t, n, h)
 
 
-def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array,
-            chunk: int = ATTENTION_CHUNK) -> jax.Array:
+def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,
+            window: int | None = None) -> jax.Array:
   """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores."""
   b, t, n, h = q.shape
   if t <= chunk:
-    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids))
+    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids, window=window))
   pad = -t % chunk
   qp = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
   seg_q = jnp.pad(segment_ids, ((0, 0), (0, pad)))
@@ -79,24 +88,33 @@ def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array,
   @jax.checkpoint
   def one(args):
     i, q_block, seg_block = args
-    return dot_product_attention(q_block, k, v, segment_mask(seg_block, segment_ids, i * chunk))
+    return dot_product_attention(q_block, k, v, segment_mask(seg_block, segment_ids, i * chunk, window))
 
   out = jax.lax.map(one, (jnp.arange(blocks), q_blocks, seg_blocks))
   return out.swapaxes(0, 1).reshape(b, t + pad, n, h)[:, :t]
 
 
-def cudnn(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array) -> jax.Array:
-  """cuDNN flash attention for rows that are one segment then padding; anything else falls back (exactly)."""
-  lengths = (segment_ids > 0).sum(axis=1).astype(jnp.int32)
-  first_segment = segment_ids[:, :1]
+def flash_eligible(segment_ids: jax.Array) -> jax.Array:
+  """Whether cuDNN's flash kernel can take the batch: every row is one segment then padding (its lengths say
+  it all). Packed or left-padded rows are not."""
+  lengths = (segment_ids > 0).sum(axis=1)
   prefix = jnp.arange(segment_ids.shape[1])[None, :] < lengths[:, None]
-  simple = jnp.all(jnp.where(prefix, segment_ids == first_segment, segment_ids == 0))
+  return jnp.all(jnp.where(prefix, segment_ids == segment_ids[:, :1], segment_ids == 0))
 
-  def flash(q, k, v):
-    return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
-                                        key_value_seq_lengths=lengths, implementation=_cudnn_impl(q.dtype))
 
-  return jax.lax.cond(simple, flash, lambda q, k, v: chunked(q, k, v, segment_ids), q, k, v)
+def cudnn_flash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array,
+                window: int | None = None) -> jax.Array:
+  """cuDNN flash attention (causal, per-row lengths, optional window) for rows that are flash_eligible."""
+  lengths = (segment_ids > 0).sum(axis=1).astype(jnp.int32)
+  return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
+                                      key_value_seq_lengths=lengths, implementation=_cudnn_impl(q.dtype),
+                                      local_window_size=None if window is None else (window - 1, 0))
+
+
+def cudnn(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, window: int | None = None) -> jax.Array:
+  """cuDNN flash attention for flash_eligible batches; anything else falls back to chunked (exactly)."""
+  return jax.lax.cond(flash_eligible(segment_ids), lambda q, k, v: cudnn_flash(q, k, v, segment_ids, window),
+                      lambda q, k, v: chunked(q, k, v, segment_ids, window=window), q, k, v)
 
 
 def _cudnn_impl(dtype) -> str | None:
@@ -107,18 +125,21 @@ def _cudnn_impl(dtype) -> str | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _splash_kernel(seq_len: int, heads: int, block: int, interpret: bool):
-  """Built once per shape: the kernel precomputes its block-sparsity tables from the causal mask in numpy."""
+def _splash_kernel(seq_len: int, heads: int, block: int, interpret: bool, window: int | None = None):
+  """Built once per shape: the kernel precomputes its block-sparsity tables from the causal (or causal local)
+  mask in numpy, so blocks wholly outside a sliding window are skipped."""
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
-  mask = sm.MultiHeadMask([sm.CausalMask((seq_len, seq_len)) for _ in range(heads)])
+  shape = (seq_len, seq_len)
+  one = lambda: sm.CausalMask(shape) if window is None else sm.LocalMask(shape, (window - 1, 0), 0)
+  mask = sm.MultiHeadMask([one() for _ in range(heads)])
   sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                         block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
   return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
 def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rules: Rules,
-           interpret: bool = False, block: int = SPLASH_BLOCK) -> jax.Array:
+           interpret: bool = False, block: int = SPLASH_BLOCK, window: int | None = None) -> jax.Array:
   """TPU splash attention: shard_map over (batch, heads) shards; rows padded to a block multiple."""
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
   b, t, n, h = q.shape
@@ -131,7 +152,7 @@ def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rul
   def kernel(q, k, v, seg):
     if q.shape[2] % k.shape[2]:
       raise ValueError(f"splash: {q.shape[2]} local query heads for {k.shape[2]} key heads")
-    attend = _splash_kernel(padded, q.shape[2], block, interpret)
+    attend = _splash_kernel(padded, q.shape[2], block, interpret, window)
     to_heads = lambda x: jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))).transpose(0, 2, 1, 3)  # [B,N,T,H]
     seg = jnp.pad(seg, ((0, 0), (0, pad)))
     out = jax.vmap(lambda q1, k1, v1, s1: attend(q1, k1, v1, segment_ids=sk.SegmentIds(s1, s1)))(
@@ -151,14 +172,15 @@ def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rul
 
 
 def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, implementation: str,
-                   rules: Rules) -> jax.Array:
-  """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation."""
+                   rules: Rules, window: int | None = None) -> jax.Array:
+  """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation (and sliding
+  `window`, None = full causal attention)."""
   impl = resolve(implementation, q.shape[1])
   if impl == "xla":
-    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids))
+    return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids, window=window))
   if impl == "chunked":
-    return chunked(q, k, v, segment_ids)
+    return chunked(q, k, v, segment_ids, window=window)
   if impl == "cudnn":
-    return cudnn(q, k, v, segment_ids)
-  return splash(q, k, v, segment_ids, rules, interpret=jax.default_backend() != "tpu")
+    return cudnn(q, k, v, segment_ids, window=window)
+  return splash(q, k, v, segment_ids, rules, interpret=jax.default_backend() != "tpu", window=window)
 

@@ -13,9 +13,11 @@ import json
 import os
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
-SUPPORTED_ROPE_TYPES = ("default", "llama3")
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral", "internlm2")
+SUPPORTED_ROPE_TYPES = ("default", "llama3", "dynamic")
 _HEADS = {"ForCausalLM": "lm", "ForSequenceClassification": "score"}
+_ARCH_NAMES = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama", "mistral": "Mistral", "internlm2": "InternLM2"}
+MISTRAL_DEFAULT_WINDOW = 4096  # transformers' MistralConfig default when config.json has no `sliding_window` key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,26 @@ class ModelConfig:
   pad_token_id: int | None = None
   max_position_embeddings: int = 32768
   checkpoint_dtype: str = "float32"  # dtype of the tensors on disk; export writes this back
+  # Dynamic NTK rope scaling factor (InternLM2's rope_scaling {"type": "dynamic"}): beyond max_position_embeddings
+  # the rope base grows with the sequence length (rsft.models.layers.dynamic_ntk_inv_freq).
+  rope_dynamic: float | None = None
+  # Mistral's sliding window: a token attends to the last `sliding_window` tokens, itself included. None = full.
+  sliding_window: int | None = None
+
+  def __post_init__(self):
+    if self.model_type not in SUPPORTED_MODEL_TYPES:
+      raise ValueError(f"model_type={self.model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES}.")
+    if self.sliding_window is not None and (self.model_type != "mistral" or self.sliding_window < 1):
+      raise ValueError(f"sliding_window={self.sliding_window!r}: only a positive window on a mistral model is "
+                       "supported (Qwen2's use_sliding_window is not implemented).")
+    if self.rope_dynamic is not None and self.rope_llama3 is not None:
+      raise ValueError("rope_dynamic and rope_llama3 are exclusive rope scalings.")
+    if self.model_type == "internlm2" and self.head_dim * self.num_heads != self.hidden_size:
+      raise ValueError(f"internlm2: head_dim={self.head_dim} must be hidden_size / num_heads = "
+                       f"{self.hidden_size} / {self.num_heads} (InternLM2 derives it; its config has no head_dim).")
+    if self.model_type == "internlm2" and (self.head != "lm" or self.qkv_bias != self.o_bias or self.rope_llama3):
+      raise ValueError("internlm2: only InternLM2ForCausalLM, one `bias` flag for wqkv and wo, and default or "
+                       "dynamic rope are supported.")
 
   @property
   def has_lm_head(self) -> bool:
@@ -53,16 +75,21 @@ class ModelConfig:
     return self.head == "score"
 
   def to_hf_dict(self) -> dict[str, Any]:
-    """A transformers config.json for this architecture (from-scratch models have no original to copy)."""
-    names = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama"}
+    """A config.json for this architecture (from-scratch models have no original to copy). transformers loads it
+    for every family but InternLM2, whose classes are remote code: that one is the layout its own
+    configuration_internlm2.py reads (rsft reloads it; transformers needs the modeling files beside it)."""
     suffix = "ForCausalLM" if self.head == "lm" else "ForSequenceClassification"
+    if self.model_type == "internlm2":
+      return self._internlm2_hf_dict()
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": self.rope_theta}
     if self.rope_llama3:
       f, lo, hi, orig = self.rope_llama3
       rope = {"rope_type": "llama3", "rope_theta": self.rope_theta, "factor": f, "low_freq_factor": lo,
               "high_freq_factor": hi, "original_max_position_embeddings": orig}
+    elif self.rope_dynamic:
+      rope = {"rope_type": "dynamic", "rope_theta": self.rope_theta, "factor": self.rope_dynamic}
     out = {
-        "architectures": [names[self.model_type] + suffix], "model_type": self.model_type,
+        "architectures": [_ARCH_NAMES[self.model_type] + suffix], "model_type": self.model_type,
         "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
         "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
         "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
@@ -71,13 +98,27 @@ class ModelConfig:
         "rope_parameters": rope, "max_position_embeddings": self.max_position_embeddings,
         "pad_token_id": self.pad_token_id, "dtype": self.checkpoint_dtype,
     }
-    if self.model_type != "qwen2":
+    if self.model_type in ("qwen3", "llama"):
       out["attention_bias"] = self.qkv_bias
+    if self.model_type == "mistral":
+      out["sliding_window"] = self.sliding_window  # written even when None: transformers' default is 4096
     if self.head == "score":
       out["num_labels"] = self.num_labels
       out["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
       out["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
     return out
+
+  def _internlm2_hf_dict(self) -> dict[str, Any]:
+    return {
+        "architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "vocab_size": self.vocab_size,
+        "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
+        "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
+        "num_key_value_heads": self.num_kv_heads, "hidden_act": "silu", "rms_norm_eps": self.rms_norm_eps,
+        "bias": self.qkv_bias, "rope_theta": self.rope_theta,
+        "rope_scaling": {"type": "dynamic", "factor": self.rope_dynamic} if self.rope_dynamic else None,
+        "max_position_embeddings": self.max_position_embeddings, "tie_word_embeddings": self.tie_word_embeddings,
+        "pad_token_id": self.pad_token_id, "torch_dtype": self.checkpoint_dtype,
+    }
 
   @classmethod
   def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json") -> "ModelConfig":
@@ -85,7 +126,7 @@ class ModelConfig:
     if model_type not in SUPPORTED_MODEL_TYPES:
       raise ValueError(
           f"{source}: model_type={model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES} "
-          "(Qwen2/Qwen2.5, Qwen3, Llama 3.x).")
+          "(Qwen2/Qwen2.5, Qwen3, Llama 3.x, Mistral, InternLM2/2.5).")
     arch = (cfg.get("architectures") or [f"{model_type}ForCausalLM"])[0]
     head = next((h for suffix, h in _HEADS.items() if arch.endswith(suffix)), None)
     if head is None:
@@ -95,9 +136,9 @@ class ModelConfig:
       raise ValueError(f"{source}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu').")
     if cfg.get("mlp_bias"):
       raise ValueError(f"{source}: mlp_bias=true is not supported.")
-    if cfg.get("use_sliding_window"):
-      raise ValueError(f"{source}: use_sliding_window=true is not supported (full attention only).")
-    rope_theta, llama3 = _read_rope(cfg, source)
+    if cfg.get("use_sliding_window") and model_type != "mistral":
+      raise ValueError(f"{source}: use_sliding_window=true is not supported for {model_type} (full attention only).")
+    rope_theta, llama3, dynamic = _read_rope(cfg, source)
     heads = cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or heads
     if heads % kv_heads:
@@ -105,8 +146,21 @@ class ModelConfig:
     attention_bias = bool(cfg.get("attention_bias", False))
     if model_type == "qwen2":  # Qwen2 hard-codes q/k/v bias and no o_proj bias (maxtext PR #3113).
       qkv_bias, o_bias = True, False
+    elif model_type == "mistral":  # no biases anywhere
+      qkv_bias = o_bias = False
+    elif model_type == "internlm2":  # `bias` on wqkv and wo; its InternLM2Config defaults it to true
+      qkv_bias = o_bias = bool(cfg.get("bias", True))
     else:  # Qwen3 and Llama put `attention_bias` on all four projections.
       qkv_bias = o_bias = attention_bias
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    if model_type == "internlm2":
+      if head == "score":
+        raise ValueError(f"{source}: {arch} is not supported; only InternLM2ForCausalLM.")
+      if cfg["hidden_size"] % heads:
+        raise ValueError(f"{source}: hidden_size={cfg['hidden_size']} is not a multiple of "
+                         f"num_attention_heads={heads}.")
+      head_dim = cfg["hidden_size"] // heads  # InternLM2Attention derives it, whatever else the file says
+    window = cfg.get("sliding_window", MISTRAL_DEFAULT_WINDOW) if model_type == "mistral" else None
     dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
     return cls(
         model_type=model_type,
@@ -116,7 +170,7 @@ class ModelConfig:
         num_layers=cfg["num_hidden_layers"],
         num_heads=heads,
         num_kv_heads=kv_heads,
-        head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+        head_dim=head_dim,
         rope_theta=float(rope_theta),
         rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
@@ -129,6 +183,8 @@ class ModelConfig:
         pad_token_id=cfg.get("pad_token_id"),
         max_position_embeddings=int(cfg.get("max_position_embeddings", 32768)),
         checkpoint_dtype=str(dtype),
+        rope_dynamic=dynamic,
+        sliding_window=None if window is None else int(window),
     )
 
   @classmethod
@@ -154,8 +210,9 @@ class ModelConfig:
     return cls(**arch)
 
 
-def _read_rope(cfg: dict[str, Any], source: str) -> tuple[float, tuple | None]:
-  """Reads rope_theta and scaling from either the v4 layout (top level + rope_scaling) or v5 rope_parameters."""
+def _read_rope(cfg: dict[str, Any], source: str) -> tuple[float, tuple | None, float | None]:
+  """Reads rope_theta and scaling from either the v4 layout (top level + rope_scaling, InternLM2's too) or v5
+  rope_parameters: (theta, llama3 parameters or None, dynamic NTK factor or None)."""
   params = dict(cfg.get("rope_parameters") or {})
   scaling = cfg.get("rope_scaling") or {}
   theta = cfg.get("rope_theta", params.get("rope_theta"))
@@ -166,10 +223,14 @@ def _read_rope(cfg: dict[str, Any], source: str) -> tuple[float, tuple | None]:
   if rope_type not in SUPPORTED_ROPE_TYPES:
     raise ValueError(f"{source}: rope type {rope_type!r} is not supported; rsft supports {SUPPORTED_ROPE_TYPES}.")
   if rope_type == "default":
-    return theta, None
+    return theta, None, None
+  if rope_type == "dynamic":
+    if "factor" not in merged:
+      raise ValueError(f"{source}: dynamic rope scaling is missing field 'factor'.")
+    return theta, None, float(merged["factor"])
   try:
     llama3 = (float(merged["factor"]), float(merged["low_freq_factor"]), float(merged["high_freq_factor"]),
               int(merged["original_max_position_embeddings"]))
   except KeyError as e:
     raise ValueError(f"{source}: llama3 rope scaling is missing field {e.args[0]!r}.") from None
-  return theta, llama3
+  return theta, llama3, None

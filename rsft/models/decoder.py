@@ -1,8 +1,9 @@
-"""One decoder for Qwen2/Qwen2.5, Qwen3 and Llama 3.x, in Flax NNX.
+"""One decoder for Qwen2/Qwen2.5, Qwen3, Llama 3.x, Mistral and InternLM2, in Flax NNX.
 
 Layers are stored stacked `[L, ...]` in a single `DecoderLayer` module and run with `jax.lax.scan` (constant
-compile time in depth). Parameter names mirror Hugging Face, so the conversion table is a transpose/reshape per
-tensor. The family differences are three flags of ModelConfig: qkv/o bias, q/k RMSNorm, rope scaling.
+compile time in depth). Parameter names mirror Hugging Face's Llama layout, so the conversion table is a
+transpose/reshape per tensor (InternLM2's fused wqkv is split on load). The family differences are flags of
+ModelConfig: qkv/o bias, q/k RMSNorm, rope scaling (llama3, dynamic NTK), sliding-window attention.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Attention(nnx.Module):
     self.k_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
     self.v_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
     self.o_proj = Linear("BTNH,NHD->BTD", (n, h, d), ("q_heads", "head_dim", "embed"), **kw, **ob)
+    self.window = cfg.sliding_window  # None: full causal attention
     if cfg.qk_norm:
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, param_dtype=param_dtype, axis="head_dim", stack=stack)
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, param_dtype=param_dtype, axis="head_dim", stack=stack)
@@ -54,15 +56,16 @@ class Attention(nnx.Module):
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     q = rules.constrain(q, ("batch", "length", "act_heads", None))
     k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
+    q, k, v = (checkpoint_name(a, "qkv") for a in (q, k, v))  # remat=save_names keeps these
     if cache is None:
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules)
-      return self.o_proj(out), None
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
+      return self.o_proj(checkpoint_name(out, "attn_out")), None
     k_all, v_all, layer, index = cache  # all layers' cache, updated in place: only the new columns are written
     at = (layer, 0, index, 0, 0)
     k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
     v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
     if segment_ids is not None:  # a whole prompt into an empty cache: it attends to itself, with the kernel
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules)
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
     else:
       out = dot_product_attention(q, k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype), mask)
     return self.o_proj(out), (k_all, v_all)
@@ -79,8 +82,8 @@ class MLP(nnx.Module):
 
   def __call__(self, x, rules: Rules):
     hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
-    hidden = rules.constrain(hidden, ("batch", "length", "act_mlp"))
-    return self.down_proj(hidden)
+    hidden = checkpoint_name(rules.constrain(hidden, ("batch", "length", "act_mlp")), "mlp_in")
+    return checkpoint_name(self.down_proj(hidden), "mlp_out")
 
 
 class DecoderLayer(nnx.Module):
@@ -136,7 +139,7 @@ class Decoder(nnx.Module):
     """
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
-    inv_freq = rope_inv_freq(self.cfg)
+    inv_freq = rope_inv_freq(self.cfg, jnp.max(positions) + 1)  # dynamic NTK: the longest row's length
     segment_ids = self.rules.constrain(segment_ids, ("batch", "length"))
 
     def body(h, one_layer):
@@ -156,13 +159,25 @@ class Decoder(nnx.Module):
     so query t attends to valid columns <= write_index + t. With `segment_ids` [B,T] (a whole prompt written at
     column 0 of an empty cache) attention runs over the new tokens alone with `model.attention`'s kernel.
     Returns final-normed hidden [B,T,D] and the cache.
+
+    Sliding window: columns hold positions, not time steps of their own (left padding takes columns), so the
+    window is measured in positions: a valid column's token sits at position (valid columns before it), and
+    query t at `positions[:, t]` sees it iff 0 <= distance < window.
+    Dynamic NTK: the keys in the cache keep the rotation they were written with, and this call's queries and keys
+    use the frequencies for the sequence length now, the largest count of valid columns in the batch. That is what
+    transformers' generate does (its position_ids come from the attention mask and it recomputes inv_freq from
+    their max as the sequence grows), so decoding past max_position_embeddings matches it step for step, while a
+    full forward over the same tokens rotates every key with the final length's frequencies (as HF's does).
     """
     t, s = ids.shape[1], cache["k"].shape[2]
     columns = jnp.arange(s)[None, None, :]
     mask = kv_valid[:, None, :] & (columns <= write_index + jnp.arange(t)[None, :, None])
+    if self.cfg.sliding_window is not None:
+      key_positions = jnp.cumsum(kv_valid, axis=-1) - 1  # [B, S]
+      mask &= (positions[:, :, None] - key_positions[:, None, :]) < self.cfg.sliding_window
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
-    inv_freq = rope_inv_freq(self.cfg)
+    inv_freq = rope_inv_freq(self.cfg, jnp.max(jnp.sum(kv_valid, axis=-1)))
 
     def body(carry, xs):  # the cache rides in the carry so the loop updates it in place
       h, k_all, v_all = carry

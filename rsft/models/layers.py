@@ -38,6 +38,13 @@ def param(rngs: nnx.Rngs | None, shape: Sequence[int], axes: Sequence[str | None
   return nnx.Param(value.astype(dtype), logical_axes=tuple(axes))
 
 
+def fan_in(eqn: str, shape: Sequence[int]) -> int:
+  """The number of inputs each output sums over: the product of the kernel dimensions the einsum contracts with
+  its input ("BTNH,NHD->BTD": N*H for o_proj, not shape[0] = N)."""
+  inputs, kernel = eqn.split("->")[0].split(",")
+  return math.prod(size for letter, size in zip(kernel, shape) if letter in inputs)
+
+
 class Linear(nnx.Module):
   """A kernel applied with an explicit einsum (axis letters: B batch, T time, D embed, N heads, H head_dim, F mlp).
 
@@ -51,7 +58,7 @@ class Linear(nnx.Module):
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
     self.eqn = eqn
     self.kernel = param(rngs, lead + tuple(shape), lead_axes + tuple(axes), param_dtype,
-                        scale=1 / math.sqrt(shape[0]))
+                        scale=1 / math.sqrt(fan_in(eqn, shape)))
     self.bias = (param(rngs, lead + tuple(bias_shape), lead_axes + tuple(bias_axes), param_dtype, init="zeros")
                  if bias_shape is not None else None)
 
@@ -76,11 +83,20 @@ class RMSNorm(nnx.Module):
     return self.scale[...].astype(x.dtype) * xf.astype(x.dtype)
 
 
-def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
-  """float32 inverse frequencies, computed like transformers (incl. the llama3 band-wise rescaling)."""
-  dim = cfg.head_dim
-  inv_freq = 1.0 / (np.float32(cfg.rope_theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
-  inv_freq = inv_freq.astype(np.float32)
+def rope_inv_freq(cfg: ModelConfig, seq_len: jax.Array | int | None = None) -> np.ndarray | jax.Array:
+  """float32 inverse frequencies, computed like transformers (incl. the llama3 band-wise rescaling).
+
+  With dynamic NTK scaling (`cfg.rope_dynamic`) they depend on `seq_len`, the current sequence length (largest
+  position + 1, as the reference's `torch.max(position_ids) + 1`): up to max_position_embeddings they are the
+  default ones exactly, beyond it they come from `dynamic_ntk_inv_freq`. Without `seq_len` (or without dynamic
+  scaling) the result is a static numpy array.
+  """
+  inv_freq = _default_inv_freq(cfg.rope_theta, cfg.head_dim)
+  if cfg.rope_dynamic is not None:
+    if seq_len is None:
+      return inv_freq
+    seq_len = jnp.asarray(seq_len)
+    return jnp.where(seq_len > cfg.max_position_embeddings, dynamic_ntk_inv_freq(cfg, seq_len), inv_freq)
   if cfg.rope_llama3 is None:
     return inv_freq
   factor, low_ff, high_ff, old_len = cfg.rope_llama3
@@ -91,6 +107,22 @@ def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
   smoothed = (1 - smooth) * scaled / factor + smooth * scaled
   medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
   return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def _default_inv_freq(theta: float, dim: int) -> np.ndarray:
+  return (1.0 / (np.float32(theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))).astype(np.float32)
+
+
+def dynamic_ntk_inv_freq(cfg: ModelConfig, seq_len: jax.Array | int) -> jax.Array:
+  """Dynamic NTK inverse frequencies for a sequence of `seq_len` tokens, in float32 like the references
+  (InternLM2DynamicNTKScalingRotaryEmbedding, transformers' `_compute_dynamic_ntk_parameters`):
+    base' = theta * (factor * seq_len / max_position_embeddings - (factor - 1)) ** (dim / (dim - 2)).
+  Only meaningful for seq_len > max_position_embeddings (rope_inv_freq selects it there).
+  """
+  dim, f = cfg.head_dim, np.float32(cfg.rope_dynamic)
+  scale = f * jnp.asarray(seq_len, jnp.float32) / np.float32(cfg.max_position_embeddings) - (f - np.float32(1))
+  base = np.float32(cfg.rope_theta) * scale ** np.float32(dim / (dim - 2))
+  return 1.0 / base ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / np.float32(dim))
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
@@ -104,6 +136,8 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
   return (xf * cos + rotated * sin).astype(x.dtype)
 
 
+# remat=save_names keeps these activations (tagged with checkpoint_name in decoder.py): q/k/v after RoPE, the
+# attention output before o_proj, the MLP's gated hidden before down_proj, and its output.
 _SAVE_NAMES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 REMAT_POLICIES = {
     "none": None,

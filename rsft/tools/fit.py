@@ -29,9 +29,9 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compile beside a job
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from rsft import config as rconfig  # noqa: E402
+from rsft import config as rconfig, hardware  # noqa: E402
 
-GIB = 1024 ** 3
+GIB = hardware.GIB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,8 @@ class Chip:
   dims: int               # torus dimensions
 
 
-# Usable HBM as libtpu's compiler reports it ("exceeds available HBM (30.75G)"), measured with this tool.
-CHIPS = {"v4": Chip(30.75, 2, 3), "v5p": Chip(95.74, 2, 3), "v5e": Chip(15.75, 1, 2), "v6e": Chip(31.25, 1, 2)}
+# From the one hardware table (rsft/hardware.py): usable HBM as libtpu's compiler reports it, measured with this tool.
+CHIPS = {f: Chip(c.usable_hbm_bytes / GIB, c.tensorcores, c.torus_dims) for f, c in hardware.TPUS.items()}
 _ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
 _SHAPES_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
               512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
@@ -86,16 +86,8 @@ def topology_devices(s: Slice) -> list[Any]:
 
 
 def architecture(config: Any, arch: str | None):
-  from rsft.models import ModelConfig, presets
-  if arch:
-    return presets.get(arch)
-  if config.model.path and os.path.exists(os.path.join(config.model.path, "config.json")):
-    return ModelConfig.from_dir(config.model.path)[0]
-  if config.model.path:
-    return presets.get(os.path.basename(os.path.normpath(config.model.path)))
-  if config.model.arch:
-    return ModelConfig.from_arch(config.model.arch.to_dict())
-  raise ValueError("no architecture: set --arch, model.path or model.arch")
+  from rsft.models import resolve
+  return resolve.architecture(config.model, preset=arch, allow_preset=True)[0]
 
 
 @dataclasses.dataclass
@@ -230,13 +222,14 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   the larger of the two programs' plans (weights + KV cache + temporaries) is the sampler's peak."""
   import jax.numpy as jnp
 
-  from rsft import api, sharding
+  from rsft import sharding
+  from rsft.models.model import abstract_model
   from rsft.infer import sampler
   config = _for_tpu(config)
   dtype = config.sample.dtype or config.model.dtype
   data, tensor = config.sample.mesh.data, config.sample.mesh.tensor
   mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
-  graphdef, state, _ = api.abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
+  graphdef, state, _ = abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
   params = sharding.abstract_arrays(state, sharding.Rules(mesh))
   rows = config.sample.batch_size
   rows += -rows % sharding.batch_multiple(mesh)

@@ -2,7 +2,7 @@
 
 Items per step directory: `params`, `train` (optimizer state and step; evaluation never reads it), `data` (grain
 iterator state, one file per process), `meta` (JSON: model architecture, source config.json, tokenizer dir, resolved run config), so any
-step directory is self-describing (`rsft.load_model` and `rsft.export_hf` accept it). Listed save steps are never
+step directory is self-describing (`rsft.load_model` and `rsft.export_hf` accept it; rsft.convert.step_dir reads it). Listed save steps are never
 deleted; `keep` > 0 keeps that many of the other, most recent ones. Restores land directly in the given shardings.
 """
 
@@ -16,6 +16,8 @@ import grain
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as cm
+
+from rsft.convert.step_dir import META, PARAMS
 
 
 class _QuietOrbax(py_logging.Filter):
@@ -34,14 +36,14 @@ def manager(directory: str, save_steps: tuple[int, ...] = (), keep: int = 0, asy
                                          create=not read_only, read_only=read_only,
                                          cleanup_tmp_directories=not read_only,
                                          save_interval_steps=0 if read_only else 1)
-  handlers = {"params": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
-              "data": grain.checkpoint.CheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+  handlers = {PARAMS: ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
+              "data": grain.checkpoint.CheckpointHandler(), META: ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, data_iter: Any,
          meta: dict[str, Any]) -> None:
-  args = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta),
+  args = {PARAMS: ocp.args.StandardSave(params), META: ocp.args.JsonSave(meta),
           "train": ocp.args.StandardSave({"opt_state": opt_state, "step": step})}
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointSave(data_iter)
@@ -51,21 +53,8 @@ def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, da
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_params: Any, abstract_train: dict[str, Any],
             data_iter: Any = None) -> tuple[Any, dict[str, Any]]:
   """(params, {'opt_state', 'step'}) restored into the abstract trees' shardings; data_iter is set in place."""
-  args = {"params": ocp.args.StandardRestore(abstract_params), "train": ocp.args.StandardRestore(abstract_train)}
+  args = {PARAMS: ocp.args.StandardRestore(abstract_params), "train": ocp.args.StandardRestore(abstract_train)}
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   out = mngr.restore(step, args=ocp.args.Composite(**args))
-  return out["params"], out["train"]
-
-
-def read_meta(step_dir: str) -> dict[str, Any]:
-  mngr = manager(os.path.dirname(os.path.abspath(step_dir)), read_only=True, async_save=False)
-  return mngr.restore(int(os.path.basename(os.path.normpath(step_dir))),
-                      args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-
-
-def restore_params(step_dir: str, abstract_params: Any) -> Any:
-  """Only the params item of a step dir (evaluation, export): the optimizer state is never read."""
-  directory, step = os.path.dirname(os.path.abspath(step_dir)), int(os.path.basename(os.path.normpath(step_dir)))
-  mngr = manager(directory, read_only=True, async_save=False)
-  return mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))["params"]
+  return out[PARAMS], out["train"]

@@ -19,10 +19,12 @@ import jax
 import optax
 from absl import logging
 
-from rsft import api, config as rconfig, distributed, sharding
+from rsft import config as rconfig, distributed, sharding
 from rsft import workdir as workdir_lib
 from rsft.data import generate, pipeline
-from rsft.models import ModelConfig
+from rsft.convert.model_io import load_model, load_tokenizer
+from rsft.models import ModelConfig, resolve
+from rsft.models.model import abstract_model, init_model
 from rsft.train import checkpoint, metrics as metrics_lib, optim
 from rsft.train.step import StepConfig, train_step
 
@@ -35,28 +37,20 @@ class Preemption:
     signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
 
 
-def _tokenizer(config: Any):
-  import transformers
-  path = config.model.tokenizer or config.model.path
-  if not path:
-    raise ValueError("no tokenizer: set model.tokenizer (or model.path to an HF dir with tokenizer files).")
-  return transformers.AutoTokenizer.from_pretrained(path)
-
-
-def _architecture(config: Any) -> tuple[ModelConfig, dict[str, Any] | None]:
-  if config.model.path:
-    return ModelConfig.from_dir(config.model.path)
-  if not config.model.arch:
-    raise ValueError("set model.path (an HF checkpoint dir) or model.arch (a from-scratch architecture).")
-  return ModelConfig.from_arch(config.model.arch.to_dict()), None
+def _tokenizer(model: Any):
+  tokenizer = load_tokenizer(resolve.tokenizer_dir(model))
+  if tokenizer is None:
+    raise ValueError(f"no tokenizer in {resolve.tokenizer_dir(model)!r}: set model.tokenizer (or model.path to an HF "
+                     "dir with tokenizer files).")
+  return tokenizer
 
 
 def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh) -> Any:
   kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
             remat_policy=config.model.remat, attention=config.model.attention)
   if config.model.path:
-    return api.load_model(config.model.path, **kw).params
-  return api.init_model(model_cfg, seed=config.train.seed, **kw).params
+    return load_model(config.model.path, **kw).params
+  return init_model(model_cfg, seed=config.train.seed, **kw).params
 
 
 @dataclasses.dataclass
@@ -79,8 +73,8 @@ class StepParts:
 def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
   """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
   rsft.tools.fit compiles it for a TPU topology ahead of time."""
-  graphdef, abstract_state, _ = api.abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
-                                                   config.model.remat, config.model.attention)
+  graphdef, abstract_state, _ = abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
+                                               config.model.remat, config.model.attention)
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
   optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
   # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
@@ -119,28 +113,29 @@ def run(config: Any, workdir: str) -> dict[str, float]:
 
 def _train(config: Any, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
-  generate.maybe_generate(config, workdir)  # may fill data.train_files / model.tokenizer
+  config = rconfig.with_values(config, generate.prepare(config.data, config.model, workdir))  # generated data
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
   mesh = sharding.mesh_from_config(config.mesh)
-  tokenizer = _tokenizer(config)
-  data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"))
-
+  tokenizer = _tokenizer(config.model)
   global_batch, procs = config.train.global_batch_size, jax.process_count()
   if global_batch % procs or global_batch % config.train.micro_batch_size:
     raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}) and "
                      f"train.micro_batch_size={config.train.micro_batch_size}.")
+  data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"),
+                          process_index=jax.process_index(), process_count=procs)  # this host's share only
   data_kw = dict(seq_len=config.data.max_length, per_host_batch=global_batch // procs, packing=config.data.packing,
-                 shuffle=config.data.shuffle, seed=config.data.seed, process_index=jax.process_index(),
-                 process_count=procs)
-  total_steps = config.train.num_steps or pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw)
+                 shuffle=config.data.shuffle, seed=config.data.seed)
+  total_steps = config.train.num_steps or distributed.min_over_processes(
+      pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw))  # every host: the same schedule
   if total_steps < 1:
-    raise ValueError(f"{len(data)} examples make no full batch of {global_batch}.")
+    raise ValueError(f"{len(data)} examples make no full batch of {global_batch // procs} on process "
+                     f"{jax.process_index()} of {procs}.")
   dataset = pipeline.make_dataset(data, num_epochs=None if config.train.num_steps else config.train.num_epochs,
                                   **data_kw)
   data_iter = iter(dataset)
 
-  model_cfg, hf_config = _architecture(config)
+  model_cfg, hf_config = resolve.architecture(config.model)
   parts = build_step(config, model_cfg, mesh, total_steps)
   abstract_params, abstract_opt = parts.abstract_params, parts.abstract_opt
   lr_schedule, jitted, batch_sharding = parts.lr_schedule, parts.jitted, parts.batch_sharding
@@ -159,7 +154,7 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
     opt_state = parts.init_opt(params)
 
   meta = dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
-              tokenizer=os.path.abspath(config.model.tokenizer or config.model.path), config=config.to_dict())
+              tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)), config=config.to_dict())
   writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step)
   preempt = Preemption()
   preempt.install()

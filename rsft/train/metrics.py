@@ -11,13 +11,8 @@ import jax
 from absl import logging
 from tqdm import tqdm
 
+from rsft import hardware
 from rsft.models import ModelConfig
-
-# Dense bf16 peak FLOP/s per chip, for the MFU estimate (None: unknown device, no MFU logged).
-# Matched by prefix in this order: v5p chips report the device kind "TPU v5", v5e chips "TPU v5 lite".
-PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
-              "TPU v6 lite": 918e12, "TPU v6e": 918e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
-              "NVIDIA A100": 312e12}
 
 
 def param_count(cfg: ModelConfig) -> int:
@@ -33,12 +28,13 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 
 
 def chip_peak_flops(device_kind: str) -> float | None:
-  return next((v for k, v in PEAK_FLOPS.items() if device_kind.startswith(k)), None)
+  """Dense bf16 peak FLOP/s of one chip of this kind (rsft/hardware.py); None: unknown device, no MFU logged."""
+  return hardware.peak_flops(device_kind)
 
 
 def peak_flops() -> float | None:
-  per_chip = chip_peak_flops(jax.devices()[0].device_kind)
-  return per_chip * jax.device_count() if per_chip else None
+  """Peak of all devices of this job: the MFU denominator."""
+  return hardware.local_peak_flops()
 
 
 def cut_back(path: str, step: int) -> int:

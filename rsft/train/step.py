@@ -11,9 +11,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
-from rsft.models.head import chunked_logprobs
+from rsft.models import forward
 from rsft.train.loss import token_scales
 
 
@@ -26,14 +25,9 @@ class StepConfig:
   loss_chunk: int = 1024
 
 
-def forward_logprobs(graphdef: Any, params: Any, batch: dict[str, jax.Array], chunk: int):
-  model = nnx.merge(graphdef, params)
-  hidden = model(batch["inputs"], batch["positions"], batch["segment_ids"])
-  return chunked_logprobs(hidden, model.head_kernel(), batch["targets"], chunk, stats=True)
-
-
 def _micro_loss(params, graphdef, mb, chunk):
-  lp, entropy, _ = forward_logprobs(graphdef, params, mb, chunk)
+  lp, entropy, _ = forward.logprobs(graphdef, params, mb["inputs"], mb["positions"], mb["segment_ids"],
+                                    mb["targets"], chunk, stats=True)
   w = mb["weights"]
   sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
   return -(lp * mb["scale"]).sum(), sums

@@ -1,8 +1,8 @@
 """Dataset tools for the study's data variants: the NoCoT derivation, verified filtering by rejection sampling,
 and dataset statistics.
 
-  python -m rsft.data.tools nocot  IN OUT          # strip <think>...</think> from every response
-  python -m rsft.data.tools stats  IN              # rows, response-length percentiles, marker rates
+  python -m rsft.tools.data nocot  IN OUT          # strip <think>...</think> from every response
+  python -m rsft.tools.data stats  IN              # rows, response-length percentiles, marker rates
 
 NoCoT keeps the query and the final solution and drops the thinking block (paper.md §3: Math-NoCoT shares the
 queries and solutions of Math-CoT). Verified filtering samples N responses per query with rsft's sampler,
@@ -20,6 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from rsft.analysis import patterns
+from rsft.data.readers import raw_rows
+from rsft.evals.benchmarks import REGISTRY, Item
+from rsft.evals.grading import grade
+from rsft.evals.requests import Renderer
+from rsft.infer import sampler
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.S)
 
@@ -49,11 +56,6 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
                     answer_field: str = "answer", batch_size: int = 16, grader: str = "math") -> list[dict[str, Any]]:
   """One verified response per query: rows with `message` (or `prompt`) and a reference answer. Queries with no
   correct sample are dropped; each kept row gets `response` and `num_correct` (of n)."""
-  from rsft.evals.benchmarks import Item, REGISTRY
-  from rsft.evals.grading import grade
-  from rsft.evals.requests import Renderer
-  from rsft.infer import sampler
-
   bench = next(b for b in REGISTRY["study"].values() if b.grader == grader)
   renderer = Renderer(model.tokenizer)
   rng = random.Random(seed)
@@ -79,7 +81,6 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
 def stats(rows: Sequence[dict[str, Any]], tokenizer: Any = None) -> dict[str, Any]:
   """Rows, response length percentiles (tokens with a tokenizer, else whitespace words), thinking share,
   marker rates per 1k words."""
-  from rsft.analysis import patterns
   responses = [r.get("response") or r["messages"][-1]["content"] for r in rows]
   length = (lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"])) if tokenizer else \
       (lambda t: len(t.split()))
@@ -93,7 +94,6 @@ def stats(rows: Sequence[dict[str, Any]], tokenizer: Any = None) -> dict[str, An
 
 
 def _read(path: str) -> list[dict[str, Any]]:
-  from rsft.data.readers import raw_rows
   return [row for _, row in raw_rows(path)]
 
 

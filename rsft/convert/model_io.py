@@ -1,0 +1,93 @@
+"""Whole models in and out: a Hugging Face checkpoint dir or an rsft step dir -> a sharded Model, and a Model
+(or step dir) -> a Hugging Face dir. The tensors move through the mapping tables (hf_to_rsft / rsft_to_hf)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from jax.sharding import Mesh
+
+from rsft import sharding
+from rsft.convert import step_dir
+from rsft.convert.hf_to_rsft import load_params
+from rsft.convert.rsft_to_hf import export
+from rsft.models.config import ModelConfig
+from rsft.models.model import Model, abstract_model
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+_QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
+
+
+# Families whose tokenizer class ships as code in the checkpoint dir (no transformers class): InternLM2's
+# sentencepiece tokenizer. Only the user's own local checkpoint dir is read; nothing is downloaded.
+_REMOTE_CODE_TOKENIZERS = ("internlm2",)
+
+
+def load_tokenizer(path: str | None) -> Any:
+  """The HF tokenizer in `path`, or None when the directory has no tokenizer files. The one place rsft builds a
+  tokenizer from a directory (training, evaluation, the prompt dump)."""
+  if not path or not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
+    return None
+  import transformers  # local: heavy import, only when a tokenizer is present.
+  remote = False
+  if os.path.exists(os.path.join(path, "config.json")):
+    with open(os.path.join(path, "config.json")) as f:
+      remote = json.load(f).get("model_type") in _REMOTE_CODE_TOKENIZERS
+  return transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+
+
+def default_stop_ids(path: str | None, tokenizer: Any) -> list[int]:
+  """generation_config.json's eos_token_id when present, else the tokenizer's EOS plus Qwen's two stops."""
+  gen = os.path.join(path, "generation_config.json") if path else ""
+  if gen and os.path.exists(gen):
+    with open(gen) as f:
+      eos = json.load(f).get("eos_token_id")
+    if eos is not None:
+      return [eos] if isinstance(eos, int) else list(eos)
+  if tokenizer is None:
+    return []
+  ids = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t) for t in _QWEN_STOPS
+                                    if t in tokenizer.get_vocab()}
+  return sorted(i for i in ids if i is not None)
+
+
+def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",
+               param_dtype: Any = None, attention: str = "auto") -> Model:
+  """Loads a Hugging Face checkpoint dir (see rsft.models.config for the families) or an rsft step dir.
+
+  Computes in `dtype` and stores parameters in `param_dtype` (default: `dtype`; training keeps float32 master
+  weights with bfloat16 compute). With a `mesh`, parameters are placed by the logical-axis rules.
+  """
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
+  if step_dir.is_step_dir(path):
+    return _load_step(path, dtype, mesh, remat_policy, param_dtype, attention)
+  cfg, raw = ModelConfig.from_dir(path)
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)  # checks the layout
+  params = load_params(path, cfg, state, sharding.Rules(mesh))
+  tokenizer = load_tokenizer(path)
+  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path, default_stop_ids(path, tokenizer))
+
+
+def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
+               attention: str) -> Model:
+  """A training checkpoint step dir: params only, into this mesh's shardings."""
+  meta = step_dir.read_meta(path)
+  cfg = ModelConfig.from_arch(meta["model_config"])
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
+  params = step_dir.restore_params(path, sharding.abstract_arrays(state, sharding.Rules(mesh)))
+  tokenizer = load_tokenizer(meta.get("tokenizer"))
+  return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"),
+               default_stop_ids(None, tokenizer))
+
+
+def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:
+  """Writes an HF dir (safetensors + config.json + tokenizer files) that transformers loads.
+
+  `dtype` defaults to the dtype of the original checkpoint, so HF -> rsft -> HF is bit-exact.
+  """
+  m = m_or_dir if isinstance(m_or_dir, Model) else load_model(m_or_dir)
+  return export(m.config, m.params, os.fspath(out_dir), m.hf_config, m.path, dtype)

@@ -1,0 +1,105 @@
+"""Every bench/ script runs its whole path at its smoke size and prints its comparison with the reference, so a
+refactor that breaks a benchmark fails here rather than on a lent accelerator. Scripts whose requirement is
+missing (a GPU, lm_eval's files) must say "skipped: <why>" and exit 0.
+
+The scripts run as subprocesses (`python bench/x.py --smoke`, as a user runs them), three at a time: each spends
+seconds importing jax and torch, and the whole file has to stay near a minute on two cores. For that, XLA compiles
+without LLVM optimisation and torch uses one thread: the smoke runs check paths and output, not speed, so their
+ratios mean nothing.
+"""
+
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EIGHT_DEVICES = "--xla_force_host_platform_device_count=8"
+FAST_COMPILE = "--xla_backend_optimization_level=0"  # CPU programs compile in about half the time
+NO_LM_EVAL = os.path.join(ROOT, "bench", "no_such_lm_eval_dir")
+
+# test name -> (command, fake CPU devices, patterns the output must contain)
+SCRIPTS = {
+    "sample_throughput": (["bench/sample_throughput.py", "--smoke"], 1,
+                          [r"decode .* ratio rsft / transformers [\d.]+ +\(greedy; 2/2 rows token-identical\)",
+                           r"decode .* ratio rsft / transformers [\d.]+ +\(T 0.6, top-p 0.95, top-k 20\)",
+                           r"score .* ratio rsft / transformers [\d.]+", r"\(evaluation defaults\)"]),
+    "decode_roofline": (["bench/decode_roofline.py", "--smoke"], 1,
+                        [r"decode tiny Qwen3 .*ratio rsft / transformers tokens/s [\d.]+", r'"rows_same_first_32']),
+    "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
+                         [r"train step, tiny Qwen3", r"ratio rsft / transformers: [\d.]+",
+                          r"ratio chunked / dense [\d.]+"]),
+    "step_mfu": (["bench/step_mfu.py", "--smoke", "--devices=2"], 8,
+                 [r'"system": "rsft".*"devices": 2', r'"system": "transformers"',
+                  r'"rsft_over_transformers_tokens_per_s_per_device": [\d.]+']),
+    "load": (["bench/load.py", "--smoke"], 1,
+             [r"rsft / transformers wall-time ratio: [\d.]+", r"rsft / transformers\+touch wall-time ratio: [\d.]+",
+              r"not checked"]),
+    "accelerator_check": (["bench/accelerator_check.py", "--smoke"], 1,
+                          [r"parity qwen3 +precision=highest +max\|rsft - transformers\|=",
+                           r"bf16 vs f32: mean KL=", r"tiny load: .*ratio rsft / transformers [\d.]+"]),
+    "fit_table": (["bench/fit_table.py", "--smoke"], 1, [r"\| smoke \| v5e \| \*\*v5e-1\*\* \| full \|"]),
+    "grading_throughput": (["bench/grading_throughput.py", "--smoke", "--workers=1"], 1,
+                           [r"ratio pool / serial [\d.]+", r"ratio sandboxed / bare [\d.]+",
+                            r"HumanEval grading .* passed 2/2"]),
+    "ifeval_agreement": (["bench/ifeval_agreement.py", "--smoke"], 1,  # runs where lm_eval is importable
+                         [r"^(agreement: strict [\d.]+%, loose [\d.]+%|skipped: .* lm_eval's IFEval files)"]),
+    "ifeval_agreement_missing": (["bench/ifeval_agreement.py", "--smoke", f"--lm_eval_dir={NO_LM_EVAL}"], 1,
+                                 [r"^skipped: bench/ifeval_agreement.py needs lm_eval's IFEval files"]),
+    "gpu_check": (["bench/gpu_check.sh", "--smoke"], 1, [r"^skipped: bench/gpu_check.sh needs an NVIDIA GPU"]),
+    "gpu_step": (["bench/gpu_step.sh", "--smoke"], 1, [r"^skipped: bench/gpu_step.sh needs an NVIDIA GPU"]),
+}
+
+
+def has_gpu() -> bool:
+  try:
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+  except OSError:
+    return False
+
+
+def run(name: str) -> subprocess.CompletedProcess:
+  command, devices, _ = SCRIPTS[name]
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]  # conftest sets 8
+  flags += [FAST_COMPILE] + ([EIGHT_DEVICES] if devices == 8 else [])
+  # One torch thread: three scripts share two cores here, and spinning OpenMP threads would only slow them down.
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags),
+             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])), OMP_NUM_THREADS="1")
+  launcher = ["bash"] if command[0].endswith(".sh") else [sys.executable]
+  return subprocess.run(launcher + command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(request):
+  """Starts every script this session selected at once (three at a time); each test waits for its own."""
+  wanted = [item.callspec.params["name"] for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec")]
+  wanted = [n for n in wanted if not (n.startswith("gpu_") and has_gpu())]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    yield {name: pool.submit(run, name) for name in dict.fromkeys(wanted)}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_bench_script_smoke(name, runs):
+  if name.startswith("gpu_") and has_gpu():
+    pytest.skip(f"a GPU is here: run `bash bench/{name}.sh --smoke` by hand (it needs jax[cuda])")
+  result = runs[name].result()
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output[-4000:]
+  for pattern in SCRIPTS[name][2]:
+    assert re.search(pattern, result.stdout, re.MULTILINE), f"{pattern!r} not in {name}'s output:\n{output[-4000:]}"
+  assert "FAILED" not in result.stdout
+
+
+def test_no_bench_script_edits_sys_path():
+  """Bench scripts import rsft as installed (rsft.tools.tiny_models, rsft.tools.synthetic), never through sys.path."""
+  bench = os.path.join(ROOT, "bench")
+  for name in sorted(os.listdir(bench)):
+    if name.endswith(".py"):
+      assert "sys.path" not in open(os.path.join(bench, name)).read(), name
+  covered = {os.path.basename(c[0]) for c, _, _ in SCRIPTS.values()}
+  scripts = {n for n in os.listdir(bench) if n.endswith((".py", ".sh"))}
+  assert scripts <= covered, f"bench scripts without a smoke test: {sorted(scripts - covered)}"
