@@ -55,6 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_grad_norm=1.0,
       loss_aggregation="token_mean",  # token_mean | verl (the study's micro-batch token mean, summed)
       verl_ranks=8,                   # data-parallel ranks the verl aggregation emulates
+      verl_rows_per_micro=4,          # rows per rank micro-batch it emulates (the study: 4 per GPU); independent of
+                                      # micro_batch_size, which only sets how many rows fit per accumulation step
       loss_chunk=1024,                # sequence chunk of the LM head / loss
       log_every=1,
       seed=0,

@@ -78,6 +78,7 @@ def get_config(arg: str | None = None):
   c.train.max_grad_norm = 1.0
   c.train.loss_aggregation = "verl" if a["faithful"] == "1" else "token_mean"
   c.train.verl_ranks = 8
+  c.train.verl_rows_per_micro = 2 if internlm else 4     # the study's per-GPU micro-batch, whatever fits here
   steps = (DATA[a["data"]][1] or 20480) // int(a["batch"]) * int(a["epochs"])
   c.checkpoint.save_steps = tuple(s for s in EVAL_STEPS if s <= steps) + ((steps,) if steps not in EVAL_STEPS else ())
   c.checkpoint.every_steps = 0

@@ -105,6 +105,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       raise ValueError(f"{key}={value!r}; expected float32, bfloat16 or float16.")
   if [config.sample.mesh.data, config.sample.mesh.tensor].count(-1) > 1:
     raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
+  train = config.train
+  if train.loss_aggregation == "verl" and train.global_batch_size % (train.verl_ranks * train.verl_rows_per_micro):
+    raise ValueError(f"train.global_batch_size={train.global_batch_size} is not a multiple of train.verl_ranks="
+                     f"{train.verl_ranks} x train.verl_rows_per_micro={train.verl_rows_per_micro} (the verl groups).")
   if config.data.max_length <= 1:
     raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
   if config.model.attention not in IMPLEMENTATIONS:

@@ -1,5 +1,6 @@
 """Loss aggregation, packing equivalence, sharded training, non-finite skips, resume and preemption."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 import rsft
@@ -233,3 +235,33 @@ def test_keep_policy_never_deletes_a_listed_step(tmp_path):
     checkpoint.save(mngr, step, m.params, {}, None, {"step": step})
   mngr.wait_until_finished()
   assert sorted(mngr.all_steps()) == [2, 5]
+
+
+def test_verl_loss_does_not_move_with_micro_batch_size():
+  """The study's grouping (4 rows per rank micro-batch, 8 ranks) is its own setting: a micro_batch_size chosen to
+  fit memory (32, 16 or 8 rows per accumulation step) gives the same loss and the same gradient (plain SGD, so the
+  update is the gradient: Adam's first step would turn rounding in near-zero gradients into whole steps)."""
+  from rsft import config as rconfig
+  m = rsft.init_model(CFG, seed=0)
+  batch = random_batch(rows=32, length=16, seed=4)
+  batch["weights"][::3, :10] = 0  # uneven supervised counts, so the grouping matters
+  c = rconfig.base_config()
+  c.train.update(global_batch_size=32, loss_aggregation="verl", verl_ranks=8, verl_rows_per_micro=4, loss_chunk=8)
+  sgd = optax.apply_if_finite(optax.sgd(1.0), 1)
+
+  def one_step(cfg):
+    params, _, out = jax.jit(functools.partial(train_step, m.graphdef, sgd, cfg))(m.params, sgd.init(m.params), batch)
+    return float(out["objective"]), jax.tree.map(lambda new, old: np.asarray(old - new), params, m.params)
+
+  outs = []
+  for micro in (32, 16, 8):
+    c.train.micro_batch_size = micro
+    cfg = loop.step_config(c.train)
+    assert cfg.verl_rows_per_micro == 4 and cfg.micro_batches == 32 // micro
+    outs.append(one_step(cfg))
+  for objective, grads in outs[1:]:
+    assert objective == pytest.approx(outs[0][0], rel=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(outs[0][1])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+  regrouped = one_step(dataclasses.replace(loop.step_config(c.train), verl_rows_per_micro=2))
+  assert abs(regrouped[0] - outs[0][0]) > 1e-4  # the grouping itself does change the loss

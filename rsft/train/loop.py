@@ -70,6 +70,14 @@ class StepParts:
     return {k: jax.ShapeDtypeStruct(self.batch_shape, d, sharding=self.batch_sharding) for k, d in dtypes.items()}
 
 
+def step_config(train: Any) -> StepConfig:
+  """The step's static settings from the `train` section. The verl grouping (rows per rank micro-batch) is the
+  study's own setting: changing micro_batch_size to fit memory never changes the loss."""
+  return StepConfig(micro_batches=train.global_batch_size // train.micro_batch_size, aggregation=train.loss_aggregation,
+                    verl_ranks=train.verl_ranks, verl_rows_per_micro=train.verl_rows_per_micro,
+                    loss_chunk=train.loss_chunk)
+
+
 def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
   """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
   rsft.tools.fit compiles it for a TPU topology ahead of time."""
@@ -90,10 +98,7 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
   abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract_opt_tree, opt_shardings)
   global_batch = config.train.global_batch_size
-  step_cfg = StepConfig(micro_batches=global_batch // config.train.micro_batch_size,
-                        aggregation=config.train.loss_aggregation, verl_ranks=config.train.verl_ranks,
-                        verl_rows_per_micro=max(config.train.micro_batch_size // config.train.verl_ranks, 1),
-                        loss_chunk=config.train.loss_chunk)
+  step_cfg = step_config(config.train)
   state_out = ((jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None
                else None)
   jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1),
