@@ -40,8 +40,9 @@ SMOKE = dict(model_type="qwen3", vocab_size=1024, hidden_size=256, intermediate_
 def config_for(model: str, chips: int, remat: str):
   c = rconfig.load_config_file(os.path.join(ROOT, "configs", "paper.py"), "model=" + ("qwen3_1.7b" if model == "smoke"
                                                                                        else model))
-  if model == "smoke":  # 8 rows a step (verl aggregation: a multiple of its 8 ranks), in micro-batches as below
+  if model == "smoke":  # 8 rows a step (verl aggregation: 8 ranks x 1 row), in micro-batches as below
     c.model.path, c.model.arch, c.data.max_length, c.train.global_batch_size = None, SMOKE, 256, 8
+    c.train.verl_rows_per_micro = 1
   c.train.micro_batch_size = min(chips, c.train.global_batch_size)
   c.model.remat = remat
   return c

@@ -22,6 +22,7 @@ distance because segments are contiguous (packing, left or right padding).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,7 @@ from rsft.sharding import Rules
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
 ATTENTION_CHUNK = 1024
+DECODE_BLOCK = 128  # cache columns per block of cached_attention (decode reads whole blocks up to the filled length)
 SPLASH_BLOCK = 512
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
 
@@ -70,6 +72,64 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v, precision=precision(v.dtype))
   return out.reshape(b, t, n, h)
+
+
+class CacheMask(NamedTuple):
+  """Which cache columns a query sees (decode and chunked prefill): a valid column c with c <= query_columns[t],
+  and with a sliding window, query_positions[b, t] - key_positions[b, c] < window. `filled` columns [0, filled)
+  are the only ones written; attention reads no further."""
+  kv_valid: jax.Array            # [B, S] bool
+  query_columns: jax.Array       # [T] int: the column each query was written to
+  filled: jax.Array              # int: columns [0, filled) hold the cache's contents
+  query_positions: jax.Array | None = None  # [B, T], with a window
+  key_positions: jax.Array | None = None    # [B, S], with a window
+  window: int | None = None
+
+
+def cached_attention(q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: jax.Array, visible: CacheMask,
+                     block: int = DECODE_BLOCK) -> jax.Array:
+  """q [B,T,N,H] against layer `layer` of the [L, B, S, K, H] caches, reading only the filled columns.
+
+  Blocks of `block` columns are read one at a time under a while loop with an online softmax, so a decode step
+  costs what the sequences have written, not the cache's capacity (prompt bucket + max_new_tokens). A block
+  that is wholly masked for a query leaves its running sums exactly unchanged (or, before the first visible
+  column, is wiped exactly by the rescale), so the result does not depend on how far the loop runs.
+  """
+  b, t, n, h = q.shape
+  s, kv = k_all.shape[2], k_all.shape[3]
+  block = min(block, s)
+  qg = q.reshape(b, t, kv, n // kv, h)
+  scale = h ** -0.5
+
+  def body(carry):
+    i, m, l, acc = carry
+    start = jnp.minimum(i * block, s - block)  # the last block may overlap the one before: its repeats are masked
+    cols = start + jnp.arange(block)
+    k = jax.lax.dynamic_slice(k_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0].astype(q.dtype)
+    v = jax.lax.dynamic_slice(v_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0].astype(q.dtype)
+    mask = (jax.lax.dynamic_slice_in_dim(visible.kv_valid, start, block, axis=1)[:, None, :]
+            & (cols[None, None, :] <= visible.query_columns[None, :, None]) & (cols >= i * block)[None, None, :])
+    if visible.window is not None:
+      keys = jax.lax.dynamic_slice_in_dim(visible.key_positions, start, block, axis=1)
+      mask &= (visible.query_positions[:, :, None] - keys[:, None, :]) < visible.window
+    scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
+                        precision=precision(q.dtype)) * scale
+    scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+    m_new = jnp.maximum(m, scores.max(axis=-1))
+    correction = jnp.exp(m - m_new)
+    p = jnp.exp(scores - m_new[..., None])
+    l = l * correction + p.sum(axis=-1)
+    acc = acc * correction[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(v.dtype), v,
+                                                   preferred_element_type=jnp.float32, precision=precision(v.dtype))
+    return i + 1, m_new, l, acc
+
+  shape = (b, kv, n // kv, t)
+  init = (jnp.int32(0), jnp.full(shape, _MASK_VALUE, jnp.float32), jnp.zeros(shape, jnp.float32),
+          jnp.zeros(shape + (h,), jnp.float32))
+  blocks = (visible.filled + block - 1) // block
+  _, _, l, acc = jax.lax.while_loop(lambda c: c[0] < blocks, body, init)
+  out = acc / l[..., None]  # [B, K, G, T, H]
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h).astype(q.dtype)
 
 
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,

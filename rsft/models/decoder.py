@@ -14,7 +14,6 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from rsft.models import attention
-from rsft.models.attention import dot_product_attention
 from rsft.models.config import ModelConfig
 from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
 from rsft.sharding import Rules
@@ -48,7 +47,7 @@ class Attention(nnx.Module):
                implementation: str = "xla"):
     """Full-sequence self-attention over `segment_ids` [B,T] with `implementation` (see attention.py), or, with
     cache = (k_all, v_all, layer, write_index), x's keys/values written into the [L, B, S, K, H] caches at
-    (layer, column write_index) and attention over that layer's whole cache under `mask` [B,T,S].
+    (layer, column write_index) and attention over that layer's filled columns under `mask` (a CacheMask).
     Returns (out, cache)."""
     q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
@@ -66,8 +65,8 @@ class Attention(nnx.Module):
     v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
     if segment_ids is not None:  # a whole prompt into an empty cache: it attends to itself, with the kernel
       out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
-    else:
-      out = dot_product_attention(q, k_all[layer].astype(q.dtype), v_all[layer].astype(q.dtype), mask)
+    else:  # queries against the cache, reading its filled columns only
+      out = attention.cached_attention(q, k_all, v_all, layer, mask)
     return self.o_proj(out), (k_all, v_all)
 
 
@@ -169,12 +168,11 @@ class Decoder(nnx.Module):
     their max as the sequence grows), so decoding past max_position_embeddings matches it step for step, while a
     full forward over the same tokens rotates every key with the final length's frequencies (as HF's does).
     """
-    t, s = ids.shape[1], cache["k"].shape[2]
-    columns = jnp.arange(s)[None, None, :]
-    mask = kv_valid[:, None, :] & (columns <= write_index + jnp.arange(t)[None, :, None])
-    if self.cfg.sliding_window is not None:
-      key_positions = jnp.cumsum(kv_valid, axis=-1) - 1  # [B, S]
-      mask &= (positions[:, :, None] - key_positions[:, None, :]) < self.cfg.sliding_window
+    t = ids.shape[1]
+    window = self.cfg.sliding_window
+    mask = attention.CacheMask(kv_valid, write_index + jnp.arange(t), write_index + t,
+                               positions if window is not None else None,
+                               jnp.cumsum(kv_valid, axis=-1) - 1 if window is not None else None, window)
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
     inv_freq = rope_inv_freq(self.cfg, jnp.max(jnp.sum(kv_valid, axis=-1)))
