@@ -2,6 +2,7 @@
 
   python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096]
   python bench/eval_throughput.py --smoke        # 16 prompts, batches of 8, caps 64 and 256, in seconds
+Results go to stdout (progress bars to stderr).
 
 The workload of issue 15: a tiny random Qwen3, `prompts` prompts of 20-60 tokens handed to generate in batches of
 `batch` (as the sweep does), sampled at T 1.0 with a set of stop tokens, so response lengths are random and most
@@ -25,7 +26,7 @@ import time
 import numpy as np
 
 SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-             head_dim=16)
+             head_dim=16, max_position_embeddings=8192)  # the caps stay inside the trained context
 DISTRIBUTIONS = {"short": 10, "long tail": 2}  # name -> number of stop ids (of the 512-token vocabulary)
 
 

@@ -43,7 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_steps=config_dict.placeholder(int),  # default: num_epochs over the data
       num_epochs=8,
       global_batch_size=256,
-      micro_batch_size=32,            # rows per accumulation step, whole mesh (study: 4 per GPU x 8 GPUs)
+      micro_batch_size=32,            # rows per accumulation step, whole mesh; 0 = one row per data x fsdp device
+                                      # (a memory setting only: the loss never depends on it)
       lr=5e-5,
       schedule="cosine",              # cosine | constant (both after linear warmup)
       warmup_ratio=0.1,
@@ -72,7 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       presence_penalty=0.0, frequency_penalty=0.0,  # vLLM's, over output tokens (AlpacaEval: 0.1 each)
       max_total_tokens=0,                  # cap on prompt + output (vLLM max_model_len); 0 = none
       skip_special_tokens=True,            # decoding of completions (lm-eval / evalchemy keep them: False)
-      batch_size=64,                       # prompts per generate call (x n rows); the last batch is padded
+      batch_size=64,                       # prompts per generate call (x n rows; last batch padded); 0 = as many
+                                           # as the device memory holds (90% after the weights)
       top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap; top-p is exact)
       chunk_steps=256,                     # decode steps between host checks (early stop, progress)
       prompt_buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),

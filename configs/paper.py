@@ -71,7 +71,7 @@ def get_config(arg: str | None = None):
   c.train.lr = float(a["lr"])
   c.train.num_epochs = int(a["epochs"])
   c.train.global_batch_size = int(a["batch"])
-  c.train.micro_batch_size = min(16 if internlm else 32, int(a["batch"]))  # 4 per GPU x 8 GPUs (InternLM: 2)
+  c.train.micro_batch_size = 0  # one 20k-token row per data-parallel device (what fits; docs/fit.md)
   c.train.schedule = a["schedule"]
   c.train.warmup_ratio = 0.1
   c.train.weight_decay = 0.01
@@ -82,6 +82,7 @@ def get_config(arg: str | None = None):
   steps = (DATA[a["data"]][1] or 20480) // int(a["batch"]) * int(a["epochs"])
   c.checkpoint.save_steps = tuple(s for s in EVAL_STEPS if s <= steps) + ((steps,) if steps not in EVAL_STEPS else ())
   c.checkpoint.every_steps = 0
+  c.sample.batch_size = 0  # as many prompts per call as the device memory holds (rsft.infer.sampler.prompts_that_fit)
   c.eval.protocol = "study"
   c.eval.benchmarks = BENCHMARKS
   c.eval.update({key: os.path.join(os.path.expanduser(a["judges"]), name) for key, name in JUDGES.items()})

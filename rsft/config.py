@@ -106,6 +106,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if [config.sample.mesh.data, config.sample.mesh.tensor].count(-1) > 1:
     raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
   train = config.train
+  if train.micro_batch_size < 0:
+    raise ValueError(f"train.micro_batch_size={train.micro_batch_size}: rows per accumulation step, or 0 for one row "
+                     "per data-parallel device.")
   if train.loss_aggregation == "verl" and train.global_batch_size % (train.verl_ranks * train.verl_rows_per_micro):
     raise ValueError(f"train.global_batch_size={train.global_batch_size} is not a multiple of train.verl_ranks="
                      f"{train.verl_ranks} x train.verl_rows_per_micro={train.verl_rows_per_micro} (the verl groups).")

@@ -75,3 +75,14 @@ def local_peak_flops() -> float | None:
   """Peak bf16 FLOP/s of all devices of this job (jax exposes one device per chip, megacore included)."""
   per_chip = peak_flops(jax.devices()[0].device_kind)
   return per_chip * jax.device_count() if per_chip else None
+
+
+def device_memory_bytes(device: object | None = None) -> float | None:
+  """What one device may allocate: the runtime's own limit (GPU/TPU `memory_stats()`), else the table's usable
+  HBM for the chip, else None (CPU: no fixed budget)."""
+  device = device or jax.devices()[0]
+  stats = getattr(device, "memory_stats", lambda: None)()
+  if stats and stats.get("bytes_limit"):
+    return float(stats["bytes_limit"])
+  c = chip(getattr(device, "device_kind", ""))
+  return (c.usable_hbm_bytes or c.hbm_bytes) if c else None

@@ -224,4 +224,4 @@ def test_presets_and_the_internlm_run_row():
   paper = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "paper.py")
   c = rconfig.load_config_file(paper, "model=internlm2.5_20b,data=math_nocot")
   assert c.model.path.endswith("internlm2_5-20b") and c.data.eos_token == "</s>"
-  assert (c.train.micro_batch_size, c.train.global_batch_size, c.data.max_length) == (16, 256, 20000)
+  assert (c.train.verl_rows_per_micro, c.train.global_batch_size, c.data.max_length) == (2, 256, 20000)

@@ -95,3 +95,10 @@ def test_one_hardware_table_serves_fit_metrics_and_the_roofline():
   assert hardware.chip("cpu") is None and metrics.chip_peak_flops("TPU v6 lite") == 918e12
   for c in hardware.CHIPS:  # usable HBM never exceeds the capacity
     assert c.usable_hbm_bytes is None or c.usable_hbm_bytes < c.hbm_bytes
+
+
+def test_a_sampling_mesh_larger_than_the_slice_is_refused_with_its_reason(libtpu):
+  c = small_config()
+  c.sample.mesh.tensor = 8
+  [sample] = fit.run(c, "v5e-4", what="sample")
+  assert not sample.fits and "does not fit 4 devices" in sample.notes[0] and "sample.mesh.tensor" in sample.notes[0]

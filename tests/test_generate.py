@@ -7,6 +7,7 @@ import pytest
 
 import rsft
 from rsft.tools import tiny_models
+from rsft import sharding
 from rsft.infer import sampler, sampling
 
 torch = pytest.importorskip("torch")
@@ -283,3 +284,19 @@ def test_prefill_with_an_attention_kernel_equals_the_reference(models, tmp_path,
   got = rsft.generate(kernel, ps, 10, stop_token_ids=[], options=sampler.Options(prompt_buckets=(64,)))
   assert got.tokens == want.tokens
   np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=2e-5)
+
+
+def test_prompts_per_call_follow_device_memory():
+  """sample.batch_size=0: rows sized from the memory left after the weights, as vLLM's gpu_memory_utilization."""
+  from rsft.infer import sampler
+  from rsft.models import presets
+  cfg = presets.get("qwen3_14b")
+  mesh = sharding.make_mesh(1, 1, 8)
+  gib = 2 ** 30
+  small, large = (sampler.prompts_that_fit(cfg, "bfloat16", mesh, 34816, 1, m * gib) for m in (31.25, 95.74))
+  # Per row: 2 (K, V) x 2 (loop copy) x 40 layers x 34,816 positions x 1 KV head per chip x 128 x 2 bytes.
+  per_row = 2 * 2 * 40 * 34816 * 128 * 2 + 3 * cfg.vocab_size * 4 + 2 * 34816 * 4
+  assert 1 <= small < large and abs(large - small - int(0.9 * (95.74 - 31.25) * gib // per_row)) <= 1
+  assert sampler.prompts_that_fit(cfg, "bfloat16", mesh, 34816, 4, 95.74 * gib) == large // 4
+  with pytest.raises(ValueError, match="does not fit"):
+    sampler.prompts_that_fit(cfg, "bfloat16", sharding.make_mesh(8, 1, 1), 34816, 1, 31.25 * gib)

@@ -265,3 +265,14 @@ def test_verl_loss_does_not_move_with_micro_batch_size():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
   regrouped = one_step(dataclasses.replace(loop.step_config(c.train), verl_rows_per_micro=2))
   assert abs(regrouped[0] - outs[0][0]) > 1e-4  # the grouping itself does change the loss
+
+
+def test_micro_batch_zero_is_one_row_per_data_parallel_device():
+  from rsft import config as rconfig
+  c = rconfig.base_config()
+  c.train.global_batch_size, c.train.micro_batch_size = 8, 0
+  assert loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2)) == 4  # data x fsdp; tensor shares a row
+  assert loop.step_config(c.train, sharding.make_mesh(1, 8, 1)).micro_batches == 1
+  c.train.global_batch_size = 6
+  with pytest.raises(ValueError, match=r"not a multiple of the micro-batch \(4 rows = data x fsdp devices\)"):
+    loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2))

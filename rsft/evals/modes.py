@@ -8,12 +8,15 @@ remaining rows differently, samples what the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 import tqdm
 from absl import logging
 
+from rsft import hardware
 from rsft.evals import jsonl
 from rsft.evals.requests import Renderer, fingerprint
 from rsft.infer import sampler, scorer
@@ -59,6 +62,23 @@ def _check_same_input(writer: jsonl.ResumableWriter, requests: list[Request], ke
                          f"{r.index} now renders to; the input changed, so choose another eval.output.")
 
 
+AUTO_BATCH_WITHOUT_MEMORY = 64  # sample.batch_size=0 on a device with no fixed memory budget (CPU)
+
+
+def _prompts_that_fit(m: Any, sample_cfg: Any, todo: Sequence[Any], n: int) -> int:
+  """sample.batch_size=0: as many prompts as the device's memory holds for the longest prompt's cache."""
+  memory = hardware.device_memory_bytes()
+  if memory is None or not todo:
+    return AUTO_BATCH_WITHOUT_MEMORY
+  longest = max(len(r.prompt) for r in todo)
+  bucket = next((b for b in sorted(sample_cfg.prompt_buckets) if b >= longest), longest)
+  dtype = jax.tree.leaves(m.params)[0].dtype
+  prompts = sampler.prompts_that_fit(m.config, dtype, m.mesh, bucket + sample_cfg.max_new_tokens, n, memory)
+  logging.info("generate: sample.batch_size=0 -> %d prompts x %d samples per call (%.1f GiB per device)", prompts,
+               n, memory / 2**30)
+  return prompts
+
+
 def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, output_path: str,
                   settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
   """Writes n completions per input row; returns counts of rows written now and found done."""
@@ -83,12 +103,13 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
     todo.sort(key=lambda r: len(r.prompt))  # similar lengths share a prompt bucket
     logging.info("generate: %d rows, %d already in %s, %d to do (n=%d)", len(requests),
                  len(requests) - len(todo), output_path, len(todo), n)
+    batch_size = sample_cfg.batch_size or _prompts_that_fit(m, sample_cfg, todo, n)
     opts = sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
-                           chunk_steps=sample_cfg.chunk_steps, pad_prompts_to=sample_cfg.batch_size)
+                           chunk_steps=sample_cfg.chunk_steps, pad_prompts_to=batch_size)
     written = 0
     with tqdm.tqdm(total=len(todo), desc="generate", unit="prompt") as progress:
-      for start in range(0, len(todo), sample_cfg.batch_size):
-        batch = todo[start:start + sample_cfg.batch_size]
+      for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
         column = lambda k: np.asarray([r.params[k] for r in batch])
         res = sampler.generate(m, [r.prompt for r in batch], sample_cfg.max_new_tokens, column("temperature"),
                                column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids, opts,

@@ -28,6 +28,7 @@ from rsft.infer.sampling import row_keys, select
 from rsft.models import attention
 from rsft.models.decoder import positions_from_mask
 from rsft.models.layers import precision
+from rsft.models.model import abstract_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +177,28 @@ def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, voc
     return new
 
   return _constrain(model.rules, jax.lax.while_loop(cond, body, state))
+
+
+def prompts_that_fit(cfg: Any, dtype: Any, mesh: Any, cache_len: int, n: int, memory_bytes: float,
+                     utilization: float = 0.9) -> int:
+  """Prompts per generate call (each x n rows) whose decode state fits `utilization` of one device's memory after
+  the weights (vLLM's gpu_memory_utilization): per row the K and V caches of `cache_len` positions (KV heads split
+  over `tensor` when they divide), counted twice as headroom for prefill's temporaries (prefill, which writes the
+  cache, is the sampler's peak: 18.5 of 31.25 GiB per chip for Qwen3-14B, 36 rows x 34,816 positions on
+  v6e-16, rsft.tools.fit), plus float32 logits and the token buffers."""
+  item = jnp.dtype(dtype).itemsize
+  tensor = mesh.shape.get("tensor", 1) if mesh is not None else 1
+  state = abstract_model(cfg, dtype, dtype)[1]
+  weights = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) * item / tensor
+  kv_split = tensor if cfg.num_kv_heads % tensor == 0 else 1
+  per_row = 2 * 2 * cfg.num_layers * cache_len * cfg.num_kv_heads * cfg.head_dim * item / kv_split
+  per_row += 3 * cfg.vocab_size * 4 + 2 * cache_len * 4
+  rows_per_device = int((memory_bytes * utilization - weights) // per_row)
+  if rows_per_device < 1:
+    raise ValueError(f"sampling: one row of {cache_len} cache positions does not fit {memory_bytes / 2**30:.1f} GiB "
+                     f"per device after {weights / 2**30:.1f} GiB of weights; raise sample.mesh.tensor or lower "
+                     "eval.max_new_tokens.")
+  return max(1, rows_per_device * sharding.batch_multiple(mesh) // n)
 
 
 def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,

@@ -208,7 +208,7 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   report.ideal_step_s = report.flops_per_chip / metrics.chip_peak_flops(devices[0].device_kind)
   notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']}, "
            f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
-           f"{config.train.global_batch_size // config.train.micro_batch_size} micro-batches, remat="
+           f"{config.train.global_batch_size // loop.micro_batch_rows(config.train, mesh)} micro-batches, remat="
            f"{config.model.remat}, attention={config.model.attention}, params {config.model.param_dtype}"]
   if config.model.attention == "splash":
     notes.append("splash attention FLOPs are analytic (9·L·N·H·T per token with remat); matmuls are counted")
@@ -228,13 +228,19 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   config = _for_tpu(config)
   dtype = config.sample.dtype or config.model.dtype
   data, tensor = config.sample.mesh.data, config.sample.mesh.tensor
-  mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
+  try:
+    mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
+  except ValueError as e:  # e.g. tensor=8 on a 4-chip slice: refused with the reason, not a traceback
+    return Report("sampler", 0.0, 0.0, float("inf"), 0.0, s.chip.hbm_gib * GIB,
+                  notes=(f"{e} (sample.mesh data={data} tensor={tensor}); set sample.mesh.tensor to a divisor of "
+                         f"the slice's {len(devices)} chips",))
   graphdef, state, _ = abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
   params = sharding.abstract_arrays(state, sharding.Rules(mesh))
-  rows = config.sample.batch_size
-  rows += -rows % sharding.batch_multiple(mesh)
   prompt = min(b for b in config.sample.prompt_buckets if b >= prompt_len)
   max_new = config.eval.max_new_tokens or config.sample.max_new_tokens
+  rows = config.sample.batch_size or sampler.prompts_that_fit(model_cfg, dtype, mesh, prompt + max_new, 1,
+                                                               s.chip.hbm_gib * GIB)  # what eval.py would pick
+  rows += -rows % sharding.batch_multiple(mesh)
   put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh),
                                                                                              shape))
   ids, mask = put((rows, prompt), jnp.int32), put((rows, prompt), jnp.int32)

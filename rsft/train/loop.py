@@ -70,12 +70,22 @@ class StepParts:
     return {k: jax.ShapeDtypeStruct(self.batch_shape, d, sharding=self.batch_sharding) for k, d in dtypes.items()}
 
 
-def step_config(train: Any) -> StepConfig:
+def micro_batch_rows(train: Any, mesh: jax.sharding.Mesh | None) -> int:
+  """Rows per accumulation step: train.micro_batch_size, or with 0 one row per data-parallel device (data x fsdp),
+  the layout that fits the study's 20k-token rows on every slice docs/fit.md lists."""
+  rows = train.micro_batch_size or sharding.batch_multiple(mesh)
+  if train.global_batch_size % rows:
+    raise ValueError(f"train.global_batch_size={train.global_batch_size} is not a multiple of the micro-batch "
+                     f"({rows} rows{' = data x fsdp devices' if not train.micro_batch_size else ''}).")
+  return rows
+
+
+def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig:
   """The step's static settings from the `train` section. The verl grouping (rows per rank micro-batch) is the
   study's own setting: changing micro_batch_size to fit memory never changes the loss."""
-  return StepConfig(micro_batches=train.global_batch_size // train.micro_batch_size, aggregation=train.loss_aggregation,
-                    verl_ranks=train.verl_ranks, verl_rows_per_micro=train.verl_rows_per_micro,
-                    loss_chunk=train.loss_chunk)
+  return StepConfig(micro_batches=train.global_batch_size // micro_batch_rows(train, mesh),
+                    aggregation=train.loss_aggregation, verl_ranks=train.verl_ranks,
+                    verl_rows_per_micro=train.verl_rows_per_micro, loss_chunk=train.loss_chunk)
 
 
 def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
@@ -98,7 +108,7 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
   abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract_opt_tree, opt_shardings)
   global_batch = config.train.global_batch_size
-  step_cfg = step_config(config.train)
+  step_cfg = step_config(config.train, mesh)
   state_out = ((jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None
                else None)
   jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1),
@@ -124,9 +134,9 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
   mesh = sharding.mesh_from_config(config.mesh)
   tokenizer = _tokenizer(config.model)
   global_batch, procs = config.train.global_batch_size, jax.process_count()
-  if global_batch % procs or global_batch % config.train.micro_batch_size:
-    raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}) and "
-                     f"train.micro_batch_size={config.train.micro_batch_size}.")
+  if global_batch % procs:
+    raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}).")
+  micro_batch_rows(config.train, mesh)  # divides the global batch
   data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"),
                           process_index=jax.process_index(), process_count=procs)  # this host's share only
   data_kw = dict(seq_len=config.data.max_length, per_host_batch=global_batch // procs, packing=config.data.packing,
