@@ -78,7 +78,8 @@ def get_config(arg: str | None = None):
   c.train.max_grad_norm = 1.0
   c.train.loss_aggregation = "verl" if a["faithful"] == "1" else "token_mean"
   c.train.verl_ranks = 8
-  c.train.verl_rows_per_micro = 2 if internlm else 4     # the study's per-GPU micro-batch, whatever fits here
+  # the study's per-GPU micro-batch (4; InternLM 2), whatever fits here; fewer when the batch is under 8 x that
+  c.train.verl_rows_per_micro = max(1, min(2 if internlm else 4, int(a["batch"]) // 8))
   steps = (DATA[a["data"]][1] or 20480) // int(a["batch"]) * int(a["epochs"])
   c.checkpoint.save_steps = tuple(s for s in EVAL_STEPS if s <= steps) + ((steps,) if steps not in EVAL_STEPS else ())
   c.checkpoint.every_steps = 0

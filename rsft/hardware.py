@@ -80,7 +80,7 @@ def local_peak_flops() -> float | None:
 def device_memory_bytes(device: object | None = None) -> float | None:
   """What one device may allocate: the runtime's own limit (GPU/TPU `memory_stats()`), else the table's usable
   HBM for the chip, else None (CPU: no fixed budget)."""
-  device = device or jax.devices()[0]
+  device = device or jax.local_devices()[0]  # this process's own: memory_stats() needs an addressable device
   stats = getattr(device, "memory_stats", lambda: None)()
   if stats and stats.get("bytes_limit"):
     return float(stats["bytes_limit"])

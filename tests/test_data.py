@@ -148,3 +148,23 @@ def test_hf_datasets_name_reads_through_datasets(tmp_path):
   pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ds" / "train.parquet")
   examples, _ = readers.read(f"hf:{tmp_path}/ds")
   assert [e.response for e in examples] == ["r0", "r1", "r2"]
+
+
+def test_an_unusable_share_fails_every_process_together(tiny_tok, tmp_path, monkeypatch):
+  """With several processes, a share with no usable row must not raise on its own (the others would wait in the
+  step-count collective): prepare returns it empty with the reason, and check_shares raises on every process."""
+  from rsft import distributed
+  path = tmp_path / "one.jsonl"
+  path.write_text(json.dumps(countdown.rows(1, 1)[0]) + "\n")  # one row: process 1 of 2 gets none
+  cfg = DataCfg(train_files=str(path), format="auto", on_error="raise", max_length=512, truncation="right",
+                eos_token=None, strip_default_system=False)
+  empty = pipeline.prepare(cfg, tiny_tok, process_index=1, process_count=2)
+  full = pipeline.prepare(cfg, tiny_tok, process_index=0, process_count=2)
+  assert len(empty) == 0 and "process 1's share" in empty.stats["problem"] and len(full) == 1
+  votes = []
+  monkeypatch.setattr(distributed, "min_over_processes", lambda v: votes.append(v) or min(votes))
+  with pytest.raises(ValueError, match="process 1's share"):
+    pipeline.check_shares(empty)
+  with pytest.raises(ValueError, match="another process's share"):  # process 0 learns of it and raises too
+    pipeline.check_shares(full)
+  assert votes == [0, 1]

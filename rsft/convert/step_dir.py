@@ -30,12 +30,18 @@ def _reader(step_dir: str) -> tuple[ocp.CheckpointManager, int]:
       int(os.path.basename(os.path.normpath(step_dir)))
 
 
-def read_meta(step_dir: str) -> dict[str, Any]:
+def _restore(step_dir: str, item: str, args: Any) -> Any:
   mngr, step = _reader(step_dir)
-  return mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(**{item: args}))[item]
+  finally:
+    mngr.close()
+
+
+def read_meta(step_dir: str) -> dict[str, Any]:
+  return _restore(step_dir, META, ocp.args.JsonRestore())
 
 
 def restore_params(step_dir: str, abstract_params: Any) -> Any:
   """Only the params item, into the shardings carried by `abstract_params` (ShapeDtypeStructs)."""
-  mngr, step = _reader(step_dir)
-  return mngr.restore(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(abstract_params)}))[PARAMS]
+  return _restore(step_dir, PARAMS, ocp.args.StandardRestore(abstract_params))

@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 from grain.experimental import FirstFitPackIterDataset
 
+from rsft import distributed
 from rsft.data import chat, readers
 
 
@@ -86,12 +87,19 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process
     tokens.append(t)
     weights.append(w)
     lengths.append(len(t))
+  share_note = f" in process {process_index}'s share ({process_count} processes)" if process_count > 1 else ""
+  problem = None
   if not tokens:
-    raise ValueError(f"{files}: no usable training examples ({read_stats.skipped} malformed, {dropped} too long).")
-  supervised = sum(int(w.sum()) for w in weights)
-  if not supervised:
-    raise ValueError(f"{files}: no response token survives data.max_length={data_cfg.max_length} (every prompt fills "
-                     "it, so the loss would see nothing); raise data.max_length or use data.truncation=drop.")
+    problem = (f"{files}: no usable training examples{share_note} ({read_stats.skipped} malformed, {dropped} too "
+               "long).")
+  elif not sum(int(w.sum()) for w in weights):
+    problem = (f"{files}: no response token survives data.max_length={data_cfg.max_length}{share_note} (every "
+               "prompt fills it, so the loss would see nothing); raise data.max_length or use data.truncation=drop.")
+  if problem and process_count == 1:
+    raise ValueError(problem)
+  if problem:  # the caller raises on every process together (check_shares), so no process waits alone
+    logging.error("%s", problem)
+    return TokenizedData(np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(1, np.int64), {"problem": problem})
   lengths = np.asarray(lengths)
   data = TokenizedData(
       np.concatenate(tokens), np.concatenate(weights), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
@@ -152,6 +160,14 @@ def make_dataset(data: TokenizedData, *, seq_len: int, per_host_batch: int, pack
   else:
     ds = ds.map(lambda ex: _pad(ex, seq_len))
   return ds.batch(per_host_batch, drop_remainder=True)
+
+
+def check_shares(data: TokenizedData) -> None:
+  """Every process calls this after prepare: if any share is unusable, all of them raise, with this share's reason
+  or a pointer to the other process's log (one process raising alone would leave the others in a collective)."""
+  problem = data.stats.get("problem")
+  if distributed.min_over_processes(0 if problem else 1) == 0:
+    raise ValueError(problem or "another process's share of the training data is unusable; see its log.")
 
 
 def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, packing: bool, **kw) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from rsft import hardware
+from rsft import distributed, hardware
 from rsft.evals import jsonl
 from rsft.evals.requests import Renderer, fingerprint
 from rsft.infer import sampler, scorer
@@ -68,12 +68,13 @@ AUTO_BATCH_WITHOUT_MEMORY = 64  # sample.batch_size=0 on a device with no fixed 
 def _prompts_that_fit(m: Any, sample_cfg: Any, todo: Sequence[Any], n: int) -> int:
   """sample.batch_size=0: as many prompts as the device's memory holds for the longest prompt's cache."""
   memory = hardware.device_memory_bytes()
-  if memory is None or not todo:
+  if memory is None or not todo:  # the same on every process (same hardware, same files)
     return AUTO_BATCH_WITHOUT_MEMORY
   longest = max(len(r.prompt) for r in todo)
   bucket = next((b for b in sorted(sample_cfg.prompt_buckets) if b >= longest), longest)
   dtype = jax.tree.leaves(m.params)[0].dtype
   prompts = sampler.prompts_that_fit(m.config, dtype, m.mesh, bucket + sample_cfg.max_new_tokens, n, memory)
+  prompts = distributed.min_over_processes(prompts)  # every process must make the same generate calls
   logging.info("generate: sample.batch_size=0 -> %d prompts x %d samples per call (%.1f GiB per device)", prompts,
                n, memory / 2**30)
   return prompts
@@ -105,7 +106,8 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
                  len(requests) - len(todo), output_path, len(todo), n)
     batch_size = sample_cfg.batch_size or _prompts_that_fit(m, sample_cfg, todo, n)
     opts = sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
-                           chunk_steps=sample_cfg.chunk_steps, pad_prompts_to=batch_size)
+                           chunk_steps=sample_cfg.chunk_steps,
+                           pad_prompts_to=min(batch_size, max(len(todo), 1)))  # a small benchmark pads no further
     written = 0
     with tqdm.tqdm(total=len(todo), desc="generate", unit="prompt") as progress:
       for start in range(0, len(todo), batch_size):

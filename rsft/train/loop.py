@@ -139,6 +139,7 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
   micro_batch_rows(config.train, mesh)  # divides the global batch
   data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"),
                           process_index=jax.process_index(), process_count=procs)  # this host's share only
+  pipeline.check_shares(data)
   data_kw = dict(seq_len=config.data.max_length, per_host_batch=global_batch // procs, packing=config.data.packing,
                  shuffle=config.data.shuffle, seed=config.data.seed)
   total_steps = config.train.num_steps or distributed.min_over_processes(
