@@ -4,11 +4,10 @@ or one process runs out of batches while the other waits in a collective."""
 
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import transformers
+import two_processes
 
 from rsft import config as rconfig
 from rsft.data import pipeline
@@ -36,17 +35,9 @@ def get_config():
 def test_two_processes_agree_on_the_step_count(tmp_path):
   cfg_file, work = tmp_path / "multihost.py", str(tmp_path / "run")
   cfg_file.write_text(CONFIG)
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for pid in range(2):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
-    procs.append(subprocess.Popen([sys.executable, f"{ROOT}/train.py", f"--config={cfg_file}", f"--workdir={work}"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT))
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  (rc0, out0), (rc1, out1) = two_processes.run(
+      [sys.executable, f"{ROOT}/train.py", f"--config={cfg_file}", f"--workdir={work}"], 2, cwd=ROOT)
+  assert (rc0, rc1) == (0, 0), out0[-3000:] + out1[-3000:]
 
   # Each process's own count of packed batches, from the files the run left: they differ for this data.
   config = rconfig.with_values(rconfig.load_config_file(str(cfg_file)),

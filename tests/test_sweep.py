@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import two_processes
 
 from rsft import api
 from rsft import config as rconfig
@@ -257,24 +258,14 @@ def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path
 def test_two_process_sweep_equals_the_single_process_sweep(run_dir, tmp_path):
   """A pod in miniature: two processes x 4 CPU devices (gloo collectives), one 2x4 sampling mesh over both. Each
   process feeds its rows; process 0 alone writes; the results equal a one-process sweep's."""
-  import socket
   work, tok = run_dir
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
   for d in (single, multi):
     shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(d, "checkpoints"))
   run.run(make_config(tok), single)
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for pid in range(2):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid))
-    procs.append(subprocess.Popen([sys.executable, f"{ROOT}/eval.py"] + flags(multi, tok), env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
-  assert "process 1/2, 4 local / 8 global devices" in outs[1]
+  (rc0, out0), (rc1, out1) = two_processes.run([sys.executable, f"{ROOT}/eval.py"] + flags(multi, tok), 4)
+  assert (rc0, rc1) == (0, 0), out0[-3000:] + out1[-3000:]
+  assert "process 1/2, 4 local / 8 global devices" in out1
   assert results(multi) == results(single)
   for step in (10, 20):
     path = os.path.join(multi, "eval", "generations", f"step_{step}", "countdown.jsonl")

@@ -60,17 +60,14 @@ def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
   for file in checkpoint_files(path):
     headers.update(read_header(file))
   out, problems = {}, []
-  for row in mappings.rows_for(cfg):
-    targets = [shapes[name][1:] if row.per_layer else shapes[name] for name in row.targets]
-    want = mappings.hf_shape(row.transform, *targets)
-    for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
-      info = headers.pop(key, None)
-      if info is None:
-        problems.append(f"missing tensor {key!r} (expected shape {want})")
-      elif info.shape != want:
-        problems.append(f"{info.file}: tensor {key!r} has shape {info.shape}, expected {want}")
-      else:
-        out[key] = (info, row, layer if row.per_layer else None)
+  for key, want, row, layer in mappings.hf_tensors(cfg, shapes):
+    info = headers.pop(key, None)
+    if info is None:
+      problems.append(f"missing tensor {key!r} (expected shape {want})")
+    elif info.shape != want:
+      problems.append(f"{info.file}: tensor {key!r} has shape {info.shape}, expected {want}")
+    else:
+      out[key] = (info, row, layer)
   for key, info in headers.items():
     if key.endswith(mappings.IGNORED_SUFFIXES):
       continue

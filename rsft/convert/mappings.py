@@ -107,6 +107,17 @@ def hf_keys(row: Row, num_layers: int) -> list[str]:
   return [row.hf.format(i=i) for i in range(num_layers)] if row.per_layer else [row.hf]
 
 
+def hf_tensors(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, ...], Row, int | None]]:
+  """Every tensor of the family's HF checkpoint as (key, shape, row, layer or None), from the rsft parameter
+  shapes (stacked [L, ...] for per-layer rows): what loading expects and export and synthetic checkpoints write."""
+  out = []
+  for row in rows_for(cfg):
+    want = hf_shape(row.transform, *(shapes[n][1:] if row.per_layer else shapes[n] for n in row.targets))
+    out += [(key, want, row, layer if row.per_layer else None)
+            for layer, key in enumerate(hf_keys(row, cfg.num_layers))]
+  return out
+
+
 def hf_shape(transform: str, shape: tuple[int, ...], *more: tuple[int, ...]) -> tuple[int, ...]:
   """The HF tensor shape that maps to an rsft (per-layer) parameter of `shape` (a fused row: to all of its
   parameters' shapes, in the row's order)."""

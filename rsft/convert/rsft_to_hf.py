@@ -37,11 +37,7 @@ def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[st
   os.makedirs(out_dir, exist_ok=True)
   flat = flatten_state(params)
 
-  entries = []  # (hf key, hf shape, row, layer)
-  for row in mappings.rows_for(cfg):
-    per = [tuple(flat[name].shape)[1:] if row.per_layer else tuple(flat[name].shape) for name in row.targets]
-    for layer, key in enumerate(mappings.hf_keys(row, cfg.num_layers)):
-      entries.append((key, mappings.hf_shape(row.transform, *per), row, layer if row.per_layer else None))
+  entries = mappings.hf_tensors(cfg, {name: tuple(v.shape) for name, v in flat.items()})
 
   def produce(key: str) -> np.ndarray:
     _, _, row, layer = lookup[key]

@@ -24,6 +24,8 @@ from typing import Any
 
 from absl import logging
 
+from rsft.convert import model_io
+
 HEXPHI_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts", "hexphi_judge.txt")
 
 
@@ -173,7 +175,6 @@ class Judges:
 
 
 def _load_tokenizer(path: str) -> Any:
-  from rsft.convert import model_io
   tokenizer = model_io.load_tokenizer(path)
   if tokenizer is None:
     raise FileNotFoundError(f"{path}: no tokenizer files (a judge tokenizer must be a local HF directory).")

@@ -8,7 +8,14 @@ import json
 import os
 from typing import Any
 
+import ml_dtypes
 import numpy as np
+
+from rsft.convert import mappings
+from rsft.convert.safetensors_io import write_file
+from rsft.models import ModelConfig
+from rsft.models.model import abstract_model
+from rsft.sharding import flatten_state
 
 # Qwen3 layout at ~1.1B parameters: real vocab, head_dim 128, GQA 2:1, tied embeddings (like Qwen3-1.7B, fewer
 # layers). 2.2 GB in bf16.
@@ -22,22 +29,10 @@ QWEN3_TINY = dict(QWEN3_1B, vocab_size=512, hidden_size=64, intermediate_size=12
 
 def write_checkpoint(path: str, arch: dict[str, Any], shards: int = 2, seed: int = 0) -> None:
   """Random bf16 weights (normal, std 0.02) in `shards` safetensors files + index + config.json."""
-  import ml_dtypes
-
-  from rsft.models.model import abstract_model
-  from rsft.convert import mappings
-  from rsft.convert.safetensors_io import write_file
-  from rsft.models import ModelConfig
-  from rsft.sharding import flatten_state
-
   cfg = ModelConfig(**arch)
   _, state, _ = abstract_model(cfg, "bfloat16")
   shapes = {name: tuple(v.shape) for name, v in flatten_state(state).items()}
-  specs = []
-  for row in mappings.rows_for(cfg):
-    per = shapes[row.rsft][1:] if row.per_layer else shapes[row.rsft]
-    specs += [(k, mappings.hf_shape(row.transform, per), np.dtype(ml_dtypes.bfloat16))
-              for k in mappings.hf_keys(row, cfg.num_layers)]
+  specs = [(key, shape, np.dtype(ml_dtypes.bfloat16)) for key, shape, _, _ in mappings.hf_tensors(cfg, shapes)]
   shape_of = {k: s for k, s, _ in specs}
   rng = np.random.default_rng(seed)
   produce = lambda key: (0.02 * rng.standard_normal(shape_of[key], np.float32)).astype(ml_dtypes.bfloat16)
