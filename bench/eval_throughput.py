@@ -1,20 +1,24 @@
-"""Evaluation-shaped decoding: variable response lengths, rsft vs transformers.generate, in one run.
+"""Evaluation-shaped decoding: variable response lengths; rsft continuous batching vs rsft's static schedule vs
+transformers.generate, in one run.
 
   python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096]
-  python bench/eval_throughput.py --smoke        # 16 prompts, batches of 8, caps 64 and 256, in seconds
+  python bench/eval_throughput.py --smoke        # 16 prompts, 8 in flight, caps 64 and 256, in seconds
 Results go to stdout (progress bars to stderr).
 
-The workload of issue 15: a tiny random Qwen3, `prompts` prompts of 20-60 tokens handed to generate in batches of
-`batch` (as the sweep does), sampled at T 1.0 with a set of stop tokens, so response lengths are random and most
-rows stop long before the cap. Two length distributions: "short" (10 stop ids: geometric, mean ~50 tokens) and
-"long tail" (2 stop ids: mean ~250, a share of rows reaching the cap). Reported per distribution and cap: useful
-tokens (generated, stop included) per second, slot occupancy (useful tokens / rows x decode steps each batch
-ran), the ratio rsft / transformers at the same cap, and rsft's time per useful token at the largest cap relative
-to the smallest (decode reads only each cache's filled columns, so a cap the rows never reach should cost nothing).
-Each side runs each workload once untimed first. rsft uses its evaluation defaults (rsft.Options()); both sides
-decode in float32 with the same prompts, batches, temperature and stops.
-rsft still decodes static batches here (a batch runs until its longest row stops); continuous batching is the
-next part of issue 15, so occupancy is the same on both sides.
+The workload of issue 15: a tiny random Qwen3, `prompts` prompts of 20-60 tokens, at most `batch` sequences in
+flight, sampled at T 1.0 with a set of stop tokens, so response lengths are random and most rows stop long before
+the cap. Two length distributions: "short" (10 stop ids: geometric, mean ~50 tokens) and "long tail" (2 stop ids:
+mean ~250, a share of rows reaching the cap, like the study's reasoning traces). Three systems:
+  rsft         one generate call for all prompts, Options(max_num_seqs=batch): a finished row's slot takes the
+               next prompt at once;
+  rsft static  the same call with schedule="static": a batch runs until its longest row stops (the sweep's old
+               path, which handed generate one batch at a time);
+  transformers generate in batches of `batch` with its KV cache.
+Reported per distribution and cap: useful tokens (generated, stop included) per second, slot occupancy (useful
+tokens / slots x decode steps), the ratios to transformers at the same cap, and each rsft schedule's time per
+useful token at the largest cap relative to the smallest, best of --repeats interleaved runs (attention reads
+each row's written pages only, so a cap the rows never reach should cost nothing). Each side runs each workload once untimed first; all decode in
+float32 with the same prompts, temperature and stops.
 """
 
 from __future__ import annotations
@@ -30,15 +34,16 @@ SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_att
 DISTRIBUTIONS = {"short": 10, "long tail": 2}  # name -> number of stop ids (of the 512-token vocabulary)
 
 
-def timed(fn):
+def timed(fn, warm: bool = True):
   """(result, seconds) of the second of two calls: the first is the untimed warm-up of the same workload."""
-  fn()
+  if warm:
+    fn()
   start = time.perf_counter()
   out = fn()
   return out, time.perf_counter() - start
 
 
-def occupancy(lengths: list[int], batch: int) -> float:
+def static_occupancy(lengths: list[int], batch: int) -> float:
   """Useful tokens / (rows x steps) over static batches: each batch runs as many steps as its longest row."""
   steps = sum(max(lengths[i:i + batch]) * len(lengths[i:i + batch]) for i in range(0, len(lengths), batch))
   return sum(lengths) / max(steps, 1)
@@ -49,10 +54,11 @@ def main() -> None:
   parser.add_argument("--prompts", type=int, default=96)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--caps", default="512,4096")
-  parser.add_argument("--smoke", action="store_true", help="16 prompts, batches of 8, caps 64 and 256")
+  parser.add_argument("--repeats", type=int, default=5, help="runs per cap for rsft's cost vs cap")
+  parser.add_argument("--smoke", action="store_true", help="16 prompts, 8 in flight, caps 64 and 256")
   args = parser.parse_args()
   if args.smoke:
-    args.prompts, args.batch, args.caps = 16, 8, "64,256"
+    args.prompts, args.batch, args.caps, args.repeats = 16, 8, "64,256", 1
   caps = [int(c) for c in args.caps.split(",")]
   import torch
   import transformers
@@ -68,13 +74,11 @@ def main() -> None:
   prompts = [rng.integers(20, tiny_models.VOCAB, int(rng.integers(20, 61))).tolist() for _ in range(args.prompts)]
   batches = [list(range(i, min(i + args.batch, len(prompts)))) for i in range(0, len(prompts), args.batch)]
 
-  def rsft_run(cap: int, stops: list[int]) -> list[int]:
-    lengths = []
-    for rows in batches:
-      res = rsft.generate(m, [prompts[i] for i in rows], cap, temperature=1.0, seed=1, stop_token_ids=stops,
-                          prompt_ids=rows)
-      lengths += [len(t) for t in res.tokens]
-    return lengths
+  def rsft_run(cap: int, stops: list[int], schedule: str) -> tuple[list[int], float]:
+    res = rsft.generate(m, prompts, cap, temperature=1.0, seed=1, stop_token_ids=stops,
+                        options=rsft.Options(max_num_seqs=args.batch, schedule=schedule))
+    lengths = [len(t) for t in res.tokens]
+    return lengths, sum(lengths) / max(res.slots * res.decode_steps, 1)
 
   def hf_run(cap: int, stops: list[int]) -> list[int]:
     lengths = []
@@ -92,21 +96,34 @@ def main() -> None:
         lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
-  print(f"tiny Qwen3 {SHAPE}, {len(prompts)} prompts of 20-60 tokens in batches of {args.batch}, T 1.0, float32; "
-        f"rsft with its evaluation defaults (rsft.Options()), transformers generate with its KV cache")
+  print(f"tiny Qwen3 {SHAPE}, {len(prompts)} prompts of 20-60 tokens, at most {args.batch} in flight, T 1.0, "
+        f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
+        f"cache in batches of {args.batch}")
   for name, count in DISTRIBUTIONS.items():
     stops = list(range(1, count + 1))
-    per_token = {}  # rsft seconds per useful token: longer rows at a larger cap are work, not overhead
     for cap in caps:
-      mine, t_rsft = timed(lambda: rsft_run(cap, stops))
+      (mine, occ), t_rsft = timed(lambda: rsft_run(cap, stops, "continuous"))
+      (old, occ_old), t_old = timed(lambda: rsft_run(cap, stops, "static"))
       theirs, t_hf = timed(lambda: hf_run(cap, stops))
-      per_token[cap] = t_rsft / sum(mine)
-      print(f"{name:9s} cap {cap:5d}: rsft {sum(mine) / t_rsft:8.0f} useful tok/s (mean length "
-            f"{np.mean(mine):.0f}, occupancy {occupancy(mine, args.batch):.2f}); transformers "
-            f"{sum(theirs) / t_hf:8.0f} useful tok/s (mean length {np.mean(theirs):.0f}, occupancy "
-            f"{occupancy(theirs, args.batch):.2f}); ratio rsft / transformers {(sum(mine) / t_rsft) / (sum(theirs) / t_hf):.2f}")
-    print(f"{name:9s} rsft cost per useful token at cap {caps[-1]} / cap {caps[0]}: "
-          f"{per_token[caps[-1]] / per_token[caps[0]]:.2f}")
+      rate = lambda tokens, seconds: sum(tokens) / seconds
+      print(f"{name:9s} cap {cap:5d}: rsft {rate(mine, t_rsft):8.0f} useful tok/s (mean length {np.mean(mine):.0f}, "
+            f"occupancy {occ:.2f}); rsft static {rate(old, t_old):8.0f} (occupancy {occ_old:.2f}); transformers "
+            f"{rate(theirs, t_hf):8.0f} (mean length {np.mean(theirs):.0f}, occupancy "
+            f"{static_occupancy(theirs, args.batch):.2f}); ratio rsft / transformers "
+            f"{rate(mine, t_rsft) / rate(theirs, t_hf):.2f}, rsft static / transformers "
+            f"{rate(old, t_old) / rate(theirs, t_hf):.2f}, rsft / rsft static {rate(mine, t_rsft) / rate(old, t_old):.2f}")
+    # Seconds per useful token (longer rows at a larger cap are work, not overhead): each schedule at each cap
+    # `repeats` times, interleaved, the fastest kept, so machine noise does not pass for a cap's cost.
+    per_token = {schedule: {cap: float("inf") for cap in caps} for schedule in ("continuous", "static")}
+    for _ in range(args.repeats):
+      for cap in caps:
+        for schedule, costs in per_token.items():
+          (lengths, _), seconds = timed(lambda: rsft_run(cap, stops, schedule), warm=False)
+          costs[cap] = min(costs[cap], seconds / sum(lengths))
+    for schedule, costs in per_token.items():
+      label = "rsft" if schedule == "continuous" else "rsft static"
+      print(f"{name:9s} {label} cost per useful token at cap {caps[-1]} / cap {caps[0]}: "
+            f"{costs[caps[-1]] / costs[caps[0]]:.2f} (best of {args.repeats}, interleaved)")
 
 
 if __name__ == "__main__":

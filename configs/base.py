@@ -73,10 +73,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       presence_penalty=0.0, frequency_penalty=0.0,  # vLLM's, over output tokens (AlpacaEval: 0.1 each)
       max_total_tokens=0,                  # cap on prompt + output (vLLM max_model_len); 0 = none
       skip_special_tokens=True,            # decoding of completions (lm-eval / evalchemy keep them: False)
-      batch_size=64,                       # prompts per generate call (x n rows; last batch padded); 0 = as many
-                                           # as the device memory holds (90% after the weights)
+      max_num_seqs=256,                    # sequences decoding at once (continuous batching: a finished one's
+                                           # slot takes the next waiting prompt at once; vLLM's max_num_seqs)
+      page_size=128,                       # KV-cache columns per page (attention reads a row's written pages only)
+      kv_pages=0,                          # pages per data shard; 0 = what memory_utilization of the device holds
+      memory_utilization=0.9,              # weights + sampler state share of device memory (vLLM's); when pages run
+                                           # out the youngest sequence is swapped to host memory and resumes later
       top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap; top-p is exact)
-      chunk_steps=256,                     # decode steps between host checks (early stop, progress)
+      chunk_steps=256,                     # most decode steps between host checks (admission, progress)
       prompt_buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
       dtype=config_dict.placeholder(str),  # sampling dtype; default model.dtype
       mesh=dict(data=-1, tensor=1),        # sampling mesh (data x tensor); weights are resharded onto it

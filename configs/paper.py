@@ -83,7 +83,7 @@ def get_config(arg: str | None = None):
   steps = (DATA[a["data"]][1] or 20480) // int(a["batch"]) * int(a["epochs"])
   c.checkpoint.save_steps = tuple(s for s in EVAL_STEPS if s <= steps) + ((steps,) if steps not in EVAL_STEPS else ())
   c.checkpoint.every_steps = 0
-  c.sample.batch_size = 0  # as many prompts per call as the device memory holds (rsft.infer.sampler.prompts_that_fit)
+  # sampling: continuous batching with KV pages from device memory (sample.kv_pages=0, rsft.infer.sampler.plan)
   c.eval.protocol = "study"
   c.eval.benchmarks = BENCHMARKS
   c.eval.update({key: os.path.join(os.path.expanduser(a["judges"]), name) for key, name in JUDGES.items()})

@@ -96,3 +96,65 @@ def test_model_logprobs_equal_across_implementations():
   real_cols = mask[:, 1:] > 0
   for impl in ("chunked", "cudnn"):
     np.testing.assert_allclose(out[impl][real_cols], out["xla"][real_cols], atol=2e-5)
+
+
+def _paged_inputs(shards=2, rows=4, k=2, n=4, h=128, layers=3, pages=12, page=16, dtype=jnp.bfloat16, seed=0):
+  """A paged pool [D, K, L, pages, page, H] with distinct random pages per row (page 0 is scratch)."""
+  rng = np.random.default_rng(seed)
+  pool = lambda: jnp.asarray(rng.normal(size=(shards, k, layers, pages, page, h)), dtype)
+  per_shard = rows // shards
+  table = np.concatenate([rng.permutation(np.arange(1, pages))[:per_shard * 4].reshape(per_shard, 4)
+                          for _ in range(shards)]).astype(np.int32)
+  lengths = jnp.asarray(rng.integers(1, 4 * page + 1, rows), jnp.int32)
+  pages_ = attention.Pages(jnp.asarray(table), lengths, jnp.max(lengths))
+  q = jnp.asarray(rng.normal(size=(rows, 1, n, h)), dtype)
+  return q, pool(), pool(), pages_
+
+
+def _paged_reference(q, k_pool, v_pool, layer, pages):
+  """Each row's columns gathered by hand (numpy), float32 softmax."""
+  rows, _, n, h = q.shape
+  shards, kv, _, _, page, _ = k_pool.shape
+  out = np.zeros((rows, 1, n, h), np.float32)
+  for b in range(rows):
+    d = b // (rows // shards)
+    for head in range(n):
+      g = head // (n // kv)
+      cols = int(pages.lengths[b])
+      ks = np.concatenate([np.asarray(k_pool[d, g, layer, p], np.float32) for p in np.asarray(pages.table[b])])[:cols]
+      vs = np.concatenate([np.asarray(v_pool[d, g, layer, p], np.float32) for p in np.asarray(pages.table[b])])[:cols]
+      s = ks @ np.asarray(q[b, 0, head], np.float32) * h ** -0.5
+      w = np.exp(s - s.max())
+      out[b, 0, head] = (w / w.sum()) @ vs
+  return out
+
+
+@pytest.mark.parametrize("mesh_shape", [None, (2, 1, 2)])
+def test_paged_attention_xla_and_pallas_kernel_match_the_reference(mesh_shape):
+  """Decode against a paged pool: the exact XLA path (float32 and bf16) and TPU's Pallas paged-attention kernel
+  (Pallas's TPU interpreter here; bf16 cache, as the kernel computes with bf16 keys and values) read the same
+  columns, also under shard_map over (shards, heads); the kernel step writes the new key / value first."""
+  rules = sharding.Rules(sharding.make_mesh(*mesh_shape, devices=jax.devices()[:4]) if mesh_shape else None)
+  layer = jnp.int32(1)
+  q, k_pool, v_pool, pages = _paged_inputs()
+  columns = (pages.lengths - 1)[:, None]
+  want = _paged_reference(q, k_pool, v_pool, 1, pages)
+  for dtype, tol in ((jnp.float32, 2e-5), (jnp.bfloat16, 2e-2)):
+    cast = lambda x: x.astype(dtype)
+    got = attention.paged_attention(cast(q), cast(k_pool), cast(v_pool), layer, pages, columns)
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=tol)
+  assert attention.paged_kernel_fits(q, k_pool, None, rules)
+  assert not attention.paged_kernel_fits(q.astype(jnp.float32), k_pool.astype(jnp.float32), None, rules)
+  assert not attention.paged_kernel_fits(q, k_pool, 4096, rules)  # sliding window: the XLA path
+  rng = np.random.default_rng(5)
+  k_new, v_new = (jnp.asarray(rng.normal(size=(4, 1, 2, 128)), jnp.bfloat16) for _ in range(2))
+  live = jnp.asarray([True, True, False, True])
+  out, k_after, v_after = attention.paged_kernel_step(q, k_new, v_new, k_pool, v_pool, layer, pages, live, rules,
+                                                      interpret=True)
+  k_want, v_want = (attention.write_pages(pool, layer, pages, columns, new, live)
+                    for pool, new in ((k_pool, k_new), (v_pool, v_new)))
+  np.testing.assert_array_equal(np.asarray(k_after, np.float32), np.asarray(k_want, np.float32))
+  np.testing.assert_array_equal(np.asarray(v_after, np.float32), np.asarray(v_want, np.float32))
+  live_rows = np.asarray(live)
+  np.testing.assert_allclose(np.asarray(out, np.float32)[live_rows],
+                             _paged_reference(q, k_want, v_want, 1, pages)[live_rows], atol=2e-2)

@@ -30,7 +30,7 @@ SCRIPTS = {
     "decode_roofline": (["bench/decode_roofline.py", "--smoke"], 1,
                         [r"decode tiny Qwen3 .*ratio rsft / transformers tokens/s [\d.]+", r'"rows_same_first_32']),
     "eval_throughput": (["bench/eval_throughput.py", "--smoke"], 1,
-                        [r"short +cap +64: rsft .* ratio rsft / transformers [\d.]+",
+                        [r"short +cap +64: rsft .* ratio rsft / transformers [\d.]+, rsft static / transformers [\d.]+",
                          r"long tail rsft cost per useful token at cap 256 / cap 64: [\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
                          [r"train step, tiny Qwen3", r"ratio rsft / transformers: [\d.]+",

@@ -50,7 +50,7 @@ def make_config(model_dir, mode, input_path, output, **sample):
   c.model.path = model_dir
   c.model.dtype = "float32"
   c.eval.mode, c.eval.input, c.eval.output, c.eval.save_logprobs = mode, input_path, output, True
-  c.sample.update(dict(dict(max_new_tokens=12, n=2, batch_size=3, temperature=1.0, top_p=0.9, top_k=0, seed=3,
+  c.sample.update(dict(dict(max_new_tokens=12, n=2, max_num_seqs=3, temperature=1.0, top_p=0.9, top_k=0, seed=3,
                             chunk_steps=5, prompt_buckets=(32, 64, 128)), **sample))
   c.sample.mesh.data = 2  # 2 x 4 sampling mesh on the 8 fake devices
   c.sample.mesh.tensor = 4
@@ -96,7 +96,7 @@ def test_killed_generate_run_resumes_without_duplicates_or_losses(model_dir, ful
   flags = [f"--config={ROOT}/configs/base.py", f"--workdir={tmp_path}/work", f"--config.model.path={model_dir}",
            "--config.model.dtype=float32", "--config.eval.mode=generate", f"--config.eval.input={inp}",
            f"--config.eval.output={out}", "--config.eval.save_logprobs=True", "--config.sample.max_new_tokens=12",
-           "--config.sample.n=2", "--config.sample.batch_size=1", "--config.sample.temperature=1.0",
+           "--config.sample.n=2", "--config.sample.max_num_seqs=1", "--config.sample.temperature=1.0",
            "--config.sample.top_p=0.9", "--config.sample.top_k=0", "--config.sample.seed=3",
            "--config.sample.chunk_steps=5", "--config.sample.prompt_buckets=(32,64,128)",
            "--config.sample.mesh.data=2", "--config.sample.mesh.tensor=4"]
@@ -114,13 +114,13 @@ def test_killed_generate_run_resumes_without_duplicates_or_losses(model_dir, ful
   assert 4 <= killed_with < 14, "the kill should land mid-run"
   with open(out, "a") as f:
     f.write('{"index": 6, "sample": 0, "comple')  # and a torn last line, as a kill during a write leaves
-  # batch_size differs from the full run, so batches differ too: rows must not depend on their batch-mates.
-  counts = run.run(make_config(model_dir, "generate", inp, out, batch_size=1), str(tmp_path / "work"))
+  # max_num_seqs differs from the full run, so admission differs too: rows must not depend on their slot-mates.
+  counts = run.run(make_config(model_dir, "generate", inp, out, max_num_seqs=1), str(tmp_path / "work"))
   assert counts["written"] == 14 - killed_with and counts["done_before"] == killed_with
   got, want = read_rows(out), read_rows(full_out)
   assert [(r["index"], r["sample"]) for r in got] == [(r["index"], r["sample"]) for r in want]
   assert [r["token_ids"] for r in got] == [r["token_ids"] for r in want]
-  again = run.run(make_config(model_dir, "generate", inp, out, batch_size=1), str(tmp_path / "work"))
+  again = run.run(make_config(model_dir, "generate", inp, out, max_num_seqs=1), str(tmp_path / "work"))
   assert again["written"] == 0 and len(read_rows(out)) == 14
 
 

@@ -153,14 +153,16 @@ def test_internlm2_logprobs_match_transformers_within_and_beyond_max_position(in
 
 def test_internlm2_generate_past_max_position_matches_transformers(internlm2):
   """Decoding from 50 to 80 tokens crosses max_position_embeddings=64: the cache keeps each key's rotation and
-  each step uses the frequencies for the current length, as transformers' generate does."""
+  each step uses the frequencies for the row's current length, as transformers' generate does for one sequence
+  (rsft's rows never depend on their slot-mates; transformers' batched generate would use the longest row's)."""
   path, llama = internlm2
   rng = np.random.default_rng(7)
   prompts = [rng.integers(3, tiny_models.VOCAB, n).tolist() for n in (50, 37)]
-  want, want_lp = _hf_greedy(llama, prompts, 30)
   out = rsft.generate(rsft.load_model(path), prompts, 30, stop_token_ids=[])
-  np.testing.assert_array_equal(np.asarray(out.tokens), want)
-  np.testing.assert_allclose(np.asarray(out.logprobs), want_lp, atol=1e-4, rtol=0)
+  for prompt, tokens, logprobs in zip(prompts, out.tokens, out.logprobs):
+    want, want_lp = _hf_greedy(llama, [prompt], 30)
+    np.testing.assert_array_equal(np.asarray([tokens]), want)
+    np.testing.assert_allclose(np.asarray([logprobs]), want_lp, atol=1e-4, rtol=0)
 
 
 def _reference_dynamic_ntk(theta, dim, factor, max_pos, seq_len):

@@ -47,7 +47,7 @@ def small_config():
   c.model.arch = SMALL
   c.data.max_length = 1024
   c.train.global_batch_size, c.train.micro_batch_size = 8, 4
-  c.eval.max_new_tokens, c.sample.batch_size = 512, 8
+  c.eval.max_new_tokens, c.sample.max_num_seqs = 512, 8
   return c
 
 
@@ -59,6 +59,9 @@ def test_small_config_fits_and_counts_its_flops(libtpu):
   assert 1.0 < train.flops_per_chip / train.model_flops_per_chip < 2.0
   assert train.xla_flops_per_chip < train.flops_per_chip  # scan bodies counted once
   assert "attention=splash" in train.notes[0] and "data=1 fsdp=4 tensor=1" in train.notes[0]
+  # The TPU decode loop writes the paged cache in place: no copy of a layer's pages (loop boundary or layout).
+  assert "8 slots" in sample.notes[0] and "copies of a cache layer in the decode loop: none" in sample.notes[0]
+  assert "decode attention: Pallas paged-attention kernel" in sample.notes[0]  # bf16, head_dim 128: TPU's kernel
 
 
 def test_oversized_config_fails_with_a_clear_message(libtpu):

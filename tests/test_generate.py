@@ -286,17 +286,85 @@ def test_prefill_with_an_attention_kernel_equals_the_reference(models, tmp_path,
   np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=2e-5)
 
 
-def test_prompts_per_call_follow_device_memory():
-  """sample.batch_size=0: rows sized from the memory left after the weights, as vLLM's gpu_memory_utilization."""
-  from rsft.infer import sampler
+def test_kv_pages_follow_device_memory():
+  """Pages sized from the memory left after the weights (vLLM's gpu_memory_utilization), never fewer than one
+  whole sequence; slots from max_num_seqs."""
   from rsft.models import presets
   cfg = presets.get("qwen3_14b")
   mesh = sharding.make_mesh(1, 1, 8)
   gib = 2 ** 30
-  small, large = (sampler.prompts_that_fit(cfg, "bfloat16", mesh, 34816, 1, m * gib) for m in (31.25, 95.74))
-  # Per row: 2 (K, V) x 2 (loop copy) x 40 layers x 34,816 positions x 1 KV head per chip x 128 x 2 bytes.
-  per_row = 2 * 2 * 40 * 34816 * 128 * 2 + 3 * cfg.vocab_size * 4 + 2 * 34816 * 4
-  assert 1 <= small < large and abs(large - small - int(0.9 * (95.74 - 31.25) * gib // per_row)) <= 1
-  assert sampler.prompts_that_fit(cfg, "bfloat16", mesh, 34816, 4, 95.74 * gib) == large // 4
-  with pytest.raises(ValueError, match="does not fit"):
-    sampler.prompts_that_fit(cfg, "bfloat16", sharding.make_mesh(8, 1, 1), 34816, 1, 31.25 * gib)
+  opts = sampler.Options()
+  small, large = (sampler.plan(cfg, "bfloat16", mesh, 1000, 2048, 34816, 1, opts, m * gib) for m in (31.25, 95.74))
+  assert small.slots == large.slots == 256 and small.pages_per_row == 272 and small.shards == 1
+  # A page: 2 (K, V) x 40 layers x 128 columns x 1 KV head per chip x 128 x 2 bytes.
+  page = 2 * 40 * 128 * 128 * 2
+  assert 272 < small.pages_per_shard < large.pages_per_shard
+  assert abs(large.pages_per_shard - small.pages_per_shard - int(0.9 * (95.74 - 31.25) * gib // page)) <= 1
+  few = sampler.plan(cfg, "bfloat16", mesh, 10, 2048, 34816, 1, opts, 95.74 * gib)
+  assert few.slots == 10 and few.pages_per_shard == 10 * 272 + 1  # never more than every slot's whole length
+  with pytest.raises(ValueError, match="cannot hold one sequence"):
+    sampler.plan(cfg, "bfloat16", sharding.make_mesh(8, 1, 1), 1000, 2048, 34816, 1, opts, 31.25 * gib)
+
+
+def _variable_lengths(m, **options):
+  """40 prompts sampled at T=1 with 24 stop ids: lengths from 1 to the cap, so slots free up at random."""
+  rng = np.random.default_rng(11)
+  ps = [rng.integers(1, tiny_models.VOCAB, int(k)).tolist() for k in rng.integers(3, 20, 40)]
+  finished = []
+  res = rsft.generate(m, ps, 40, temperature=1.0, top_p=0.95, seed=9, stop_token_ids=list(range(100, 124)),
+                      options=sampler.Options(page_size=16, chunk_steps=16, **options),
+                      on_finished=lambda rows: finished.extend(rows))
+  assert sorted(r for r, *_ in finished) == list(range(len(res.tokens)))  # each row reported once, as it ends
+  assert all(res.tokens[r] == t and res.finish_reason[r] == why for r, t, _, why in finished)
+  return res
+
+
+def test_same_tokens_whatever_the_number_of_slots(models):
+  """Continuous batching: with 1, 7 or 32 sequences in flight (and the static schedule) every row samples the
+  same tokens with the same log-probs; lengths vary, so rows are admitted in different orders and slots."""
+  _, m = models["qwen3"]
+  runs = {k: _variable_lengths(m, max_num_seqs=k) for k in (1, 7, 32)}
+  runs["static"] = _variable_lengths(m, max_num_seqs=7, schedule="static")
+  want = runs[32]
+  lengths = [len(t) for t in want.tokens]
+  assert min(lengths) < 5 and max(lengths) == 40 and "stop" in want.finish_reason  # a spread, some at the cap
+  for name, got in runs.items():
+    assert got.tokens == want.tokens and got.finish_reason == want.finish_reason, name
+    # XLA may sum a matmul in another order for another batch size: log-probs agree to float32 rounding.
+    np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=2e-6, rtol=0)
+
+
+def test_preemption_swaps_sequences_out_and_back(models):
+  """So few KV pages that sequences outgrow them: the youngest is swapped to host memory and resumes later, with
+  the tokens an unconstrained run gives (n=3 samples share each prefill)."""
+  _, m = models["qwen3"]
+  want = _variable_lengths(m, n=3, max_num_seqs=12)
+  tight = _variable_lengths(m, n=3, max_num_seqs=12, kv_pages=9)  # 9 pages of 16 columns: ~4 long rows
+  assert want.preemptions == 0 and tight.preemptions > 0
+  one = _variable_lengths(m, max_num_seqs=12)
+  static = _variable_lengths(m, max_num_seqs=12, kv_pages=8, schedule="static")  # preempted rows resume first
+  assert static.preemptions > 0
+  for got, ref in ((tight, want), (static, one)):
+    assert got.tokens == ref.tokens and got.finish_reason == ref.finish_reason
+    np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(ref.logprobs), atol=2e-6, rtol=0)
+  with pytest.raises(ValueError, match="cannot hold one sequence"):
+    _variable_lengths(m, kv_pages=6)  # a row's 64-token prompt bucket + 40 new tokens need 7 pages of 16
+  with pytest.raises(ValueError, match="or 8 samples"):
+    _variable_lengths(m, n=8, kv_pages=9)  # 8 samples of a 19-token prompt need 2 pages each to start
+
+
+def test_compiled_decode_never_copies_the_kv_pool(models):
+  """A decode step writes one column per row in place: the compiled chunk holds no copy of the pool, or of one
+  layer's pages, anywhere (XLA's layout changes and loop-boundary copies would show up as `copy` ops)."""
+  import re
+  _, m = models["qwen3"]
+  plan = sampler.plan(m.config, jnp.float32, m.mesh, 8, 20, 80, 1, sampler.Options(page_size=16), None)
+  state = sampler.empty_state(m.graphdef, m.params, plan=plan, penalties=True)
+  text = sampler.decode.lower(m.graphdef, m.params, state, jnp.zeros((plan.slots, plan.pages_per_row), jnp.int32),
+                              jnp.zeros((plan.slots,), jnp.int32), jnp.int32(1), jnp.asarray([1]), jnp.uint32(0),
+                              jnp.int32(100), k_cap=64, chunk=8).compile().as_text()
+  layer_pages = int(np.prod(state["k"].shape[3:])) * state["k"].shape[1]  # [D, K, L, pages, page, H]
+  pattern = r"= \w+\[([\d,]*)\]\{[^}]*\} copy\("
+  assert re.findall(pattern, "%copy.3 = f32[2,41,16]{2,1,0} copy(%p)") == ["2,41,16"]  # the pattern reads HLO
+  copies = [int(np.prod([int(d) for d in dims.split(",") if d])) for dims in re.findall(pattern, text)]
+  assert "while" in text and max(copies, default=0) < layer_pages, (max(copies, default=0), layer_pages)

@@ -51,7 +51,7 @@ def make_config(tok):
   c.model.dtype = "float32"
   c.eval.update(dict(benchmarks=("countdown", "math500", "gpqa_diamond"), limit=3, n=2, max_new_tokens=16,
                      checkpoints="all", data_dir=BENCH))
-  c.sample.batch_size = 2
+  c.sample.max_num_seqs = 2
   c.sample.chunk_steps = 8
   c.sample.prompt_buckets = (128, 512, 1024, 2048)
   c.sample.mesh.data, c.sample.mesh.tensor = 2, 4
@@ -62,7 +62,7 @@ def flags(work, tok):
   return [f"--config={ROOT}/configs/base.py", f"--workdir={work}", f"--config.model.tokenizer={tok}",
           "--config.model.dtype=float32", "--config.eval.benchmarks=('countdown','math500','gpqa_diamond')",
           "--config.eval.limit=3", "--config.eval.n=2", "--config.eval.max_new_tokens=16",
-          f"--config.eval.data_dir={BENCH}", "--config.sample.batch_size=2", "--config.sample.chunk_steps=8",
+          f"--config.eval.data_dir={BENCH}", "--config.sample.max_num_seqs=2", "--config.sample.chunk_steps=8",
           "--config.sample.prompt_buckets=(128,512,1024,2048)", "--config.sample.mesh.data=2",
           "--config.sample.mesh.tensor=4"]
 

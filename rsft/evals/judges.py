@@ -41,13 +41,12 @@ class LocalJudge:
 
   def complete(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
     from rsft.infer import sampler
-    out = []
-    for start in range(0, len(prompts), self.batch_size):
-      batch = [self.renderer.prompt({"prompt": p}, "judge prompt") for p in prompts[start:start + self.batch_size]]
-      res = sampler.generate(self.model, batch, max_new_tokens, stop_token_ids=self.model.stop_token_ids,
-                             options=sampler.Options(pad_prompts_to=self.batch_size))
-      out += [self.renderer.decode(t) for t in res.tokens]
-    return out
+    if not prompts:
+      return []
+    rendered = [self.renderer.prompt({"prompt": p}, "judge prompt") for p in prompts]
+    res = sampler.generate(self.model, rendered, max_new_tokens, stop_token_ids=self.model.stop_token_ids,
+                           options=sampler.Options(max_num_seqs=self.batch_size))
+    return [self.renderer.decode(t) for t in res.tokens]
 
 
 class EndpointJudge:

@@ -1,8 +1,9 @@
 """eval.py's file modes: `generate` (prompts -> sampled completions) and `score` (prompt + completion -> per-token
-log-probs), JSONL in and out, written batch by batch and resumable (rsft.evals.jsonl).
+log-probs), JSONL in and out, resumable (rsft.evals.jsonl): generate hands every row still to do to one
+continuous-batching sampler call and writes each sequence as it finishes; score writes batch by batch.
 
-Sample j of input row i always draws its randomness from (seed, i * n + j), so a resumed run, which batches the
-remaining rows differently, samples what the uninterrupted run would have.
+Sample j of input row i always draws its randomness from (seed, i * n + j), so a resumed run, which admits the
+remaining rows in another order, samples what the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -62,27 +63,19 @@ def _check_same_input(writer: jsonl.ResumableWriter, requests: list[Request], ke
                          f"{r.index} now renders to; the input changed, so choose another eval.output.")
 
 
-AUTO_BATCH_WITHOUT_MEMORY = 64  # sample.batch_size=0 on a device with no fixed memory budget (CPU)
-
-
-def _prompts_that_fit(m: Any, sample_cfg: Any, todo: Sequence[Any], n: int) -> int:
-  """sample.batch_size=0: as many prompts as the device's memory holds for the longest prompt's cache."""
-  memory = hardware.device_memory_bytes()
-  if memory is None or not todo:  # the same on every process (same hardware, same files)
-    return AUTO_BATCH_WITHOUT_MEMORY
-  longest = max(len(r.prompt) for r in todo)
-  bucket = next((b for b in sorted(sample_cfg.prompt_buckets) if b >= longest), longest)
-  dtype = jax.tree.leaves(m.params)[0].dtype
-  prompts = sampler.prompts_that_fit(m.config, dtype, m.mesh, bucket + sample_cfg.max_new_tokens, n, memory)
-  prompts = distributed.min_over_processes(prompts)  # every process must make the same generate calls
-  logging.info("generate: sample.batch_size=0 -> %d prompts x %d samples per call (%.1f GiB per device)", prompts,
-               n, memory / 2**30)
-  return prompts
+def sampler_options(sample_cfg: Any, n: int) -> sampler.Options:
+  """The engine settings of config.sample (plus a benchmark's n and top_k cap) as sampler Options."""
+  return sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
+                         chunk_steps=sample_cfg.chunk_steps, max_num_seqs=sample_cfg.max_num_seqs,
+                         page_size=sample_cfg.page_size, kv_pages=sample_cfg.kv_pages,
+                         memory_utilization=sample_cfg.memory_utilization)
 
 
 def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, output_path: str,
                   settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
-  """Writes n completions per input row; returns counts of rows written now and found done."""
+  """Writes n completions per input row; returns counts of rows written now and found done. A row some of whose
+  samples were written before a kill is sampled again whole (its n samples share one prefill) and only the
+  missing samples are written: the same tokens, as sample j's randomness is (seed, row, j)."""
   n = sample_cfg.n
   defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
   requests = read_requests(input_path, renderer, defaults, completions=False)
@@ -101,38 +94,34 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   with jsonl.ResumableWriter(output_path, lambda row: (row["index"], row["sample"]), settings) as writer:
     _check_same_input(writer, requests, keys)
     todo = [r for r in requests if any(k not in writer.done for k in keys(r))]
-    todo.sort(key=lambda r: len(r.prompt))  # similar lengths share a prompt bucket
+    todo.sort(key=lambda r: len(r.prompt))  # admitted in this order: similar lengths share a prefill bucket
     logging.info("generate: %d rows, %d already in %s, %d to do (n=%d)", len(requests),
                  len(requests) - len(todo), output_path, len(todo), n)
-    batch_size = sample_cfg.batch_size or _prompts_that_fit(m, sample_cfg, todo, n)
-    opts = sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
-                           chunk_steps=sample_cfg.chunk_steps,
-                           pad_prompts_to=min(batch_size, max(len(todo), 1)))  # a small benchmark pads no further
     written = 0
-    with tqdm.tqdm(total=len(todo), desc="generate", unit="prompt") as progress:
-      for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        column = lambda k: np.asarray([r.params[k] for r in batch])
-        res = sampler.generate(m, [r.prompt for r in batch], sample_cfg.max_new_tokens, column("temperature"),
-                               column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids, opts,
-                               prompt_ids=[r.index for r in batch], presence_penalty=column("presence_penalty"),
-                               frequency_penalty=column("frequency_penalty"), max_total_tokens=max_total)
+    if todo:
+      column = lambda k: np.asarray([r.params[k] for r in todo])
+
+      def write(finished):  # each sequence as it ends: a killed run resumes at sequence granularity
+        nonlocal written
         rows = []
-        for i, r in enumerate(batch):
-          for j in range(n):
-            if (r.index, j) in writer.done:
-              continue
-            rows.append(_generation_row(r, j, res, i * n + j, renderer, m.stop_token_ids, eval_cfg.save_logprobs,
-                                        skip_special))
+        for row, tokens, lps, reason in finished:
+          r, j = todo[row // n], row % n
+          if (r.index, j) not in writer.done:
+            rows.append(_generation_row(r, j, tokens, lps, reason, renderer, m.stop_token_ids,
+                                        eval_cfg.save_logprobs, skip_special))
         writer.write(rows)
         written += len(rows)
-        progress.update(len(batch))
+
+      sampler.generate(m, [r.prompt for r in todo], sample_cfg.max_new_tokens, column("temperature"),
+                       column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids,
+                       sampler_options(sample_cfg, n), prompt_ids=[r.index for r in todo],
+                       presence_penalty=column("presence_penalty"), frequency_penalty=column("frequency_penalty"),
+                       max_total_tokens=max_total, on_finished=write)
   return {"written": written, "done_before": len(writer.done), "rows": len(requests) * n}
 
 
-def _generation_row(r: Request, sample: int, res: sampler.GenerateResult, at: int, renderer: Renderer,
+def _generation_row(r: Request, sample: int, tokens: list[int], lps: list[float], reason: str, renderer: Renderer,
                     stops: list[int], save_logprobs: bool, skip_special: bool = True) -> dict[str, Any]:
-  tokens, lps, reason = res.tokens[at], res.logprobs[at], res.finish_reason[at]
   text_ids = tokens[:-1] if reason == "stop" and tokens and tokens[-1] in stops else tokens
   row = {"index": r.index, "sample": sample, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
          "completion": renderer.decode(text_ids, skip_special), "completion_tokens": len(tokens),

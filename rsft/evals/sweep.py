@@ -48,8 +48,9 @@ def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
       n=e.n or d.n, max_new_tokens=e.max_new_tokens or d.max_new_tokens, max_total_tokens=d.max_total_tokens,
       temperature=pick(e.temperature, d.temperature), top_p=pick(e.top_p, d.top_p), top_k=pick(e.top_k, d.top_k),
       presence_penalty=d.presence_penalty, frequency_penalty=d.frequency_penalty, seed=pick(e.seed, d.seed),
-      skip_special_tokens=d.skip_special_tokens, batch_size=s.batch_size, top_k_cap=max(s.top_k_cap, d.top_k),
-      chunk_steps=s.chunk_steps, prompt_buckets=tuple(s.prompt_buckets)))
+      skip_special_tokens=d.skip_special_tokens, top_k_cap=max(s.top_k_cap, d.top_k), chunk_steps=s.chunk_steps,
+      prompt_buckets=tuple(s.prompt_buckets), max_num_seqs=s.max_num_seqs, page_size=s.page_size,
+      kv_pages=s.kv_pages, memory_utilization=s.memory_utilization))
 
 
 def selected(config: Any) -> list[Benchmark]:

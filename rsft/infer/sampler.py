@@ -1,11 +1,26 @@
-"""KV-cache sampler: one jitted prefill and one jitted `lax.while_loop` decode, run in host-visible chunks.
+"""Continuous-batching KV-cache sampler (rsft.generate): up to `Options.max_num_seqs` sequences decode at once and a
+waiting prompt is admitted the moment slots free up (vLLM's scheduling), over a paged KV cache.
 
-Prompts are left-padded to a length bucket, so every row writes the same cache column at each step (tunix /
-gemma layout) and compiles stay few. The cache is `[L, B, S, K, H]` with S = prompt bucket + max_new_tokens, so
-it can never overflow. Per-row temperature / top-p / top-k / penalties / token limits are arrays (no recompiles
-when they change); a row's random key is derived from (seed, row id, step) only. Finished rows emit padding and
-their positions freeze. Presence / frequency penalties (vLLM's, over the row's output tokens) keep a [rows, V]
-count table in the decode state, so they are a static switch: a batch without them carries no table.
+Device side, jitted:
+  prefill    a group of prompts, left-padded to one length bucket, run once: their cache and next-token logits;
+  admit      each prompt's cache moved into the pages of its n samples' slots (left aligned, so a row's cache
+             column is its token's position) and the slots' sampling state set: n samples share one prefill;
+  decode     up to `chunk_steps` steps of every slot in a `lax.while_loop`, attention reading each row's own
+             written pages only (attention.paged_attention; on TPU the Pallas paged-attention kernel): a step
+             costs what the rows hold, not the cap. It returns early when enough rows finish to admit waiting
+             prompts, or a row needs another page;
+  swap_out / swap_in   a preempted sequence's pages and state to host memory and back, bit for bit.
+Host side (rsft.infer.scheduler): slots, page tables, admission and preemption. Pages come from the device memory
+left after the weights (`memory_utilization`, vLLM's gpu_memory_utilization); when they run out the youngest
+sequence is swapped out and resumes later: never an OOM, never a different token.
+
+A row's tokens depend on nothing but itself: its random key is (seed, row id, its own step), its columns are its
+positions, attention blocks are its own pages, dynamic NTK uses its own length. So any admission order,
+max_num_seqs, page budget or preemption gives the same tokens (log-probs equal to float32 rounding: XLA may sum a
+matmul in another order for another batch size; tested with 1, 7 and 32 slots and under preemption). Per-row
+temperature / top-p / top-k / penalties / token limits are arrays (no recompiles when they change); presence /
+frequency penalties (vLLM's, over the row's output tokens) keep a [rows, V] count table, so they are a static
+switch.
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -23,7 +38,8 @@ from absl import logging
 import tqdm
 from flax import nnx
 
-from rsft import sharding
+from rsft import distributed, hardware, sharding
+from rsft.infer import scheduler as sched_lib
 from rsft.infer.sampling import row_keys, select
 from rsft.models import attention
 from rsft.models.decoder import positions_from_mask
@@ -33,13 +49,21 @@ from rsft.models.model import abstract_model
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  n: int = 1                       # samples per prompt (one prefill, cache repeated)
+  n: int = 1                       # samples per prompt (one prefill, its cache copied into n slots)
   top_k_cap: int = 64              # static bound on top-k (top-p is over the whole vocabulary); >= the largest top_k
   prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-  chunk_steps: int = 256           # decode steps per host round trip (early stop, progress)
+  chunk_steps: int = 256           # most decode steps per host round trip (admission, progress)
   pad_id: int = 0
-  pad_prompts_to: int = 0          # pad smaller calls up to this many prompts (an eval run's last batch): no recompile
   prefill_chunk: int = 512         # prompt tokens per prefill piece (bounds attention memory); 0 = whole prompt
+  max_num_seqs: int = 256          # sequences decoding at once (slots); fewer when the call has fewer
+  page_size: int = 128             # cache columns per KV page (and per attention block)
+  kv_pages: int = 0                # usable pages per data shard; 0 = from device memory (every slot's whole length
+                                   # where the device has no fixed budget: CPU)
+  memory_utilization: float = 0.9  # share of device memory for weights + sampler state (vLLM's)
+  prefill_tokens: int = 16384      # prompt tokens (bucketed) per prefill call: bounds its memory
+  refill_rows: int = 0             # finished rows that end a decode chunk to admit waiting prompts; 0 = n
+  schedule: str = "continuous"     # continuous | static: admit only into an empty engine, so a batch runs until
+                                   # its longest row stops (the old path; bench/eval_throughput.py compares)
 
 
 @dataclasses.dataclass
@@ -47,41 +71,90 @@ class GenerateResult:
   tokens: list[list[int]]          # generated ids, stop token included when hit
   logprobs: list[list[float]]      # model log-prob of each generated id
   finish_reason: list[str]         # "stop" | "length"
+  preemptions: int = 0             # sequences swapped out for lack of KV pages (and resumed)
+  decode_steps: int = 0            # decode steps run, each over every slot (occupancy = tokens / slots x steps)
+  slots: int = 0                   # sequences that could decode at once
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The engine's shape for one generate call: slots (rows decoding at once), KV pages and prefill groups."""
+  slots: int
+  shards: int                      # data-parallel shards: each has slots / shards slots and its own page pool
+  page_size: int
+  pages_per_row: int               # page-table width: the longest row's prompt + new tokens
+  pages_per_shard: int             # page 0 included (scratch)
+  prefill_prompts: int             # most prompts per prefill call (a power of two)
 
 
 def _bucket(length: int, buckets: Sequence[int]) -> int:
   return next((b for b in sorted(buckets) if b >= length), length)
 
 
+def _pow2_floor(x: int) -> int:
+  return 1 << (max(1, x).bit_length() - 1)
+
+
+def _pow2_ceil(x: int) -> int:
+  return 1 << max(0, x - 1).bit_length()
+
+
+def plan(cfg: Any, dtype: Any, mesh: Any, rows: int, longest_prompt: int, max_columns: int, n: int,
+         opts: Options, memory_bytes: float | None, agree: Callable[[int], int] = int) -> Plan:
+  """Slots = min(max_num_seqs, rows), at least n, a multiple of the data shards. Pages per shard: opts.kv_pages,
+  else what `memory_utilization` of one device holds after the weights, the slots' logits / count tables and a
+  prefill group's cache (twice, for its temporaries), at most every slot's whole length (`agree` makes every
+  process take the same count before it is checked). At least one row's whole length, so that preemption can
+  always finish the longest sequence alone, and a prompt's n samples (each its own copy of the prompt and a page
+  of room) in an empty engine."""
+  shards = sharding.batch_multiple(mesh)
+  slots = max(n, min(opts.max_num_seqs, rows))  # a prompt's n samples start together
+  slots += -slots % shards
+  page = opts.page_size
+  pages_per_row = -(-max_columns // page)
+  bucket = _bucket(longest_prompt, opts.prompt_buckets)
+  prefill_prompts = min(_pow2_floor(opts.prefill_tokens // bucket), _pow2_ceil(-(-slots // n)))
+  full = slots // shards * pages_per_row + 1
+  if opts.kv_pages:
+    pages = opts.kv_pages + 1
+  elif memory_bytes is None:
+    pages = full
+  else:
+    item = jnp.dtype(dtype).itemsize
+    tensor = mesh.shape.get("tensor", 1) if mesh is not None else 1
+    kv_split = tensor if cfg.num_kv_heads % tensor == 0 else 1
+    weights = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_model(cfg, dtype, dtype)[1])) * item / tensor
+    column = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * item / kv_split  # K and V of one position
+    rows_state = slots / shards * (3 * cfg.vocab_size * 4 + 4 * opts.chunk_steps * 8)
+    prefill = 2 * column * prefill_prompts * bucket / shards
+    budget = memory_bytes * opts.memory_utilization - weights - rows_state - prefill
+    pages = agree(min(full, int(budget // (column * page)) + 1))
+  # One prompt's samples in an empty engine: each its prompt + 1 column, and the room kept for each placed before
+  # (scheduler._reserve: its next page of columns, if its row reaches that far).
+  per_shard, start = -(-n // shards), -(-(longest_prompt + 1) // page)
+  samples = per_shard * start + (per_shard - 1) * (-(-min(longest_prompt + 1 + page, max_columns) // page) - start)
+  if pages - 1 < max(pages_per_row, samples):
+    raise ValueError(f"sampling: the KV pages that fit ({max(pages - 1, 0)} of {page} columns per shard) cannot hold one "
+                     f"sequence of {max_columns} tokens (prompt + max_new_tokens) or {n} samples of a "
+                     f"{longest_prompt}-token prompt; raise sample.mesh.tensor, Options.kv_pages / memory_utilization, "
+                     "or lower max_new_tokens.")
+  return Plan(slots, shards, page, pages_per_row, pages, prefill_prompts)
+
+
 # Trace counts per jitted function: a trace happens once per compile, so these are the compile counts (logged,
-# and tested: changing sampling parameters or running more chunks must not add any).
+# and tested: changing sampling parameters, running more chunks or admitting more prompts must not add any).
 COMPILES: collections.Counter = collections.Counter()
 
-# Logical axes of the decode state, so prefill and every decode chunk agree on its layout (batch over data,
-# KV heads over tensor); a chunk's output layout is then its input layout and the second chunk never recompiles.
-_STATE_AXES = dict(cache=("layers", "batch", None, "act_kv_heads", None), kv_valid=("batch", None),
-                   logits=("batch", None), pos=("batch",), tokens=("batch", None), logprobs=("batch", None),
-                   done=("batch",), step=(), counts=("batch", None))
+_POOL_AXES = ("batch", "act_kv_heads", None, None, None, None)  # [D, K, L, pages, page, H]: attention.Pages
+_ROW_DTYPES = dict(lengths=jnp.int32, step=jnp.int32, done=bool, temperature=jnp.float32, top_p=jnp.float32,
+                   top_k=jnp.int32, row_id=jnp.int32, limit=jnp.int32, presence=jnp.float32, frequency=jnp.float32)
 
 
 def _constrain(rules, state: dict[str, Any]) -> dict[str, Any]:
-  out = {}
-  for key, value in state.items():
-    axes = _STATE_AXES[key]
-    out[key] = ({k: rules.constrain(v, axes) for k, v in value.items()} if isinstance(value, dict)
-                else rules.constrain(value, axes))
-  return out
-
-
-def _repeat_rows(rules, x: jax.Array, n: int, axes: tuple[str | None, ...]) -> jax.Array:
-  """Each batch row n times in a row. Broadcasting to [..., B, n, ...] under the batch layout first keeps the
-  copies on the shard that holds their row (a bare jnp.repeat let XLA re-gather a whole KV cache)."""
-  if n == 1:
-    return x
-  at = axes.index("batch")
-  wide = jnp.broadcast_to(jnp.expand_dims(x, at + 1), x.shape[:at + 1] + (n,) + x.shape[at + 1:])
-  wide = rules.constrain(wide, axes[:at + 1] + (None,) + axes[at + 1:])
-  return wide.reshape(x.shape[:at] + (x.shape[at] * n,) + x.shape[at + 1:])
+  """Slots over the data shards, KV heads over tensor: every chunk's output layout is its input layout, so the
+  second chunk never recompiles."""
+  axes = lambda key, x: _POOL_AXES if key in ("k", "v") else ("batch",) + (None,) * (x.ndim - 1)
+  return {key: rules.constrain(x, axes(key, x)) for key, x in state.items()}
 
 
 def _last_logits(model, hidden: jax.Array) -> jax.Array:
@@ -89,25 +162,36 @@ def _last_logits(model, hidden: jax.Array) -> jax.Array:
                     precision=precision(hidden.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_len", "max_new", "n", "pad_id", "chunk",
-                                             "penalties"))
-def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int = 1, pad_id: int = 0,
-            chunk: int = 0, penalties: bool = False):
-  """Runs the left-padded prompts [B, P] once, then repeats each row n times (samples share the prefill).
+@functools.partial(jax.jit, static_argnames=("graphdef", "plan", "penalties"))
+def empty_state(graphdef, params, *, plan: Plan, penalties: bool) -> dict[str, jax.Array]:
+  """Every slot free (done), every page zero."""
+  COMPILES["empty_state"] += 1
+  model = nnx.merge(graphdef, params)
+  cfg = model.cfg
+  pool = (plan.shards, cfg.num_kv_heads, cfg.num_layers, plan.pages_per_shard, plan.page_size, cfg.head_dim)
+  state = {key: jnp.zeros((plan.slots,), dtype) for key, dtype in _ROW_DTYPES.items()}
+  state.update(k=jnp.zeros(pool, model.dtype), v=jnp.zeros(pool, model.dtype), done=jnp.ones((plan.slots,), bool),
+               logits=jnp.zeros((plan.slots, cfg.vocab_size), jnp.float32))
+  if penalties:
+    state["counts"] = jnp.zeros((plan.slots, cfg.vocab_size), jnp.int32)
+  return _constrain(model.rules, state)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
+def prefill(graphdef, params, ids, mask, *, chunk: int = 0):
+  """Runs the left-padded prompts [G, P] once: (cache {"k", "v"} [L, G, P, K, H], next-token logits [G, V]).
 
   With `model.attention` resolving to a kernel (splash, cuDNN, query-chunked) the prompt attends to itself in one
   pass. With the einsum reference and `chunk` dividing P, the prompt runs in a scan over P / chunk pieces, so
-  attention scores take [B, chunk, S] rather than [B, P, S] (long judge / benchmark prompts). Returns the whole decode state, laid
-  out on the model's mesh, with the logits for the first new token.
-  """
+  attention scores take [G, chunk, P] rather than [G, P, P] (long judge / benchmark prompts)."""
   COMPILES["prefill"] += 1
-  logging.info("sampler: compiling prefill for %d prompts x %d tokens (cache %d)", *ids.shape, cache_len)
+  logging.info("sampler: compiling prefill for %d prompts x %d tokens", *ids.shape)
   model = nnx.merge(graphdef, params)
   cfg = model.cfg
   b, p = ids.shape
-  shape = (cfg.num_layers, b, cache_len, cfg.num_kv_heads, cfg.head_dim)
+  shape = (cfg.num_layers, b, p, cfg.num_kv_heads, cfg.head_dim)
   cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
-  kv_valid = jnp.zeros((b, cache_len), bool).at[:, :p].set(mask > 0)
+  kv_valid = mask > 0
   positions = positions_from_mask(mask)
   if attention.resolve(model.attention_impl, p) != "xla":  # a memory-lean kernel: the whole prompt at once
     hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid, segment_ids=mask)
@@ -127,108 +211,143 @@ def prefill(graphdef, params, ids, mask, *, cache_len: int, max_new: int, n: int
   else:
     hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid)
     last = hidden[:, -1]
-  rep = lambda x, key: _repeat_rows(model.rules, x, n, _STATE_AXES[key])
-  rows = b * n
-  state = dict(cache={k: rep(v, "cache") for k, v in cache.items()}, kv_valid=rep(kv_valid, "kv_valid"),
-               logits=rep(_last_logits(model, last), "logits"),
-               pos=rep(mask.sum(axis=1).astype(jnp.int32), "pos"),
-               tokens=jnp.full((rows, max_new), pad_id, jnp.int32), logprobs=jnp.zeros((rows, max_new), jnp.float32),
-               done=jnp.zeros((rows,), bool), step=jnp.int32(0))
-  if penalties:
-    state["counts"] = jnp.zeros((rows, cfg.vocab_size), jnp.int32)
-  return _constrain(model.rules, state)
+  return cache, _last_logits(model, last)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "max_new", "chunk", "pad_id"),
-                   donate_argnames=("state",))
-def decode(graphdef, params, state, params_rows, stop_ids, seed, prompt_len, vocab_limit, *, k_cap: int,
-           max_new: int, chunk: int, pad_id: int = 0):
-  """Runs up to `chunk` decode steps (fewer if every row is done or max_new is reached).
+@functools.partial(jax.jit, static_argnames=("n",), donate_argnames=("state",))
+def admit(state, cache, logits, lengths, slots, table, rows, *, n: int):
+  """Moves prompt i's cache (left-padded in [L, G, P, K, H]) into the pages of slots[i * n + j], j < n, starting
+  at column 0, and sets those slots' state: rows = per-row values of the sampling parameters (temperature,
+  top_p, top_k, row_id, limit, presence, frequency), [G * n] each. A slot >= the slot count (a padding prompt's)
+  is dropped."""
+  COMPILES["admit"] += 1
+  n_layers, g, p = cache["k"].shape[:3]
+  b = state["done"].shape[0]
+  shards, page = state["k"].shape[0], state["k"].shape[4]
+  src = jnp.arange(g * n) // n
+  width = min(-(-p // page), table.shape[1]) * page  # the bucket's padding may pass a row's last page
+  cols = jnp.minimum(jnp.arange(width)[None, :] + (p - lengths)[src][:, None], p - 1)  # drop the left padding
+  real = slots < b
+  shard = jnp.where(real, slots // (b // shards), shards)  # out of range: dropped
+  pages = table[jnp.minimum(slots, b - 1), :width // page]  # [R, width / page]
 
-  params_rows: per-row (temperature, top_p, top_k, row id, token limit, presence, frequency penalty); a row
-  stops with "length" once it has `token limit` new tokens (<= max_new)."""
+  def move(pool, c):
+    rows_cache = jnp.take_along_axis(c[:, src], cols[None, :, :, None, None], axis=2)
+    rows_cache = rows_cache.reshape((n_layers, g * n, width // page, page) + c.shape[3:])
+    rows_cache = rows_cache.transpose(1, 2, 4, 0, 3, 5)  # [R, pages, K, L, page, H]: the indexed dims lead
+    return pool.at[shard[:, None], :, :, pages].set(rows_cache.astype(pool.dtype), mode="drop")
+
+  new = dict(state, k=move(state["k"], cache["k"]), v=move(state["v"], cache["v"]))
+  values = dict(zip(("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency"), rows),
+                lengths=lengths[src], step=jnp.zeros((g * n,), jnp.int32), done=jnp.zeros((g * n,), bool),
+                logits=logits[src])
+  if "counts" in state:
+    values["counts"] = jnp.zeros((g * n, state["counts"].shape[1]), jnp.int32)
+  target = jnp.where(real, slots, b)
+  for key, value in values.items():
+    new[key] = new[key].at[target].set(value.astype(new[key].dtype), mode="drop")
+  return new
+
+
+@functools.partial(jax.jit, donate_argnames=("state",))
+def swap_out(state, slot, pages):
+  """(state with `slot` freed, the slot's pages [len(pages), K, L, page, H] and row values) for host memory."""
+  COMPILES["swap"] += 1
+  shard = slot // (state["done"].shape[0] // state["k"].shape[0])
+  saved = {key: state[key][shard, :, :, pages] for key in ("k", "v")}
+  saved.update({key: x[slot] for key, x in state.items() if key not in ("k", "v")})
+  return dict(state, done=state["done"].at[slot].set(True)), saved
+
+
+@functools.partial(jax.jit, donate_argnames=("state",))
+def swap_in(state, slot, pages, saved):
+  COMPILES["swap"] += 1
+  shard = slot // (state["done"].shape[0] // state["k"].shape[0])
+  new = {key: state[key].at[shard, :, :, pages].set(saved[key]) for key in ("k", "v")}
+  new.update({key: x.at[slot].set(saved[key]) for key, x in state.items() if key not in ("k", "v")})
+  return new
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id"), donate_argnames=("state",))
+def decode(graphdef, params, state, table, capacity, refill_at, stop_ids, seed, vocab_limit, *, k_cap: int,
+           chunk: int, pad_id: int = 0):
+  """Up to `chunk` decode steps of every live slot. Stops early when all are done, when `refill_at` rows have
+  finished in this call (prompts wait for their slots), or when a live row's next column reaches its
+  `capacity` (the columns its pages hold: the host adds pages). Returns (state, this call's tokens and
+  log-probs [slots, chunk], their count per slot, and the steps run)."""
   COMPILES["decode"] += 1
-  logging.info("sampler: compiling decode for %d rows (cache %d)", *state["kv_valid"].shape)
+  logging.info("sampler: compiling decode for %d slots", state["done"].shape[0])
   model = nnx.merge(graphdef, params)
-  temperature, top_p, top_k, row_ids, row_limit, presence, frequency = params_rows
-  end = jnp.minimum(state["step"] + chunk, max_new)
+  b = state["done"].shape[0]
+  started_done = state["done"]
+  out = dict(tokens=jnp.full((b, chunk), pad_id, jnp.int32), logprobs=jnp.zeros((b, chunk), jnp.float32),
+             produced=jnp.zeros((b,), jnp.int32))
 
-  def cond(s):
-    # The cache holds prompt bucket + max_new columns, so `step < end <= max_new` is also the cache-full guard.
-    return (s["step"] < end) & ~jnp.all(s["done"])
+  def cond(carry):
+    s, _, i = carry
+    live = ~s["done"]
+    room = jnp.all(~live | (s["lengths"] < capacity))
+    return (i < chunk) & jnp.any(live) & (jnp.sum(s["done"] & ~started_done) < refill_at) & room
 
-  def body(s):
-    step = s["step"]
-    penalties = (s["counts"], presence, frequency) if "counts" in s else None
-    tok, lp = select(s["logits"], row_keys(seed, row_ids, step), temperature, top_p, top_k, k_cap, vocab_limit,
-                     penalties)
-    tok = jnp.where(s["done"], pad_id, tok)
-    lp = jnp.where(s["done"], 0.0, lp)
-    hit = jnp.isin(tok, stop_ids) & ~s["done"]
-    write = prompt_len + step
-    kv_valid = jax.lax.dynamic_update_slice_in_dim(s["kv_valid"], jnp.ones((tok.shape[0], 1), bool), write, axis=1)
-    hidden, cache = model.extend(tok[:, None], s["pos"][:, None], s["cache"], write, kv_valid)
-    done = s["done"] | hit | (step + 1 >= row_limit)
-    new = dict(s, cache=cache, kv_valid=kv_valid, logits=_last_logits(model, hidden[:, 0]),
-               tokens=s["tokens"].at[:, step].set(tok), logprobs=s["logprobs"].at[:, step].set(lp),
-               done=done, pos=s["pos"] + (~done).astype(jnp.int32), step=step + 1)
+  def body(carry):
+    s, o, i = carry
+    live = ~s["done"]
+    penalties = (s["counts"], s["presence"], s["frequency"]) if "counts" in s else None
+    tok, lp = select(s["logits"], row_keys(seed, s["row_id"], s["step"]), s["temperature"], s["top_p"],
+                     s["top_k"], k_cap, vocab_limit, penalties)
+    tok, lp = jnp.where(live, tok, pad_id), jnp.where(live, lp, 0.0)
+    done = s["done"] | (live & (jnp.isin(tok, stop_ids) | (s["step"] + 1 >= s["limit"])))
+    writing = ~done  # a row that just finished needs no forward pass
+    lengths = s["lengths"] + writing
+    pages = attention.Pages(table, lengths, jnp.max(jnp.where(writing, lengths, 0)))
+    hidden, k, v = model.extend_paged(tok[:, None], s["k"], s["v"], pages, writing)
+    at = jnp.where(live, o["produced"], chunk)  # out of range: not written
+    o = dict(tokens=o["tokens"].at[jnp.arange(b), at].set(tok, mode="drop"),
+             logprobs=o["logprobs"].at[jnp.arange(b), at].set(lp, mode="drop"), produced=o["produced"] + live)
+    new = dict(s, k=k, v=v, lengths=lengths, done=done, step=s["step"] + live,
+               logits=_last_logits(model, hidden[:, 0]))
     if "counts" in s:
-      new["counts"] = s["counts"].at[jnp.arange(tok.shape[0]), tok].add((~s["done"]).astype(jnp.int32))
-    return new
+      new["counts"] = s["counts"].at[jnp.arange(b), tok].add(live.astype(jnp.int32))
+    return _constrain(model.rules, new), o, i + 1
 
-  return _constrain(model.rules, jax.lax.while_loop(cond, body, state))
+  state, out, steps = jax.lax.while_loop(cond, body, (state, out, jnp.int32(0)))
+  return _constrain(model.rules, state), dict(out, steps=steps)
 
 
-def prompts_that_fit(cfg: Any, dtype: Any, mesh: Any, cache_len: int, n: int, memory_bytes: float,
-                     utilization: float = 0.9) -> int:
-  """Prompts per generate call (each x n rows) whose decode state fits `utilization` of one device's memory after
-  the weights (vLLM's gpu_memory_utilization): per row the K and V caches of `cache_len` positions (KV heads split
-  over `tensor` when they divide), counted twice as headroom for prefill's temporaries (prefill, which writes the
-  cache, is the sampler's peak: 18.5 of 31.25 GiB per chip for Qwen3-14B, 36 rows x 34,816 positions on
-  v6e-16, rsft.tools.fit), plus float32 logits and the token buffers."""
-  item = jnp.dtype(dtype).itemsize
-  tensor = mesh.shape.get("tensor", 1) if mesh is not None else 1
-  state = abstract_model(cfg, dtype, dtype)[1]
-  weights = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state)) * item / tensor
-  kv_split = tensor if cfg.num_kv_heads % tensor == 0 else 1
-  per_row = 2 * 2 * cfg.num_layers * cache_len * cfg.num_kv_heads * cfg.head_dim * item / kv_split
-  per_row += 3 * cfg.vocab_size * 4 + 2 * cache_len * 4
-  rows_per_device = int((memory_bytes * utilization - weights) // per_row)
-  if rows_per_device < 1:
-    raise ValueError(f"sampling: one row of {cache_len} cache positions does not fit {memory_bytes / 2**30:.1f} GiB "
-                     f"per device after {weights / 2**30:.1f} GiB of weights; raise sample.mesh.tensor or lower "
-                     "eval.max_new_tokens.")
-  return max(1, rows_per_device * sharding.batch_multiple(mesh) // n)
+Finished = Callable[[list[tuple[int, list[int], list[float], str]]], None]
 
 
 def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: Any = 0.0,
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
              options: Options | None = None, vocab_limit: int | None = None,
              prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
-             max_total_tokens: int | None = None) -> GenerateResult:
-  """Samples continuations of token-id prompts with a KV cache; rsft.generate.
+             max_total_tokens: int | None = None, on_finished: Finished | None = None) -> GenerateResult:
+  """Samples continuations of token-id prompts (any number) with continuous batching; rsft.generate.
 
   temperature / top_p / top_k / presence_penalty / frequency_penalty: scalars or one value per prompt (0
   temperature = greedy; top-p is exact over the whole vocabulary; changing them never recompiles).
   stop_token_ids default to the model's (generation_config.json, else EOS + Qwen's stops).
-  options: Options (n samples per prompt, top-k cap, prompt buckets, chunk steps).
+  options: Options (n samples per prompt, max_num_seqs, pages, top-k cap, prompt buckets, chunk steps).
   Returns .tokens, .logprobs (model log-prob of each token) and .finish_reason ("stop" | "length"), with
-  n consecutive entries per prompt. Runs on the model's mesh (batch over data, KV heads over tensor); see
+  n consecutive entries per prompt. Runs on the model's mesh (slots over data, KV heads over tensor); see
   rsft.reshard for a sampling mesh.
 
   presence_penalty / frequency_penalty: scalars or one per prompt (vLLM semantics, output tokens only).
   max_total_tokens: caps prompt + output per prompt (vLLM's max_model_len): a prompt of P tokens gets at most
   min(max_new_tokens, max_total_tokens - P) new tokens, then finishes with "length".
-
   prompt_ids: a stable id per prompt (default: its index). Sample j of prompt i draws its randomness from
-  (seed, prompt_ids[i] * n + j, step), so an eval run that batches prompts differently (a resumed run) samples
-  exactly the same tokens.
+  (seed, prompt_ids[i] * n + j, step), so a run over another subset of prompts (a resumed one) samples exactly
+  the same tokens.
+  on_finished: called with [(row, tokens, logprobs, finish_reason)] as sequences finish (row = prompt index * n +
+  sample), so a caller can write each one at once.
   """
   if model.config.head != "lm":
     raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
   if stop_token_ids is None:
     stop_token_ids = getattr(model, "stop_token_ids", None) or []
   opts = options or Options()
+  if opts.schedule not in ("continuous", "static"):
+    raise ValueError(f"Options.schedule={opts.schedule!r}; choose continuous or static")
   if not prompts or any(len(p) == 0 for p in prompts):
     raise ValueError("generate needs at least one prompt, and every prompt needs at least one token.")
   if max_new_tokens < 1:
@@ -237,65 +356,157 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   uids = np.arange(real) if prompt_ids is None else np.asarray(prompt_ids, np.int64)
   if uids.shape != (real,):
     raise ValueError(f"prompt_ids has {uids.size} entries for {real} prompts.")
-  # Pad the prompt count so rows (prompts x n) split evenly over the batch axes; padded rows are dropped.
-  multiple = sharding.batch_multiple(model.mesh)
-  b = max(real, opts.pad_prompts_to)
-  while (b * n) % multiple:
-    b += 1
-  prompts = list(prompts) + [prompts[-1]] * (b - real)
-  p = _bucket(max(len(x) for x in prompts), opts.prompt_buckets)
-  max_pos = getattr(model.config, "max_position_embeddings", None)
-  if max_pos and max(len(x) for x in prompts) + max_new_tokens > max_pos:
+  cfg = model.config
+  lengths = np.asarray([len(x) for x in prompts])
+  max_pos = getattr(cfg, "max_position_embeddings", None)
+  if max_pos and lengths.max() + max_new_tokens > max_pos:
     logging.warning("generate: prompt + max_new_tokens exceeds max_position_embeddings=%d; RoPE is used beyond "
                     "the trained context.", max_pos)
-  ids = np.full((b, p), opts.pad_id, np.int32)
-  mask = np.zeros((b, p), np.int32)
-  for i, prompt in enumerate(prompts):
-    ids[i, p - len(prompt):], mask[i, p - len(prompt):] = prompt, 1
-  per_prompt = lambda v, dtype: np.resize(np.broadcast_to(np.asarray(v, dtype), (real,)), b)
-  per_row = lambda v, dtype: np.repeat(per_prompt(v, dtype), n)
-  temp, tp, tk = per_row(temperature, np.float32), per_row(top_p, np.float32), per_row(top_k, np.int32)
-  pres, freq = per_row(presence_penalty, np.float32), per_row(frequency_penalty, np.float32)
-  penalties = bool(np.any(pres != 0) or np.any(freq != 0))
-  lengths = np.asarray([len(x) for x in prompts])
-  room = np.full(b, max_new_tokens) if not max_total_tokens else np.minimum(max_new_tokens, max_total_tokens - lengths)
-  if (room[:real] < 1).any():
+  per_prompt = lambda v, dtype: np.broadcast_to(np.asarray(v, dtype), (real,))
+  params = {k: per_prompt(v, dt) for k, v, dt in (
+      ("temperature", temperature, np.float32), ("top_p", top_p, np.float32), ("top_k", top_k, np.int32),
+      ("presence", presence_penalty, np.float32), ("frequency", frequency_penalty, np.float32))}
+  if params["top_k"].max() > opts.top_k_cap:
+    raise ValueError(f"top_k={int(params['top_k'].max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
+  room = np.full(real, max_new_tokens) if not max_total_tokens else np.minimum(max_new_tokens, max_total_tokens - lengths)
+  if (room < 1).any():
     logging.warning("generate: %d prompt(s) fill max_total_tokens=%d (the longest has %d tokens): their output is "
-                    "empty, finish_reason 'length'.", int((room[:real] < 1).sum()), max_total_tokens,
-                    int(lengths[:real].max()))
-  room = np.maximum(room, 0)
-  limit_rows = np.repeat(np.maximum(room, 1), n).astype(np.int32)  # a full row still runs one (discarded) step
-  keep_rows = np.repeat(room, n)
-  if tk.max() > opts.top_k_cap:
-    raise ValueError(f"top_k={int(tk.max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
-  row_ids = (np.repeat(np.resize(uids, b), n) * n + np.tile(np.arange(n), b)).astype(np.int32)
-  put = lambda x: sharding.put_batch(model.mesh, x)
-  state = prefill(model.graphdef, model.params, put(ids), put(mask), cache_len=p + max_new_tokens,
-                  max_new=max_new_tokens, n=n, pad_id=opts.pad_id, chunk=opts.prefill_chunk, penalties=penalties)
-  stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
-  limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
-  params_rows = tuple(put(x) for x in (temp, tp, tk, row_ids, limit_rows, pres, freq))
-  progress = tqdm.tqdm(total=max_new_tokens, desc="decode", unit="step", disable=max_new_tokens < 4 * opts.chunk_steps,
-                       leave=False)
-  while True:
-    state = decode(model.graphdef, model.params, state, params_rows, stops, jnp.uint32(seed), jnp.int32(p),
-                   jnp.int32(min(limit, model.config.vocab_size)), k_cap=min(opts.top_k_cap, model.config.vocab_size),
-                   max_new=max_new_tokens, chunk=opts.chunk_steps, pad_id=opts.pad_id)
-    step, all_done = int(state["step"]), bool(jnp.all(state["done"]))
-    progress.update(step - progress.n)
-    if all_done or step >= max_new_tokens:
-      break
+                    "empty, finish_reason 'length'.", int((room < 1).sum()), max_total_tokens, int(lengths.max()))
+  penalties = bool(np.any(params["presence"] != 0) or np.any(params["frequency"] != 0))
+  todo = [i for i in range(real) if room[i] >= 1]
+  results: list[tuple[list[int], list[float], str] | None] = [None] * (real * n)
+  for i in set(range(real)) - set(todo):
+    results[i * n:(i + 1) * n] = [([], [], "length") for _ in range(n)]
+  if on_finished is not None and len(todo) < real:
+    on_finished([(r, *results[r]) for r in range(real * n) if results[r] is not None])
+  if not todo:
+    return GenerateResult(*map(list, zip(*results)))
+
+  memory = hardware.device_memory_bytes() if opts.kv_pages == 0 else None
+  dtype = jax.tree.leaves(model.params)[0].dtype
+  # Every process must run the same program: the smallest pool of all (memory is per process).
+  # Row length from the prompt bucket, as the prefill's: calls whose prompts share a bucket share every compile.
+  longest = int(lengths[todo].max())
+  the_plan = plan(cfg, dtype, model.mesh, len(todo) * n, longest, _bucket(longest, opts.prompt_buckets) + max_new_tokens,
+                  n, opts, memory, distributed.min_over_processes)
+  engine = _Engine(model, the_plan, opts, params, uids, penalties, seed, stop_token_ids, vocab_limit)
+  book = sched_lib.Scheduler(the_plan.slots, the_plan.shards, the_plan.pages_per_shard, the_plan.page_size,
+                             the_plan.pages_per_row)
+  queue = collections.deque(todo)
+  progress = tqdm.tqdm(total=len(todo) * n, desc="generate", unit="seq", disable=len(todo) * n < 64, leave=False)
+  while queue or book.running or book.swapped:
+    if opts.schedule == "continuous" or not book.running:  # static: into an empty engine (swapped rows first)
+      while book.swapped:
+        seq = book.resume()
+        if seq is None:
+          break
+        engine.swap_in(seq)
+      groups = collections.defaultdict(list)  # prompt bucket -> [(prompt, its n sequences)]
+      while queue and not book.swapped:
+        i = queue[0]
+        seqs = [sched_lib.Sequence(i * n + j, int(lengths[i]), int(room[i]), 0) for j in range(n)]
+        if not book.admit(seqs):
+          break
+        groups[_bucket(int(lengths[i]), opts.prompt_buckets)].append((queue.popleft(), seqs))
+      for bucket, admitted in groups.items():
+        for start in range(0, len(admitted), the_plan.prefill_prompts):
+          engine.admit(prompts, admitted[start:start + the_plan.prefill_prompts], bucket, book)
+    if not book.running:
+      raise RuntimeError("generate: no sequence could be placed (the plan's pages cannot hold one prompt).")
+    for seq in book.grow(opts.chunk_steps):
+      engine.swap_out(seq)
+      book.evict(seq)
+    waiting = bool(queue or book.swapped) and opts.schedule == "continuous"
+    done = engine.decode(book, (opts.refill_rows or n) if waiting else the_plan.slots + 1)
+    finished = []
+    for seq in done:
+      reason = "stop" if seq.tokens and seq.tokens[-1] in engine.stop_set else "length"
+      results[seq.row] = (seq.tokens, seq.logprobs, reason)
+      finished.append((seq.row, seq.tokens, seq.logprobs, reason))
+      book.release(seq)
+    if finished and on_finished is not None:
+      on_finished(finished)
+    progress.update(len(finished))
   progress.close()
-  logging.log_every_n_seconds(logging.INFO, "sampler: compiles so far prefill=%d decode=%d", 60,
-                              COMPILES["prefill"], COMPILES["decode"])
-  tokens, logprobs = (sharding.to_host(state[k]) for k in ("tokens", "logprobs"))
-  stop_set = np.asarray(stops)
-  out_tokens, out_lps, reasons = [], [], []
-  for r in range(real * n):
-    keep = min(step, int(keep_rows[r]))
-    hits = np.flatnonzero(np.isin(tokens[r, :keep], stop_set))  # a row's tokens end at its first stop
-    length = int(hits[0]) + 1 if len(hits) else keep
-    out_tokens.append(tokens[r, :length].tolist())
-    out_lps.append(logprobs[r, :length].tolist())
-    reasons.append("stop" if len(hits) else "length")
-  return GenerateResult(out_tokens, out_lps, reasons)
+  logging.log_every_n_seconds(logging.INFO, "sampler: %d slots, %d pages x %d per shard, %d preemptions; compiles "
+                              "so far %s", 60, the_plan.slots, the_plan.pages_per_shard, the_plan.page_size,
+                              book.preemptions, dict(COMPILES))
+  return GenerateResult(*map(list, zip(*results)), preemptions=book.preemptions, decode_steps=engine.steps,
+                        slots=the_plan.slots)
+
+
+class _Engine:
+  """The device state of one generate call and the host copies it needs: the jitted steps, fed by the book."""
+
+  def __init__(self, model, the_plan: Plan, opts: Options, params: dict[str, np.ndarray], uids: np.ndarray,
+               penalties: bool, seed: int, stop_token_ids: Sequence[int], vocab_limit: int | None):
+    self.model, self.plan, self.opts, self.params, self.uids = model, the_plan, opts, params, uids
+    self.state = empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties)
+    self.stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
+    self.stop_set = set(int(t) for t in stop_token_ids or [])
+    limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
+    self.vocab_limit = jnp.int32(min(limit, model.config.vocab_size))
+    self.seed = jnp.uint32(seed)
+    self.k_cap = min(opts.top_k_cap, model.config.vocab_size)
+    self.steps = 0
+
+  def admit(self, prompts, admitted: list[tuple[int, list[Any]]], bucket: int, book) -> None:
+    """One prefill for these prompts (padded to a power-of-two count: few compiles), then their samples' slots."""
+    n, opts = self.opts.n, self.opts
+    g = _pow2_ceil(len(admitted))
+    ids = np.full((g, bucket), opts.pad_id, np.int32)
+    mask = np.zeros((g, bucket), np.int32)
+    for r, (i, _) in enumerate(admitted):
+      ids[r, bucket - len(prompts[i]):], mask[r, bucket - len(prompts[i]):] = prompts[i], 1
+    put = lambda x: sharding.put_batch(self.model.mesh, x)
+    cache, logits = prefill(self.model.graphdef, self.model.params, put(ids), put(mask), chunk=opts.prefill_chunk)
+    slots = np.full(g * n, self.plan.slots, np.int32)
+    columns = {k: np.zeros(g * n, np.int32 if k in ("top_k", "row_id", "limit") else np.float32)
+               for k in ("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency")}
+    for r, (i, seqs) in enumerate(admitted):
+      for j, seq in enumerate(seqs):
+        slots[r * n + j] = seq.slot
+        for key in ("temperature", "top_p", "top_k", "presence", "frequency"):
+          columns[key][r * n + j] = self.params[key][i]
+        columns["row_id"][r * n + j], columns["limit"][r * n + j] = self.uids[i] * n + j, seq.limit
+    lens = np.asarray([len(prompts[i]) for i, _ in admitted] + [1] * (g - len(admitted)), np.int32)
+    rows_arrays = tuple(jnp.asarray(x) for x in columns.values())
+    self.state = admit(self.state, cache, logits, jnp.asarray(lens), jnp.asarray(slots), self._table(book),
+                       rows_arrays, n=n)
+
+  def _table(self, book) -> jax.Array:
+    return jnp.asarray(np.asarray(book.table(), np.int32))
+
+  def _pages(self, pages: list[int]) -> jax.Array:
+    """A sequence's pages padded with scratch to a power-of-two count (few compiles of the swaps)."""
+    width = _pow2_ceil(len(pages))
+    return jnp.asarray(pages + [0] * (width - len(pages)), jnp.int32)
+
+  def swap_out(self, seq) -> None:
+    """Its written pages and row state to host memory (kept on the sequence until it resumes)."""
+    used = -(-seq.length // self.plan.page_size)
+    self.state, saved = swap_out(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]))
+    seq.saved = (used, jax.tree.map(sharding.to_host, saved))  # gathered: KV heads may span hosts
+
+  def swap_in(self, seq) -> None:
+    used, saved = seq.saved  # it holds at least `used` pages again (its length + 1 columns)
+    self.state = swap_in(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]), saved)
+    seq.saved = None
+
+  def decode(self, book, refill_at: int) -> list[Any]:
+    """One decode call; appends each running sequence's new tokens; returns the ones that finished."""
+    self.state, out = decode(self.model.graphdef, self.model.params, self.state, self._table(book),
+                             jnp.asarray(book.capacity(), jnp.int32), jnp.int32(refill_at), self.stops, self.seed,
+                             self.vocab_limit, k_cap=self.k_cap, chunk=self.opts.chunk_steps, pad_id=self.opts.pad_id)
+    produced, tokens, logprobs, done = (sharding.to_host(x) for x in (out["produced"], out["tokens"],
+                                                                      out["logprobs"], self.state["done"]))
+    self.steps += int(out["steps"])
+    finished = []
+    for slot, seq in list(book.running.items()):
+      k = int(produced[slot])
+      seq.tokens += tokens[slot, :k].tolist()
+      seq.logprobs += logprobs[slot, :k].tolist()
+      seq.length += k
+      if done[slot]:
+        finished.append(seq)
+    return finished

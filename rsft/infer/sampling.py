@@ -86,6 +86,8 @@ def select(logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: ja
 
 
 def row_keys(seed: jax.Array, row_ids: jax.Array, step: jax.Array) -> jax.Array:
-  """fold_in(fold_in(key(seed), row id), step): a row's randomness does not depend on its batch-mates."""
+  """fold_in(fold_in(key(seed), row id), step): a row's randomness does not depend on its batch-mates. step: one
+  for all rows or one per row (each row's own count of tokens so far)."""
   base = jax.random.key(seed)
-  return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(base, r), step))(row_ids)
+  steps = jnp.broadcast_to(jnp.asarray(step), row_ids.shape)
+  return jax.vmap(lambda r, s: jax.random.fold_in(jax.random.fold_in(base, r), s))(row_ids, steps)

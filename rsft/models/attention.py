@@ -8,8 +8,10 @@
   cudnn    GPU cuDNN flash attention through `jax.nn.dot_product_attention` (causal + per-row lengths); rows
            that are not one right-padded segment (packing, left padding) take the chunked path via lax.cond;
   auto     splash on TPU, cudnn on GPU, otherwise xla up to 2,048 tokens and chunked beyond.
-A whole prompt prefilled into an empty cache uses the chosen kernel too; chunked prefill and decode (queries
-against the cache) keep the reference with an explicit mask.
+A whole prompt prefilled into an empty cache uses the chosen kernel too; chunked prefill reads the contiguous
+cache block by block (`cached_attention`). Decode reads each row's pages of the sampler's paged cache
+(`paged_attention`, an exact XLA path), or on TPU (splash resolved) jax's Pallas paged-attention kernel
+(`paged_kernel_step`).
 A token attends to earlier tokens of its own segment; segment 0 is padding (its outputs are never used).
 With a sliding `window` (Mistral's `sliding_window`) it attends to the last `window` tokens of its segment, itself
 included: key j is seen by query i iff 0 <= i - j < window (transformers' `sliding_window_overlay`,
@@ -32,7 +34,7 @@ from rsft.sharding import Rules
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
 ATTENTION_CHUNK = 1024
-DECODE_BLOCK = 128  # cache columns per block of cached_attention (decode reads whole blocks up to the filled length)
+DECODE_BLOCK = 128  # cache columns per block of cached_attention (chunked prefill reads blocks up to the filled length)
 SPLASH_BLOCK = 512
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (padding) rows give no NaN.
 
@@ -86,50 +88,179 @@ class CacheMask(NamedTuple):
   window: int | None = None
 
 
-def cached_attention(q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: jax.Array, visible: CacheMask,
-                     block: int = DECODE_BLOCK) -> jax.Array:
-  """q [B,T,N,H] against layer `layer` of the [L, B, S, K, H] caches, reading only the filled columns.
-
-  Blocks of `block` columns are read one at a time under a while loop with an online softmax, so a decode step
-  costs what the sequences have written, not the cache's capacity (prompt bucket + max_new_tokens). A block
-  that is wholly masked for a query leaves its running sums exactly unchanged (or, before the first visible
-  column, is wiped exactly by the rescale), so the result does not depend on how far the loop runs.
-  """
-  b, t, n, h = q.shape
-  s, kv = k_all.shape[2], k_all.shape[3]
-  block = min(block, s)
-  qg = q.reshape(b, t, kv, n // kv, h)
-  scale = h ** -0.5
+def _online_softmax(qg: jax.Array, blocks: jax.Array, read_block, scale: float):
+  """Attention of grouped queries qg [B,T,K,G,H] over `blocks` blocks of keys, one at a time under a while loop
+  with an online softmax. read_block(i) -> (k [B,S,K,H], v, mask [B,T,S]). A block that is wholly masked for a
+  query leaves its running sums exactly unchanged (or, before the first visible column, is wiped exactly by the
+  rescale), so the result does not depend on how far the loop runs. Returns [B,T,K*G,H] in qg's dtype."""
+  b, t, kv, g, h = qg.shape
 
   def body(carry):
     i, m, l, acc = carry
-    start = jnp.minimum(i * block, s - block)  # the last block may overlap the one before: its repeats are masked
-    cols = start + jnp.arange(block)
-    k = jax.lax.dynamic_slice(k_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0].astype(q.dtype)
-    v = jax.lax.dynamic_slice(v_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0].astype(q.dtype)
-    mask = (jax.lax.dynamic_slice_in_dim(visible.kv_valid, start, block, axis=1)[:, None, :]
-            & (cols[None, None, :] <= visible.query_columns[None, :, None]) & (cols >= i * block)[None, None, :])
-    if visible.window is not None:
-      keys = jax.lax.dynamic_slice_in_dim(visible.key_positions, start, block, axis=1)
-      mask &= (visible.query_positions[:, :, None] - keys[:, None, :]) < visible.window
-    scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
-                        precision=precision(q.dtype)) * scale
+    k, v, mask = read_block(i)
+    scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k.astype(qg.dtype), preferred_element_type=jnp.float32,
+                        precision=precision(qg.dtype)) * scale
     scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
     m_new = jnp.maximum(m, scores.max(axis=-1))
     correction = jnp.exp(m - m_new)
     p = jnp.exp(scores - m_new[..., None])
     l = l * correction + p.sum(axis=-1)
-    acc = acc * correction[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(v.dtype), v,
-                                                   preferred_element_type=jnp.float32, precision=precision(v.dtype))
+    acc = acc * correction[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(qg.dtype), v.astype(qg.dtype),
+                                                   preferred_element_type=jnp.float32, precision=precision(qg.dtype))
     return i + 1, m_new, l, acc
 
-  shape = (b, kv, n // kv, t)
+  shape = (b, kv, g, t)
   init = (jnp.int32(0), jnp.full(shape, _MASK_VALUE, jnp.float32), jnp.zeros(shape, jnp.float32),
           jnp.zeros(shape + (h,), jnp.float32))
-  blocks = (visible.filled + block - 1) // block
   _, _, l, acc = jax.lax.while_loop(lambda c: c[0] < blocks, body, init)
-  out = acc / l[..., None]  # [B, K, G, T, H]
-  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h).astype(q.dtype)
+  out = acc / jnp.where(l == 0, 1.0, l)[..., None]  # [B, K, G, T, H]; a row with no block run gives zeros
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, kv * g, h).astype(qg.dtype)
+
+
+def cached_attention(q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: jax.Array, visible: CacheMask,
+                     block: int = DECODE_BLOCK) -> jax.Array:
+  """q [B,T,N,H] against layer `layer` of the [L, B, S, K, H] caches, reading only the filled columns (chunked
+  prefill into a contiguous cache): blocks of `block` columns up to `visible.filled`, so a piece costs what is
+  written, not the cache's capacity."""
+  b, t, n, h = q.shape
+  s, kv = k_all.shape[2], k_all.shape[3]
+  block = min(block, s)
+
+  def read_block(i):
+    start = jnp.minimum(i * block, s - block)  # the last block may overlap the one before: its repeats are masked
+    cols = start + jnp.arange(block)
+    k = jax.lax.dynamic_slice(k_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0]
+    v = jax.lax.dynamic_slice(v_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0]
+    mask = (jax.lax.dynamic_slice_in_dim(visible.kv_valid, start, block, axis=1)[:, None, :]
+            & (cols[None, None, :] <= visible.query_columns[None, :, None]) & (cols >= i * block)[None, None, :])
+    if visible.window is not None:
+      keys = jax.lax.dynamic_slice_in_dim(visible.key_positions, start, block, axis=1)
+      mask &= (visible.query_positions[:, :, None] - keys[:, None, :]) < visible.window
+    return k, v, mask
+
+  blocks = (visible.filled + block - 1) // block
+  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h ** -0.5)
+
+
+class Pages(NamedTuple):
+  """Where each row's cache lives in a paged pool (the sampler's continuous batching).
+
+  The pools are [D, K, L, pages, page_size, H]: D = data-parallel shards, row b's pages in shard b // (B / D),
+  page 0 of each shard a scratch page that rows without a page write to. Row b's column c (its token at position
+  c: a row holds no padding) is page `table[b, c // page_size]`, slot c % page_size. One shard's pool is, with no
+  copy, the [K, L * pages, page_size, H] array TPU's Pallas paged-attention kernel reads (layer l's page p at
+  l * pages + p)."""
+  table: jax.Array               # [B, pages_per_row] int: shard-local page ids
+  lengths: jax.Array             # [B] int: columns [0, lengths) hold the row's tokens, this call's included
+  reach: jax.Array               # int: attention reads no column at or beyond it (max length of the live rows)
+
+
+def _per_shard(fn, pool: jax.Array, *args: jax.Array) -> jax.Array:
+  """fn(one shard's pool [K, L, pages, ...], *that shard's rows) under vmap over the leading shard axis: a gather
+  or scatter with the shard as a batching dimension, which stays on the shard's devices (and, leading, needs no
+  transposed copy of the pool)."""
+  d = pool.shape[0]
+  split = lambda x: x.reshape((d, x.shape[0] // d) + x.shape[1:])
+  return jax.vmap(fn)(pool, *map(split, args))
+
+
+def write_pages(pool: jax.Array, layer: jax.Array, pages: Pages, columns: jax.Array, values: jax.Array,
+                live: jax.Array) -> jax.Array:
+  """values [B,T,K,H] written at columns [B,T] of layer `layer`; rows not `live` write the scratch page."""
+  page_size = pool.shape[4]
+  page = jnp.take_along_axis(pages.table, columns // page_size, axis=1)
+  page = jnp.where(live[:, None], page, 0)
+  # p[:, layer, pg, off] is [K, rows, T, H]: the values go in heads first
+  return _per_shard(lambda p, pg, off, val: p.at[:, layer, pg, off].set(val.transpose(2, 0, 1, 3).astype(p.dtype)),
+                    pool, page, columns % page_size, values)
+
+
+def paged_kernel_fits(q: jax.Array, k_pool: jax.Array, window: int | None, rules: Rules) -> bool:
+  """Whether TPU's Pallas paged-attention kernel takes this decode step: one query per row, no sliding window,
+  a bfloat16 cache (the kernel computes with bf16 keys and values whatever it is given, so a float32 cache keeps
+  the exact path), head_dim a multiple of 128 (its lanes), and query and KV heads split alike over `tensor`."""
+  if q.shape[1] != 1 or window is not None or k_pool.dtype != jnp.bfloat16 or q.shape[-1] % 128:
+    return False
+  if rules.mesh is None:
+    return True
+  q_heads = rules.spec(("batch", None, "act_heads", None), q.shape, "q", strict=False)[2]
+  kv_heads = rules.spec(("batch", "act_kv_heads"), k_pool.shape[:2], "pool", strict=False)[1]
+  return q_heads == kv_heads
+
+
+def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Array, v_pool: jax.Array,
+                      layer: jax.Array, pages: Pages, live: jax.Array, rules: Rules,
+                      interpret: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One decode step on TPU: each row's new key / value (k, v [B,1,K,H]) written into its page, then jax's Pallas
+  paged-attention kernel, under shard_map over (shards, heads). The writes are per-row dynamic-update-slices on this
+  device's pool, one head at a time, which keep the pool's layout (a scatter, or updates spanning the heads, made
+  XLA re-lay the whole pool out around the kernel: a copy per call). Returns (out [B,1,N,H], k_pool, v_pool)."""
+  from jax.experimental.pallas import tpu as pltpu
+  from jax.experimental.pallas.ops.tpu.paged_attention import paged_attention_kernel as pallas_paged
+  h = q.shape[-1]
+  n_layers, n_pages, page_size = k_pool.shape[2:5]
+  per_row = pages.table.shape[1]
+  per_block = next(d for d in (8, 4, 2, 1) if per_row % d == 0)
+
+  def step(q, k, v, k_pool, v_pool, table, lengths, live):  # this device's shards (one under shard_map), rows
+    rows = q.shape[0] // k_pool.shape[0]
+    column = lengths - 1
+    page = jnp.where(live, jnp.take_along_axis(table, (column // page_size)[:, None], axis=1)[:, 0], 0)
+
+    def write(r, pools):  # head by head: each update is one contiguous row of H, whatever the pool's tiling
+      for head in range(k_pool.shape[1]):
+        at = (r // rows, head, layer, page[r], column[r] % page_size, 0)
+        pools = tuple(jax.lax.dynamic_update_slice(pool, x[r, 0, head].reshape(1, 1, 1, 1, 1, h).astype(pool.dtype),
+                                                   at) for pool, x in zip(pools, (k, v)))
+      return pools
+
+    k_pool, v_pool = jax.lax.fori_loop(0, q.shape[0], write, (k_pool, v_pool))
+    flat = lambda pool, d: pool[d].reshape(pool.shape[1], n_layers * n_pages, page_size, h)  # a bitcast, no copy
+    outs = [pallas_paged.paged_attention(
+        q[d * rows:(d + 1) * rows, 0] * jnp.asarray(h ** -0.5, q.dtype), flat(k_pool, d), flat(v_pool, d),
+        lengths[d * rows:(d + 1) * rows],
+        table[d * rows:(d + 1) * rows] + layer * n_pages, pages_per_compute_block=per_block)
+        for d in range(k_pool.shape[0])]
+    return jnp.concatenate(outs)[:, None].astype(q.dtype), k_pool, v_pool
+
+  call = step
+  if rules.mesh is not None:
+    q_spec = rules.spec(("batch", None, "act_heads", None), q.shape, "q", strict=False)
+    kv_spec = rules.spec(("batch", None, "act_kv_heads", None), k.shape, "k", strict=False)
+    pool_spec = rules.spec(("batch", "act_kv_heads", None, None, None, None), k_pool.shape, "pool", strict=False)
+    rows = jax.sharding.PartitionSpec(q_spec[0])
+    call = jax.shard_map(step, mesh=rules.mesh, check_vma=False, out_specs=(q_spec, pool_spec, pool_spec),
+                         in_specs=(q_spec, kv_spec, kv_spec, pool_spec, pool_spec,
+                                   jax.sharding.PartitionSpec(q_spec[0], None), rows, rows))
+  lengths = jnp.where(live, pages.lengths, 1)  # idle slots keep stale lengths: the kernel reads one column of them
+  args = (q, k, v, k_pool, v_pool, pages.table, lengths, live)
+  if interpret:  # the CPU tests: the same kernel through Pallas's TPU interpreter
+    with pltpu.force_tpu_interpret_mode():
+      return call(*args)
+  return call(*args)
+
+
+def paged_attention(q: jax.Array, k_pool: jax.Array, v_pool: jax.Array, layer: jax.Array, pages: Pages,
+                    query_columns: jax.Array, window: int | None = None) -> jax.Array:
+  """q [B,T,N,H] (query t of row b at column query_columns[b, t]) against its row's pages of layer `layer`,
+  a page per block up to `pages.reach`: a step costs what the rows have written. Key column c is seen iff
+  c <= the query's column and, with a `window`, the query's column - c < window (columns are positions).
+  The exact XLA path; on TPU decode takes `paged_kernel_step` where `paged_kernel_fits`."""
+  b, t, n, h = q.shape
+  kv, page_size = k_pool.shape[1], k_pool.shape[4]
+
+  def read_block(i):
+    page = pages.table[:, i]
+    k, v = (_per_shard(lambda p, pg: p[:, layer, pg], pool, page)  # [D, K, rows, page, H]
+            .transpose(0, 2, 3, 1, 4).reshape(b, page_size, kv, h) for pool in (k_pool, v_pool))
+    cols = i * page_size + jnp.arange(page_size)
+    mask = (cols[None, None, :] <= query_columns[:, :, None]) & (cols[None, None, :] < pages.lengths[:, None, None])
+    if window is not None:
+      mask &= (query_columns[:, :, None] - cols[None, None, :]) < window
+    return k, v, mask
+
+  blocks = (pages.reach + page_size - 1) // page_size
+  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h ** -0.5)
 
 
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,

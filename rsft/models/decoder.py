@@ -44,11 +44,12 @@ class Attention(nnx.Module):
       self.q_norm = self.k_norm = None
 
   def __call__(self, x, positions, inv_freq, rules: Rules, *, segment_ids=None, mask=None, cache=None,
-               implementation: str = "xla"):
+               paged=None, implementation: str = "xla"):
     """Full-sequence self-attention over `segment_ids` [B,T] with `implementation` (see attention.py), or, with
     cache = (k_all, v_all, layer, write_index), x's keys/values written into the [L, B, S, K, H] caches at
-    (layer, column write_index) and attention over that layer's filled columns under `mask` (a CacheMask).
-    Returns (out, cache)."""
+    (layer, column write_index) and attention over that layer's filled columns under `mask` (a CacheMask), or,
+    with paged = (k_pool, v_pool, layer, pages, live), written into each row's pages at its columns `positions`
+    and attention over its written pages (attention.paged_attention). Returns (out, cache)."""
     q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
       q, k = self.q_norm(q), self.k_norm(k)
@@ -56,6 +57,16 @@ class Attention(nnx.Module):
     q = rules.constrain(q, ("batch", "length", "act_heads", None))
     k = rules.constrain(k, ("batch", "length", "act_kv_heads", None))
     q, k, v = (checkpoint_name(a, "qkv") for a in (q, k, v))  # remat=save_names keeps these
+    if paged is not None:
+      k_pool, v_pool, layer, pages, live = paged
+      if attention.resolve(implementation, 1) == "splash" and attention.paged_kernel_fits(q, k_pool, self.window,
+                                                                                          rules):
+        out, k_pool, v_pool = attention.paged_kernel_step(q, k, v, k_pool, v_pool, layer, pages, live, rules)
+        return self.o_proj(out), (k_pool, v_pool)  # TPU: its Pallas paged-attention kernel
+      k_pool = attention.write_pages(k_pool, layer, pages, positions, k, live)
+      v_pool = attention.write_pages(v_pool, layer, pages, positions, v, live)
+      out = attention.paged_attention(q, k_pool, v_pool, layer, pages, positions, self.window)
+      return self.o_proj(out), (k_pool, v_pool)
     if cache is None:
       out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
       return self.o_proj(checkpoint_name(out, "attn_out")), None
@@ -163,10 +174,11 @@ class Decoder(nnx.Module):
     window is measured in positions: a valid column's token sits at position (valid columns before it), and
     query t at `positions[:, t]` sees it iff 0 <= distance < window.
     Dynamic NTK: the keys in the cache keep the rotation they were written with, and this call's queries and keys
-    use the frequencies for the sequence length now, the largest count of valid columns in the batch. That is what
-    transformers' generate does (its position_ids come from the attention mask and it recomputes inv_freq from
-    their max as the sequence grows), so decoding past max_position_embeddings matches it step for step, while a
-    full forward over the same tokens rotates every key with the final length's frequencies (as HF's does).
+    use the frequencies for the row's own length now (its count of valid columns). That is what transformers'
+    generate does for one sequence (it recomputes inv_freq from max(position_ids) + 1 as the sequence grows), so
+    decoding past max_position_embeddings matches it step for step, and a row's tokens never depend on which
+    other rows share its batch (transformers' batched generate takes the batch's longest row instead); a full
+    forward over the same tokens rotates every key with the final length's frequencies (as HF's does).
     """
     t = ids.shape[1]
     window = self.cfg.sliding_window
@@ -175,7 +187,7 @@ class Decoder(nnx.Module):
                                jnp.cumsum(kv_valid, axis=-1) - 1 if window is not None else None, window)
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
-    inv_freq = rope_inv_freq(self.cfg, jnp.max(jnp.sum(kv_valid, axis=-1)))
+    inv_freq = rope_inv_freq(self.cfg, jnp.sum(kv_valid, axis=-1))  # per row: its own length
 
     def body(carry, xs):  # the cache rides in the carry so the loop updates it in place
       h, k_all, v_all = carry
@@ -189,6 +201,30 @@ class Decoder(nnx.Module):
     layers = jnp.arange(self.cfg.num_layers)
     (x, k, v), _ = jax.lax.scan(body, (x, cache["k"], cache["v"]), (layer_state, layers))
     return self.norm(x), {"k": k, "v": v}
+
+  def extend_paged(self, ids: jax.Array, k_pool: jax.Array, v_pool: jax.Array, pages: attention.Pages,
+                   live: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Runs ids [B,T] as the last T tokens of each row of a paged cache (the sampler's decode, T = 1).
+
+    pages.lengths counts this call's tokens, so token t of row b sits at column (= position) lengths - T + t;
+    rows not `live` write only the scratch page. Returns final-normed hidden [B,T,D] and the two pools."""
+    t = ids.shape[1]
+    positions = (pages.lengths[:, None] - t + jnp.arange(t)).astype(jnp.int32)
+    x = self._embed(ids)
+    graphdef, layer_state = nnx.split(self.layers)
+    inv_freq = rope_inv_freq(self.cfg, pages.lengths)  # dynamic NTK: each row at its own length
+
+    def body(carry, xs):  # the pools ride in the carry so the loop updates them in place
+      h, k_all, v_all = carry
+      one_layer, layer = xs
+      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules,
+                                                          paged=(k_all, v_all, layer, pages, live),
+                                                          implementation=self.attention_impl)
+      return (h, k_all, v_all), None
+
+    layers = jnp.arange(self.cfg.num_layers)
+    (x, k_pool, v_pool), _ = jax.lax.scan(body, (x, k_pool, v_pool), (layer_state, layers))
+    return self.norm(x), k_pool, v_pool
 
   def _embed(self, ids: jax.Array) -> jax.Array:
     x = jnp.take(self.embed_tokens.embedding[...], ids, axis=0).astype(self.dtype)

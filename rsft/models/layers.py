@@ -96,7 +96,7 @@ def rope_inv_freq(cfg: ModelConfig, seq_len: jax.Array | int | None = None) -> n
     if seq_len is None:
       return inv_freq
     seq_len = jnp.asarray(seq_len)
-    return jnp.where(seq_len > cfg.max_position_embeddings, dynamic_ntk_inv_freq(cfg, seq_len), inv_freq)
+    return jnp.where(seq_len[..., None] > cfg.max_position_embeddings, dynamic_ntk_inv_freq(cfg, seq_len), inv_freq)
   if cfg.rope_llama3 is None:
     return inv_freq
   factor, low_ff, high_ff, old_len = cfg.rope_llama3
@@ -120,14 +120,18 @@ def dynamic_ntk_inv_freq(cfg: ModelConfig, seq_len: jax.Array | int) -> jax.Arra
   Only meaningful for seq_len > max_position_embeddings (rope_inv_freq selects it there).
   """
   dim, f = cfg.head_dim, np.float32(cfg.rope_dynamic)
-  scale = f * jnp.asarray(seq_len, jnp.float32) / np.float32(cfg.max_position_embeddings) - (f - np.float32(1))
+  seq_len = jnp.asarray(seq_len, jnp.float32)[..., None]  # a length per row gives a row of frequencies each
+  scale = f * seq_len / np.float32(cfg.max_position_embeddings) - (f - np.float32(1))
   base = np.float32(cfg.rope_theta) * scale ** np.float32(dim / (dim - 2))
   return 1.0 / base ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / np.float32(dim))
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
-  """Rotate-half RoPE (the HF layout, so q/k weights need no permutation). x: [B,T,N,H], positions: [B,T]."""
-  angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]  # [B,T,H/2]
+  """Rotate-half RoPE (the HF layout, so q/k weights need no permutation). x: [B,T,N,H], positions: [B,T],
+  inv_freq: [H/2], or [B, H/2] when each row has its own (dynamic NTK at each sequence's own length)."""
+  inv_freq = jnp.asarray(inv_freq)
+  inv_freq = inv_freq[None, None, :] if inv_freq.ndim == 1 else inv_freq[:, None, :]
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B,T,H/2]
   angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
   cos, sin = jnp.cos(angles), jnp.sin(angles)
   xf = x.astype(jnp.float32)

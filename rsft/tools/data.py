@@ -59,22 +59,20 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
   bench = next(b for b in REGISTRY["study"].values() if b.grader == grader)
   renderer = Renderer(model.tokenizer)
   rng = random.Random(seed)
+  prompts = []
+  for i, row in enumerate(rows):
+    messages = row.get("message") or row.get("messages") or [{"role": "user", "content": row["prompt"]}]
+    prompts.append(renderer.prompt({"messages": messages}, f"row {i}"))
+  res = sampler.generate(model, prompts, max_new_tokens, temperature, top_p, top_k, seed, model.stop_token_ids,
+                         sampler.Options(n=n, max_num_seqs=batch_size * n))
+  texts = [renderer.decode(t[:-1] if r == "stop" else t) for t, r in zip(res.tokens, res.finish_reason)]
+  items = [Item(str(i), "", str(row[answer_field])) for i, row in enumerate(rows) for _ in range(n)]
+  scores = [g["score"] for g in grade(bench, items, texts)]
   kept = []
-  for start in range(0, len(rows), batch_size):
-    batch = rows[start:start + batch_size]
-    prompts = []
-    for i, row in enumerate(batch):
-      messages = row.get("message") or row.get("messages") or [{"role": "user", "content": row["prompt"]}]
-      prompts.append(renderer.prompt({"messages": messages}, f"row {start + i}"))
-    res = sampler.generate(model, prompts, max_new_tokens, temperature, top_p, top_k, seed, model.stop_token_ids,
-                           sampler.Options(n=n, pad_prompts_to=batch_size), prompt_ids=range(start, start + len(batch)))
-    texts = [renderer.decode(t[:-1] if r == "stop" else t) for t, r in zip(res.tokens, res.finish_reason)]
-    items = [Item(str(start + i), "", str(row[answer_field])) for i, row in enumerate(batch) for _ in range(n)]
-    scores = [g["score"] for g in grade(bench, items, texts)]
-    for i, row in enumerate(batch):
-      correct = [texts[i * n + j] for j in range(n) if scores[i * n + j] >= 1.0]
-      if correct:
-        kept.append(dict(row, response=rng.choice(correct), num_correct=len(correct)))
+  for i, row in enumerate(rows):
+    correct = [texts[i * n + j] for j in range(n) if scores[i * n + j] >= 1.0]
+    if correct:
+      kept.append(dict(row, response=rng.choice(correct), num_correct=len(correct)))
   return kept
 
 

@@ -217,59 +217,86 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
 
 
 def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prompt_len: int = 2048) -> Report:
-  """Prefill + one decode chunk of `sample.batch_size` prompts of `prompt_len` tokens (benchmark prompts are
-  short; judges' are longer) and eval.max_new_tokens (else sample.max_new_tokens) new ones, on the sampling mesh;
-  the larger of the two programs' plans (weights + KV cache + temporaries) is the sampler's peak."""
+  """The sampler as eval.py runs it on the sampling mesh: slots and KV pages planned from the chip's memory
+  (sampler.plan with config.sample's settings), then one prefill group of `prompt_len`-token prompts, its admission
+  and one decode chunk of eval.max_new_tokens (else sample.max_new_tokens) compiled. The page pools live through
+  prefill, so the peak is the largest of decode, admit, and prefill + pools."""
+  import re
+
   import jax.numpy as jnp
 
   from rsft import sharding
-  from rsft.models.model import abstract_model
+  from rsft.evals import modes
   from rsft.infer import sampler
+  from rsft.models.model import abstract_model
   config = _for_tpu(config)
   dtype = config.sample.dtype or config.model.dtype
   data, tensor = config.sample.mesh.data, config.sample.mesh.tensor
+  hbm = s.chip.hbm_gib * GIB
+  refuse = lambda why: Report("sampler", 0.0, 0.0, float("inf"), 0.0, hbm, notes=(why,))
   try:
     mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
   except ValueError as e:  # e.g. tensor=8 on a 4-chip slice: refused with the reason, not a traceback
-    return Report("sampler", 0.0, 0.0, float("inf"), 0.0, s.chip.hbm_gib * GIB,
-                  notes=(f"{e} (sample.mesh data={data} tensor={tensor}); set sample.mesh.tensor to a divisor of "
-                         f"the slice's {len(devices)} chips",))
+    return refuse(f"{e} (sample.mesh data={data} tensor={tensor}); set sample.mesh.tensor to a divisor of the "
+                  f"slice's {len(devices)} chips")
   graphdef, state, _ = abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
   params = sharding.abstract_arrays(state, sharding.Rules(mesh))
   prompt = min(b for b in config.sample.prompt_buckets if b >= prompt_len)
   max_new = config.eval.max_new_tokens or config.sample.max_new_tokens
-  rows = config.sample.batch_size or sampler.prompts_that_fit(model_cfg, dtype, mesh, prompt + max_new, 1,
-                                                               s.chip.hbm_gib * GIB)  # what eval.py would pick
-  rows += -rows % sharding.batch_multiple(mesh)
+  opts = modes.sampler_options(config.sample, 1)
+  try:  # a whole benchmark waiting: the slots are max_num_seqs
+    plan = sampler.plan(model_cfg, jnp.dtype(dtype), mesh, 1 << 20, prompt, prompt + max_new, 1, opts,
+                        hbm)
+  except ValueError as e:
+    return refuse(str(e))
+  typed = lambda x: jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), *x)
+  empty = sampler.empty_state.lower(graphdef, params, plan=plan, penalties=False).compile()
+  state_abstract = typed((empty.out_info, empty.output_shardings))
   put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh),
                                                                                              shape))
-  ids, mask = put((rows, prompt), jnp.int32), put((rows, prompt), jnp.int32)
-  static = dict(cache_len=prompt + max_new, max_new=max_new, n=1, pad_id=0, chunk=512)
-  hbm = s.chip.hbm_gib * GIB
-  prefill, refused = _compile("sampler (prefill)", sampler.prefill.lower(graphdef, params, ids, mask, **static),
-                              (params, ids, mask), hbm)
+  g = plan.prefill_prompts
+  ids = put((g, prompt), jnp.int32)
+  prefill, refused = _compile("sampler (prefill)", sampler.prefill.lower(graphdef, params, ids, ids, chunk=512),
+                              (params, ids), hbm)
   if refused:
     return refused
-  state_abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                                jax.eval_shape(lambda p, i, m: sampler.prefill(graphdef, p, i, m, **static),
-                                               params, ids, mask), prefill.output_shardings)
-  row = lambda dt: put((rows,), dt)
-  params_rows = (row(jnp.float32), row(jnp.float32), row(jnp.int32), row(jnp.int32), row(jnp.int32),
-                 row(jnp.float32), row(jnp.float32))  # temperature, top_p, top_k, row id, limit, penalties
+  cache, logits = typed((prefill.out_info, prefill.output_shardings))
+  vector = lambda dt, size=g: jax.ShapeDtypeStruct((size,), dt)
+  table = jax.ShapeDtypeStruct((plan.slots, plan.pages_per_row), jnp.int32)
+  rows = tuple(vector(dt) for dt in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, jnp.float32,
+                                     jnp.float32))
+  admit, refused = _compile("sampler (admit)", sampler.admit.lower(state_abstract, cache, logits, vector(jnp.int32),
+                                                                   vector(jnp.int32), table, rows, n=1),
+                            (state_abstract, cache), hbm)
+  if refused:
+    return refused
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
-  lowered = sampler.decode.lower(graphdef, params, state_abstract, params_rows, jax.ShapeDtypeStruct((2,), jnp.int32),
-                                 scalar(jnp.uint32), scalar(jnp.int32), scalar(jnp.int32),
-                                 k_cap=config.sample.top_k_cap, max_new=max_new, chunk=config.sample.chunk_steps,
-                                 pad_id=0)
+  lowered = sampler.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
+                                 scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32), scalar(jnp.int32),
+                                 k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
   decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
   if refused:
     return refused
-  pre, dec = _memory("prefill", prefill, hbm), _memory("decode", decode, hbm)
-  worst = max((pre, dec), key=lambda r: r.total)
+  pools = _per_chip_bytes((state_abstract["k"], state_abstract["v"]))
+  pre, adm, dec = _memory("prefill", prefill, hbm), _memory("admit", admit, hbm), _memory("decode", decode, hbm)
+  pre.temporaries += pools  # the pools are live while a prefill runs
+  worst = max((pre, adm, dec), key=lambda r: r.total)
   worst.program = f"sampler ({worst.program} is the peak)"
-  worst.notes = (f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {rows} rows x "
-                 f"({prompt} prompt + {max_new} new) tokens, {dtype}; prefill {pre.total / GIB:.2f} GiB, decode "
-                 f"{dec.total / GIB:.2f} GiB",)
+  local = state_abstract["k"].sharding.shard_shape(state_abstract["k"].shape)  # [D, K, L, pages, page, H]
+  layer = local[1] * math.prod(local[3:])
+  # Copies whose result stays in HBM (no S(n) in the layout: XLA's memory-space assignment may prefetch a small
+  # pool into on-chip memory, S(1), which takes no HBM).
+  copies = [math.prod(int(d) for d in dims.split(",") if d)
+            for dims in re.findall(r"= \w+\[([\d,]*)\]\{[^}S]*\} copy\(", decode.as_text())]
+  big = [c for c in copies if c >= layer]
+  kernel = "Pallas paged-attention kernel" if "tpu_custom_call" in decode.as_text() else "XLA paged path"
+  worst.notes = (f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {plan.slots} slots, "
+                 f"{plan.pages_per_shard - 1} KV pages of {plan.page_size} columns per data shard "
+                 f"({(plan.pages_per_shard - 1) * plan.page_size / (prompt + max_new):.1f} sequences of {prompt} "
+                 f"prompt + {max_new} new tokens at full length; {pools / GIB:.2f} GiB per chip), {dtype}; prefill "
+                 f"({g} prompts) {pre.total / GIB:.2f} GiB with the pools, admit {adm.total / GIB:.2f} GiB, decode "
+                 f"{dec.total / GIB:.2f} GiB; decode attention: {kernel}; copies of a cache layer in the decode loop: "
+                 f"{len(big) or 'none'}",)
   return worst
 
 

@@ -1,0 +1,154 @@
+"""The sampler's host-side bookkeeping: which sequence sits in which slot, which KV pages it owns, who waits.
+
+Pure Python over integers, so every process of a pod takes the same decisions from the same inputs (the sampler
+runs one SPMD program). vLLM's policy, simplified:
+  - a waiting prompt is admitted when n slots are free (its n samples share one prefill) and their shards have
+    the pages for its prompt and first new token, keeping in reserve the pages the shard's running sequences
+    want for their next page of columns;
+  - before each decode chunk every running sequence gets the pages for its next `lookahead` columns, at least for
+    its next one; when a shard has none left, its youngest running sequence is preempted (swapped to host memory
+    by the sampler) and resumes, oldest first, before any new prompt is admitted.
+Slots are grouped in `shards` equal runs (slot s in shard s // (slots / shards)), each with its own page pool in
+which page 0 is scratch (written by rows that hold no page, never read as data).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class Sequence:
+  row: int                   # output row: prompt index * n + sample
+  prompt_len: int
+  limit: int                 # new tokens it may take
+  admitted: int              # admission order (the youngest is preempted first)
+  length: int = 0            # cache columns written: prompt + new tokens
+  slot: int = -1
+  pages: list[int] = dataclasses.field(default_factory=list)
+  tokens: list[int] = dataclasses.field(default_factory=list)
+  logprobs: list[float] = dataclasses.field(default_factory=list)
+  saved: Any = None          # its device state while swapped out
+
+
+class Scheduler:
+
+  def __init__(self, slots: int, shards: int, pages_per_shard: int, page_size: int, pages_per_row: int):
+    if slots % shards:
+      raise ValueError(f"{slots} slots do not split over {shards} shards")
+    self.slots, self.shards, self.page_size, self.pages_per_row = slots, shards, page_size, pages_per_row
+    self.per_shard = slots // shards
+    self.free_pages = [list(range(pages_per_shard - 1, 0, -1)) for _ in range(shards)]  # page 0: scratch
+    self.free_slots = [list(range((s + 1) * self.per_shard - 1, s * self.per_shard - 1, -1)) for s in range(shards)]
+    self.running: dict[int, Sequence] = {}         # slot -> sequence
+    self.swapped: collections.deque[Sequence] = collections.deque()
+    self._admissions = 0
+    self.preemptions = 0
+
+  def shard(self, slot: int) -> int:
+    return slot // self.per_shard
+
+  def pages_for(self, columns: int) -> int:
+    return -(-columns // self.page_size)
+
+  def _reserve(self, shard: int) -> int:
+    """Pages the shard's running sequences will want within their next page of columns (never past their end)."""
+    return sum(max(0, self.pages_for(min(q.length + 1 + self.page_size, q.prompt_len + q.limit)) - len(q.pages))
+               for slot, q in self.running.items() if self.shard(slot) == shard)
+
+  def _place(self, need: int) -> int | None:
+    """A shard with a free slot and `need` pages beyond its reserve (the most pages left), or None."""
+    best = None
+    for s in range(self.shards):
+      spare = len(self.free_pages[s]) - self._reserve(s) - need
+      if self.free_slots[s] and spare >= 0 and (best is None or spare > best[1]):
+        best = (s, spare)
+    return None if best is None else best[0]
+
+  def _start(self, seq: Sequence, shard: int, columns: int) -> None:
+    seq.slot = self.free_slots[shard].pop()
+    seq.pages = [self.free_pages[shard].pop() for _ in range(self.pages_for(columns))]
+    self.running[seq.slot] = seq
+
+  def admit(self, rows: list[Sequence]) -> bool:
+    """Places all of a prompt's samples (each needs its prompt and first new token) or none."""
+    need = self.pages_for(rows[0].prompt_len + 1)
+    placed = []
+    for seq in rows:
+      shard = self._place(need)
+      if shard is None:
+        for done in placed:
+          self.release(done)
+        return False
+      seq.length, seq.admitted = seq.prompt_len, self._admissions
+      self._admissions += 1
+      self._start(seq, shard, seq.prompt_len + 1)
+      placed.append(seq)
+    return True
+
+  def resume(self) -> Sequence | None:
+    """The oldest swapped-out sequence, placed again with pages for what it has written plus one column."""
+    if not self.swapped:
+      return None
+    seq = self.swapped[0]
+    shard = self._place(self.pages_for(seq.length + 1))
+    if shard is None:
+      return None
+    self.swapped.popleft()
+    self._start(seq, shard, seq.length + 1)
+    return seq
+
+  def release(self, seq: Sequence) -> None:
+    """A finished (or swapped-out) sequence gives back its slot and pages."""
+    del self.running[seq.slot]
+    shard = self.shard(seq.slot)
+    self.free_pages[shard].extend(reversed(seq.pages))
+    self.free_slots[shard].append(seq.slot)
+    seq.slot, seq.pages = -1, []
+
+  def evict(self, seq: Sequence) -> None:
+    """A sequence `grow` chose, copied out by the caller: it waits to resume, oldest first."""
+    del self.running[seq.slot]
+    self.free_slots[self.shard(seq.slot)].append(seq.slot)
+    seq.slot, seq.pages = -1, []
+    self.swapped = collections.deque(sorted([*self.swapped, seq], key=lambda q: q.admitted))
+
+  def grow(self, lookahead: int) -> list[Sequence]:
+    """Pages for every running sequence's next column (and up to `lookahead` columns where pages allow);
+    returns the sequences to swap out (youngest first) so that the others can go on. Their pages are already
+    counted free (and may be in other rows' tables now): the caller copies each out before the next device write,
+    then calls `evict`."""
+    victims = []
+    for shard in range(self.shards):
+      seqs = sorted((q for q in self.running.values() if self.shard(q.slot) == shard), key=lambda q: q.admitted)
+      while seqs:
+        short = sum(max(0, self.pages_for(q.length + 1) - len(q.pages)) for q in seqs)
+        if short <= len(self.free_pages[shard]):
+          break
+        victims.append(seqs.pop())  # the youngest goes
+        self.free_pages[shard].extend(reversed(victims[-1].pages))
+      for q in seqs:
+        while len(q.pages) < self.pages_for(q.length + 1):
+          q.pages.append(self.free_pages[shard].pop())
+      for q in seqs:  # then ahead, oldest first, as far as the pool allows
+        want = min(self.pages_for(min(q.length + lookahead, q.prompt_len + q.limit)), self.pages_per_row)
+        while len(q.pages) < want and self.free_pages[shard]:
+          q.pages.append(self.free_pages[shard].pop())
+    self.preemptions += len(victims)
+    return victims
+
+  def table(self) -> list[list[int]]:
+    """[slots][pages_per_row] page ids (0 = none: the scratch page)."""
+    rows = [[0] * self.pages_per_row for _ in range(self.slots)]
+    for slot, seq in self.running.items():
+      rows[slot][:len(seq.pages)] = seq.pages
+    return rows
+
+  def capacity(self) -> list[int]:
+    """Columns each slot may write before it needs another page."""
+    out = [0] * self.slots
+    for slot, seq in self.running.items():
+      out[slot] = len(seq.pages) * self.page_size
+    return out

@@ -1,0 +1,51 @@
+"""The sampler's host bookkeeping (rsft.infer.scheduler): slots, pages, admission, preemption."""
+
+from rsft.infer.scheduler import Scheduler, Sequence
+
+
+def _pages_in_use(book):
+  return sorted((book.shard(s), p) for s, q in book.running.items() for p in q.pages)
+
+
+def test_admission_places_all_samples_or_none_and_pages_are_never_shared():
+  book = Scheduler(slots=4, shards=2, pages_per_shard=5, page_size=8, pages_per_row=4)  # 4 usable pages a shard
+  first = [Sequence(row=j, prompt_len=10, limit=20, admitted=0) for j in range(2)]
+  assert book.admit(first)  # 2 pages each (10 prompt + 1 new column), one per shard: the emptier shard first
+  assert sorted(book.shard(q.slot) for q in first) == [0, 1] and all(len(q.pages) == 2 for q in first)
+  too_big = [Sequence(row=2 + j, prompt_len=24, limit=4, admitted=0) for j in range(2)]
+  assert not book.admit(too_big)  # 4 pages each do not fit beside the first two: nothing placed, nothing leaked
+  assert len(book.running) == 2 and all(q.slot == -1 and not q.pages for q in too_big)
+  assert sum(len(f) for f in book.free_pages) == 4 and sum(len(f) for f in book.free_slots) == 2
+  used = _pages_in_use(book)
+  assert len(used) == len(set(used)) and all(p != 0 for _, p in used)  # page 0 is scratch
+
+
+def test_growth_preempts_the_youngest_and_resumes_the_oldest_first():
+  book = Scheduler(slots=3, shards=1, pages_per_shard=6, page_size=4, pages_per_row=5)  # 5 usable pages
+  seqs = [Sequence(row=i, prompt_len=3, limit=16, admitted=0) for i in range(3)]
+  for q in seqs:
+    assert book.admit([q])  # one page each (3 + 1 columns)
+  for q in seqs:
+    q.length = 8  # each wrote its page full and needs a third page for column 8: 9 pages wanted, 5 exist
+  victims = book.grow(lookahead=4)
+  assert [v.row for v in victims] == [2, 1]  # youngest first, until the oldest can go on
+  for v in victims:
+    book.evict(v)
+  assert list(book.running.values()) == [seqs[0]] and len(seqs[0].pages) == 3
+  assert [q.row for q in book.swapped] == [1, 2]  # resumes in admission order
+  book.release(seqs[0])
+  one = book.resume()
+  assert one.row == 1 and len(one.pages) == 3
+  assert book.resume() is None  # 2 pages left, row 1 wants one soon: row 2 (3 pages) waits
+  table, capacity = book.table(), book.capacity()
+  assert table[one.slot][:3] == one.pages and table[one.slot][3:] == [0, 0] and capacity[one.slot] == 12
+  book.release(one)
+  assert book.resume().row == 2 and not book.swapped
+
+
+def test_lookahead_stops_at_a_rows_last_column():
+  book = Scheduler(slots=1, shards=1, pages_per_shard=20, page_size=4, pages_per_row=4)
+  q = Sequence(row=0, prompt_len=5, limit=6, admitted=0)
+  assert book.admit([q])
+  book.grow(lookahead=100)
+  assert len(q.pages) == 3  # 5 + 6 = 11 columns at most: three pages, not the lookahead's
