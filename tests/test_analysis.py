@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rsft.analysis import dynamics, patterns, report
+from rsft.analysis import dynamics, markup, patterns, report
 from rsft.analysis.dynamics import Point
 
 
@@ -71,8 +71,11 @@ def test_report_has_every_section_and_flags_the_dip(synthetic_run, tmp_path):
   out = report.build([synthetic_run], str(tmp_path / "report"), in_domain=("math",), threshold=0.02)
   page = open(out["html"]).read()
   md = open(out["markdown"]).read()
-  for title in report.SECTIONS:
+  for title in (report.SUMMARY,) + report.SECTIONS:
     assert f"<h2>{title}</h2>" in page and f"## {title}" in md
+  assert markup.leftovers(page) == []  # rendered HTML: no markdown source, no undecodable text
+  assert ("<li><strong>ifeval</strong> (run14b, avg@1): base 0.640 → best 0.660 (step 160) → last 0.660 (step 160); "
+          "<em>dip</em> of 0.140 at step 40, recovered at step 160") in page  # the summary at the top
   for image in [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]:
     assert os.path.getsize(tmp_path / "report" / image) > 1000
   assert page.count("data:image/png;base64,") >= 6  # self-contained: dynamics, 3 score groups, length, markers
@@ -216,3 +219,50 @@ def test_token_level_markers_are_the_pattern_lexicon():
   assert all(patterns.count(w)[patterns.word_category(w)] == 1 for w in found)
   custom = tokens.summarize(["a"], table, strings, lexicon=patterns.parse_lexicon("contrast=but"))["markers"]
   assert list(custom) == ["but"] and custom["but"]["logprob"] == [-2.0]
+
+
+def test_markup_renders_the_reports_markdown_and_the_checker_catches_what_it_misses():
+  lines = ["## Scores", "Lexicon (`analysis.markers`): **bold**, *emphasis*, [docs](https://x.org/a?b=1&c=2)",
+           "- example: `wait **not bold** <script>x</script> | # no heading`", "- two < three",
+           "", "| run | score |", "|---|---|", "| a **b** | `c|d` |", "plain \ufffd text"]
+  page = markup.to_html(lines)
+  assert "<h2>Scores</h2>" in page and "<strong>bold</strong>" in page and "<em>emphasis</em>" in page
+  assert '<a href="https://x.org/a?b=1&amp;c=2">docs</a>' in page
+  assert "<code>wait **not bold** &lt;script&gt;x&lt;/script&gt; | # no heading</code>" in page  # shown as written
+  assert "<ul><li>" in page and "<li>two &lt; three</li>" in page and "<th>run</th>" in page and "<script>" not in page
+  assert "[?]" in page and markup.leftovers(page) == []
+  # What the old renderer left in the page (the report issue 16 saw) is caught.
+  assert markup.leftovers("<p><strong>x</strong> **in-domain** and ``'a'``</p>")
+  assert markup.leftovers("<p>- a bullet</p><p>| a | b |</p>") and markup.leftovers("<code>\ufffd</code>")
+  assert markup.model_text("a\n\n`b`\ufffd " + "x" * 300, 20) == "a 'b'[?] xxxxxxxxxxx…"
+
+
+def test_screenshot_tool_crops_the_page_and_refuses_an_unrendered_report(tmp_path, monkeypatch):
+  """The Chromium step through a stand-in `chromium` on PATH (none is installed here) that draws a page-high block
+  into a tall window: the tool crops the blank rows and checks the report before photographing it."""
+  import stat
+  import sys
+
+  from PIL import Image
+
+  from rsft.tools import screenshot
+  fake = tmp_path / "bin" / "chromium"
+  fake.parent.mkdir()
+  fake.write_text(f"#!{sys.executable}\n"
+                  "import sys\nfrom PIL import Image, ImageDraw\n"
+                  "out = next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--screenshot='))\n"
+                  "w, h = (int(x) for x in next(a.split('=', 1)[1] for a in sys.argv if a.startswith('--window-size=')).split(','))\n"
+                  "img = Image.new('RGB', (w, h), 'white')\nImageDraw.Draw(img).rectangle((10, 10, 200, 700), fill='black')\n"
+                  "img.save(out)\n")
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  monkeypatch.setenv("PATH", str(fake.parent))
+  page = tmp_path / "index.html"
+  page.write_text("<html><body><h1>rsft report</h1><p><strong>fine</strong></p></body></html>", encoding="utf-8")
+  out = screenshot.screenshot(str(page), str(tmp_path / "shot.png"), width=400, height=3000)
+  assert Image.open(out).size == (400, 701 + 24)  # the block's last row + the margin, not the 3000-row window
+  page.write_text("<p>**in-domain** scores</p>", encoding="utf-8")
+  with pytest.raises(ValueError, match="does not render clean"):
+    screenshot.screenshot(str(page), str(tmp_path / "shot.png"))
+  monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+  with pytest.raises(FileNotFoundError, match="apt-get install chromium"):
+    screenshot.browser()

@@ -88,9 +88,11 @@ def test_sweep_killed_midway_resumes_to_the_uninterrupted_results(run_dir, tmp_p
   assert summary["labels"] == ["10", "20"] and summary["source"] == "countdown:20" and summary["responses"] == 6
   out = report.build([work], os.path.join(work, "report"), in_domain=("countdown",))
   assert os.path.exists(os.path.join(work, "report", "tokens.png"))
-  page = open(out["html"]).read()
+  page = open(out["html"], encoding="utf-8").read()
   assert all(f"<h2>{t}</h2>" in page for t in report.SECTIONS) and "| work | countdown | avg@2 |" in \
       open(out["markdown"]).read()
+  from rsft.analysis import markup
+  assert markup.leftovers(page) == []  # a real model's text (undecodable bytes included) renders clean
 
   other = str(tmp_path / "work")
   shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))

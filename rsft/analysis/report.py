@@ -16,17 +16,25 @@ from typing import Any
 
 from absl import logging
 
-from rsft.analysis import dynamics, patterns, runs, study_tables
+from rsft.analysis import dynamics, markup, patterns, runs, study_tables
 
+SUMMARY = "What happened"
 SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
             "Token-level log-probs", "Model size comparison", "Safety vs reasoning")
 GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
+
+
+STYLE = {"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+         "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "legend.frameon": False,
+         "lines.markersize": 4}  # one look for every figure of the report, with tab10's colours
 
 
 def _plt():
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  plt.rcParams.update(STYLE)
+  plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=plt.get_cmap("tab10").colors)
   return plt
 
 
@@ -173,7 +181,7 @@ def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> 
     ax.legend(fontsize=6)
   lines = ["Lexicon (ours; `analysis.markers` overrides): " +
            "; ".join(f"{k}: {', '.join(v)}" for k, v in lexicon.items())]
-  lines += [f"- example ({k}): `{v[:200]}`".replace("\n", " ") for k, v in examples.items()]
+  lines += [f"- example ({k}): `{markup.model_text(v, 200)}`" for k, v in examples.items()]
   lines += [""] + table
   return _save(fig, out_dir, "markers.png"), lines
 
@@ -202,7 +210,8 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
       ax.set_xticks(x, t["labels"], fontsize=7)
     lines.append(f"- {name}: {t['responses']} responses of {t['source']} ({t['tokens']} tokens) under "
                  f"{', '.join(t['labels'])}")
-    fmt = lambda rows: ", ".join(f"`{r['token']!r}` {r['delta']:+.2f} (x{r['count']})" for r in rows)
+    fmt = lambda rows: ", ".join(f"`{markup.model_text(repr(r['token']))}` {r['delta']:+.2f} (x{r['count']})"
+                                 for r in rows)  # a token that is part of a UTF-8 character shows as [?]
     lines.append(f"  - log-prob rose most ({t['labels'][0]} -> {t['labels'][-1]}): {fmt(t['most_up'])}")
     lines.append(f"  - log-prob fell most (or rose least): {fmt(t['most_down'])}")
     if "ratio_hist" in t:
@@ -350,39 +359,52 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[7], [image] if image else [], lines))
   sections += [(title, [], lines) for title, lines in study_tables.sections(all_runs, in_domain, threshold)]
 
+  sections.insert(0, (SUMMARY, [], summary(all_runs, rows)))
+
   md = [f"# rsft report: {', '.join(r.name for r in all_runs)}", ""]
   body = [f"<h1>rsft report: {html.escape(', '.join(r.name for r in all_runs))}</h1>"]
   for title, imgs, text in sections:
     md += [f"## {title}", ""] + [f"![{title}]({i})" for i in imgs] + [""] + text + [""]
-    body.append(f"<h2>{html.escape(title)}</h2>")
+    body.append(f"<section><h2>{html.escape(title)}</h2>")
     for i in imgs:
       with open(os.path.join(out_dir, i), "rb") as f:
         body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,'
                     f'{base64.b64encode(f.read()).decode()}">')
-    body.append(_markdown_lines_to_html(text))
-  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    body.append(markup.to_html(text) + "</section>")
+  with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(md))
-  page = ("<!doctype html><html><head><meta charset='utf-8'><title>rsft report</title><style>body{font-family:"
-          "sans-serif;max-width:1200px;margin:auto}img{max-width:100%}table{border-collapse:collapse;font-size:12px}"
-          "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>" + "\n".join(body) + "</body></html>")
-  with open(os.path.join(out_dir, "index.html"), "w") as f:
+  page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rsft report</title><style>" + _CSS
+          + "</style></head><body>" + "\n".join(body) + "</body></html>")
+  with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
     f.write(page)
   logging.info("report: %s", os.path.join(out_dir, "index.html"))
   return {"html": os.path.join(out_dir, "index.html"), "markdown": os.path.join(out_dir, "report.md")}
 
 
-def _markdown_lines_to_html(lines: list[str]) -> str:
-  """The few markdown shapes the report uses: tables and bullet lines."""
-  out, table = [], []
-  for line in lines + [""]:
-    if line.startswith("|"):
-      if not set(line) <= set("|-"):
-        table.append([html.escape(c.strip().replace("**", "")) for c in line.strip("|").split("|")])
-      continue
-    if table:
-      out.append("<table>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in table)
-                 + "</table>")
-      table = []
-    if line:
-      out.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
-  return "\n".join(out)
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;"
+        "line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;"
+        "margin-top:2em}img{max-width:100%}table{border-collapse:collapse;font-size:12px;margin:.6em 0}"
+        "th{background:#f3f3f3;text-align:left}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "code{background:#f5f5f5;padding:0 .2em;font-size:90%;word-break:break-word}")
+
+
+def summary(all_runs: list[runs.Run], rows: list[dict[str, Any]]) -> list[str]:
+  """What happened, per run and benchmark: base -> best -> last of the headline score, and the dip (depth, the step
+  it bottomed at, when it recovered), from the dip-and-recovery analysis below."""
+  by_name = {r.name: r for r in all_runs}
+  lines = []
+  for row in rows:
+    r, d = by_name[row["run"]], row["report"]
+    pts = r.curve(row["benchmark"], row["metric"])
+    higher, _ = r.direction(row["benchmark"])
+    best = (max if higher else min)(pts, key=lambda p: p.value)
+    base = f"base {d.base:.3f}" if d.has_base else f"first checkpoint {pts[0].value:.3f} (step {pts[0].step})"
+    text = (f"- **{row['benchmark']}** ({row['run']}, {row['metric']}): {base} → best {best.value:.3f} (step "
+            f"{best.step}) → last {pts[-1].value:.3f} (step {pts[-1].step}); ")
+    if d.dip:
+      recovered = f"recovered at step {d.recovery_step}" if d.recovery_step is not None else "not recovered"
+      text += f"*dip* of {d.depth:.3f} at step {d.min_step}, {recovered}"
+    else:
+      text += "no dip beyond the threshold and the noise"
+    lines.append(text)
+  return lines or ["No scores yet (run `eval.py` first)."]
