@@ -164,12 +164,16 @@ def _per_shard(fn, pool: jax.Array, *args: jax.Array) -> jax.Array:
   return jax.vmap(fn)(pool, *map(split, args))
 
 
+def _write_page(table: jax.Array, columns: jax.Array, page_size: int, live: jax.Array) -> jax.Array:
+  """The page that column [B,T] of each row goes to; rows not `live` write the scratch page 0."""
+  return jnp.where(live[:, None], jnp.take_along_axis(table, columns // page_size, axis=1), 0)
+
+
 def write_pages(pool: jax.Array, layer: jax.Array, pages: Pages, columns: jax.Array, values: jax.Array,
                 live: jax.Array) -> jax.Array:
   """values [B,T,K,H] written at columns [B,T] of layer `layer`; rows not `live` write the scratch page."""
   page_size = pool.shape[4]
-  page = jnp.take_along_axis(pages.table, columns // page_size, axis=1)
-  page = jnp.where(live[:, None], page, 0)
+  page = _write_page(pages.table, columns, page_size, live)
   # p[:, layer, pg, off] is [K, rows, T, H]: the values go in heads first
   return _per_shard(lambda p, pg, off, val: p.at[:, layer, pg, off].set(val.transpose(2, 0, 1, 3).astype(p.dtype)),
                     pool, page, columns % page_size, values)
@@ -205,7 +209,7 @@ def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Arra
   def step(q, k, v, k_pool, v_pool, table, lengths, live):  # this device's shards (one under shard_map), rows
     rows = q.shape[0] // k_pool.shape[0]
     column = lengths - 1
-    page = jnp.where(live, jnp.take_along_axis(table, (column // page_size)[:, None], axis=1)[:, 0], 0)
+    page = _write_page(table, column[:, None], page_size, live)[:, 0]
 
     def write(r, pools):  # head by head: each update is one contiguous row of H, whatever the pool's tiling
       for head in range(k_pool.shape[1]):

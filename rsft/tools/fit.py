@@ -216,13 +216,20 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   return report
 
 
+_COPY = re.compile(r"= \w+\[([\d,]*)\]\{[^}S]*\} copy\(")
+
+
+def copied_sizes(hlo_text: str) -> list[int]:
+  """Element counts of the `copy` ops in a compiled program whose result stays in device memory (no S(n) in the
+  layout: XLA's memory-space assignment may prefetch a small buffer into on-chip memory, S(1), at no HBM cost)."""
+  return [math.prod(int(d) for d in dims.split(",") if d) for dims in _COPY.findall(hlo_text)]
+
+
 def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prompt_len: int = 2048) -> Report:
   """The sampler as eval.py runs it on the sampling mesh: slots and KV pages planned from the chip's memory
   (sampler.plan with config.sample's settings), then one prefill group of `prompt_len`-token prompts, its admission
   and one decode chunk of eval.max_new_tokens (else sample.max_new_tokens) compiled. The page pools live through
   prefill, so the peak is the largest of decode, admit, and prefill + pools."""
-  import re
-
   import jax.numpy as jnp
 
   from rsft import sharding
@@ -284,11 +291,7 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   worst.program = f"sampler ({worst.program} is the peak)"
   local = state_abstract["k"].sharding.shard_shape(state_abstract["k"].shape)  # [D, K, L, pages, page, H]
   layer = local[1] * math.prod(local[3:])
-  # Copies whose result stays in HBM (no S(n) in the layout: XLA's memory-space assignment may prefetch a small
-  # pool into on-chip memory, S(1), which takes no HBM).
-  copies = [math.prod(int(d) for d in dims.split(",") if d)
-            for dims in re.findall(r"= \w+\[([\d,]*)\]\{[^}S]*\} copy\(", decode.as_text())]
-  big = [c for c in copies if c >= layer]
+  big = [c for c in copied_sizes(decode.as_text()) if c >= layer]
   kernel = "Pallas paged-attention kernel" if "tpu_custom_call" in decode.as_text() else "XLA paged path"
   worst.notes = (f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {plan.slots} slots, "
                  f"{plan.pages_per_shard - 1} KV pages of {plan.page_size} columns per data shard "
