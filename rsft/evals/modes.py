@@ -9,15 +9,12 @@ remaining rows in another order, samples what the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
 import tqdm
 from absl import logging
 
-from rsft import distributed, hardware
 from rsft.evals import jsonl
 from rsft.evals.requests import Renderer, fingerprint
 from rsft.infer import sampler, scorer

@@ -55,7 +55,8 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
                     temperature: float = 0.6, top_p: float = 0.95, top_k: int = 20, seed: int = 0,
                     answer_field: str = "answer", batch_size: int = 16, grader: str = "math") -> list[dict[str, Any]]:
   """One verified response per query: rows with `message` (or `prompt`) and a reference answer. Queries with no
-  correct sample are dropped; each kept row gets `response` and `num_correct` (of n)."""
+  correct sample are dropped; each kept row gets `response` and `num_correct` (of n). batch_size: queries decoding
+  at once (x n sequences, one continuous-batching call)."""
   bench = next(b for b in REGISTRY["study"].values() if b.grader == grader)
   renderer = Renderer(model.tokenizer)
   rng = random.Random(seed)
