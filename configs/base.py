@@ -36,8 +36,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       shuffle=False,                  # study: parquet order every epoch
       seed=0,
       limit_rows=0,                   # >0: a seeded random subset of this many rows (Math-CoT-2.5k)
-      generate=config_dict.placeholder(str),  # "countdown": make the demo data in WORKDIR/data
-      generate_rows=2000,
+      generate=config_dict.placeholder(str),  # a Countdown level (countdown | countdown3): make the demo's SFT
+      generate_rows=2000,                     # data in WORKDIR/data (rsft/data/generate.py)
+  )
+  # A base model made from scratch before SFT (the CPU demo): it learns short-answer tasks first, and SFT starts
+  # from it as a real run starts from model.path; it is checkpoint step 0 of the run. Off unless generate or
+  # train_files is set.
+  c.pretrain = dict(
+      generate=(),                    # short-answer tasks (rsft/tasks/short_answer.py), e.g. ("arithmetic", "sorting")
+      train_files=config_dict.placeholder(str),  # default: WORKDIR/data/base.jsonl, made from `generate`
+      rows=12000,
+      num_epochs=1,
+      lr=2e-3,
+      max_length=128,                 # packed rows of short examples
+      global_batch_size=8,
   )
   c.train = dict(
       num_steps=config_dict.placeholder(int),  # default: num_epochs over the data
@@ -99,7 +111,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       gold_columns=config_dict.placeholder(str),  # math gold column per benchmark, e.g. "aime24=solution"
       group_aggregate="mean",  # a group's score (halueval): mean of its members' scores | pooled over items
       checkpoints="all",  # all | last | comma-separated steps
-      data_dir="../shared/benchmarks",
+      data_dir="",        # benchmark files; "" = the user cache `python -m rsft.evals.data fetch` fills
+                          # ($RSFT_DATA_DIR, else ~/.cache/rsft/benchmarks)
       mode="sweep",       # sweep | generate | score | grade | prompts
       input=config_dict.placeholder(str),   # generate / score modes: JSONL in
       output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)

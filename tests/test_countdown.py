@@ -45,10 +45,31 @@ def test_verifier_reads_the_last_box_and_latex_operators():
 
 
 def test_traces_backtrack_verify_and_box_a_correct_answer():
-  rows = cd.rows(3, 60)
+  rows = cd.rows(3, 60) + cd.rows(3, 60, "countdown3")
   assert any("Backtrack." in r["response"] for r in rows)
   for r in rows:
     p = cd.Puzzle(tuple(r["answer"]["numbers"]), r["answer"]["target"])
     assert r["response"].startswith("<think>\n") and "</think>" in r["response"]
     assert "Check:" in r["response"] and cd.verify(r["response"], p)
     assert f"Numbers: [{', '.join(map(str, p.numbers))}]" in r["message"][0]["content"]
+
+
+@pytest.mark.parametrize("level", sorted(cd.LEVELS))
+def test_every_step_a_trace_states_is_true_arithmetic(level):
+  """The traces teach arithmetic: each `a op b = v` they write holds, every intermediate a positive integer."""
+  import re
+  steps = 0
+  for r in cd.rows(5, 80, level):
+    for a, op, b, v in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)\b(?![ (]*[-+*/])", r["response"].split("Check:")[0]):
+      steps += 1
+      assert cd._apply(cd.Fraction(int(a)), op, cd.Fraction(int(b))) == int(v), (a, op, b, v, r["response"])
+  assert steps > 400
+
+
+def test_countdown3_checks_the_last_pair_out_loud():
+  puzzles = cd.generate(0, 200, **cd.LEVELS["countdown3"])
+  assert all(len(p.numbers) == 3 and max(p.numbers) <= 9 and 1 <= p.target <= 50 for p in puzzles)
+  text = cd.trace(cd.Puzzle((6, 10, 4), 56))
+  assert "Try 6 + 10 = 16. Left: 4, 16.\n4 + 16 = 20, 4 * 16 = 64, 16 - 4 = 12, 16 / 4 = 4. None is 56. Backtrack." \
+      in text and "4 + 60 = 64, 4 * 60 = 240, 60 - 4 = 56. That reaches 56." in text
+  assert cd.verify(text, cd.Puzzle((6, 10, 4), 56))

@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory):
   from rsft.data import tiny_tokenizer
   path = tmp_path_factory.mktemp("tiny_chat")
   puzzles = countdown.generate(0, 200)
-  tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p, i) for i, p in enumerate(puzzles)], 500, str(path))
+  tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p) for p in puzzles], 500, str(path))
   tiny_models.build("qwen3", path, seed=1, vocab_size=512)
   return str(path)
 

@@ -26,7 +26,7 @@ def rows(name, count):
 
 def tokenizer_into(path):
   from rsft.data import tiny_tokenizer
-  texts = [countdown.prompt(p) + countdown.trace(p, i) for i, p in enumerate(countdown.generate(0, 100))]
+  texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 100)]
   return tiny_tokenizer.train(texts, 500, str(path))
 
 

@@ -20,6 +20,7 @@ from configs import countdown_tiny
 def get_config():
   c = countdown_tiny.get_config()
   c.model.arch.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8)
+  c.pretrain.generate = ()
   c.data.generate_rows = 130
   c.data.max_length = 448
   c.train.global_batch_size = 4
@@ -41,7 +42,7 @@ def test_two_processes_agree_on_the_step_count(tmp_path):
 
   # Each process's own count of packed batches, from the files the run left: they differ for this data.
   config = rconfig.with_values(rconfig.load_config_file(str(cfg_file)),
-                               {"data.train_files": f"{work}/data/countdown.jsonl", "model.tokenizer": f"{work}/tokenizer"})
+                               {"data.train_files": f"{work}/data/countdown3.jsonl", "model.tokenizer": f"{work}/tokenizer"})
   tokenizer = transformers.AutoTokenizer.from_pretrained(resolve.tokenizer_dir(config.model))
   counts = [pipeline.steps_per_run(pipeline.prepare(config.data, tokenizer, process_index=i, process_count=2),
                                    num_epochs=1, seq_len=448, per_host_batch=2, packing=True,

@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("sweep")
   tok = str(root / "tokenizer")
   puzzles = countdown.generate(0, 100)
-  tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p, i) for i, p in enumerate(puzzles)], 500, tok)
+  tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p) for p in puzzles], 500, tok)
   cfg = ModelConfig.from_arch(ARCH)
   mngr = checkpoint.manager(str(root / "work" / "checkpoints"), async_save=False)
   for step in (10, 20):
@@ -236,12 +236,12 @@ def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path
   rows = []
   for i, p in enumerate(puzzles):
     messages = [{"role": "user", "content": countdown.prompt(p)}]
-    ids, weights = chat.render(m.tokenizer, messages, countdown.trace(p, i), chat.eos_id(m.tokenizer, None))
+    ids, weights = chat.render(m.tokenizer, messages, countdown.trace(p), chat.eos_id(m.tokenizer, None))
     n_prompt = int((weights == 0).sum())
     own = np.asarray(rsft.token_logprobs(m, ids[None]))[0, n_prompt - 1:].tolist()
     n = len(ids) - n_prompt
     teacher = (own[:n - 1], own[:n - 1] + [-3.0], own[:n - 5])[i]  # without / with an end token / misaligned
-    rows.append({"message": messages, "response": countdown.trace(p, i), "logprob": teacher})
+    rows.append({"message": messages, "response": countdown.trace(p), "logprob": teacher})
   data = tmp_path / "train.jsonl"
   data.write_text("".join(json.dumps(r) + "\n" for r in rows))
   config.data.train_files = str(data)

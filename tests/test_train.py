@@ -155,6 +155,7 @@ def tiny_run_config(workdir_rows=96):
   from configs import countdown_tiny
   c = countdown_tiny.get_config()
   c.model.arch.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8)
+  c.pretrain.generate = ()  # SFT from a fresh init: the made base has its own test
   c.data.generate_rows = workdir_rows
   c.data.max_length = 448  # packed rows (the demo's layout)
   c.data.shuffle = True
@@ -189,6 +190,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   workdir = tmp_path / "run"
   cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--config={ROOT}/configs/countdown_tiny.py",
          f"--workdir={workdir}", "--config.model.arch.num_layers=1", "--config.data.generate_rows=400",
+         "--config.pretrain.generate=()",
          "--config.checkpoint.save_steps=(1000,)", "--config.train.log_every=1"]
   proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
@@ -275,3 +277,30 @@ def test_micro_batch_zero_is_one_row_per_data_parallel_device():
   c.train.global_batch_size = 6
   with pytest.raises(ValueError, match=r"not a multiple of the micro-batch \(4 rows = data x fsdp devices\)"):
     loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2))
+
+
+def test_a_made_base_is_step_0_and_sft_starts_from_it(tmp_path):
+  """config.pretrain: the base trains in WORKDIR/base on the short-answer rows, SFT starts from its last step and
+  saves it as checkpoint 0 (what eval.py evaluates as the base); a restart trains neither again."""
+  from rsft.evals import checkpoints
+  c = tiny_run_config(48)
+  c.pretrain.update(generate=("arithmetic", "sorting"), rows=64, num_epochs=1, max_length=64, global_batch_size=4)
+  c.checkpoint.save_steps = ()
+  work = str(tmp_path / "run")
+  loop.run(c, work)
+  base_steps = checkpoints.list_steps(os.path.join(work, "base"))
+  assert len(base_steps) == 1 and base_steps[0] == len(loop.read_metrics(os.path.join(work, "base")))
+  base_rows = [json.loads(line) for line in open(os.path.join(work, "data", "base.jsonl"))]
+  assert len(base_rows) == 64 and {r["data_source"] for r in base_rows} == {"arithmetic", "sorting"}
+  steps = checkpoints.list_steps(work)
+  assert steps[0] == 0 and len(steps) == 2
+  base = rsft.load_model(os.path.join(work, "base", "checkpoints", str(base_steps[0])))
+  step0 = rsft.load_model(checkpoints.step_dir(work, 0))
+  for x, y in zip(jax.tree.leaves(base.params), jax.tree.leaves(step0.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  before = os.path.getmtime(os.path.join(work, "base", "metrics.jsonl"))
+  loop.run(c, work)  # finished: nothing retrains
+  assert os.path.getmtime(os.path.join(work, "base", "metrics.jsonl")) == before
+  c.model.path = os.path.join(work, "base")
+  with pytest.raises(ValueError, match="model.path is set"):
+    loop.run(c, str(tmp_path / "other"))

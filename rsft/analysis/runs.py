@@ -14,7 +14,7 @@ from rsft.analysis.dynamics import Point
 from rsft.evals import benchmarks
 
 GENERAL = ("instruction", "chat", "hallucination", "truthfulness")
-REASONING = ("math", "code", "science", "knowledge", "countdown")
+REASONING = ("math", "code", "science", "knowledge", "countdown", "algorithmic")
 
 
 @dataclasses.dataclass

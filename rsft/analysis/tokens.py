@@ -163,7 +163,7 @@ def _training_rows(config: Any, workdir: str, tokenizer: Any):
   from rsft import config as rconfig
   from rsft.data import chat, generate, readers
   if not config.data.train_files and config.data.generate:
-    config = rconfig.with_values(config, generate.prepare(config.data, config.model, workdir))
+    config = rconfig.with_values(config, generate.prepare(config, workdir))
   eos = chat.eos_id(tokenizer, config.data.eos_token)
   prompts, completions, teacher = [], [], []
   files = readers.resolve_files(config.data.train_files)

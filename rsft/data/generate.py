@@ -1,9 +1,12 @@
-"""Offline data for the CPU demo: Countdown long-CoT rows and a small tokenizer trained on them.
+"""Offline data for the CPU demo: Countdown long-CoT rows, the base model's short-answer rows, and a small
+tokenizer trained on both.
 
-A config with data.generate="countdown" gets WORKDIR/data/countdown.jsonl (data.generate_rows rows) and, unless
-model.tokenizer is set, WORKDIR/tokenizer; both are made once and reused on restart. The caller gets the config
-values that point at them and applies them to its own copy (rsft.config.with_values): the config it was given is
-never edited.
+`data.generate` names a Countdown level (rsft.tasks.countdown.LEVELS): WORKDIR/data/<level>.jsonl gets
+data.generate_rows SFT rows. `pretrain.generate` names short-answer tasks (rsft.tasks.short_answer): WORKDIR/data/
+base.jsonl gets pretrain.rows rows the from-scratch base model learns before SFT. Unless model.tokenizer is set,
+WORKDIR/tokenizer is trained on both. Everything is made once and reused on restart. The caller gets the config
+values that point at the files and applies them to its own copy (rsft.config.with_values): the config it was given
+is never edited.
 """
 
 from __future__ import annotations
@@ -14,35 +17,50 @@ from typing import Any
 
 from rsft import distributed
 from rsft.data import tiny_tokenizer
-from rsft.tasks import countdown
+from rsft.tasks import countdown, short_answer
+
+BASE_FILE = "base.jsonl"
 
 
-def prepare(data: Any, model: Any, workdir: str) -> dict[str, str]:
+def prepare(config: Any, workdir: str) -> dict[str, str]:
   """Makes the generated files (once) and returns {dotted config key: value} that use them; {} for real data."""
-  if data.generate in (None, "", "none"):
+  level, tasks = config.data.generate, tuple(config.pretrain.generate or ())
+  if level in (None, "", "none") and not tasks:
     return {}
-  if data.generate != "countdown":
-    raise ValueError(f"data.generate={data.generate!r}; only 'countdown' is known")
-  data_file = os.path.join(workdir, "data", "countdown.jsonl")
-  tok_dir = os.path.join(workdir, "tokenizer")
-  values = {"data.train_files": data_file}
-  if not model.tokenizer and not model.path:
-    values["model.tokenizer"] = tok_dir
+  files = {}  # config key -> (path, rows maker)
+  if level not in (None, "", "none"):
+    if level not in countdown.LEVELS:
+      raise ValueError(f"data.generate={level!r}; known: {', '.join(countdown.LEVELS)}")
+    files["data.train_files"] = (os.path.join(workdir, "data", f"{level}.jsonl"),
+                                 lambda: countdown.rows(config.data.seed, config.data.generate_rows, level))
+  if tasks:
+    files["pretrain.train_files"] = (os.path.join(workdir, "data", BASE_FILE),
+                                     lambda: short_answer.rows(config.data.seed, config.pretrain.rows, tasks))
+  values = {key: path for key, (path, _) in files.items()}
+  tok_dir = None
+  if not config.model.tokenizer and not config.model.path:
+    tok_dir = values["model.tokenizer"] = os.path.join(workdir, "tokenizer")
   if distributed.is_primary():  # one writer; the other processes of a pod wait for the files
-    _write(data, model, data_file, tok_dir if "model.tokenizer" in values else None)
+    for path, make in files.values():
+      _write_rows(path, make)
+    if tok_dir and not os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
+      rows = [row for path, _ in files.values() for row in _read_rows(path)]
+      tiny_tokenizer.train((r["message"][0]["content"] + r["response"] for r in rows),
+                           config.model.arch.vocab_size, tok_dir)
   distributed.sync("rsft.data.generate")
   return values
 
 
-def _write(data: Any, model: Any, data_file: str, tok_dir: str | None) -> None:
-  if not os.path.exists(data_file):
-    os.makedirs(os.path.dirname(data_file), exist_ok=True)
-    rows = countdown.rows(data.seed, data.generate_rows)
-    with open(data_file + ".tmp", "w") as f:
-      for row in rows:
-        f.write(json.dumps(row) + "\n")
-    os.replace(data_file + ".tmp", data_file)
-  if tok_dir and not os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
-    with open(data_file) as f:
-      rows = [json.loads(line) for line in f]
-    tiny_tokenizer.train((r["message"][0]["content"] + r["response"] for r in rows), model.arch.vocab_size, tok_dir)
+def _write_rows(path: str, make: Any) -> None:
+  if os.path.exists(path):
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    for row in make():
+      f.write(json.dumps(row) + "\n")
+  os.replace(path + ".tmp", path)
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+  with open(path) as f:
+    return [json.loads(line) for line in f]

@@ -23,7 +23,9 @@ def train(texts: Iterable[str], vocab_size: int, out_dir: str):
   from tokenizers import decoders, models, pre_tokenizers, trainers
 
   tok = tokenizers.Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  # Digits one by one, as Qwen's pre-tokenizer splits them: arithmetic sees place values, not BPE chunks.
+  tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False)])
   tok.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(THINK), special_tokens=SPECIAL,
                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

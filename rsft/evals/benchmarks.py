@@ -103,8 +103,11 @@ STUDY: dict[str, Benchmark] = {b.name: b for b in [
               harness="evaluation/harmbench/{generate_completions.py,evaluate_completions_api_parallel_resume.py}",
               **_HARM),
     Benchmark("harmbench", "safety", "harmbench_behaviors_text_all.jsonl", ("Behavior",), it.harmful, **_HARM),
-    Benchmark("countdown", "countdown", None, ("numbers", "target"), it.countdown_item, "countdown", Decoding(),
-              think="committed", generate_items=it.countdown_items),
+    *[Benchmark(level, "countdown", None, ("numbers", "target"), it.countdown_item, "countdown", Decoding(),
+                think="committed", generate_items=it.countdown_items(level)) for level in ("countdown", "countdown3")],
+    *[Benchmark(task, domain, None, ("task", "question", "answer"), it.short_answer_item, "short_answer", Decoding(),
+                think="committed", generate_items=it.short_answer_items(task))
+      for task, domain in (("arithmetic", "math"), ("sorting", "algorithmic"))],
 ]}
 
 # Benchmarks named together; the summary adds the group's score (eval.group_aggregate: mean of members | pooled).

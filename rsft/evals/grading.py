@@ -14,7 +14,7 @@ from rsft.evals.benchmarks import Benchmark
 from rsft.evals.graders import code, ifeval, livecodebench
 from rsft.evals.graders import math as math_grader
 from rsft.evals.items import Item
-from rsft.tasks import countdown
+from rsft.tasks import countdown, short_answer
 
 JUDGED = ("reward", "truthfulqa", "harm_judge")
 MAX_RESPONSE_CHARS = 4_000_000  # graders read at most this much of a response (32k tokens are ~150k characters)
@@ -96,7 +96,14 @@ def _countdown(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
               status="ok" if answer else "no_answer", extra={"answered": float(answer is not None)})
 
 
-PER_ITEM = {"ifeval": _ifeval, "halueval": _halueval, "countdown": _countdown}
+def _short_answer(bench: Benchmark, item: Item, response: str) -> dict[str, Any]:
+  text = extract.apply_think(bench.think, response)
+  answer = extract.last_boxed(text) if text else None
+  return dict(score=float(short_answer.correct(answer, item.gold)), answer=(answer or "")[:32] or None,
+              status="ok" if answer is not None else "no_answer", extra={"answered": float(answer is not None)})
+
+
+PER_ITEM = {"ifeval": _ifeval, "halueval": _halueval, "countdown": _countdown, "short_answer": _short_answer}
 
 
 def _judged(bench: Benchmark, items: Sequence[Item], responses: Sequence[str], judges: Any) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ import json
 import os
 import random
 import string
+from collections.abc import Callable
 from typing import Any
 
-from rsft.tasks import countdown
+from rsft.tasks import countdown, short_answer
 
 
 @dataclasses.dataclass
@@ -217,6 +218,20 @@ def countdown_item(row: dict[str, Any], index: int) -> Item:
               {"numbers": list(puzzle.numbers), "target": puzzle.target})
 
 
-def countdown_items(count: int) -> list[dict[str, Any]]:
-  # A seed the training generator (data.seed, default 0) does not use: held-out puzzles.
-  return [{"numbers": list(p.numbers), "target": p.target} for p in countdown.generate(1_000_003, count)]
+def countdown_items(level: str) -> Callable[[int], list[dict[str, Any]]]:
+  def make(count: int) -> list[dict[str, Any]]:
+    # The held-out split (countdown.held_out), which training rows never contain.
+    return [{"numbers": list(p.numbers), "target": p.target}
+            for p in countdown.generate(1_000_003, count, **countdown.LEVELS[level], split="test")]
+  return make
+
+
+# ---- short-answer tasks (the demo base model's skills) -----------------------------------------------------------
+
+def short_answer_item(row: dict[str, Any], index: int) -> Item:
+  return Item(f"{row['task']}/{index}", short_answer.prompt(row["question"]), row["answer"], row["task"])
+
+
+def short_answer_items(task: str) -> Callable[[int], list[dict[str, Any]]]:
+  # Held out by seed; with small numbers some questions also occur in training, as facts do in pretraining.
+  return lambda count: short_answer.questions(task, 1_000_003, count)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rsft.data.readers import raw_rows
 from rsft.evals.benchmarks import Benchmark, Item, missing_fields
+from rsft.evals.data import default_dir
 
 GENERATED_ITEMS = 200  # file-less benchmarks (countdown): items made when no limit is given
 
 
+def data_dir(eval_cfg: Any) -> str:
+  """eval.data_dir, or the user cache `python -m rsft.evals.data fetch` fills when it is unset."""
+  return eval_cfg.data_dir or default_dir()
+
+
 def data_path(bench: Benchmark, data_dir: str) -> str:
-  path = os.path.join(data_dir, bench.file)
+  path = os.path.join(data_dir or default_dir(), bench.file)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"benchmark {bench.name}: {path} does not exist; set --config.eval.data_dir to the "
+    raise FileNotFoundError(f"benchmark {bench.name}: {path} does not exist; fetch it with `python -m "
+                            f"rsft.evals.data fetch --benchmarks={bench.name}` or set --config.eval.data_dir to the "
                             f"folder holding {bench.file}.")
   return path
 

@@ -29,7 +29,7 @@ def model_to_evaluate(config: Any, workdir: str) -> tuple[str, str]:
   """(path, label) of the one model a file mode runs: a saved step of this run, or model.path (step 0 or no run)."""
   steps = checkpoints.list_steps(workdir)
   spec = config.eval.checkpoints
-  if spec in ("0", 0, (0,)) or not steps:
+  if (spec in ("0", 0, (0,)) and config.model.path) or not steps:  # a made base (config.pretrain) is step 0 itself
     if not config.model.path:
       raise ValueError(f"nothing to evaluate: {workdir}/checkpoints has no steps and model.path is not set.")
     return config.model.path, "base"

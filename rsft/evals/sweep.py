@@ -32,11 +32,12 @@ from rsft.evals.judges import Judges
 
 def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
   """(step, model dir) to evaluate: step 0 is model.path (when set), then the selected checkpoints."""
-  candidates = ([0] if config.model.path else []) + checkpoints.list_steps(workdir)
+  candidates = sorted(set(([0] if config.model.path else []) + checkpoints.list_steps(workdir)))  # a made base: 0
   if not candidates:
     raise ValueError(f"nothing to evaluate: {workdir}/checkpoints has no steps and model.path is not set.")
   wanted = checkpoints.select(config.eval.checkpoints, candidates)
-  return [(s, config.model.path if s == 0 else checkpoints.step_dir(workdir, s)) for s in wanted]
+  return [(s, config.model.path if s == 0 and config.model.path else checkpoints.step_dir(workdir, s))
+          for s in wanted]
 
 
 def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
@@ -68,10 +69,10 @@ def why_not_run(bench: Benchmark, eval_cfg: Any, files: dict[str, str], judges: 
   """What is missing for this benchmark (its data, or with `judges` its model grader), or None when it can run."""
   path = files.get(bench.name)
   if path is None and bench.file is not None:
-    path = os.path.join(eval_cfg.data_dir, bench.file)
+    path = os.path.join(loaders.data_dir(eval_cfg), bench.file)
     if not os.path.exists(path):
-      return (f"data: no {bench.file} in eval.data_dir ({eval_cfg.data_dir}); give it with "
-              f"--config.eval.files={bench.name}=PATH")
+      return (f"data: no {bench.file} in eval.data_dir ({loaders.data_dir(eval_cfg)}); fetch it with `python -m "
+              f"rsft.evals.data fetch --benchmarks={bench.name}` or give it with --config.eval.files={bench.name}=PATH")
   elif path is not None and not path.startswith("hf:") and not os.path.exists(path):
     return f"data: eval.files gives {path}, which does not exist"
   if bench.grader == "code" and judges and not (sandbox.available() or os.environ.get(sandbox.UNSAFE_ENV) == "1"):
@@ -225,7 +226,7 @@ def prepare(config: Any, judges: bool = True) -> tuple[list[Benchmark], dict[str
     why = why_not_run(b, config.eval, files, judges)
     if why is None and files.get(b.name, "").startswith("hf:"):
       try:
-        items[b.name] = loaders.load_items(b, config.eval.data_dir, config.eval.limit, files[b.name])
+        items[b.name] = loaders.load_items(b, loaders.data_dir(config.eval), config.eval.limit, files[b.name])
       except (OSError, ValueError, ImportError) as e:  # not in the offline datasets cache, or no such dataset
         why = f"data: {files[b.name]} could not be read ({type(e).__name__}: {str(e)[:200]})"
     if why is not None:
@@ -233,7 +234,7 @@ def prepare(config: Any, judges: bool = True) -> tuple[list[Benchmark], dict[str
       not_run[b.name] = why
       continue
     if b.name not in items:
-      items[b.name] = loaders.load_items(b, config.eval.data_dir, config.eval.limit, files.get(b.name))
+      items[b.name] = loaders.load_items(b, loaders.data_dir(config.eval), config.eval.limit, files.get(b.name))
     benches.append(b)
   return benches, items, not_run
 

@@ -1,4 +1,5 @@
-"""Countdown: reach a target from 3-4 numbers with + - * /, each number used exactly once.
+"""Countdown: reach a target from 3-4 numbers with + - * /, each number used exactly once, every intermediate
+result a positive integer (the game's rules).
 
 The study's procedural-transfer arm trains on Countdown long-CoT traces (paper.md §2). This module makes such
 data offline: a seeded puzzle generator, an exact solver (depth-first search over pairs, Fractions), a verifier of
@@ -10,6 +11,7 @@ it. Rows use the study's parquet schema: `message` (chat turns), `response`, `an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import re
 from collections import Counter
@@ -40,16 +42,17 @@ def _fmt(x: Fraction) -> str:
 
 
 def _moves(items: list[tuple[Fraction, str]]):
-  """Every (i, j, op) combination of two remaining items, and the resulting item list."""
+  """Every move of the game's rules on two remaining items (the result a positive integer; commutative and
+  equal-operand duplicates once), in canonical order, with the resulting item list."""
   for i in range(len(items)):
     for j in range(len(items)):
       if i == j:
         continue
       for op in OPS:
-        if op in "+*" and i > j:
-          continue  # commutative: one order is enough
+        if i > j and (op in "+*" or items[i][0] == items[j][0]):
+          continue  # one order is enough
         value = _apply(items[i][0], op, items[j][0])
-        if value is None:
+        if value is None or value.denominator != 1 or value <= 0:
           continue
         expr = f"({items[i][1]} {op} {items[j][1]})"
         rest = [items[k] for k in range(len(items)) if k not in (i, j)]
@@ -84,20 +87,46 @@ def solve(p: Puzzle) -> str | None:
   return _strip_outer(found) if found else None
 
 
+# Named difficulty levels: the generator's ranges. `countdown` is the study's shape (3-4 numbers, targets to 100);
+# `countdown3` (three numbers 1-9) is what a tiny model learns on 2 CPU cores in minutes (the demo).
+LEVELS = {
+    "countdown": dict(min_numbers=3, max_numbers=4, max_number=50, max_target=100),
+    "countdown3": dict(min_numbers=3, max_numbers=3, max_number=6, max_target=30),
+}
+
+
+def held_out(p: Puzzle) -> bool:
+  """One puzzle in ten (by a hash of its sorted numbers and target) is reserved for evaluation: training rows never
+  hold one, whatever their seed, so a small level's held-out score is never a memorised answer."""
+  key = f"{sorted(p.numbers)}:{p.target}".encode()
+  return hashlib.sha256(key).digest()[0] % 10 == 0
+
+
 def generate(seed: int, count: int, min_numbers: int = 3, max_numbers: int = 4, max_number: int = 50,
-             max_target: int = 100) -> list[Puzzle]:
-  """Solvable puzzles, deterministic in `seed` (targets come from a random expression over the numbers)."""
+             max_target: int = 100, split: str = "any") -> list[Puzzle]:
+  """Solvable puzzles, deterministic in `seed` (targets come from a random expression over the numbers); `split`
+  "train" skips held-out puzzles, "test" keeps only those (each once: they are benchmark items), "any" both."""
+  if split not in ("any", "train", "test"):
+    raise ValueError(f"split={split!r}; expected any, train or test")
   rng = random.Random(seed)
-  out = []
-  while len(out) < count:
+  out, seen = [], set()
+  for _ in range(1000 * count + 100_000):  # bounded: a small level has few distinct held-out puzzles
+    if len(out) == count:
+      return out
     numbers = tuple(rng.randint(1, max_number) for _ in range(rng.randint(min_numbers, max_numbers)))
     items = [Fraction(n) for n in numbers]
     rng.shuffle(items)
     value = items[0]
     for x in items[1:]:
       value = _apply(value, rng.choice(OPS), x) or value + x
-    if value.denominator == 1 and 1 <= value <= max_target and solve(Puzzle(numbers, int(value))):
-      out.append(Puzzle(numbers, int(value)))
+    if value.denominator != 1 or not 1 <= value <= max_target:
+      continue
+    p = Puzzle(numbers, int(value))
+    if (split == "any" or held_out(p) == (split == "test")) and not (split == "test" and p in seen) and solve(p):
+      out.append(p)
+      seen.add(p)
+  if len(out) < count:
+    raise ValueError(f"found {len(out)} of the {count} puzzles asked for (split {split}): the level has too few")
   return out
 
 
@@ -218,60 +247,64 @@ def prompt(p: Puzzle) -> str:
           "Please reason step by step, and put your final answer within \\boxed{}.")
 
 
-def trace(p: Puzzle, seed: int, max_failed: int = 3) -> str:
-  """A long-CoT response: tries first moves in a seeded order, says why failing ones fail, backtracks, then
-  follows a move that works to the end, verifies the expression and boxes it."""
-  rng = random.Random(seed)
+def trace(p: Puzzle, max_failed: int = 3) -> str:
+  """A long-CoT response: tries first moves in canonical order; with two numbers left, computes every move on them
+  and checks each against the target; a failure says why and backtracks. With more numbers left it judges the rest
+  at once and, after `max_failed` failures, skips ahead to a move that works. Ends by verifying and boxing."""
   target = Fraction(p.target)
-  items = [(Fraction(n), str(n)) for n in p.numbers]
-  moves = list(_moves(items))
-  rng.shuffle(moves)
   lines = [f"<think>\nWe need {p.target} from {', '.join(map(str, p.numbers))}, using each number once."]
   failed = 0
+  moves = list(_moves([(Fraction(n), str(n)) for n in p.numbers]))
   for (a, op, b, value), rest in moves:
+    lines.append(f"Try {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
     path = _search(rest, target)
-    left = ", ".join(_fmt(v) for v, _ in rest)
-    lines.append(f"Try {_fmt(a[0])} {op} {_fmt(b[0])} = {_fmt(value)}. Left: {left}.")
-    if path is None:
-      lines.append(f"From {left} there is no way to reach {p.target}. Backtrack.")
+    if len(rest) > 2 and path is None:
+      lines.append(f"From {_fmt_items(rest)} there is no way to reach {p.target}. Backtrack.")
       failed += 1
-      if failed > max_failed:  # keep traces bounded: skip ahead to a move that works
-        good = [m for m in moves if _search(m[1], target)]
-        (a, op, b, value), rest = good[0]
-        path = _search(rest, target)
-        lines.append(f"Try {_fmt(a[0])} {op} {_fmt(b[0])} = {_fmt(value)}. "
-                     f"Left: {', '.join(_fmt(v) for v, _ in rest)}.")
-      else:
+      if failed <= max_failed:
         continue
-    lines += _narrate_path(rest, target)
+      (a, op, b, value), rest = next(m for m in moves if _search(m[1], target))  # keep traces bounded
+      path = _search(rest, target)
+      lines.append(f"Try {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
+    while len(rest) > 2:
+      (a, op, b, value), rest = next(m for m in _moves(rest) if _search(m[1], target))
+      lines.append(f"Then {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
+    lines.append(_last_pair(rest, target))
+    if path is None:
+      lines[-1] += " Backtrack."
+      continue
     expr = _strip_outer(path)
     ok, _ = check_expression(expr, p)
     assert ok, (p, expr)
     lines.append(f"Check: {expr} = {p.target}, and it uses {', '.join(map(str, sorted(p.numbers)))} once each. "
                  "Correct.\n</think>")
-    lines.append(f"The equation is {expr} = {p.target}.\n\n\\boxed{{{expr}}}")
+    lines.append(f"\\boxed{{{expr}}}")
     return "\n".join(lines)
   raise ValueError(f"{p} has no solution")
 
 
-def _narrate_path(items: list[tuple[Fraction, str]], target: Fraction) -> list[str]:
-  """The combination steps of one solution from `items`."""
-  lines = []
-  while len(items) > 1:
-    for (a, op, b, value), rest in _moves(items):
-      if _search(rest, target):
-        left = ", ".join(_fmt(v) for v, _ in rest)
-        lines.append(f"Then {_fmt(a[0])} {op} {_fmt(b[0])} = {_fmt(value)}. Left: {left}.")
-        items = rest
-        break
-  lines.append(f"That reaches {_fmt(target)}.")
-  return lines
+def _step(a: tuple[Fraction, str], op: str, b: tuple[Fraction, str], value: Fraction) -> str:
+  return f"{_fmt(a[0])} {op} {_fmt(b[0])} = {_fmt(value)}"
 
 
-def rows(seed: int, count: int, **kw) -> list[dict]:
-  """Training rows in the study's schema."""
+def _fmt_items(items: list[tuple[Fraction, str]]) -> str:
+  return ", ".join(_fmt(v) for v, _ in items)
+
+
+def _last_pair(items: list[tuple[Fraction, str]], target: Fraction) -> str:
+  """Every move on the last two numbers up to the one that hits the target: the check a reader can follow."""
+  done = []
+  for (a, op, b, value), _ in _moves(items):
+    done.append(_step(a, op, b, value))
+    if value == target:
+      return f"{', '.join(done)}. That reaches {_fmt(target)}."
+  return f"{', '.join(done)}. None is {_fmt(target)}."
+
+
+def rows(seed: int, count: int, level: str = "countdown") -> list[dict]:
+  """Training rows of a level in the study's schema."""
   out = []
-  for k, p in enumerate(generate(seed, count, **kw)):
-    out.append({"message": [{"role": "user", "content": prompt(p)}], "response": trace(p, seed * 1_000_003 + k),
-                "answer": {"numbers": list(p.numbers), "target": p.target}, "data_source": "countdown"})
+  for p in generate(seed, count, **LEVELS[level], split="train"):
+    out.append({"message": [{"role": "user", "content": prompt(p)}], "response": trace(p),
+                "answer": {"numbers": list(p.numbers), "target": p.target}, "data_source": level})
   return out

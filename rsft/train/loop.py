@@ -45,12 +45,38 @@ def _tokenizer(model: Any):
   return tokenizer
 
 
-def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh) -> Any:
+def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, base: str | None) -> Any:
+  """model.path's weights, the made base's (`base`: its last checkpoint step dir), or a fresh init."""
   kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
             remat_policy=config.model.remat, attention=config.model.attention)
-  if config.model.path:
-    return load_model(config.model.path, **kw).params
+  if config.model.path or base:
+    return load_model(config.model.path or base, **kw).params
   return init_model(model_cfg, seed=config.train.seed, **kw).params
+
+
+def base_config(config: Any) -> Any:
+  """The run that makes the base model (config.pretrain): the same model and mesh, the short-answer data and the
+  pretrain section's schedule, only its last step saved."""
+  p = config.pretrain
+  return rconfig.with_values(config, {
+      "data.train_files": p.train_files, "data.generate": None, "data.max_length": p.max_length,
+      "data.packing": True, "data.shuffle": True, "train.num_steps": None, "train.num_epochs": p.num_epochs,
+      "train.lr": p.lr, "train.global_batch_size": p.global_batch_size, "train.micro_batch_size": p.global_batch_size,
+      "checkpoint.save_steps": (), "checkpoint.every_steps": 0, "pretrain.generate": (), "pretrain.train_files": None})
+
+
+def _make_base(config: Any, workdir: str) -> str | None:
+  """Trains the base model in WORKDIR/base when config.pretrain asks for one (resumable like any run) and returns
+  its last step dir; None for runs that start from model.path or from scratch."""
+  if not config.pretrain.train_files:
+    return None
+  if config.model.path:
+    raise ValueError(f"pretrain.generate / pretrain.train_files make a base model from scratch, but model.path is "
+                     f"set ({config.model.path}): unset one of them.")
+  base_dir = os.path.join(workdir, "base")
+  logging.info("training the base model in %s (config.pretrain)", base_dir)
+  _train(base_config(config), base_dir)
+  return os.path.join(base_dir, "checkpoints", str(max(checkpoint.saved_steps(os.path.join(base_dir, "checkpoints")))))
 
 
 @dataclasses.dataclass
@@ -128,7 +154,9 @@ def run(config: Any, workdir: str) -> dict[str, float]:
 
 def _train(config: Any, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
-  config = rconfig.with_values(config, generate.prepare(config.data, config.model, workdir))  # generated data
+  config = rconfig.with_values(config, generate.prepare(config, workdir))  # generated data
+  # A made base trains first, before this run builds anything (grain's prefetch threads would compete with it).
+  base = None if checkpoint.saved_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
   mesh = sharding.mesh_from_config(config.mesh)
@@ -166,11 +194,12 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
     opt_state, step = train_state["opt_state"], int(train_state["step"])
     logging.info("resumed from step %d", step)
   else:
-    params = _initial_params(config, model_cfg, mesh)
+    params = _initial_params(config, model_cfg, mesh, base)
     opt_state = parts.init_opt(params)
+    if base:  # the made base is the run's step 0, evaluated as a real run's model.path is
+      checkpoint.save(mngr, 0, params, opt_state, data_iter, _meta(config, model_cfg, hf_config))
 
-  meta = dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
-              tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)), config=config.to_dict())
+  meta = _meta(config, model_cfg, hf_config)
   writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step)
   preempt = Preemption()
   preempt.install()
@@ -195,6 +224,11 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
     mngr.close()
     writer.close()
   return last
+
+
+def _meta(config: Any, model_cfg: ModelConfig, hf_config: Any) -> dict[str, Any]:
+  return dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
+              tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)), config=config.to_dict())
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
