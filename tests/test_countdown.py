@@ -68,7 +68,11 @@ def test_every_step_a_trace_states_is_true_arithmetic(level):
 
 def test_countdown3_checks_the_last_pair_out_loud():
   puzzles = cd.generate(0, 200, **cd.LEVELS["countdown3"])
-  assert all(len(p.numbers) == 3 and max(p.numbers) <= 9 and 1 <= p.target <= 50 for p in puzzles)
+  assert all(len(p.numbers) == 3 and max(p.numbers) <= 6 and 1 <= p.target <= 30 for p in puzzles)
+  train = [cd.Puzzle(tuple(r["answer"]["numbers"]), r["answer"]["target"]) for r in cd.rows(0, 1500, "countdown3")]
+  test = cd.generate(1, 150, **cd.LEVELS["countdown3"], split="test")
+  assert len(set(test)) == 150 and not set(train) & set(test)  # distinct benchmark items, never trained on
+  assert all(cd.held_out(p) for p in test) and not any(cd.held_out(p) for p in train)
   text = cd.trace(cd.Puzzle((6, 10, 4), 56))
   assert "Try 6 + 10 = 16. Left: 4, 16.\n4 + 16 = 20, 4 * 16 = 64, 16 - 4 = 12, 16 / 4 = 4. None is 56. Backtrack." \
       in text and "4 + 60 = 64, 4 * 60 = 240, 60 - 4 = 56. That reaches 56." in text

@@ -115,9 +115,10 @@ SOURCES: dict[str, Source] = {s.file: s for s in [
 SUPPLY = {
     "livecodebench.jsonl": "LiveCodeBench release_v2 (code_generation_lite): give it with "
                            "--config.eval.files=livecodebench=PATH or hf:livecodebench/code_generation_lite:test",
-    "halueval_qa_samples.jsonl": "pminervini/HaluEval *_samples (the study protocol's items): "
-                                 "--config.eval.files=halueval_qa=hf:pminervini/HaluEval:data (or use "
-                                 "--config.eval.protocol=rsft, which reads the fetched raw release)",
+    "halueval_qa_samples.jsonl": "pminervini/HaluEval's *_samples configs (the study protocol's items): save "
+                                 "load_dataset('pminervini/HaluEval', 'qa_samples', split='data') as JSONL and give "
+                                 "it with --config.eval.files=halueval_qa=PATH (dialogue, summarization alike), or "
+                                 "use --config.eval.protocol=rsft, which reads the fetched raw release",
     "halueval_summarization.jsonl": "HaluEval's summarization_data.json (47 MB) is not fetched: "
                                     "--config.eval.files=halueval_summarization=PATH",
 }
