@@ -14,6 +14,16 @@ import orbax.checkpoint as ocp
 PARAMS, META = "params", "meta"
 
 
+def finished_steps(directory: str) -> list[int]:
+  """Steps saved in a checkpoints directory (local or gs://) whose params landed; orbax's in-progress tmp dirs are
+  not numbers."""
+  from etils import epath
+  root = epath.Path(directory)
+  if not root.exists():
+    return []
+  return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / PARAMS).exists())
+
+
 def is_step_dir(path: str) -> bool:
   return os.path.isdir(os.path.join(path, PARAMS)) or os.path.isdir(os.path.join(path, META))
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rsft.convert.step_dir import finished_steps
+
 
 def list_steps(workdir: str) -> list[int]:
-  """Finished checkpoint steps under WORKDIR/checkpoints (orbax's in-progress tmp dirs are not numbers)."""
-  from etils import epath
-  root = epath.Path(workdir) / "checkpoints"
-  if not root.exists():
-    return []
-  return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "params").exists())
+  """Finished checkpoint steps under WORKDIR/checkpoints."""
+  return finished_steps(os.path.join(workdir, "checkpoints"))
 
 
 def select(spec: Any, steps: list[int]) -> list[int]:

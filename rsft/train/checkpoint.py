@@ -41,11 +41,6 @@ def manager(directory: str, save_steps: tuple[int, ...] = (), keep: int = 0, asy
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
-def saved_steps(directory: str) -> list[int]:
-  """The steps saved here, without opening a manager (whether a run is a restart; a made base's last step)."""
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if os.path.isdir(directory) else []
-
-
 def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, data_iter: Any,
          meta: dict[str, Any]) -> None:
   args = {PARAMS: ocp.args.StandardSave(params), META: ocp.args.JsonSave(meta),

@@ -23,6 +23,7 @@ from rsft import config as rconfig, distributed, sharding
 from rsft import workdir as workdir_lib
 from rsft.data import generate, pipeline
 from rsft.convert.model_io import load_model, load_tokenizer
+from rsft.convert.step_dir import finished_steps
 from rsft.models import ModelConfig, resolve
 from rsft.models.model import abstract_model, init_model
 from rsft.train import checkpoint, metrics as metrics_lib, optim
@@ -76,7 +77,7 @@ def _make_base(config: Any, workdir: str) -> str | None:
   base_dir = os.path.join(workdir, "base")
   logging.info("training the base model in %s (config.pretrain)", base_dir)
   _train(base_config(config), base_dir)
-  return os.path.join(base_dir, "checkpoints", str(max(checkpoint.saved_steps(os.path.join(base_dir, "checkpoints")))))
+  return os.path.join(base_dir, "checkpoints", str(finished_steps(os.path.join(base_dir, "checkpoints"))[-1]))
 
 
 @dataclasses.dataclass
@@ -156,7 +157,7 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   config = rconfig.with_values(config, generate.prepare(config, workdir))  # generated data
   # A made base trains first, before this run builds anything (grain's prefetch threads would compete with it).
-  base = None if checkpoint.saved_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
+  base = None if finished_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
   mesh = sharding.mesh_from_config(config.mesh)
