@@ -1,8 +1,11 @@
 """The demo base model's short-answer tasks: data, held-out benchmarks, and a grader that reads model text safely."""
 
+import re
+
 import pytest
 
 from rsft.evals import benchmarks, grading, loaders
+from rsft.tasks import countdown
 from rsft.tasks import short_answer as sa
 
 
@@ -21,6 +24,14 @@ def test_rows_interleave_the_tasks_and_answer_directly():
     assert q["answer"] == ", ".join(map(str, sorted(numbers)))
   with pytest.raises(ValueError, match="unknown short-answer task 'spelling'"):
     sa.questions("spelling", 0, 1)
+
+
+def test_arithmetic_is_the_arithmetic_countdown_traces_do():
+  """Near transfer needs the same facts: every equation a countdown3 trace writes is one the base is taught."""
+  taught = {q["shown"] for q in sa.questions("arithmetic", 0, 100_000)}
+  written = {m.group(0) for r in countdown.rows(0, 300, "countdown3")
+             for m in re.finditer(r"\d+ [-+*/] \d+ = \d+", r["response"])}
+  assert len(written) > 100 and written <= taught
 
 
 @pytest.mark.parametrize("response,score,status", [

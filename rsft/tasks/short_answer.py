@@ -3,7 +3,7 @@ benchmarks that watch them afterwards.
 
 The study asks what SFT on long chain-of-thought data does to what a base model could already do. The demo's base
 is trained from scratch, so it is given such abilities first: `arithmetic` (one operation on small numbers, the
-operations Countdown traces also use: near transfer) and `sorting` (a few numbers in increasing order, which also
+facts Countdown traces compute with: near transfer) and `sorting` (a few numbers in increasing order, which also
 teaches the model to copy numbers from its prompt: far transfer). The base answers directly, with no reasoning, in a `\\boxed{}`; the SFT data never shows these prompts.
 Rows use the study's schema (`message`, `response`, `answer`).
 """
@@ -13,19 +13,26 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from rsft.tasks import countdown
+
 TASKS = ("arithmetic", "sorting")
 INSTRUCTION = "Put your final answer within \\boxed{}."
 MAX_ANSWER_CHARS = 256  # a model's boxed answer longer than any gold: wrong without parsing it
 
 
 def _arithmetic(rng: random.Random) -> tuple[str, str, str]:
-  """One operation in the ranges Countdown's traces compute (a two-digit number and a digit; division exact)."""
-  op = rng.choice("+-*/")
-  x, y = rng.randint(1, 36), rng.randint(1, 9)
-  if op == "/":
-    x = y * rng.randint(1, 36 // y)
+  """One operation as the demo's Countdown traces compute it (level countdown3): on two of the puzzle's numbers,
+  or on one of them and the result of a first operation; the result a positive integer, as in the game. A few
+  hundred facts, which the base memorises."""
+  top = countdown.LEVELS["countdown3"]["max_number"]
+  x, y = rng.randint(1, top), rng.randint(1, top)
+  if rng.random() < 0.5:  # a first operation's result as one operand
+    first = [v for v in (x + y, x * y, abs(x - y), max(x, y) // min(x, y) if max(x, y) % min(x, y) == 0 else 0) if v]
+    x, y = rng.choice(first), rng.randint(1, top)
+  ops = ["+", "*"] + (["-"] if x != y else []) + (["/"] if max(x, y) % min(x, y) == 0 else [])
+  op = rng.choice(ops)
   a, b = (max(x, y), min(x, y)) if op in "-/" else (x, y) if rng.random() < 0.5 else (y, x)
-  value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+  value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
   return f"What is {a} {op} {b}?", str(value), f"{a} {op} {b} = {value}"
 
 
@@ -51,8 +58,9 @@ def prompt(question: str) -> str:
 
 
 def response(answer: str, shown: str = "") -> str:
-  """The base's answer: direct, no thinking (an arithmetic answer states its equation, `7 * 8 = 56`: the form in
-  which Countdown's traces compute, so the skill has a form SFT can reuse)."""
+  """The base's answer: direct, no thinking (an arithmetic answer states its equation, `4 * 6 = 24`: the form in
+  which Countdown's traces compute; measured with bench/countdown_probe.py, the demo base still does not carry
+  these facts into a trace's context)."""
   return f"{shown}\n\n\\boxed{{{answer}}}" if shown else f"\\boxed{{{answer}}}"
 
 

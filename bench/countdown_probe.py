@@ -1,0 +1,149 @@
+"""Where a Countdown-trained checkpoint goes wrong: teacher-forced probabilities of the gold trace's tokens on
+held-out puzzles, by the kind of decision each token carries, with transformers scoring the same tokens.
+
+  python bench/countdown_probe.py --workdir=/tmp/countdown [--steps=80,573] [--puzzles=64] [--level=countdown3]
+  python bench/countdown_probe.py --smoke     # a random tiny Qwen3 on 4 puzzles: the whole path in seconds
+
+Sampled accuracy at 64 items moves by +-0.1 from run to run; this reads the same gold traces under each
+checkpoint, so a change of trace format, base or model shows up in the part it touches. Kinds: `value` (the digits
+after `a op b =`: arithmetic), `hit` (the `.` that stops a last-pair list at the target: comparing a value with
+the target), `continue` (the `,` that goes on past a miss), `exhausted` (the `.` after the last move, None is T),
+`first_move` (the operands and operation of each `Try`: the search order), `left` (the numbers that remain),
+`boxed` (the answer), `other`. Each cell: mean probability of the gold token / share of gold tokens above 0.5
+(the ones the checkpoint would most likely write itself). The reference line exports each checkpoint to Hugging
+Face format and scores the same sequences with transformers: the probabilities are the model's, not rsft's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+
+from rsft import api
+from rsft.convert import step_dir
+from rsft.evals import items
+from rsft.tasks import countdown
+
+KINDS = [  # (kind, pattern): group 1 marks the characters; the first kind that claims a character wins
+    ("value", r"\d+ [-+*/] \d+ = (\d+)"),
+    ("hit", r"(\.) That reaches"),
+    ("exhausted", r"(\.) None is"),
+    ("continue", r"\d(, )\d+ [-+*/]"),
+    ("first_move", r"Try (\d+ [-+*/] \d+)"),
+    ("left", r"Left: ([\d, ]+)\."),
+    ("boxed", r"\\boxed\{([^}]*)\}"),
+]
+NAMES = [k for k, _ in KINDS] + ["other"]
+
+
+def char_kinds(response: str) -> dict[int, str]:
+  kinds: dict[int, str] = {}
+  for kind, pattern in KINDS:
+    for m in re.finditer(pattern, response):
+      for k in range(m.start(1), m.end(1)):
+        kinds.setdefault(k, kind)
+  return kinds
+
+
+def gold_sequences(tokenizer, puzzles: list[countdown.Puzzle]) -> list[tuple[np.ndarray, list[str]]]:
+  """Per puzzle: chat prompt + gold trace as ids, and the kind of each predicted token (None in the prompt)."""
+  out = []
+  for p in puzzles:
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": countdown.prompt(p)}], tokenize=False,
+                                           add_generation_prompt=True)
+    response = countdown.trace(p)
+    enc = tokenizer(prompt + response, return_offsets_mapping=True)
+    kinds = char_kinds(response)
+    token_kinds = []
+    for start, end in enc["offset_mapping"][1:]:
+      chars = range(start - len(prompt), end - len(prompt))
+      token_kinds.append(None if start < len(prompt) else next((kinds[k] for k in chars if k in kinds), "other"))
+    out.append((np.array([enc["input_ids"]], np.int32), token_kinds))
+  return out
+
+
+def gold_probs(logprobs: Callable[[np.ndarray], np.ndarray], sequences) -> tuple[dict[str, np.ndarray], list]:
+  """Per kind, the probability given to each gold response token; and the raw log-probs per sequence."""
+  probs, raw = collections.defaultdict(list), []
+  for ids, token_kinds in sequences:
+    lp = np.asarray(logprobs(ids))[0]
+    raw.append(lp)
+    for t, kind in enumerate(token_kinds):
+      if kind is not None:
+        probs[kind].append(float(np.exp(lp[t])))
+  return {k: np.array(v) for k, v in probs.items()}, raw
+
+
+def transformers_logprobs(hf_dir: str) -> Callable[[np.ndarray], np.ndarray]:
+  import torch
+  import transformers
+
+  model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+
+  def logprobs(ids: np.ndarray) -> np.ndarray:
+    ids_t = torch.tensor(ids, dtype=torch.long)
+    with torch.no_grad():
+      logits = model(input_ids=ids_t).logits.float()
+    return torch.log_softmax(logits[:, :-1], -1).gather(-1, ids_t[:, 1:, None])[..., 0].numpy()
+  return logprobs
+
+
+def probe_row(label: str, rsft_dir: str, hf_dir: str, sequences) -> tuple[str, float]:
+  """One table row for a checkpoint, and max |log p rsft - log p transformers| over every token scored."""
+  model = api.load_model(rsft_dir)
+  probs, ours = gold_probs(lambda ids: api.token_logprobs(model, ids), sequences)
+  _, theirs = gold_probs(transformers_logprobs(hf_dir), sequences)
+  diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
+  cells = [f"{probs[k].mean():.2f} / {(probs[k] > 0.5).mean():.2f}" if k in probs else "" for k in NAMES]
+  return f"| {label} | " + " | ".join(cells) + " |", diff
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdir", help="a run of configs/countdown_tiny.py (or any Countdown SFT run)")
+  parser.add_argument("--steps", default="", help="comma-separated checkpoint steps (default: every one)")
+  parser.add_argument("--puzzles", type=int, default=64)
+  parser.add_argument("--level", default="countdown3", choices=sorted(countdown.LEVELS))
+  parser.add_argument("--smoke", action="store_true", help="a random tiny Qwen3 and 4 puzzles")
+  args = parser.parse_args()
+  if not args.smoke and not args.workdir:
+    parser.error("--workdir is required (or --smoke)")
+  puzzles = [countdown.Puzzle(tuple(r["numbers"]), r["target"])  # the benchmark's own held-out items
+             for r in items.countdown_items(args.level)(4 if args.smoke else args.puzzles)]
+  with tempfile.TemporaryDirectory() as tmp:
+    if args.smoke:
+      from rsft.data import tiny_tokenizer
+      from rsft.tools import tiny_models
+      texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 50, **countdown.LEVELS[args.level])]
+      tokenizer = tiny_tokenizer.train(texts, tiny_models.VOCAB, os.path.join(tmp, "tokenizer"))
+      hf_dir = os.path.join(tmp, "random")
+      tiny_models.build("qwen3", hf_dir)
+      checkpoints = [("random", hf_dir, hf_dir)]
+    else:
+      tokenizer = api.load_tokenizer(os.path.join(args.workdir, "tokenizer"))
+      ckpts = os.path.join(args.workdir, "checkpoints")
+      steps = [int(s) for s in args.steps.split(",")] if args.steps else step_dir.finished_steps(ckpts)
+      checkpoints = [(str(s), os.path.join(ckpts, str(s)), None) for s in steps]
+    sequences = gold_sequences(tokenizer, puzzles)
+    print(f"{args.workdir or 'smoke'}: {len(puzzles)} held-out {args.level} gold traces; "
+          "mean p of the gold token / share with p > 0.5")
+    print("| step | " + " | ".join(NAMES) + " |")
+    print("| --- " * (len(NAMES) + 1) + "|")
+    worst = 0.0
+    for label, rsft_dir, hf_dir in checkpoints:
+      if hf_dir is None:
+        hf_dir = api.export_hf(rsft_dir, os.path.join(tmp, f"hf_{label}"))
+      row, diff = probe_row(label, rsft_dir, hf_dir, sequences)
+      print(row, flush=True)
+      worst = max(worst, diff)
+    print(f"reference: max |log p rsft - log p transformers| over every gold token, every checkpoint: {worst:.2e}")
+
+
+if __name__ == "__main__":
+  main()
