@@ -110,7 +110,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       files=config_dict.placeholder(str),  # per-benchmark data: "hexphi=/d/hexphi.csv,livecodebench=hf:o/n:test"
       gold_columns=config_dict.placeholder(str),  # math gold column per benchmark, e.g. "aime24=solution"
       group_aggregate="mean",  # a group's score (halueval): mean of its members' scores | pooled over items
-      checkpoints="all",  # all | last | comma-separated steps
+      checkpoints="all",  # all | last | comma-separated steps, "last" among them (0,last)
       data_dir="",        # benchmark files; "" = the user cache `python -m rsft.evals.data fetch` fills
                           # ($RSFT_DATA_DIR, else ~/.cache/rsft/benchmarks)
       mode="sweep",       # sweep | generate | score | grade | prompts

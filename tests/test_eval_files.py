@@ -182,5 +182,8 @@ def test_checkpoint_selection():
   assert checkpoints.select("last", [5, 10, 20]) == [20]
   assert checkpoints.select("20,5", [5, 10, 20]) == [5, 20]
   assert checkpoints.select((10,), [5, 10, 20]) == [10]
+  assert checkpoints.select("5, last", [5, 10, 20]) == [5, 20] == checkpoints.select("last,5,20", [5, 10, 20])
+  with pytest.raises(ValueError, match=r"'first' is not a step"):
+    checkpoints.select("5,first", [5, 10, 20])
   with pytest.raises(ValueError, match=r"steps \[7\].*saved steps: \[5, 10, 20\]"):
     checkpoints.select("5,7", [5, 10, 20])
