@@ -27,8 +27,10 @@ import numpy as np
 
 from rsft import api
 from rsft.convert import step_dir
+from rsft.data import tiny_tokenizer
 from rsft.evals import items
 from rsft.tasks import countdown
+from rsft.tools import tiny_models
 
 KINDS = [  # (kind, pattern): group 1 marks the characters; the first kind that claims a character wins
     ("value", r"\d+ [-+*/] \d+ = (\d+)"),
@@ -85,13 +87,7 @@ def transformers_logprobs(hf_dir: str) -> Callable[[np.ndarray], np.ndarray]:
   import transformers
 
   model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
-
-  def logprobs(ids: np.ndarray) -> np.ndarray:
-    ids_t = torch.tensor(ids, dtype=torch.long)
-    with torch.no_grad():
-      logits = model(input_ids=ids_t).logits.float()
-    return torch.log_softmax(logits[:, :-1], -1).gather(-1, ids_t[:, 1:, None])[..., 0].numpy()
-  return logprobs
+  return lambda ids: tiny_models.hf_logprobs(model, ids, np.ones_like(ids))
 
 
 def probe_row(label: str, rsft_dir: str, hf_dir: str, sequences) -> tuple[str, float]:
@@ -118,8 +114,6 @@ def main() -> None:
              for r in items.countdown_items(args.level)(4 if args.smoke else args.puzzles)]
   with tempfile.TemporaryDirectory() as tmp:
     if args.smoke:
-      from rsft.data import tiny_tokenizer
-      from rsft.tools import tiny_models
       texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 50, **countdown.LEVELS[args.level])]
       tokenizer = tiny_tokenizer.train(texts, tiny_models.VOCAB, os.path.join(tmp, "tokenizer"))
       hf_dir = os.path.join(tmp, "random")

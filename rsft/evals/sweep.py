@@ -69,9 +69,10 @@ def why_not_run(bench: Benchmark, eval_cfg: Any, files: dict[str, str], judges: 
   """What is missing for this benchmark (its data, or with `judges` its model grader), or None when it can run."""
   path = files.get(bench.name)
   if path is None and bench.file is not None:
-    path = os.path.join(loaders.data_dir(eval_cfg), bench.file)
+    data_dir = loaders.data_dir(eval_cfg)
+    path = os.path.join(data_dir, bench.file)
     if not os.path.exists(path):
-      return (f"data: no {bench.file} in eval.data_dir ({loaders.data_dir(eval_cfg)}); fetch it with `python -m "
+      return (f"data: no {bench.file} in eval.data_dir ({data_dir}); fetch it with `python -m "
               f"rsft.evals.data fetch --benchmarks={bench.name}` or give it with --config.eval.files={bench.name}=PATH")
   elif path is not None and not path.startswith("hf:") and not os.path.exists(path):
     return f"data: eval.files gives {path}, which does not exist"
