@@ -53,7 +53,7 @@ SCRIPTS = {
     "ifeval_agreement_missing": (["bench/ifeval_agreement.py", "--smoke", f"--lm_eval_dir={NO_LM_EVAL}"], 1,
                                  [r"^skipped: bench/ifeval_agreement.py needs lm_eval's IFEval files"]),
     "countdown_probe": (["bench/countdown_probe.py", "--smoke"], 1,
-                        [r"^\| random( \| [\d.]+ / [\d.]+){8} \|$",
+                        [r"^\| random( \| [\d.]+ / [\d.]+){10} \| [\d.]* \|$",
                          r"max \|log p rsft - log p transformers\| over every gold token, every checkpoint: [\d.e-]+"]),
     "gpu_check": (["bench/gpu_check.sh", "--smoke"], 1, [r"^skipped: bench/gpu_check.sh needs an NVIDIA GPU"]),
     "gpu_step": (["bench/gpu_step.sh", "--smoke"], 1, [r"^skipped: bench/gpu_step.sh needs an NVIDIA GPU"]),

@@ -51,18 +51,21 @@ def test_traces_backtrack_verify_and_box_a_correct_answer():
     p = cd.Puzzle(tuple(r["answer"]["numbers"]), r["answer"]["target"])
     assert r["response"].startswith("<think>\n") and "</think>" in r["response"]
     assert "Check:" in r["response"] and cd.verify(r["response"], p)
-    assert f"Numbers: [{', '.join(map(str, p.numbers))}]" in r["message"][0]["content"]
+    assert f"[{', '.join(map(str, p.numbers))}], make {p.target} " in r["message"][0]["content"]
 
 
 @pytest.mark.parametrize("level", sorted(cd.LEVELS))
 def test_every_step_a_trace_states_is_true_arithmetic(level):
-  """The traces teach arithmetic: each `a op b = v` they write holds, every intermediate a positive integer."""
+  """The traces teach arithmetic: each `a+b=v` they write holds, every intermediate a positive integer,
+  and each comparison with the target (`v vs T yes|no`) is right."""
   import re
   steps = 0
   for r in cd.rows(5, 80, level):
-    for a, op, b, v in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)\b(?![ (]*[-+*/])", r["response"].split("Check:")[0]):
+    for a, op, b, v in re.findall(r"(?<![\d)])(\d+)([-+*/])(\d+)=(\d+)\b", r["response"].split("Check:")[0]):
       steps += 1
       assert cd._apply(cd.Fraction(int(a)), op, cd.Fraction(int(b))) == int(v), (a, op, b, v, r["response"])
+    for v, t, verdict in re.findall(r"=(\d+) vs (\d+) (yes|no)", r["response"]):
+      assert int(t) == r["answer"]["target"] and (v == t) == (verdict == "yes"), r["response"]
   assert steps > 400
 
 
@@ -74,6 +77,6 @@ def test_countdown3_checks_the_last_pair_out_loud():
   assert len(set(test)) == 150 and not set(train) & set(test)  # distinct benchmark items, never trained on
   assert all(cd.held_out(p) for p in test) and not any(cd.held_out(p) for p in train)
   text = cd.trace(cd.Puzzle((6, 10, 4), 56))
-  assert "Try 6 + 10 = 16. Left: 4, 16.\n4 + 16 = 20, 4 * 16 = 64, 16 - 4 = 12, 16 / 4 = 4. None is 56. Backtrack." \
-      in text and "4 + 60 = 64, 4 * 60 = 240, 60 - 4 = 56. That reaches 56." in text
+  assert ("6+10=16, left 4, 16: 4+16=20 vs 56 no, 4*16=64 vs 56 no, 16-4=12 vs 56 no, 16/4=4 vs 56 no. Backtrack.\n"
+          "6*10=60, left 4, 60: 4+60=64 vs 56 no, 4*60=240 vs 56 no, 60-4=56 vs 56 yes. Found.\n") in text
   assert cd.verify(text, cd.Puzzle((6, 10, 4), 56))

@@ -13,11 +13,11 @@ def test_rows_interleave_the_tasks_and_answer_directly():
   rows = sa.rows(0, 6)
   assert [r["data_source"] for r in rows] == ["arithmetic", "sorting"] * 3
   assert all(r["response"].endswith(f"\\boxed{{{r['answer']}}}") and "<think>" not in r["response"] for r in rows)
-  assert rows[0]["response"] == f"{rows[0]['message'][0]['content'].split('?')[0].removeprefix('What is ')} = " \
+  assert rows[0]["response"] == f"{rows[0]['message'][0]['content'].split('?')[0].removeprefix('What is ')}=" \
       f"{rows[0]['answer']}\n\n\\boxed{{{rows[0]['answer']}}}"  # the equation, then the box
   assert sa.rows(0, 6) == rows and sa.rows(1, 6) != rows
   for q in sa.questions("arithmetic", 3, 200):
-    a, op, b = q["question"].removeprefix("What is ").rstrip("?").split()
+    a, op, b = re.fullmatch(r"What is (\d+)([-+*/])(\d+)\?", q["question"]).groups()
     assert int(q["answer"]) == eval(f"{int(a)} {op} {int(b)}") >= 0  # noqa: S307 (our own generated digits)
   for q in sa.questions("sorting", 3, 50):
     numbers = [int(x) for x in q["question"].removeprefix("Sort ").split(" from")[0].split(", ")]
@@ -30,7 +30,7 @@ def test_arithmetic_is_the_arithmetic_countdown_traces_do():
   """Near transfer needs the same facts: every equation a countdown3 trace writes is one the base is taught."""
   taught = {q["shown"] for q in sa.questions("arithmetic", 0, 100_000)}
   written = {m.group(0) for r in countdown.rows(0, 300, "countdown3")
-             for m in re.finditer(r"\d+ [-+*/] \d+ = \d+", r["response"])}
+             for m in re.finditer(r"(?<![\d)])\d+[-+*/]\d+=\d+", r["response"])}
   assert len(written) > 100 and written <= taught
 
 
@@ -51,7 +51,7 @@ def test_grader_reads_the_committed_boxed_answer(response, score, status):
 
 
 def test_benchmarks_are_generated_and_held_out_by_seed():
-  for name in ("arithmetic", "sorting"):
+  for name in sa.TASKS:
     items = loaders.load_items(benchmarks.get(name), "", limit=20)
     assert len(items) == 20 and items[0].prompt.endswith(sa.INSTRUCTION)
     assert [i.prompt for i in items] != [sa.prompt(q["question"]) for q in sa.questions(name, 0, 20)]

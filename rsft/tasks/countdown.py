@@ -241,50 +241,55 @@ def verify(response: str, p: Puzzle) -> bool:
 # ---------------------------------------------------------------------------------------------- traces
 
 def prompt(p: Puzzle) -> str:
+  """Short on purpose: the demo pays for every prompt token in each training row and gets no loss from it."""
   nums = ", ".join(map(str, p.numbers))
-  return (f"Using the numbers [{nums}], create an equation that equals {p.target}. You can use +, -, *, / and "
-          f"each number exactly once.\nNumbers: [{nums}]\nTarget: {p.target}\n"
-          "Please reason step by step, and put your final answer within \\boxed{}.")
+  return (f"Using the numbers [{nums}], make {p.target} with +, -, *, / and each number once.\n"
+          "Put your final answer within \\boxed{}.")
 
 
 def trace(p: Puzzle, max_failed: int = 3) -> str:
   """A long-CoT response: tries first moves in canonical order; with two numbers left, computes every move on them
-  and checks each against the target; a failure says why and backtracks. With more numbers left it judges the rest
-  at once and, after `max_failed` failures, skips ahead to a move that works. Ends by verifying and boxing."""
+  and compares each result with the target out loud (`4+7=11 vs 18 no`), backtracking when none hits. With more
+  numbers left it judges the rest at once and, after `max_failed` failures, skips ahead to a move that works. Ends
+  by verifying and boxing.
+
+  Compact (`4+7=11`, no spaces) because a tiny model learns from decisions, not filler: a third fewer tokens than
+  `4 + 7 = 11`-style prose. The explicit `vs T` puts the target next to each result, so stopping is a comparison of
+  neighbouring tokens rather than a search back to the prompt (bench/countdown_probe.py measures whether a
+  checkpoint makes it)."""
   target = Fraction(p.target)
-  lines = [f"<think>\nWe need {p.target} from {', '.join(map(str, p.numbers))}, using each number once."]
+  lines = [f"<think>\nNeed {p.target} from {', '.join(map(str, p.numbers))}."]
   failed = 0
   moves = list(_moves([(Fraction(n), str(n)) for n in p.numbers]))
   for (a, op, b, value), rest in moves:
-    lines.append(f"Try {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
+    head = f"{_step(a, op, b, value)}, left {_fmt_items(rest)}"
     path = _search(rest, target)
     if len(rest) > 2 and path is None:
-      lines.append(f"From {_fmt_items(rest)} there is no way to reach {p.target}. Backtrack.")
+      lines.append(f"{head}: no way to {p.target}. Backtrack.")
       failed += 1
       if failed <= max_failed:
         continue
       (a, op, b, value), rest = next(m for m in moves if _search(m[1], target))  # keep traces bounded
       path = _search(rest, target)
-      lines.append(f"Try {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
+      head = f"{_step(a, op, b, value)}, left {_fmt_items(rest)}"
     while len(rest) > 2:
+      lines.append(head + ".")
       (a, op, b, value), rest = next(m for m in _moves(rest) if _search(m[1], target))
-      lines.append(f"Then {_step(a, op, b, value)}. Left: {_fmt_items(rest)}.")
-    lines.append(_last_pair(rest, target))
+      head = f"{_step(a, op, b, value)}, left {_fmt_items(rest)}"
+    lines.append(f"{head}: {_last_pair(rest, target)}")
     if path is None:
-      lines[-1] += " Backtrack."
       continue
-    expr = _strip_outer(path)
+    expr = _strip_outer(path).replace(" ", "")
     ok, _ = check_expression(expr, p)
     assert ok, (p, expr)
-    lines.append(f"Check: {expr} = {p.target}, and it uses {', '.join(map(str, sorted(p.numbers)))} once each. "
-                 "Correct.\n</think>")
+    lines.append(f"Check: {expr}={p.target} uses {', '.join(map(str, sorted(p.numbers)))}. Correct.\n</think>")
     lines.append(f"\\boxed{{{expr}}}")
     return "\n".join(lines)
   raise ValueError(f"{p} has no solution")
 
 
 def _step(a: tuple[Fraction, str], op: str, b: tuple[Fraction, str], value: Fraction) -> str:
-  return f"{_fmt(a[0])} {op} {_fmt(b[0])} = {_fmt(value)}"
+  return f"{_fmt(a[0])}{op}{_fmt(b[0])}={_fmt(value)}"
 
 
 def _fmt_items(items: list[tuple[Fraction, str]]) -> str:
@@ -292,13 +297,14 @@ def _fmt_items(items: list[tuple[Fraction, str]]) -> str:
 
 
 def _last_pair(items: list[tuple[Fraction, str]], target: Fraction) -> str:
-  """Every move on the last two numbers up to the one that hits the target: the check a reader can follow."""
+  """Every move on the last two numbers up to the one that hits the target, each compared with the target."""
   done = []
   for (a, op, b, value), _ in _moves(items):
-    done.append(_step(a, op, b, value))
-    if value == target:
-      return f"{', '.join(done)}. That reaches {_fmt(target)}."
-  return f"{', '.join(done)}. None is {_fmt(target)}."
+    hit = value == target
+    done.append(f"{_step(a, op, b, value)} vs {_fmt(target)} {'yes' if hit else 'no'}")
+    if hit:
+      return f"{', '.join(done)}. Found."
+  return f"{', '.join(done)}. Backtrack."
 
 
 def rows(seed: int, count: int, level: str = "countdown") -> list[dict]:

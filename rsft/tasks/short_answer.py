@@ -4,8 +4,8 @@ benchmarks that watch them afterwards.
 The study asks what SFT on long chain-of-thought data does to what a base model could already do. The demo's base
 is trained from scratch, so it is given such abilities first: `arithmetic` (one operation on small numbers, the
 facts Countdown traces compute with: near transfer) and `sorting` (a few numbers in increasing order, which also
-teaches the model to copy numbers from its prompt: far transfer). The base answers directly, with no reasoning, in a `\\boxed{}`; the SFT data never shows these prompts.
-Rows use the study's schema (`message`, `response`, `answer`).
+teaches the model to copy numbers from its prompt: far transfer). The base answers directly, with no reasoning, in a
+`\\boxed{}`; the SFT data never shows these prompts. Rows use the study's schema (`message`, `response`, `answer`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _arithmetic(rng: random.Random) -> tuple[str, str, str]:
   op = rng.choice(ops)
   a, b = (max(x, y), min(x, y)) if op in "-/" else (x, y) if rng.random() < 0.5 else (y, x)
   value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-  return f"What is {a} {op} {b}?", str(value), f"{a} {op} {b} = {value}"
+  return f"What is {a}{op}{b}?", str(value), f"{a}{op}{b}={value}"
 
 
 def _sorting(rng: random.Random) -> tuple[str, str, str]:
@@ -58,9 +58,8 @@ def prompt(question: str) -> str:
 
 
 def response(answer: str, shown: str = "") -> str:
-  """The base's answer: direct, no thinking (an arithmetic answer states its equation, `4 * 6 = 24`: the form in
-  which Countdown's traces compute; measured with bench/countdown_probe.py, the demo base still does not carry
-  these facts into a trace's context)."""
+  """The base's answer: direct, no thinking (an arithmetic answer states its equation, `4*6=24`: the form in
+  which Countdown's traces compute)."""
   return f"{shown}\n\n\\boxed{{{answer}}}" if shown else f"\\boxed{{{answer}}}"
 
 
@@ -77,5 +76,6 @@ def rows(seed: int, count: int, tasks: tuple[str, ...] = TASKS) -> list[dict[str
   """Training rows, the tasks interleaved (count split evenly)."""
   per_task = [questions(t, seed, -(-count // len(tasks))) for t in tasks]
   mixed = [q for group in zip(*per_task) for q in group][:count]
-  return [{"message": [{"role": "user", "content": prompt(q["question"])}], "response": response(q["answer"], q["shown"]),
-           "answer": q["answer"], "data_source": q["task"]} for q in mixed]
+  return [{"message": [{"role": "user", "content": prompt(q["question"])}],
+           "response": response(q["answer"], q["shown"]), "answer": q["answer"], "data_source": q["task"]}
+          for q in mixed]
