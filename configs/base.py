@@ -58,7 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       micro_batch_size=32,            # rows per accumulation step, whole mesh; 0 = one row per data x fsdp device
                                       # (a memory setting only: the loss never depends on it)
       lr=5e-5,
-      schedule="cosine",              # cosine | constant (both after linear warmup)
+      schedule="cosine",              # cosine | constant | wsd (all after linear warmup)
+      decay_ratio=0.2,                # wsd: the last share of the steps, decayed linearly to 0
       warmup_ratio=0.1,
       b1=0.9,
       b2=0.999,

@@ -40,6 +40,7 @@ def get_config(arg: str | None = None):
   c.train.micro_batch_size = 4
   c.train.lr = 2e-3
   c.train.b2 = 0.95  # and the base's: Adam's second moment over ~20 steps, not ~1000, for a run of a few hundred
+  c.train.schedule = "wsd"  # and the base's: the peak rate until the last fifth, then linearly to 0
   c.train.warmup_ratio = 0.05
   c.train.loss_chunk = 256
   c.train.log_every = 5

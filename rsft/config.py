@@ -72,7 +72,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.format": ("auto", "jsonl", "json", "parquet", "csv"),
     "data.truncation": ("right", "drop"),
     "data.on_error": ("raise", "skip"),
-    "train.schedule": ("cosine", "constant"),
+    "train.schedule": ("cosine", "constant", "wsd"),
     "train.loss_aggregation": ("token_mean", "verl"),
     "train.weight_decay_mask": ("all", "kernels"),
     "eval.mode": ("sweep", "generate", "score", "grade", "prompts"),

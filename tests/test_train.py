@@ -214,6 +214,19 @@ def test_schedule_is_verls_cosine_with_warmup():
     np.testing.assert_allclose(float(sched(step)), want, rtol=1e-5, atol=1e-12)
   const = optim.schedule(1e-4, 1280, 0.1, "constant")
   assert float(const(0)) == 0 and float(const(64)) == pytest.approx(5e-5) and float(const(1000)) == pytest.approx(1e-4)
+  assert float(optim.schedule(1e-4, 100, 0.0, "constant")(0)) == pytest.approx(1e-4)
+
+
+def test_wsd_holds_the_peak_then_decays_linearly_over_the_last_share():
+  wsd = optim.schedule(1e-3, 100, 0.05, "wsd", decay_ratio=0.2)  # warmup 5, stable to 80, 0 at 100
+  want = {0: 0.0, 2: 4e-4, 5: 1e-3, 50: 1e-3, 80: 1e-3, 90: 5e-4, 99: 5e-5, 100: 0.0}
+  for step, lr in want.items():
+    assert float(wsd(step)) == pytest.approx(lr, abs=1e-9), step
+  assert float(optim.schedule(1e-3, 100, 0.0, "wsd", decay_ratio=1.0)(50)) == pytest.approx(5e-4)
+  with pytest.raises(ValueError, match="train.decay_ratio=0"):
+    optim.schedule(1e-3, 100, 0.0, "wsd", decay_ratio=0)
+  with pytest.raises(ValueError, match="use 'cosine', 'constant' or 'wsd'"):
+    optim.schedule(1e-3, 100, 0.0, "linear")
 
 
 def test_mfu_flops_estimate_matches_a_hand_count():
