@@ -253,7 +253,7 @@ def trace(p: Puzzle, max_failed: int = 3) -> str:
   numbers left it judges the rest at once and, after `max_failed` failures, skips ahead to a move that works. Ends
   by verifying and boxing.
 
-  Compact (`4+7=11`, no spaces) because a tiny model learns from decisions, not filler: a third fewer tokens than
+  Compact (`4+7=11`, no spaces) because a tiny model learns from decisions, not filler: ~30% fewer tokens than
   `4 + 7 = 11`-style prose. The explicit `vs T` puts the target next to each result, so stopping is a comparison of
   neighbouring tokens rather than a search back to the prompt (bench/countdown_probe.py measures whether a
   checkpoint makes it)."""
