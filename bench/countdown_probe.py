@@ -104,9 +104,10 @@ def transformers_logprobs(hf_dir: str) -> Callable[[np.ndarray], np.ndarray]:
 def probe_row(label: str, rsft_dir: str, hf_dir: str, sequences, moved) -> tuple[str, float]:
   """One table row for a checkpoint, and max |log p rsft - log p transformers| over every token scored."""
   model = api.load_model(rsft_dir)
-  probs, ours = gold_probs(lambda ids: api.token_logprobs(model, ids), sequences)
+  score = lambda ids: api.token_logprobs(model, ids)  # noqa: E731
+  probs, ours = gold_probs(score, sequences)
   _, theirs = gold_probs(transformers_logprobs(hf_dir), sequences)
-  moved_yes = gold_probs(lambda ids: api.token_logprobs(model, ids), moved)[0].get("yes", np.zeros(0))
+  moved_yes = gold_probs(score, moved)[0].get("yes", np.zeros(0))
   diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
   cells = [f"{probs[k].mean():.2f} / {(probs[k] > 0.5).mean():.2f}" if k in probs else "" for k in NAMES]
   cells.append(f"{moved_yes.mean():.2f}" if moved_yes.size else "")
