@@ -1,17 +1,24 @@
 """Evaluation: python eval.py --config=configs/X.py --workdir=DIR --config.eval.mode=generate|score
 --config.eval.input=in.jsonl [--config.eval.output=out.jsonl] [--config.eval.checkpoints=last|<step>|0]."""
 
-from absl import app, flags
+import sys
+
+from absl import app, flags, logging
 
 from rsft import config as rconfig
 from rsft.evals import run
+from rsft.evals.errors import EnvironmentProblem
 
 rconfig.define_flags()
 
 
 def main(argv):
   del argv
-  run.run(flags.FLAGS.config, flags.FLAGS.workdir)
+  try:
+    run.run(flags.FLAGS.config, flags.FLAGS.workdir)
+  except EnvironmentProblem as e:  # the machine lacks something: its fix, without a traceback, and exit status 2
+    logging.error("%s", e)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

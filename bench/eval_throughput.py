@@ -2,7 +2,7 @@
 transformers.generate, in one run.
 
   python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096]
-  python bench/eval_throughput.py --smoke        # 16 prompts, 8 in flight, caps 64 and 256, in seconds
+  python bench/eval_throughput.py --smoke        # 16 prompts, 8 in flight, caps 32 and 96, in seconds
 Results go to stdout (progress bars to stderr).
 
 The workload of issue 15: a tiny random Qwen3, `prompts` prompts of 20-60 tokens, at most `batch` sequences in
@@ -55,10 +55,10 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--caps", default="512,4096")
   parser.add_argument("--repeats", type=int, default=5, help="runs per cap for rsft's cost vs cap")
-  parser.add_argument("--smoke", action="store_true", help="16 prompts, 8 in flight, caps 64 and 256")
+  parser.add_argument("--smoke", action="store_true", help="16 prompts, 8 in flight, caps 32 and 96")
   args = parser.parse_args()
   if args.smoke:
-    args.prompts, args.batch, args.caps, args.repeats = 16, 8, "64,256", 1
+    args.prompts, args.batch, args.caps, args.repeats = 16, 8, "32,96", 1
   caps = [int(c) for c in args.caps.split(",")]
   import torch
   import transformers

@@ -417,6 +417,42 @@ def detail(instruction_id: str, text: str, rsft_ifeval: types.ModuleType, lm_uti
   return ""
 
 
+def nltk_drift(path: str, verdicts: list[list[Any]], nltk_version: str) -> dict[str, Any]:
+  """How many of lm_eval's own deterministic verdicts move between the nltk that wrote `path` and this one."""
+  with open(path) as f:
+    head = json.loads(f.readline())
+    before = [json.loads(line) for line in f]
+  if [v[:3] for v in before] != [v[:3] for v in verdicts]:
+    raise SystemExit(f"{path}: written for other rows or responses (use the same --rows and --per_row)")
+  by_instruction = collections.defaultdict(collections.Counter)
+  prompts_before, prompts_now = collections.defaultdict(lambda: [True, True]), collections.defaultdict(
+      lambda: [True, True])
+  for old, new in zip(before, verdicts):
+    if new[5]:
+      continue  # lm_eval draws this check's argument at random: no verdict to compare
+    c = by_instruction[new[2]]
+    c["checks"] += 1
+    c["differ_strict"] += old[3] != new[3]
+    c["differ_loose"] += old[4] != new[4]
+    for k, verdict in ((0, 3), (1, 4)):
+      prompts_before[(new[0], new[1])][k] &= old[verdict]
+      prompts_now[(new[0], new[1])][k] &= new[verdict]
+  total = sum(by_instruction.values(), collections.Counter())
+  prompts = len(prompts_now)
+  moved = [sum(prompts_before[p][k] != prompts_now[p][k] for p in prompts_now) for k in (0, 1)]
+  out = dict(nltk_before=head["nltk"], nltk_now=nltk_version, checks=total["checks"],
+             differ_strict=total["differ_strict"], differ_loose=total["differ_loose"], responses=prompts,
+             prompt_level_differ_strict=moved[0], prompt_level_differ_loose=moved[1],
+             by_instruction={k: dict(v) for k, v in sorted(by_instruction.items()) if v["differ_strict"] or
+                             v["differ_loose"]})
+  print(f"\nlm_eval's own verdicts, nltk {head['nltk']} -> {nltk_version}: {total['differ_strict']} strict / "
+        f"{total['differ_loose']} loose of {total['checks']} instruction-level checks differ; prompt level "
+        f"{moved[0]} / {moved[1]} of {prompts} responses")
+  for iid, c in out["by_instruction"].items():
+    print(f"  {iid:46} {c['differ_strict']:4} / {c['differ_loose']:<4} of {c['checks']}")
+  return out
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--lm_eval_dir", default=None, help="folder holding lm_eval/ (an unpacked wheel)")
@@ -425,6 +461,10 @@ def main() -> None:
   parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "ifeval_agreement.json"))
   parser.add_argument("--rows", type=int, default=0, help="first N IFEval rows only (0 = all 541)")
   parser.add_argument("--smoke", action="store_true", help="20 rows x 2 responses, --out in a temp dir")
+  parser.add_argument("--save_verdicts", default="", help="write lm_eval's verdict on every check here (JSONL)")
+  parser.add_argument("--against_verdicts", default="",
+                      help="count how many of lm_eval's verdicts differ from a --save_verdicts file written under "
+                           "another nltk (run each under its own nltk: PYTHONPATH=<nltk install> ...)")
   args = parser.parse_args()
   tmp = None
   if args.smoke:
@@ -456,12 +496,15 @@ def main() -> None:
   start = time.perf_counter()
   stats = collections.defaultdict(collections.Counter)
   examples = collections.defaultdict(list)
+  verdicts = []  # (key, response, instruction, strict, loose) of lm_eval: --save_verdicts / --against_verdicts
   for row in rows:
     for j, response in enumerate(responses_for(row, outputs, args.per_row)):
       random.seed(f"{row['key']}/{j}")  # lm_eval's random draws (see random_in_lm_eval): the same on every run
       theirs = lm_utils.process_results(row, [response])
       ours = ifeval.grade(row["instruction_id_list"], row["kwargs"], response)
       for i, (iid, kw) in enumerate(zip(row["instruction_id_list"], row["kwargs"])):
+        verdicts.append([row["key"], j, iid, bool(theirs["inst_level_strict_acc"][i]),
+                         bool(theirs["inst_level_loose_acc"][i]), random_in_lm_eval(registry, iid, kw)])
         s = stats[iid]
         s["checks"] += 1
         s["followed_strict"] += bool(theirs["inst_level_strict_acc"][i])
@@ -509,6 +552,12 @@ def main() -> None:
     for e in shown:
       print(f"  key {e['key']} {e['mode']}: lm_eval {e['lm_eval']}, rsft {e['rsft']} {e['kwargs']} {e['detail']}\n"
             f"    {e['response'][:200]!r}")
+  if args.save_verdicts:
+    with open(args.save_verdicts, "w") as f:
+      f.write(json.dumps(dict(nltk=lm_util.nltk.__version__, lm_eval=lm_version, per_row=args.per_row)) + "\n")
+      f.writelines(json.dumps(v) + "\n" for v in verdicts)
+  if args.against_verdicts:
+    figures["nltk_drift"] = nltk_drift(args.against_verdicts, verdicts, lm_util.nltk.__version__)
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(figures, f, indent=1)

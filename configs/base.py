@@ -111,6 +111,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       files=config_dict.placeholder(str),  # per-benchmark data: "hexphi=/d/hexphi.csv,livecodebench=hf:o/n:test"
       gold_columns=config_dict.placeholder(str),  # math gold column per benchmark, e.g. "aime24=solution"
       group_aggregate="mean",  # a group's score (halueval): mean of its members' scores | pooled over items
+      skip_unavailable=False,  # a benchmark that cannot run here (data, grader environment, judge): False stops
+                               # the run up front with every fix; True runs the rest and lists it as not run
       checkpoints="all",  # all | last | comma-separated steps, "last" among them (0,last)
       data_dir="",        # benchmark files; "" = the user cache `python -m rsft.evals.data fetch` fills
                           # ($RSFT_DATA_DIR, else ~/.cache/rsft/benchmarks)

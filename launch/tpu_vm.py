@@ -1,7 +1,7 @@
 """TPU VM pods: create, push code, run train.py / eval.py on every worker, logs, kill, and a babysitter.
 
   python launch/tpu_vm.py create --name=r14b --zone=us-east5-a --type=v5p-32 [--spot]
-  python launch/tpu_vm.py push   --name=r14b --zone=us-east5-a           # committed HEAD + pip install on all workers
+  python launch/tpu_vm.py push   --name=r14b --zone=us-east5-a           # committed HEAD + its lock installed on all workers
   python launch/tpu_vm.py run    --name=r14b --zone=us-east5-a -- train.py --config=configs/qwen14b_verified.py \
       --workdir=gs://bucket/run14b
   python launch/tpu_vm.py babysit --name=r14b --zone=us-east5-a --type=v5p-32 --spot -- train.py ...
@@ -69,12 +69,14 @@ def create(sh: Shell, args: argparse.Namespace) -> None:
 
 
 def push(sh: Shell, args: argparse.Namespace) -> None:
-  """The committed tree (git archive HEAD: what a run used is what git says), unpacked and installed everywhere."""
+  """The committed tree (git archive HEAD: what a run used is what git says), unpacked and installed everywhere
+  from its lock (requirements/tpu.txt, hashes checked; the workers need Python >= 3.11, as jax does)."""
   archive = f"/tmp/rsft-{args.name}.tar.gz"
   sh(["git", "archive", "--format=tar.gz", f"--output={archive}", "HEAD"])
   sh(_gcloud(args, "scp", archive, f"{args.name}:{archive}", "--worker=all"))
   install = (f"mkdir -p {args.remote_dir} && tar -xzf {archive} -C {args.remote_dir} && cd {args.remote_dir} && "
-             f"python3 -m pip install -q -U 'jax[tpu]' -e . 2>&1 | tail -n 2")
+             "python3 -m pip install -q --no-deps --require-hashes -r requirements/tpu.txt && "
+             "python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -n 2")
   sh(_on_all(args, install))
 
 

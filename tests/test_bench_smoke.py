@@ -4,8 +4,8 @@ missing (a GPU, lm_eval's files) must say "skipped: <why>" and exit 0.
 
 The scripts run as subprocesses (`python bench/x.py --smoke`, as a user runs them), three at a time: each spends
 seconds importing jax and torch, and the whole file has to stay near a minute on two cores. For that, XLA compiles
-without LLVM optimisation and torch uses one thread: the smoke runs check paths and output, not speed, so their
-ratios mean nothing.
+as every test does (tests/cpu_env.py: no LLVM optimisation) and torch uses one thread: the smoke runs check paths
+and output, not speed, so their ratios mean nothing.
 """
 
 import concurrent.futures
@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
+import cpu_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EIGHT_DEVICES = "--xla_force_host_platform_device_count=8"
-FAST_COMPILE = "--xla_backend_optimization_level=0"  # CPU programs compile in about half the time
 NO_LM_EVAL = os.path.join(ROOT, "bench", "no_such_lm_eval_dir")
 
 # test name -> (command, fake CPU devices, patterns the output must contain)
@@ -30,8 +30,8 @@ SCRIPTS = {
     "decode_roofline": (["bench/decode_roofline.py", "--smoke"], 1,
                         [r"decode tiny Qwen3 .*ratio rsft / transformers tokens/s [\d.]+", r'"rows_same_first_32']),
     "eval_throughput": (["bench/eval_throughput.py", "--smoke"], 1,
-                        [r"short +cap +64: rsft .* ratio rsft / transformers [\d.]+, rsft static / transformers [\d.]+",
-                         r"long tail rsft cost per useful token at cap 256 / cap 64: [\d.]+"]),
+                        [r"short +cap +32: rsft .* ratio rsft / transformers [\d.]+, rsft static / transformers [\d.]+",
+                         r"long tail rsft cost per useful token at cap 96 / cap 32: [\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
                          [r"train step, tiny Qwen3", r"ratio rsft / transformers: [\d.]+",
                           r"ratio chunked / dense [\d.]+"]),
@@ -69,11 +69,9 @@ def has_gpu() -> bool:
 
 def run(name: str) -> subprocess.CompletedProcess:
   command, devices, _ = SCRIPTS[name]
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]  # conftest sets 8
-  flags += [FAST_COMPILE] + ([EIGHT_DEVICES] if devices == 8 else [])
   # One torch thread: three scripts share two cores here, and spinning OpenMP threads would only slow them down.
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags),
-             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])), OMP_NUM_THREADS="1")
+  env = cpu_env.env(8 if devices == 8 else 0, OMP_NUM_THREADS="1",
+                    PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
   launcher = ["bash"] if command[0].endswith(".sh") else [sys.executable]
   return subprocess.run(launcher + command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 

@@ -19,7 +19,7 @@ import zipfile
 
 import pytest
 
-from rsft.evals import benchmarks, data, sweep
+from rsft.evals import benchmarks, data, preflight
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "benchmarks")
 pytestmark = pytest.mark.skipif(not os.path.isdir(BENCH), reason="needs ../shared/benchmarks")
@@ -125,7 +125,7 @@ def test_fetch_reproduces_every_recorded_file_and_eval_finds_them(hub, standin_w
     for protocol in benchmarks.PROTOCOLS:
       bench = benchmarks.get(name, protocol)
       if bench.file in data.SOURCES and bench.file != "hexphi.jsonl":
-        assert sweep.why_not_run(bench, eval_cfg, {}, judges=False) is None, (name, protocol)
+        assert preflight.problem(bench, eval_cfg, {}, graders=False) is None, (name, protocol)
   # A second fetch finds good copies and downloads nothing.
   assert set(data.fetch(data.files_for(["math500"]), hosts=data.Hosts("http://127.0.0.1:9"),
                         log=lambda _: None).values()) == {"present"}

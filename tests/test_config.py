@@ -79,16 +79,20 @@ def test_mesh_comes_from_the_config():
 
 
 def test_paper_config_evaluates_the_studys_ten_and_reports_what_is_missing(tmp_path):
-  from rsft.evals import sweep
+  from rsft.evals import errors, sweep
   c = rconfig.load_config_file(os.path.join(ROOT, "configs", "paper.py"), f"judges={tmp_path}")
   assert c.eval.protocol == "study" and len(c.eval.benchmarks) == 10
   c.eval.data_dir = os.path.join(ROOT, "..", "shared", "benchmarks")
   c.eval.limit = 1
+  with pytest.raises(errors.EnvironmentProblem, match=r"(?s)7 benchmark\(s\) cannot run.*alpaca_eval: reward model"):
+    sweep.prepare(c)
+  c.eval.skip_unavailable = True
   benches, _, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500", "aime24", "gpqa_diamond", "mmlu_pro", "ifeval"]
   assert set(not_run) == {"livecodebench", "alpaca_eval", "halueval_qa", "halueval_dialogue",
                           "halueval_summarization", "truthfulqa", "hexphi"}
-  assert not_run["alpaca_eval"] == f"reward model: eval.reward_model={tmp_path}/Llama-3.1-8B-Instruct-RM-RB2 is not a directory"
+  assert not_run["alpaca_eval"] == (f"reward model: eval.reward_model: {tmp_path}/Llama-3.1-8B-Instruct-RM-RB2 is not "
+                                    "a directory (a Hugging Face checkpoint directory or an rsft step directory)")
 
 
 def test_paper_run_matrix_rows_match_the_study():

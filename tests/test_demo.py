@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import cpu_env
 from rsft.analysis import markup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +25,7 @@ def run(script, workdir):
   cmd = [sys.executable, os.path.join(ROOT, script), f"--config={ROOT}/configs/countdown_tiny.py",
          f"--workdir={workdir}", *SMALL]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""})
+                        env=cpu_env.env(0))
   assert proc.returncode == 0, proc.stderr[-4000:]
 
 

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+import cpu_env
+
 from rsft.tools import tiny_models
 from rsft import config as rconfig
 from rsft.evals import checkpoints, jsonl, run
@@ -100,7 +102,7 @@ def test_killed_generate_run_resumes_without_duplicates_or_losses(model_dir, ful
            "--config.sample.top_p=0.9", "--config.sample.top_k=0", "--config.sample.seed=3",
            "--config.sample.chunk_steps=5", "--config.sample.prompt_buckets=(32,64,128)",
            "--config.sample.mesh.data=2", "--config.sample.mesh.tensor=4"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = cpu_env.env(8)
   proc = subprocess.Popen([sys.executable, f"{ROOT}/eval.py"] + flags, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 240

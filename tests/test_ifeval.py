@@ -11,7 +11,7 @@ import os
 import nltk
 import pytest
 
-from rsft.evals import benchmarks, extract, grading, loaders
+from rsft.evals import benchmarks, errors, extract, grading, loaders
 from rsft.evals.graders import ifeval
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "benchmarks")
@@ -87,7 +87,7 @@ SENTENCES = [
     ("Prof. Lee teaches here. Gen. Patton left.", 2, 4),
     ("Hello!!! How are you??", 3, 5),
     ("Temperatures reached 41.2 \u00b0C vs. 39 \u00b0C last year.", 1, 2),
-    ("\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d", 2, 4),
+    ("\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d", 2, 4),  # nltk >= 3.10.2 ends one at \u201d: 3
     ("Jan. 5th was cold. Feb. 2nd too.", 2, 4),
     ("I LIVE IN THE U.S. IT IS BIG.", 2, 1),
     ("This is a sentence.This is another.", 1, 2),
@@ -105,6 +105,7 @@ CAPITALS = [
     ("U.S. U.K. EU", 3),
     ("AI/ML IS HOT", 3),
     ("NASA's ROVER", 2),
+    ("Our STATE\u2014OF\u2014THE\u2014ART LAB\u2013WIDE test", 2),  # nltk >= 3.9.3 splits at dashes: 6
 ]
 
 
@@ -141,7 +142,7 @@ def test_missing_punkt_says_how_to_get_it(monkeypatch):
   ifeval._download_punkt.cache_clear()
   try:
     for _ in range(2):
-      with pytest.raises(LookupError, match="NLTK_DATA.*nltk.download"):
+      with pytest.raises(errors.EnvironmentProblem, match="NLTK_DATA.*nltk.download"):
         ifeval.count_sentences("One. Two.")
     assert downloads == [("punkt_tab",)]  # tried once, not once per response
   finally:

@@ -12,7 +12,7 @@ import pytest
 
 from rsft.tools import tiny_models
 from rsft import config as rconfig
-from rsft.evals import benchmarks, run, sweep
+from rsft.evals import benchmarks, preflight, run
 from rsft.tasks import countdown
 
 torch = pytest.importorskip("torch")
@@ -148,7 +148,11 @@ def test_local_judge_runs_on_rsft_and_missing_judges_are_reported(tmp_path):
   assert [r["extra"]["parse_failed"] for r in out] == [1.0, 1.0]  # a random judge writes no #thescore
   c = rconfig.base_config()
   c.eval.data_dir = BENCH
-  assert sweep.why_not_run(benchmarks.get("alpaca_eval"), c.eval, {}) == "reward model: set --config.eval.reward_model"
-  assert sweep.why_not_run(benchmarks.get("truthfulqa"), c.eval, {}) == "truth judge: set --config.eval.truth_judge"
-  c.eval.truth_judge, c.eval.info_judge = "http://127.0.0.1:9/v1", str(tmp_path / "absent")
-  assert sweep.why_not_run(benchmarks.get("truthfulqa"), c.eval, {}).endswith("absent is not a directory")
+  assert preflight.problem(benchmarks.get("alpaca_eval"), c.eval, {}) == "reward model: set --config.eval.reward_model"
+  assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}) == "truth judge: set --config.eval.truth_judge"
+  c.eval.truth_judge = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+  assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}).startswith(
+      "truth judge: endpoint http://127.0.0.1:9/v1 does not answer")
+  c.eval.truth_judge, c.eval.info_judge = str(judge_dir), str(tmp_path / "absent")
+  assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}).endswith("absent is not a directory (a Hugging "
+                                                                           "Face checkpoint directory or an rsft step directory)")

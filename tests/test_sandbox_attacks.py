@@ -5,6 +5,7 @@ Every attack runs as a generated program would, through rsft.evals.sandbox.run, 
 
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -43,7 +44,16 @@ def test_runs_unprivileged_in_a_minimal_root():
   uid, rest = r.stdout.split(" ", 1)
   assert int(uid) != 0
   assert "'0000000000000000', '0000000000000000', '0000000000000000'] 1 True" in rest
-  assert "'root'" in rest and "'home'" not in rest and "'work'" not in rest  # only what the interpreter needs
+  # Only the system folders and the interpreter's own (pyenv under /root, a venv wherever it lives): never the
+  # checkout or the home folder the venv sits in, of which only the empty path down to the venv exists.
+  interpreter = {p.strip("/").split("/")[0] for p in (sys.prefix, sys.base_prefix, os.path.realpath(sys.executable))}
+  top = set(eval(rest[:rest.index("]") + 1]))
+  assert top <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "proc", "sbin", "tmp", "usr"} | interpreter, top
+  here, venv_parent = os.path.dirname(os.path.abspath(__file__)), os.path.dirname(sys.prefix)
+  r = run(f"import os\nprint(os.path.exists({here!r}), os.listdir({venv_parent!r}))")
+  assert r.stdout.startswith("False "), r.stdout  # this tests folder is not there
+  if sys.prefix != sys.base_prefix:  # in a venv: its parent folder holds the venv alone
+    assert r.stdout.split(" ", 1)[1].strip() == repr([os.path.basename(sys.prefix)]), r.stdout
 
 
 @pytest.mark.parametrize("name,program", [

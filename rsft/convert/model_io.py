@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 
 from rsft import sharding
 from rsft.convert import step_dir
-from rsft.convert.hf_to_rsft import load_params
+from rsft.convert.hf_to_rsft import checkpoint_files, load_params
 from rsft.convert.rsft_to_hf import export
 from rsft.models.config import ModelConfig
 from rsft.models.model import Model, abstract_model
@@ -51,6 +51,33 @@ def default_stop_ids(path: str | None, tokenizer: Any) -> list[int]:
   ids = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t) for t in _QWEN_STOPS
                                     if t in tokenizer.get_vocab()}
   return sorted(i for i in ids if i is not None)
+
+
+def checkpoint_problem(path: str, need_tokenizer: bool = False) -> str | None:
+  """Why `path` cannot be loaded as a model, read from its file list and config only (no weights are read), so a
+  run can refuse a missing or partial download before it spends any compute; None when it looks loadable."""
+  if not os.path.isdir(path):
+    return f"{path} is not a directory (a Hugging Face checkpoint directory or an rsft step directory)"
+  if step_dir.is_step_dir(path):
+    return None
+  config = os.path.join(path, "config.json")
+  if not os.path.isfile(config):
+    return f"{path}: no config.json, so not a Hugging Face checkpoint directory"
+  try:
+    with open(config) as f:
+      json.load(f)
+  except (OSError, ValueError) as e:  # unreadable or truncated
+    return f"{config}: {type(e).__name__}: {e}"
+  try:
+    files = checkpoint_files(path)
+  except (OSError, ValueError) as e:  # no weights, a shard missing, a broken index: the message names the file
+    return str(e)
+  unreadable = [f for f in files if not os.access(f, os.R_OK)]
+  if unreadable:
+    return f"{path}: weight file(s) not readable by this user: {unreadable}"
+  if need_tokenizer and not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
+    return f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})"
+  return None
 
 
 def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",

@@ -11,6 +11,7 @@ from absl import logging
 
 from rsft.evals import extract
 from rsft.evals.benchmarks import Benchmark
+from rsft.evals.errors import EnvironmentProblem
 from rsft.evals.graders import code, ifeval, livecodebench
 from rsft.evals.graders import math as math_grader
 from rsft.evals.items import Item
@@ -24,6 +25,8 @@ def _guarded(bench: Benchmark, item: Item, response: str, grade_one) -> dict[str
   """One item's grade; a grader error on hostile text scores 0 with its reason, logged, and never stops a sweep."""
   try:
     return grade_one(item, response)
+  except EnvironmentProblem:
+    raise  # the machine, not this response: the same for every item, so it stops the run (rsft/evals/errors.py)
   except Exception as e:  # noqa: BLE001 - model text is hostile input: count the failure, keep the sweep going
     logging.warning("benchmark %s item %s: grader error %s: %s", bench.name, item.id, type(e).__name__, str(e)[:200])
     return dict(score=0.0, answer=None, status=f"grader_error: {type(e).__name__}")

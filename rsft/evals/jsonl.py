@@ -73,7 +73,9 @@ class ResumableWriter:
     if os.path.exists(path):
       for _, row in read(path):
         self.done[key(row)] = row.get("prompt_sha")
-    self._file = open(path, "a", encoding="utf-8") if self.primary else None
+    # A lone surrogate (a response read from JSON with "\udcff" in it) cannot be UTF-8: backslashreplace writes it as
+    # that same JSON escape, inside its string, so the row round-trips instead of crashing the writer.
+    self._file = open(path, "a", encoding="utf-8", errors="backslashreplace") if self.primary else None
 
   def _cut_torn_line(self) -> None:
     with open(self.path, "rb+") as f:

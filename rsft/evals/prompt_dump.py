@@ -44,7 +44,7 @@ def _context_length(config: Any) -> int | None:
 
 def write(config: Any, output: str, tokenizer: Any) -> dict[str, int]:
   """One JSONL row per item (and one per benchmark that cannot run); returns the counts."""
-  benches, items, not_run = sweep.prepare(config, judges=False)
+  benches, items, not_run = sweep.prepare(config, graders=False)
   context = _context_length(config)
   renderer = Renderer(tokenizer, config.eval.chat_template, config.data.strip_default_system)
   rows = []

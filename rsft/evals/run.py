@@ -76,7 +76,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
   if mode == "grade":
     judges = Judges(config.eval, lambda path: load(config, path))
     try:
-      counts = sweep.grade_file(config.eval.input, output, judges, config.eval.protocol)
+      counts = sweep.grade_file(config.eval.input, output, judges, config.eval.protocol, config.eval)
     finally:
       judges.close()
     logging.info("eval grade: wrote %d rows to %s", counts["written"], output)

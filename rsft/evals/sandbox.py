@@ -35,6 +35,8 @@ from typing import Any
 
 from absl import logging
 
+from rsft.evals.errors import EnvironmentProblem
+
 UNSAFE_ENV = "RSFT_UNSAFE_SANDBOX"
 
 
@@ -59,30 +61,46 @@ class Result:
   contained: bool    # ran in the bubblewrap sandbox
 
 
-class SandboxUnavailable(RuntimeError):
-  pass
+class SandboxUnavailable(EnvironmentProblem):
+  """No contained way to run generated code here (and RSFT_UNSAFE_SANDBOX is not set)."""
 
 
 @functools.lru_cache(maxsize=1)
-def _tools() -> tuple[str, str] | None:
-  """(bwrap, setpriv) when both exist and a probe run works here, else None."""
+def _probe() -> tuple[tuple[str, str] | None, str]:
+  """((bwrap, setpriv), "") when both exist and a probe program runs contained here, else (None, why not)."""
   bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
   if not (bwrap and setpriv):
-    return None
+    missing = " and ".join(name for name, path in (("bwrap", bwrap), ("setpriv", setpriv)) if not path)
+    return None, (f"{missing} not found: generated code needs bubblewrap to run contained (`apt-get install "
+                  "bubblewrap`; setpriv is in util-linux)")
   try:
     probe = subprocess.run(_command((bwrap, setpriv), 4242424, ["-c", "print(6 * 7)"]), capture_output=True,
                            timeout=30)
-  except (OSError, subprocess.SubprocessError):
-    return None
+  except (OSError, subprocess.SubprocessError) as e:
+    return None, f"bwrap could not start a probe program: {type(e).__name__}: {e}"
   if probe.stdout.strip() != b"42":
-    logging.warning("sandbox: bwrap is installed but cannot run here: %s", probe.stderr.decode(errors="replace")[-500:])
-    return None
-  return bwrap, setpriv
+    stderr = probe.stderr.decode(errors="replace").strip()[-300:]
+    return None, (f"bwrap is installed but cannot run a program here ({stderr or f'exit {probe.returncode}'}); "
+                  "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+                  "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04) or a setuid bwrap")
+  return (bwrap, setpriv), ""
+
+
+def _tools() -> tuple[str, str] | None:
+  return _probe()[0]
 
 
 def available() -> bool:
   """Whether generated code can run contained here."""
   return _tools() is not None
+
+
+def problem() -> str | None:
+  """Why generated code cannot run here, with the fix; None when it can (contained, or uncontained because the
+  user set RSFT_UNSAFE_SANDBOX=1)."""
+  if available() or os.environ.get(UNSAFE_ENV) == "1":
+    return None
+  return _probe()[1] + f" (or set {UNSAFE_ENV}=1 to run it with rlimits only, uncontained)"
 
 
 def _readonly_binds() -> list[str]:

@@ -1,8 +1,9 @@
 """The checkpoint sweep (eval.mode=sweep) and grading of outside responses (eval.mode=grade).
 
 Benchmarks come from eval.benchmarks (groups such as "halueval" expand to their members) under eval.protocol.
-One whose data file or model grader is not configured is not run, never a crash: the summary says
-"not run: <what is missing>". For each selected checkpoint (step 0 = model.path, the base model) and benchmark:
+Every benchmark is checked before anything is generated (rsft/evals/preflight.py): one whose data, grader
+environment or judge is missing stops the run with the fix, or with eval.skip_unavailable is left out and listed as
+"not run: <what is missing>" in the summary. For each selected checkpoint (step 0 = model.path, the base model) and benchmark:
 the items' prompts go to
 WORKDIR/eval/prompts/<benchmark>.jsonl, completions to eval/generations/step_<s>/<benchmark>.jsonl (the
 resumable generate mode), grades to eval/grades/step_<s>/<benchmark>.jsonl (resumable too). A killed sweep
@@ -25,7 +26,7 @@ import ml_collections
 from absl import logging
 
 from rsft import distributed
-from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes, sandbox
+from rsft.evals import benchmarks, checkpoints, grading, jsonl, loaders, metrics, modes, preflight
 from rsft.evals.benchmarks import Benchmark, Item
 from rsft.evals.judges import Judges
 
@@ -63,31 +64,6 @@ def selected(config: Any) -> list[Benchmark]:
       raise ValueError(f"eval.gold_columns names {name!r}, which is not among the benchmarks run "
                        f"({', '.join(b.name for b in benches)}).")
   return [benchmarks.with_gold(b, gold[b.name]) if b.name in gold else b for b in benches]
-
-
-def why_not_run(bench: Benchmark, eval_cfg: Any, files: dict[str, str], judges: bool = True) -> str | None:
-  """What is missing for this benchmark (its data, or with `judges` its model grader), or None when it can run."""
-  path = files.get(bench.name)
-  if path is None and bench.file is not None:
-    data_dir = loaders.data_dir(eval_cfg)
-    path = os.path.join(data_dir, bench.file)
-    if not os.path.exists(path):
-      return (f"data: no {bench.file} in eval.data_dir ({data_dir}); fetch it with `python -m "
-              f"rsft.evals.data fetch --benchmarks={bench.name}` or give it with --config.eval.files={bench.name}=PATH")
-  elif path is not None and not path.startswith("hf:") and not os.path.exists(path):
-    return f"data: eval.files gives {path}, which does not exist"
-  if bench.grader == "code" and judges and not (sandbox.available() or os.environ.get(sandbox.UNSAFE_ENV) == "1"):
-    return "sandbox: generated code needs bubblewrap (apt-get install bubblewrap) to run contained"
-  for key in JUDGES.get(bench.grader, ()) if judges else ():
-    target = eval_cfg[key]
-    if not target:
-      return f"{key.replace('_', ' ')}: set --config.eval.{key}"
-    if not target.startswith(("http://", "https://")) and not os.path.isdir(target):
-      return f"{key.replace('_', ' ')}: eval.{key}={target} is not a directory"
-  return None
-
-
-JUDGES = {"reward": ("reward_model",), "truthfulqa": ("truth_judge", "info_judge"), "harm_judge": ("safety_judge",)}
 
 
 def _write_prompts(path: str, items: list[Item]) -> None:
@@ -216,27 +192,33 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
     f.write("\n".join(lines + ci) + "\n")
 
 
-def prepare(config: Any, judges: bool = True) -> tuple[list[Benchmark], dict[str, list[Item]], dict[str, str]]:
-  """(benchmarks that can run, their items, {benchmark: why not run}); a typo in eval.files names the closest.
-  judges=False: model graders are not needed (prompts mode)."""
+def prepare(config: Any, graders: bool = True) -> tuple[list[Benchmark], dict[str, list[Item]], dict[str, str]]:
+  """(benchmarks that can run, their items, {benchmark: why not run}), decided before anything is generated: a
+  benchmark that cannot run here stops the run (preflight.stop) unless eval.skip_unavailable; a typo in eval.files
+  names the closest benchmark. graders=False: only the data is needed (prompts mode)."""
   files = loaders.parse_files(config.eval.files)
   for name in files:
     benchmarks.get(name, config.eval.protocol)
   benches, items, not_run = [], {}, {}
   for b in selected(config):
-    why = why_not_run(b, config.eval, files, judges)
-    if why is None and files.get(b.name, "").startswith("hf:"):
+    why = preflight.problem(b, config.eval, files, graders=graders)
+    if why is None:
       try:
-        items[b.name] = loaders.load_items(b, loaders.data_dir(config.eval), config.eval.limit, files[b.name])
-      except (OSError, ValueError, ImportError) as e:  # not in the offline datasets cache, or no such dataset
+        items[b.name] = loaders.load_items(b, loaders.data_dir(config.eval), config.eval.limit, files.get(b.name))
+      except (OSError, ImportError) as e:  # an hf: dataset not in the offline cache, a file that vanished
+        why = f"data: {files.get(b.name) or b.file} could not be read ({type(e).__name__}: {str(e)[:200]})"
+      except ValueError as e:
+        if not files.get(b.name, "").startswith("hf:"):
+          raise  # a malformed row of a local file: its own error names the file and row
         why = f"data: {files[b.name]} could not be read ({type(e).__name__}: {str(e)[:200]})"
     if why is not None:
-      logging.warning("benchmark %s not run: %s", b.name, why)
       not_run[b.name] = why
       continue
-    if b.name not in items:
-      items[b.name] = loaders.load_items(b, loaders.data_dir(config.eval), config.eval.limit, files.get(b.name))
     benches.append(b)
+  if not config.eval.skip_unavailable:
+    preflight.stop(not_run)
+  for name, why in not_run.items():
+    logging.warning("benchmark %s not run (eval.skip_unavailable): %s", name, why)
   return benches, items, not_run
 
 
@@ -280,9 +262,11 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   return rows
 
 
-def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: str = "study") -> dict[str, int]:
+def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: str = "study",
+               eval_cfg: Any = None) -> dict[str, int]:
   """eval.mode=grade: rows {benchmark, item (a row of its data file), response} -> + score, answer, status,
-  graded under `protocol` (a row's own "protocol" field wins)."""
+  graded under `protocol` (a row's own "protocol" field wins). With `eval_cfg`, the graders' environment (punkt,
+  sandbox, judges) is checked for every benchmark in the file before anything is written."""
   requests = []
   for number, row in jsonl.read(input_path):
     where = f"{input_path}:{number}"
@@ -302,6 +286,10 @@ def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: 
     if absent:
       raise ValueError(f"{where}: item lacks field(s) {absent} of benchmark {bench.name}")
     requests.append((len(requests), row, bench, bench.make_item(row["item"], len(requests))))
+  if eval_cfg is not None:  # what grading needs here, before a single row is scored or the output is opened
+    benches = {r[2].name: r[2] for r in requests}
+    preflight.stop({name: why for name, b in benches.items()
+                    if (why := preflight.problem(b, eval_cfg, {}, data=False))}, skip_hint=False)
   with jsonl.ResumableWriter(output_path, lambda r: (r["index"],),
                              dict(mode="grade", input=input_path, protocol=protocol)) as writer:
     todo = [r for r in requests if (r[0],) not in writer.done]

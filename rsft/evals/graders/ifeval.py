@@ -5,6 +5,12 @@ Our own implementation, checked verdict for verdict against lm_eval's `tasks/ife
 own: `lm_eval.tasks` pulls in the whole harness, and `instructions_util` downloads NLTK data at import. Like lm_eval,
 sentences are counted with NLTK's punkt English model and capital words over `nltk.word_tokenize` tokens; the model
 (punkt_tab) is loaded on first use, from `NLTK_DATA` or NLTK's default folders, and downloaded once if missing.
+
+Which NLTK: the verdicts are lm_eval 0.4.9.1's under nltk 3.9.1 (the study's requirements.txt, and the lock) or 3.9.2,
+whose punkt and word tokenizer are the same. Later releases move them: 3.9.3 splits words at dashes (U+2012-2015,
+so `STATE—OF—THE—ART` is four capital words, not one), 3.10.1 splits a leading apostrophe differently and 3.10.2
+ends a sentence after a closing curly quote (`“Great!” she said.` is two). That changes lm_eval's own verdicts
+(docs/eval_protocol.md, "IFEval and nltk"), so `environment_problem` refuses any other nltk, up front.
 Where lm_eval draws a random argument (a falsy kwarg, a `letter` that is not a-z) no verdict can match it; we count
 the given letter, as google-research's checker does at upstream HEAD. langdetect is seeded (lm_eval's is not), so
 the language checks are deterministic.
@@ -17,6 +23,8 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+
+from rsft.evals.errors import EnvironmentProblem
 
 _COMPARE = {"less than": lambda count, n: count < n, "at least": lambda count, n: count >= n}
 
@@ -36,10 +44,38 @@ def _language(text: str) -> str | None:
     return None  # as upstream: an undetectable text passes the language checks
 
 
+NLTK_AGREES = ((3, 9, 1), (3, 9, 3))  # [from, to): the nltk versions whose tokenizers give the study's verdicts
+
 _PUNKT_MISSING = ("IFEval needs NLTK's punkt_tab model (tokenizers/punkt_tab/english/) to count sentences and words, "
                   "and it is neither installed nor downloadable here. Set NLTK_DATA to a folder that holds it (this "
                   "repo's CI uses ../shared/nltk_data) or, online, run: "
                   "python -c 'import nltk; nltk.download(\"punkt_tab\")'")
+
+
+def _version(text: str) -> tuple[int, ...]:
+  parts = []
+  for part in text.split("."):
+    digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+    if not digits:
+      break
+    parts.append(int(digits))
+  return tuple(parts)
+
+
+def environment_problem() -> str | None:
+  """Why IFEval cannot be graded as the study graded it on this machine (nltk version, punkt_tab), with the fix;
+  None when it can. The sweep and grade mode ask before any generation or grading."""
+  import nltk
+  low, high = NLTK_AGREES
+  if not low <= _version(nltk.__version__) < high:
+    return (f"IFEval's verdicts follow lm-evaluation-harness 0.4.9.1 under nltk 3.9.1 (the study's), whose sentence "
+            f"and word tokenizers nltk {nltk.__version__} changes (docs/eval_protocol.md, 'IFEval and nltk'); "
+            "install the locked one: pip install nltk==3.9.1")
+  try:
+    _punkt()
+  except EnvironmentProblem as e:
+    return str(e)
+  return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,13 +91,14 @@ def _download_punkt() -> bool:
 @functools.lru_cache(maxsize=None)
 def _punkt() -> Any:
   """NLTK punkt, English: what lm_eval's count_sentences loads (`nltk.data.load("nltk:tokenizers/punkt/english.pickle")`
-  resolves to punkt_tab's English model in nltk >= 3.9). Loaded on first use so that importing rsft needs no data."""
+  resolves to punkt_tab's English model in nltk >= 3.9). Loaded on first use so that importing rsft needs no data.
+  Missing, it is an EnvironmentProblem: the same for every response, so never a per-item score of 0."""
   import nltk
   try:
     nltk.data.find("tokenizers/punkt_tab/english/")
   except LookupError:
     if not _download_punkt():
-      raise LookupError(_PUNKT_MISSING) from None
+      raise EnvironmentProblem(_PUNKT_MISSING) from None
   return nltk.tokenize.PunktTokenizer("english")
 
 
