@@ -9,6 +9,8 @@ import sys
 import nltk
 import pytest
 
+import grade_mode
+
 from rsft import config as rconfig
 from rsft.evals import errors, preflight, run, sandbox
 from rsft.evals.graders import ifeval
@@ -76,13 +78,8 @@ def test_grade_mode_keeps_per_item_errors_per_item(tmp_path):
   responses = [{"benchmark": "ifeval", "item": rows[0], "response": "No commas here."},
                {"benchmark": "ifeval", "item": bad_kwargs, "response": "one two three four"},
                {"benchmark": "ifeval", "item": rows[1], "response": "\udcff" * 3 + "<think>" * 10_000}]
-  inp = tmp_path / "in.jsonl"
-  inp.write_text("".join(json.dumps(r) + "\n" for r in responses))
-  c = rconfig.base_config()
-  c.eval.update(dict(mode="grade", input=str(inp), output=str(tmp_path / "out.jsonl")))
-  counts = run.run(c, str(tmp_path / "w"))
-  out = sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
-  assert counts["written"] == 3 and [r["status"] for r in out][1] == "grader_error: ValueError"
+  out = grade_mode.grade(tmp_path, responses)
+  assert len(out) == 3 and out[1]["status"] == "grader_error: ValueError"
   assert out[0]["status"] == "ok" and out[1]["score"] == 0.0 and out[2]["status"] in ("ok", "no_answer")
 
 

@@ -1,6 +1,5 @@
 """Graders on hostile model text (issue 13): bounded time, no recursion, no crash; an error is a scored 0."""
 
-import json
 import os
 import time
 

@@ -10,9 +10,11 @@ import threading
 import numpy as np
 import pytest
 
+from grade_mode import grade
+
 from rsft.tools import tiny_models
 from rsft import config as rconfig
-from rsft.evals import benchmarks, preflight, run
+from rsft.evals import benchmarks, preflight
 from rsft.tasks import countdown
 
 torch = pytest.importorskip("torch")
@@ -28,17 +30,6 @@ def tokenizer_into(path):
   from rsft.data import tiny_tokenizer
   texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 100)]
   return tiny_tokenizer.train(texts, 500, str(path))
-
-
-def grade(tmp_path, requests, **eval_cfg):
-  tmp_path.mkdir(exist_ok=True)
-  inp = tmp_path / "in.jsonl"
-  inp.write_text("".join(json.dumps(r) + "\n" for r in requests))
-  c = rconfig.base_config()
-  c.model.dtype = "float32"
-  c.eval.update(dict(mode="grade", input=str(inp), output=str(tmp_path / "out.jsonl"), **eval_cfg))
-  run.run(c, str(tmp_path / "work"))
-  return sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
 
 
 def test_alpaca_eval_rewards_equal_transformers_and_win_rate(tmp_path):

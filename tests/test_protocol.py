@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+import grade_mode
+
 from rsft.evals import benchmarks, extract, grading, loaders
 from rsft.evals import judges as judging
 from rsft.evals.graders import livecodebench as lcb
@@ -322,8 +324,6 @@ def test_protocol_doc_has_a_row_per_benchmark_and_every_deviation():
 
 
 def test_grade_mode_verdicts_follow_the_harness(tmp_path):
-  from rsft import config as rconfig
-  from rsft.evals import run
   mmlu = rows("mmlu_pro_study1k.jsonl", 1)[0]
   gpqa = rows("gpqa_diamond.jsonl", 1)[0]
   gold = item("gpqa_diamond", gpqa).gold
@@ -341,12 +341,7 @@ def test_grade_mode_verdicts_follow_the_harness(tmp_path):
       ({"benchmark": "math500", "item": math,
         "response": "<think>so it is \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}"}, 1.0),
   ]
-  inp = tmp_path / "in.jsonl"
-  inp.write_text("".join(json.dumps(c) + "\n" for c, _ in cases))
-  c = rconfig.base_config()
-  c.eval.update(dict(mode="grade", input=str(inp), output=str(tmp_path / "out.jsonl")))
-  run.run(c, str(tmp_path / "w"))
-  out = sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
+  out = grade_mode.grade(tmp_path, [c for c, _ in cases])
   assert [r["score"] for r in out] == [want for _, want in cases], [(r["benchmark"], r["answer"]) for r in out]
 
 

@@ -6,7 +6,6 @@ Every attack runs as a generated program would, through rsft.evals.sandbox.run, 
 import os
 import socket
 import sys
-import threading
 import time
 import uuid
 

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import grade_mode
+
 import cpu_env
 import two_processes
 
@@ -132,18 +134,11 @@ def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
           {"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"\\boxed{{{wrong}}}"},
           {"benchmark": "math500", "item": math[1], "response": f"so \\boxed{{{math[1]['answer']}}}"},
           {"benchmark": "math500", "item": math[0], "response": "\\boxed{7}"}]
-  inp = tmp_path / "in.jsonl"
-  inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-  c = rconfig.base_config()
-  c.eval.update(dict(mode="grade", input=str(inp), output=str(tmp_path / "out.jsonl")))
-  counts = run.run(c, str(tmp_path / "w"))
-  out = sorted((json.loads(line) for line in open(tmp_path / "out.jsonl")), key=lambda r: r["index"])
-  assert counts["written"] == 4 and [r["score"] for r in out] == [1.0, 0.0, 1.0, 0.0]
+  out = grade_mode.grade(tmp_path, rows)
+  assert [r["score"] for r in out] == [1.0, 0.0, 1.0, 0.0]
   assert out[0]["answer"] == gold and out[0]["item"] == gpqa[0]
-  inp.write_text(json.dumps({"benchmark": "gpqa_diamond", "item": {"Question": "q"}, "response": "x"}) + "\n")
-  c.eval.output = str(tmp_path / "out2.jsonl")
   with pytest.raises(ValueError, match=r"in.jsonl:1: item lacks field\(s\) \['Correct Answer'"):
-    run.run(c, str(tmp_path / "w"))
+    grade_mode.grade(tmp_path / "bad", [{"benchmark": "gpqa_diamond", "item": {"Question": "q"}, "response": "x"}])
   with pytest.raises(ValueError, match="unknown benchmark 'gpqa'; did you mean 'gpqa_diamond'"):
     benchmarks.get("gpqa")
 

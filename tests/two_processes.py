@@ -1,6 +1,5 @@
 """A pod in miniature for tests: one command in two jax.distributed processes on CPU (gloo collectives)."""
 
-import os
 import socket
 import subprocess
 

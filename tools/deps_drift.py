@@ -68,7 +68,8 @@ def _outcomes(junit: str) -> dict[str, str]:
 
 def _pytest(venv: str, args: list[str], junit: str) -> dict[str, str]:
   python = os.path.join(venv, "bin", "python")
-  _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args])
+  _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args],
+       env=dict(os.environ, RSFT_DRIFT="1"))  # test_deps checks the env is the lock: not here
   return _outcomes(junit) if os.path.exists(junit) else {}
 
 
