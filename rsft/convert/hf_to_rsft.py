@@ -16,10 +16,12 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -53,12 +55,34 @@ def checkpoint_files(path: str) -> list[str]:
                           "convert them with transformers' save_pretrained(safe_serialization=True)).")
 
 
-def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
-         ) -> dict[str, tuple[TensorInfo, mappings.Row, int | None]]:
-  """HF key -> (where it is, which row, layer index), after validating every key and shape."""
+def is_gguf(path: str) -> bool:
+  return path.endswith(".gguf") and os.path.isfile(path)
+
+
+def tensor_source(path: str) -> tuple[dict[str, Any], Callable[[Any], np.ndarray]]:
+  """(HF key -> where the tensor is, with .file and .shape; a function reading one tensor to host memory) for an HF
+  dir's safetensors or a GGUF file (dequantized to float32 under HF names, rsft/convert/gguf.py)."""
+  if is_gguf(path):
+    from rsft.convert import gguf
+    return gguf.tensors(path), gguf.reader_for(path)
   headers: dict[str, TensorInfo] = {}
   for file in checkpoint_files(path):
     headers.update(read_header(file))
+  return headers, _read_safetensors
+
+
+def _read_safetensors(info: TensorInfo) -> np.ndarray:
+  fd = os.open(info.file, os.O_RDONLY)
+  try:
+    return read_tensor(fd, info)
+  finally:
+    os.close(fd)
+
+
+def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], headers: dict[str, Any] | None = None
+         ) -> dict[str, tuple[Any, mappings.Row, int | None]]:
+  """HF key -> (where it is, which row, layer index), after validating every key and shape."""
+  headers = dict(headers if headers is not None else tensor_source(path)[0])
   out, problems = {}, []
   for key, want, row, layer in mappings.hf_tensors(cfg, shapes):
     info = headers.pop(key, None)
@@ -108,35 +132,28 @@ def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, rules: R
   """Fills `abstract_state` (from nnx.eval_shape) with the checkpoint's weights, placed by `rules`."""
   flat_vars = flatten_state(abstract_state)
   shapes = {name: tuple(v.shape) for name, v in flat_vars.items()}
-  todo = plan(path, cfg, shapes)
+  headers, read = tensor_source(path)
+  todo = plan(path, cfg, shapes, headers)
   default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   values: dict[str, jax.Array] = {}
   start, nbytes = time.time(), 0
-  by_file: dict[str, list] = {}
-  for key, (info, row, layer) in todo.items():
-    by_file.setdefault(info.file, []).append((info, row, layer))
-  for n, (file, items) in enumerate(sorted(by_file.items())):
-    fd = os.open(file, os.O_RDONLY)
-    try:
-      for info, row, layer in sorted(items, key=lambda it: it[0].start):
-        targets = [(name, flat_vars[name]) for name in row.targets]
-        # cast on host: no full-precision device copy
-        host = read_tensor(fd, info).astype(targets[0][1].dtype, copy=False)
-        nbytes += host.nbytes
-        shapes = [tuple(var.shape) if layer is None else tuple(var.shape[1:]) for _, var in targets]
-        for (name, var), one in zip(targets, mappings.to_rsft_parts(row.transform, host, shapes)):
-          sharding = var_sharding(name, var, rules) or default
-          if layer is None:
-            values[name] = _place(one, sharding)
-            continue
-          if name not in values:
-            values[name] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
-          values[name] = _set_layer_fn(sharding)(values[name], _place(one, _layer_sharding(sharding)), layer)
-        del host
-    finally:
-      os.close(fd)
-    logging.info("loaded %s (%d/%d files, %.2f GB, %.1f GB/s)", os.path.basename(file), n + 1, len(by_file),
-                 nbytes / 1e9, nbytes / 1e9 / max(time.time() - start, 1e-9))
+  files = sorted({info.file for info, _, _ in todo.values()})
+  for info, row, layer in sorted(todo.values(), key=lambda it: (it[0].file, it[0].start)):
+    targets = [(name, flat_vars[name]) for name in row.targets]
+    host = read(info).astype(targets[0][1].dtype, copy=False)  # cast on host: no full-precision device copy
+    nbytes += host.nbytes
+    shapes = [tuple(var.shape) if layer is None else tuple(var.shape[1:]) for _, var in targets]
+    for (name, var), one in zip(targets, mappings.to_rsft_parts(row.transform, host, shapes)):
+      sharding = var_sharding(name, var, rules) or default
+      if layer is None:
+        values[name] = _place(one, sharding)
+        continue
+      if name not in values:
+        values[name] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
+      values[name] = _set_layer_fn(sharding)(values[name], _place(one, _layer_sharding(sharding)), layer)
+    del host
+  logging.info("loaded %s (%d file(s), %.2f GB, %.1f GB/s)", path, len(files), nbytes / 1e9,
+               nbytes / 1e9 / max(time.time() - start, 1e-9))
   pure: dict[str, Any] = {}
   for name, value in values.items():
     node = pure

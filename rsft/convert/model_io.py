@@ -10,8 +10,8 @@ from typing import Any
 from jax.sharding import Mesh
 
 from rsft import sharding
-from rsft.convert import step_dir
-from rsft.convert.hf_to_rsft import checkpoint_files, load_params
+from rsft.convert import gguf, step_dir
+from rsft.convert.hf_to_rsft import checkpoint_files, is_gguf, load_params
 from rsft.convert.rsft_to_hf import export
 from rsft.models.config import ModelConfig
 from rsft.models.model import Model, abstract_model
@@ -82,14 +82,17 @@ def checkpoint_problem(path: str, need_tokenizer: bool = False) -> str | None:
 
 def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",
                param_dtype: Any = None, attention: str = "auto") -> Model:
-  """Loads a Hugging Face checkpoint dir (see rsft.models.config for the families) or an rsft step dir.
+  """Loads a Hugging Face checkpoint dir (see rsft.models.config for the families), an rsft step dir, or a GGUF
+  file (Llama / Qwen2 / Qwen3, dequantized on load: rsft/convert/gguf.py).
 
   Computes in `dtype` and stores parameters in `param_dtype` (default: `dtype`; training keeps float32 master
   weights with bfloat16 compute). With a `mesh`, parameters are placed by the logical-axis rules.
   """
   path = os.fspath(path)
+  if is_gguf(path):
+    return _load_gguf(path, dtype, mesh, remat_policy, param_dtype, attention)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory.")
+    raise FileNotFoundError(f"{path}: not a directory; expected a Hugging Face checkpoint directory or a .gguf file.")
   if step_dir.is_step_dir(path):
     return _load_step(path, dtype, mesh, remat_policy, param_dtype, attention)
   cfg, raw = ModelConfig.from_dir(path)
@@ -97,6 +100,18 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   params = load_params(path, cfg, state, sharding.Rules(mesh))
   tokenizer = load_tokenizer(path)
   return Model(cfg, params, graphdef, tokenizer, mesh, raw, path, default_stop_ids(path, tokenizer))
+
+
+def _load_gguf(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
+               attention: str) -> Model:
+  raw = gguf.hf_config(path)
+  cfg = ModelConfig.from_hf_dict(raw, source=path)
+  graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
+  params = load_params(path, cfg, state, sharding.Rules(mesh))
+  tokenizer = gguf.load_tokenizer(path)
+  stops = gguf.generation_config(raw).get("eos_token_id")
+  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path,
+               [stops] if isinstance(stops, int) else list(stops or default_stop_ids(None, tokenizer)))
 
 
 def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
@@ -117,4 +132,11 @@ def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> 
   `dtype` defaults to the dtype of the original checkpoint, so HF -> rsft -> HF is bit-exact.
   """
   m = m_or_dir if isinstance(m_or_dir, Model) else load_model(m_or_dir)
-  return export(m.config, m.params, os.fspath(out_dir), m.hf_config, m.path, dtype)
+  out_dir = os.fspath(out_dir)
+  if m.path and is_gguf(m.path):  # no side files to copy: the tokenizer and the stop come from the GGUF
+    export(m.config, m.params, out_dir, m.hf_config, None, dtype)
+    m.tokenizer.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+      json.dump(gguf.generation_config(m.hf_config), f, indent=2)
+    return out_dir
+  return export(m.config, m.params, out_dir, m.hf_config, m.path, dtype)
