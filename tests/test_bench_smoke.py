@@ -55,6 +55,9 @@ SCRIPTS = {
     "countdown_probe": (["bench/countdown_probe.py", "--smoke"], 1,
                         [r"^\| random( \| [\d.]+ / [\d.]+){10} \| [\d.]* \|$",
                          r"max \|log p rsft - log p transformers\| over every gold token, every checkpoint: [\d.e-]+"]),
+    "real_shapes": (["bench/real_shapes.py", "--smoke"], 1,
+                    [r"decode cap 16 slots 2, 4 prompts: rsft .* ratio rsft / transformers [\d.]+",
+                     r"sft step 1x32: rsft .* ratio rsft / transformers [\d.]+"]),
     "gpu_check": (["bench/gpu_check.sh", "--smoke"], 1, [r"^skipped: bench/gpu_check.sh needs an NVIDIA GPU"]),
     "gpu_step": (["bench/gpu_step.sh", "--smoke"], 1, [r"^skipped: bench/gpu_step.sh needs an NVIDIA GPU"]),
 }

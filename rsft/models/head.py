@@ -29,8 +29,9 @@ def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, c
 
   @jax.checkpoint
   def one_chunk(h_c, y_c):
-    logits = jnp.einsum("BCD,DV->BCV", h_c, kernel, preferred_element_type=jnp.float32,
-                        precision=precision(h_c.dtype))
+    # rows x chunk as one axis: the kernel's gradient then contracts a single axis (layers.Linear says why)
+    logits = jnp.einsum("MD,DV->MV", h_c.reshape(-1, d), kernel, preferred_element_type=jnp.float32,
+                        precision=precision(h_c.dtype)).reshape(*h_c.shape[:2], -1)
     target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
     lse = jax.nn.logsumexp(logits, axis=-1)
     if not stats:

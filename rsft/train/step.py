@@ -48,9 +48,12 @@ def train_step(graphdef: Any, optimizer: optax.GradientTransformation, cfg: Step
     grads = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g)
     return (grads, objective + obj, jax.tree.map(jnp.add, sums, s)), None
 
-  zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-  zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
-  (grads, objective, sums), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros(()), zero_sums), micro)
+  if cfg.micro_batches == 1:  # no accumulator: a zeroed float32 copy of the model and an add per step saved
+    (objective, sums), grads = grad_fn(params, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk)
+  else:
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
+    (grads, objective, sums), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros(()), zero_sums), micro)
   grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
