@@ -123,7 +123,8 @@ def decode(m, hf, prompts, stops, cap: int, slots: int, params: int, peak: float
               transformers_peak_share=2 * params * their_rate / 1e9 / peak)
 
 
-def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float) -> dict[str, float]:
+def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float,
+             profile_parts: bool = False) -> dict[str, float]:
   import jax
   import ml_collections
   import torch
@@ -170,12 +171,59 @@ def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float
   for _ in range(steps):
     torch_step()
   t_theirs = (time.perf_counter() - start) / steps
+  profile = _profile(m, tx, params_, batch, length, model, torch_opt, inputs, targets) if profile_parts else None
   hf.eval()
   tokens = rows * length
-  return dict(rows=rows, length=length, rsft_tokens_per_s=tokens / t_ours, transformers_tokens_per_s=tokens / t_theirs,
+  return dict(profile=profile, rows=rows, length=length, rsft_tokens_per_s=tokens / t_ours,
+              transformers_tokens_per_s=tokens / t_theirs,
               ratio=t_theirs / t_ours, rsft_seconds=t_ours, transformers_seconds=t_theirs,
               rsft_peak_share=6 * params * tokens / t_ours / 1e9 / peak,
               transformers_peak_share=6 * params * tokens / t_theirs / 1e9 / peak)
+
+
+def _profile(m, tx, params, batch, length, model, torch_opt, inputs, targets) -> dict[str, dict[str, float]]:
+  """Where a step's time goes, seconds per part, each side timed part by part after a warm-up call: the loss
+  forward alone, forward + backward (value_and_grad / loss.backward()), and the optimizer update alone."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  import torch
+
+  from rsft.train.loss import token_scales
+  from rsft.train.step import _micro_loss
+  mb = dict(batch, scale=token_scales(jnp.asarray(batch["weights"]), "token_mean", 1, 1))
+  chunk = min(length, 1024)
+  fwd = jax.jit(lambda p: _micro_loss(p, m.graphdef, mb, chunk)[0])
+  grad = jax.jit(lambda p: jax.value_and_grad(_micro_loss, has_aux=True)(p, m.graphdef, mb, chunk)[1])
+  opt_state = jax.jit(tx.init)(params)
+  update = jax.jit(lambda g, o, p: optax.apply_updates(p, tx.update(g, o, p)[0]))
+
+  def best(fn, repeats=2):
+    fn()
+    return min(_seconds(fn) for _ in range(repeats))
+
+  grads = grad(params)
+  ours = dict(forward=best(lambda: jax.block_until_ready(fwd(params))),
+              forward_backward=best(lambda: jax.block_until_ready(grad(params))),
+              optimizer=best(lambda: jax.block_until_ready(update(grads, opt_state, params))))
+
+  def loss():
+    logits = model(input_ids=inputs).logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+  def forward_backward():
+    torch_opt.zero_grad(set_to_none=True)
+    loss().backward()
+
+  def optimizer():
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch_opt.step()
+
+  with torch.no_grad():
+    torch_forward = best(loss)
+  theirs = dict(forward_no_grad=torch_forward, forward_backward=best(forward_backward))
+  theirs["optimizer"] = best(optimizer)
+  return dict(rsft=ours, transformers=theirs)
 
 
 def main() -> None:
@@ -185,11 +233,12 @@ def main() -> None:
   parser.add_argument("--prompts", type=int, default=64)
   parser.add_argument("--sft", default="4x512,2x1024,8x256", help="rows x length shapes of one step")
   parser.add_argument("--steps", type=int, default=2, help="timed SFT steps per side")
+  parser.add_argument("--profile", default="4x512", help="SFT shapes also timed part by part ('' = none)")
   parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "real_shapes.json"))
   parser.add_argument("--smoke", action="store_true", help="tiny random Llama; decode 16:2 on 4 prompts; sft 1x32")
   args = parser.parse_args()
   if args.smoke:
-    args.decode, args.prompts, args.sft, args.steps = "16:2", 4, "1x32", 1
+    args.decode, args.prompts, args.sft, args.steps, args.profile = "16:2", 4, "1x32", 1, "1x32"
     args.out = os.path.join(tempfile.mkdtemp(), "real_shapes.json")
   import jax
   what = args.what.split(",")
@@ -214,12 +263,15 @@ def main() -> None:
     report["sft"] = []
     for spec in args.sft.split(","):
       rows, length = map(int, spec.split("x"))
-      r = sft_step(m, hf, rows, length, args.steps, params, peak)
+      r = sft_step(m, hf, rows, length, args.steps, params, peak, spec in args.profile.split(","))
       report["sft"].append(r)
       print(f"sft step {rows}x{length}: rsft {r['rsft_seconds']:.2f} s ({r['rsft_tokens_per_s']:.0f} tok/s, "
             f"{100 * r['rsft_peak_share']:.0f}% of peak), transformers {r['transformers_seconds']:.2f} s "
             f"({r['transformers_tokens_per_s']:.0f} tok/s, {100 * r['transformers_peak_share']:.0f}%); ratio rsft / "
             f"transformers {r['ratio']:.2f}", flush=True)
+      if r["profile"]:
+        parts = lambda side: ", ".join(f"{k} {v:.2f} s" for k, v in r["profile"][side].items())
+        print(f"  where the time goes: rsft {parts('rsft')}; transformers {parts('transformers')}", flush=True)
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(report, f, indent=1)

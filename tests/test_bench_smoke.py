@@ -57,7 +57,11 @@ SCRIPTS = {
                          r"max \|log p rsft - log p transformers\| over every gold token, every checkpoint: [\d.e-]+"]),
     "real_shapes": (["bench/real_shapes.py", "--smoke"], 1,
                     [r"decode cap 16 slots 2, 4 prompts: rsft .* ratio rsft / transformers [\d.]+",
-                     r"sft step 1x32: rsft .* ratio rsft / transformers [\d.]+"]),
+                     r"sft step 1x32: rsft .* ratio rsft / transformers [\d.]+",
+                     r"where the time goes: rsft forward [\d.]+ s, forward_backward [\d.]+ s, optimizer"]),
+    "baseline_card": (["bench/baseline_card.py", "--smoke"], 1,
+                      [r"^ifeval step 0, 8 items", r"^  rsft +[\d.]+ \[[\d.]+, [\d.]+\]",
+                       r"^  rsft - transformers [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] \(paired"]),
     "gpu_check": (["bench/gpu_check.sh", "--smoke"], 1, [r"^skipped: bench/gpu_check.sh needs an NVIDIA GPU"]),
     "gpu_step": (["bench/gpu_step.sh", "--smoke"], 1, [r"^skipped: bench/gpu_step.sh needs an NVIDIA GPU"]),
 }
