@@ -5,8 +5,8 @@
   python eval.py --config=configs/smollm2_countdown.py --workdir=/tmp/smollm2
   python analyze.py --config=configs/smollm2_countdown.py --workdir=/tmp/smollm2
 
-paper.md (§5, toy games): a capable model learns transferable procedure (backtracking, verification) from Countdown,
-a weak one imitates its surface. Here the weak model fine-tunes on verified traces with backtracking (level
+paper.md (Sec. 4, Table 2 and Sec. 5): Countdown-CoT transfers on strong models but only marginally on small ones, and
+small models keep long responses, imitating the surface of the procedure rather than learning it. Here the weak model fine-tunes on verified traces with backtracking (level
 `countdown`: 3-4 numbers to 50, targets to 100; rsft/tasks/countdown.py) for 48 steps of 4 packed 512-token rows
 (~340 traces; longer traces are dropped, not cut), saving the model as step 0 and log-spaced checkpoints. eval.py
 scores each in-domain on held-out puzzles and out-of-domain on IFEval and MMLU-Pro (rule-graded), sized to finish the three
