@@ -31,6 +31,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rsft import user_cache
 from rsft.evals import benchmarks as registry
 
 GITHUB, PYPI, HF = "https://raw.githubusercontent.com", "https://pypi.org", "https://huggingface.co"
@@ -126,18 +127,7 @@ SUPPLY = {
 
 def default_dir() -> str:
   """Where fetched files live and eval.data_dir points when unset."""
-  if os.environ.get("RSFT_DATA_DIR"):
-    return os.environ["RSFT_DATA_DIR"]
-  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(cache, "rsft", "benchmarks")
-
-
-def sha256_file(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+  return user_cache.directory("benchmarks", "RSFT_DATA_DIR")
 
 
 # ---- downloads ------------------------------------------------------------------------------------------------
@@ -290,7 +280,7 @@ def fetch(files: Iterable[str], directory: str | None = None, hosts: Hosts = Hos
       log(f"{file}: {status[file]}")
       continue
     path = os.path.join(directory, file)
-    if not force and os.path.exists(path) and source.sha256 and sha256_file(path) == source.sha256:
+    if not force and os.path.exists(path) and source.sha256 and user_cache.sha256_file(path) == source.sha256:
       status[file] = "present"
       continue
     try:
@@ -353,7 +343,7 @@ def verify(directory: str | None = None) -> dict[str, str]:
     if not os.path.exists(path):
       out[file] = "missing"
     else:
-      got = sha256_file(path)
+      got = user_cache.sha256_file(path)
       out[file] = "ok" if got == source.sha256 else f"sha256 mismatch: {got}"
   return out
 

