@@ -1,7 +1,8 @@
 """Evaluation-shaped decoding: variable response lengths; rsft continuous batching vs rsft's static schedule vs
 transformers.generate, in one run.
 
-  python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096]
+  python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096] [--vocab=512] [--prompt_range=20,60]
+  python bench/eval_throughput.py --vocab=151936 --prompt_range=8,60 --stop_share=0.02   # issue 26's shapes
   python bench/eval_throughput.py --smoke        # 16 prompts, 8 in flight, caps 32 and 96, in seconds
 Results go to stdout (progress bars to stderr).
 
@@ -15,7 +16,8 @@ mean ~250, a share of rows reaching the cap, like the study's reasoning traces).
                path, which handed generate one batch at a time);
   transformers generate in batches of `batch` with its KV cache.
 Reported per distribution and cap: useful tokens (generated, stop included) per second, slot occupancy (useful
-tokens / slots x decode steps), the ratios to transformers at the same cap, and each rsft schedule's time per
+tokens / the rows each decode step ran over: once no prompt waits, rsft runs
+the live rows in a compacted batch), the ratios to transformers at the same cap, and each rsft schedule's time per
 useful token at the largest cap relative to the smallest, best of --repeats interleaved runs (attention reads
 each row's written pages only, so a cap the rows never reach should cost nothing). Each side runs each workload once untimed first; all decode in
 float32 with the same prompts, temperature and stops.
@@ -55,6 +57,10 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--caps", default="512,4096")
   parser.add_argument("--repeats", type=int, default=5, help="runs per cap for rsft's cost vs cap")
+  parser.add_argument("--vocab", type=int, default=512, help="the tiny model's vocabulary")
+  parser.add_argument("--prompt_range", default="20,60", help="prompt lengths, lowest,highest")
+  parser.add_argument("--stop_share", type=float, default=0.0,
+                      help="one distribution whose stop set is this share of the vocabulary (0: the two defaults)")
   parser.add_argument("--smoke", action="store_true", help="16 prompts, 8 in flight, caps 32 and 96")
   args = parser.parse_args()
   if args.smoke:
@@ -68,17 +74,20 @@ def main() -> None:
 
   torch.manual_seed(0)
   path = tempfile.mkdtemp()
-  hf = tiny_models.build("qwen3", path, **SHAPE)
+  hf = tiny_models.build("qwen3", path, vocab_size=args.vocab, **SHAPE)
   m = rsft.load_model(path)
   rng = np.random.default_rng(0)
-  prompts = [rng.integers(20, tiny_models.VOCAB, int(rng.integers(20, 61))).tolist() for _ in range(args.prompts)]
+  low, high = (int(x) for x in args.prompt_range.split(","))
+  prompts = [rng.integers(20, args.vocab, int(rng.integers(low, high + 1))).tolist() for _ in range(args.prompts)]
+  distributions = ({f"stops {args.stop_share:g}": max(1, int(args.vocab * args.stop_share))} if args.stop_share
+                   else {name: count * args.vocab // 512 for name, count in DISTRIBUTIONS.items()})
   batches = [list(range(i, min(i + args.batch, len(prompts)))) for i in range(0, len(prompts), args.batch)]
 
   def rsft_run(cap: int, stops: list[int], schedule: str) -> tuple[list[int], float]:
     res = rsft.generate(m, prompts, cap, temperature=1.0, seed=1, stop_token_ids=stops,
                         options=rsft.Options(max_num_seqs=args.batch, schedule=schedule))
     lengths = [len(t) for t in res.tokens]
-    return lengths, sum(lengths) / max(res.slots * res.decode_steps, 1)
+    return lengths, sum(lengths) / max(res.row_steps, 1)
 
   def hf_run(cap: int, stops: list[int]) -> list[int]:
     lengths = []
@@ -96,10 +105,10 @@ def main() -> None:
         lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
-  print(f"tiny Qwen3 {SHAPE}, {len(prompts)} prompts of 20-60 tokens, at most {args.batch} in flight, T 1.0, "
+  print(f"tiny Qwen3 {SHAPE}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most {args.batch} in flight, T 1.0, "
         f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
         f"cache in batches of {args.batch}")
-  for name, count in DISTRIBUTIONS.items():
+  for name, count in distributions.items():
     stops = list(range(1, count + 1))
     for cap in caps:
       (mine, occ), t_rsft = timed(lambda: rsft_run(cap, stops, "continuous"))

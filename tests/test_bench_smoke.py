@@ -32,6 +32,8 @@ SCRIPTS = {
     "eval_throughput": (["bench/eval_throughput.py", "--smoke"], 1,
                         [r"short +cap +32: rsft .* ratio rsft / transformers [\d.]+, rsft static / transformers [\d.]+",
                          r"long tail rsft cost per useful token at cap 96 / cap 32: [\d.]+"]),
+    "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
+                      [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
                          [r"train step, tiny Qwen3", r"ratio rsft / transformers: [\d.]+",
                           r"ratio chunked / dense [\d.]+"]),

@@ -100,6 +100,32 @@ def test_top_p_is_exact_nucleus_sampling_over_the_whole_vocabulary():
   assert np.isclose(float(floor[0]), p[nucleus].min(), rtol=1e-5)
 
 
+def test_a_nucleus_inside_the_candidates_is_sampled_from_them_at_the_exact_law():
+  """A peaked row (its top-p nucleus well inside the k_cap best) takes the candidate path: k_cap draws, not V; the
+  law is the truncated, renormalised softmax, the same as the whole-vocabulary path's (chi-square), and no token
+  outside the nucleus is drawn. A row with top-k but a wider nucleus also stays within its top-k."""
+  vocab, n, top_p, temp = 3000, 30000, 0.8, 0.7
+  rng = np.random.default_rng(3)
+  logits = jnp.asarray(np.concatenate([rng.normal(8.0, 0.5, 12), rng.normal(0.0, 1.0, vocab - 12)]), jnp.float32)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(4), i))(jnp.arange(n))
+  rows = lambda v, dt: jnp.full((n,), v, dt)
+  run = jax.jit(sampling.select, static_argnums=5)
+  toks, lps = run(jnp.repeat(logits[None], n, 0), keys, rows(temp, jnp.float32), rows(top_p, jnp.float32),
+                  rows(0, jnp.int32), 64)
+  p = np.asarray(jax.nn.softmax(logits / temp), np.float64)
+  order = np.argsort(-p)
+  nucleus = order[(np.cumsum(p[order]) - p[order]) < top_p]
+  assert 3 < len(nucleus) < 64
+  freq = np.bincount(np.asarray(toks), minlength=vocab)
+  assert set(np.flatnonzero(freq)) <= set(nucleus.tolist())
+  e = p[nucleus] / p[nucleus].sum() * n
+  assert ((freq[nucleus] - e) ** 2 / e).sum() < 35.0  # < 12 dof here: p ~ 1e-4
+  np.testing.assert_allclose(np.asarray(lps), np.asarray(jax.nn.log_softmax(logits))[np.asarray(toks)], atol=1e-5)
+  top3, _ = run(jnp.repeat(logits[None], 2000, 0), keys[:2000], rows(1.5, jnp.float32)[:2000],
+                rows(1.0, jnp.float32)[:2000], rows(3, jnp.int32)[:2000], 64)
+  assert set(np.asarray(top3).tolist()) == set(order[:3].tolist())
+
+
 def test_presence_and_frequency_penalties_follow_vllm():
   logits = jnp.asarray([[2.0, 1.5, 0.0, -1.0]])
   counts = jnp.asarray([[3, 0, 1, 0]], jnp.int32)
@@ -328,6 +354,9 @@ def test_same_tokens_whatever_the_number_of_slots(models):
   want = runs[32]
   lengths = [len(t) for t in want.tokens]
   assert min(lengths) < 5 and max(lengths) == 40 and "stop" in want.finish_reason  # a spread, some at the cap
+  # The tail runs in a compacted batch: fewer row-steps than every slot for every step (static runs every slot).
+  assert want.row_steps < want.slots * want.decode_steps
+  assert runs["static"].row_steps == runs["static"].slots * runs["static"].decode_steps
   for name, got in runs.items():
     assert got.tokens == want.tokens and got.finish_reason == want.finish_reason, name
     # XLA may sum a matmul in another order for another batch size: log-probs agree to float32 rounding.
@@ -360,10 +389,11 @@ def test_compiled_decode_never_copies_the_kv_pool(models):
   _, m = models["qwen3"]
   plan = sampler.plan(m.config, jnp.float32, m.mesh, 8, 20, 80, 1, sampler.Options(page_size=16), None)
   state = sampler.empty_state(m.graphdef, m.params, plan=plan, penalties=True)
-  text = sampler.decode.lower(m.graphdef, m.params, state, jnp.zeros((plan.slots, plan.pages_per_row), jnp.int32),
-                              jnp.zeros((plan.slots,), jnp.int32), jnp.int32(1), jnp.asarray([1]), jnp.uint32(0),
-                              jnp.int32(100), k_cap=64, chunk=8).compile().as_text()
   layer_pages = int(np.prod(state["k"].shape[3:])) * state["k"].shape[1]  # [D, K, L, pages, page, H]
   assert fit.copied_sizes("%copy.3 = f32[2,41,16]{2,1,0} copy(%p)") == [2 * 41 * 16]  # it reads HLO
-  copies = fit.copied_sizes(text)
-  assert "while" in text and max(copies, default=0) < layer_pages, (max(copies, default=0), layer_pages)
+  for active in (plan.slots, 2):  # every slot, and the tail's compacted batch (active_rows)
+    text = sampler.decode.lower(m.graphdef, m.params, state, jnp.zeros((plan.slots, plan.pages_per_row), jnp.int32),
+                                jnp.zeros((plan.slots,), jnp.int32), jnp.int32(1), jnp.int32(-1), jnp.asarray([1]),
+                                jnp.uint32(0), jnp.int32(100), k_cap=64, chunk=8, active=active).compile().as_text()
+    copies = fit.copied_sizes(text)
+    assert "while" in text and max(copies, default=0) < layer_pages, (active, max(copies, default=0), layer_pages)

@@ -49,3 +49,28 @@ def test_lookahead_stops_at_a_rows_last_column():
   assert book.admit([q])
   book.grow(lookahead=100)
   assert len(q.pages) == 3  # 5 + 6 = 11 columns at most: three pages, not the lookahead's
+
+
+def test_compaction_moves_running_sequences_into_each_shards_lowest_slots():
+  book = Scheduler(slots=8, shards=2, pages_per_shard=9, page_size=8, pages_per_row=2)
+  seqs = [Sequence(row=i, prompt_len=4, limit=8, admitted=0) for i in range(8)]
+  for q in seqs:
+    assert book.admit([q])
+  for q in seqs:
+    if q.row not in (3, 6, 7):
+      book.release(q)
+  pages = {q.row: list(q.pages) for q in seqs if q.slot >= 0}
+  shard_of = {q.row: book.shard(q.slot) for q in seqs if q.slot >= 0}
+  moves = book.compact()
+  assert all(book.shard(src) == book.shard(dst) and dst < src for src, dst in moves)  # pages belong to the shard
+  firsts = {0: set(range(0, 4)), 1: set(range(4, 8))}
+  by_shard = {s: sorted(slot for slot in book.running if book.shard(slot) == s) for s in (0, 1)}
+  assert all(slots == sorted(firsts[s])[:len(slots)] for s, slots in by_shard.items())  # the lowest slots
+  assert book.busiest() == max(len(v) for v in by_shard.values())
+  for slot, q in book.running.items():
+    assert q.slot == slot and q.pages == pages[q.row] and book.shard(slot) == shard_of[q.row]
+  assert book.compact() == []  # already compact
+  free = [sorted(f) for f in book.free_slots]
+  assert all(set(f).isdisjoint(book.running) and len(f) + len(by_shard[s]) == 4 for s, f in enumerate(free))
+  fresh = Sequence(row=9, prompt_len=4, limit=8, admitted=0)
+  assert book.admit([fresh]) and fresh.slot in (len(by_shard[0]), 4 + len(by_shard[1]))  # the lowest free slot

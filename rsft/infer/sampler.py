@@ -72,7 +72,8 @@ class GenerateResult:
   logprobs: list[list[float]]      # model log-prob of each generated id
   finish_reason: list[str]         # "stop" | "length"
   preemptions: int = 0             # sequences swapped out for lack of KV pages (and resumed)
-  decode_steps: int = 0            # decode steps run, each over every slot (occupancy = tokens / slots x steps)
+  decode_steps: int = 0            # decode steps run
+  row_steps: int = 0               # decode steps x the rows each ran over (occupancy = tokens / row_steps)
   slots: int = 0                   # sequences that could decode at once
 
 
@@ -268,26 +269,54 @@ def swap_in(state, slot, pages, saved):
   return new
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id"), donate_argnames=("state",))
-def decode(graphdef, params, state, table, capacity, refill_at, stop_ids, seed, vocab_limit, *, k_cap: int,
-           chunk: int, pad_id: int = 0):
-  """Up to `chunk` decode steps of every live slot. Stops early when all are done, when `refill_at` rows have
-  finished in this call (prompts wait for their slots), or when a live row's next column reaches its
-  `capacity` (the columns its pages hold: the host adds pages). Returns (state, this call's tokens and
-  log-probs [slots, chunk], their count per slot, and the steps run)."""
-  COMPILES["decode"] += 1
-  logging.info("sampler: compiling decode for %d slots", state["done"].shape[0])
-  model = nnx.merge(graphdef, params)
+def active_rows(slots: int, shards: int, active: int) -> np.ndarray:
+  """The slots a decode over `active` rows runs: the first active / shards of each shard's run of slots (the
+  scheduler keeps running sequences there once no prompt waits: Scheduler.compact)."""
+  per, a = slots // shards, active // shards
+  if active % shards or a > per:
+    raise ValueError(f"active_rows: {active} rows do not split over {shards} shards of {per} slots")
+  return (np.arange(shards)[:, None] * per + np.arange(a)[None, :]).reshape(-1)
+
+
+@functools.partial(jax.jit, donate_argnames=("state",))
+def move_rows(state, src, dst):
+  """Slot dst[i] takes slot src[i]'s row state (a compaction: the pages stay, the host's table follows);
+  dst >= the slot count (padding) is dropped; the sources are freed."""
+  COMPILES["move"] += 1
   b = state["done"].shape[0]
-  started_done = state["done"]
-  out = dict(tokens=jnp.full((b, chunk), pad_id, jnp.int32), logprobs=jnp.zeros((b, chunk), jnp.float32),
-             produced=jnp.zeros((b,), jnp.int32))
+  new = {key: x if key in ("k", "v") else x.at[dst].set(x[src], mode="drop") for key, x in state.items()}
+  new["done"] = new["done"].at[jnp.where(dst < b, src, b)].set(True, mode="drop")
+  return new
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"),
+                   donate_argnames=("state",))
+def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, *,
+           k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
+  """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all). Stops early when all are done, when
+  `refill_at` rows have finished in this call (prompts wait for their slots), when no shard has more than
+  `shrink_at` live rows (the host compacts them into a smaller batch; -1 = never), or when a live row's next
+  column reaches its `capacity` (the columns its pages hold: the host adds pages). Returns (state, this call's
+  tokens and log-probs [active, chunk], their count per active row, and the steps run)."""
+  COMPILES["decode"] += 1
+  b, shards = state["done"].shape[0], state["k"].shape[0]
+  active = active or b
+  logging.info("sampler: compiling decode for %d of %d slots", active, b)
+  model = nnx.merge(graphdef, params)
+  rows = None if active == b else jnp.asarray(active_rows(b, shards, active))
+  take = (lambda x: x) if rows is None else (lambda x: x[rows])
+  run = {key: x if key in ("k", "v") else take(x) for key, x in state.items()}
+  table, capacity = take(table), take(capacity)
+  started_done = run["done"]
+  out = dict(tokens=jnp.full((active, chunk), pad_id, jnp.int32), logprobs=jnp.zeros((active, chunk), jnp.float32),
+             produced=jnp.zeros((active,), jnp.int32))
 
   def cond(carry):
     s, _, i = carry
     live = ~s["done"]
     room = jnp.all(~live | (s["lengths"] < capacity))
-    return (i < chunk) & jnp.any(live) & (jnp.sum(s["done"] & ~started_done) < refill_at) & room
+    crowded = jnp.max(live.reshape(shards, -1).sum(axis=1)) > shrink_at
+    return (i < chunk) & jnp.any(live) & (jnp.sum(s["done"] & ~started_done) < refill_at) & room & crowded
 
   def body(carry):
     s, o, i = carry
@@ -302,15 +331,19 @@ def decode(graphdef, params, state, table, capacity, refill_at, stop_ids, seed, 
     pages = attention.Pages(table, lengths, jnp.max(jnp.where(writing, lengths, 0)))
     hidden, k, v = model.extend_paged(tok[:, None], s["k"], s["v"], pages, writing)
     at = jnp.where(live, o["produced"], chunk)  # out of range: not written
-    o = dict(tokens=o["tokens"].at[jnp.arange(b), at].set(tok, mode="drop"),
-             logprobs=o["logprobs"].at[jnp.arange(b), at].set(lp, mode="drop"), produced=o["produced"] + live)
+    o = dict(tokens=o["tokens"].at[jnp.arange(active), at].set(tok, mode="drop"),
+             logprobs=o["logprobs"].at[jnp.arange(active), at].set(lp, mode="drop"), produced=o["produced"] + live)
     new = dict(s, k=k, v=v, lengths=lengths, done=done, step=s["step"] + live,
                logits=_last_logits(model, hidden[:, 0]))
     if "counts" in s:
-      new["counts"] = s["counts"].at[jnp.arange(b), tok].add(live.astype(jnp.int32))
+      new["counts"] = s["counts"].at[jnp.arange(active), tok].add(live.astype(jnp.int32))
     return _constrain(model.rules, new), o, i + 1
 
-  state, out, steps = jax.lax.while_loop(cond, body, (state, out, jnp.int32(0)))
+  run, out, steps = jax.lax.while_loop(cond, body, (_constrain(model.rules, run), out, jnp.int32(0)))
+  if rows is None:
+    state = run
+  else:
+    state = {key: run[key] if key in ("k", "v") else x.at[rows].set(run[key]) for key, x in state.items()}
   return _constrain(model.rules, state), dict(out, steps=steps)
 
 
@@ -417,7 +450,11 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
       engine.swap_out(seq)
       book.evict(seq)
     waiting = bool(queue or book.swapped) and opts.schedule == "continuous"
-    done = engine.decode(book, (opts.refill_rows or n) if waiting else the_plan.slots + 1)
+    active, tail = the_plan.slots, opts.schedule == "continuous" and not waiting
+    if tail:  # no prompt waits: the live rows run in the smallest batch that holds them
+      engine.move(book.compact())
+      active = the_plan.shards * min(_pow2_ceil(book.busiest()), the_plan.slots // the_plan.shards)
+    done = engine.decode(book, (opts.refill_rows or n) if waiting else the_plan.slots + 1, active, shrink=tail)
     finished = []
     for seq in done:
       reason = "stop" if seq.tokens and seq.tokens[-1] in engine.stop_set else "length"
@@ -432,7 +469,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
                               "so far %s", 60, the_plan.slots, the_plan.pages_per_shard, the_plan.page_size,
                               book.preemptions, dict(COMPILES))
   return GenerateResult(*map(list, zip(*results)), preemptions=book.preemptions, decode_steps=engine.steps,
-                        slots=the_plan.slots)
+                        row_steps=engine.row_steps, slots=the_plan.slots)
 
 
 class _Engine:
@@ -449,6 +486,7 @@ class _Engine:
     self.seed = jnp.uint32(seed)
     self.k_cap = min(opts.top_k_cap, model.config.vocab_size)
     self.steps = 0
+    self.row_steps = 0  # decode steps x the rows each ran over (its batch)
 
   def admit(self, prompts, admitted: list[tuple[int, list[Any]]], bucket: int, book) -> None:
     """One prefill for these prompts (padded to a power-of-two count: few compiles), then their samples' slots."""
@@ -493,19 +531,34 @@ class _Engine:
     self.state = swap_in(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]), saved)
     seq.saved = None
 
-  def decode(self, book, refill_at: int) -> list[Any]:
-    """One decode call; appends each running sequence's new tokens; returns the ones that finished."""
+  def move(self, moves: list[tuple[int, int]]) -> None:
+    """Row state follows a compaction's moves (src slot, dst slot), padded to a power-of-two count."""
+    if not moves:
+      return
+    width = _pow2_ceil(len(moves))
+    src, dst = zip(*moves, *[(0, self.plan.slots)] * (width - len(moves)))
+    self.state = move_rows(self.state, jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32))
+
+  def decode(self, book, refill_at: int, active: int, shrink: bool) -> list[Any]:
+    """One decode call over the first `active` slots (active_rows); appends each running sequence's new tokens;
+    returns the ones that finished. With `shrink`, a batch that can still halve returns as soon as no shard has
+    more than half of its active rows live (the host then compacts them)."""
+    shrink_at = active // self.plan.shards // 2 if shrink and active > self.plan.shards else -1
     self.state, out = decode(self.model.graphdef, self.model.params, self.state, self._table(book),
-                             jnp.asarray(book.capacity(), jnp.int32), jnp.int32(refill_at), self.stops, self.seed,
-                             self.vocab_limit, k_cap=self.k_cap, chunk=self.opts.chunk_steps, pad_id=self.opts.pad_id)
+                             jnp.asarray(book.capacity(), jnp.int32), jnp.int32(refill_at), jnp.int32(shrink_at),
+                             self.stops, self.seed, self.vocab_limit, k_cap=self.k_cap, chunk=self.opts.chunk_steps,
+                             pad_id=self.opts.pad_id, active=active)
     produced, tokens, logprobs, done = (sharding.to_host(x) for x in (out["produced"], out["tokens"],
                                                                       out["logprobs"], self.state["done"]))
     self.steps += int(out["steps"])
+    self.row_steps += int(out["steps"]) * active
+    position = {slot: i for i, slot in enumerate(active_rows(self.plan.slots, self.plan.shards, active))}
     finished = []
     for slot, seq in list(book.running.items()):
-      k = int(produced[slot])
-      seq.tokens += tokens[slot, :k].tolist()
-      seq.logprobs += logprobs[slot, :k].tolist()
+      i = position[slot]
+      k = int(produced[i])
+      seq.tokens += tokens[i, :k].tolist()
+      seq.logprobs += logprobs[i, :k].tolist()
       seq.length += k
       if done[slot]:
         finished.append(seq)

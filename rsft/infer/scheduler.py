@@ -139,6 +139,29 @@ class Scheduler:
     self.preemptions += len(victims)
     return victims
 
+  def busiest(self) -> int:
+    """The most sequences running in one shard."""
+    counts = collections.Counter(self.shard(slot) for slot in self.running)
+    return max(counts.values(), default=0)
+
+  def compact(self) -> list[tuple[int, int]]:
+    """Moves each shard's running sequences into its lowest slots (their pages stay: pages belong to the shard),
+    so a decode over the first slots of each shard runs them all. Returns the (from, to) slot moves."""
+    moves = []
+    for shard in range(self.shards):
+      first = shard * self.per_shard
+      mine = sorted(slot for slot in self.running if self.shard(slot) == shard)
+      free_low = sorted(set(range(first, first + len(mine))) - set(mine))
+      for src, dst in zip([slot for slot in mine if slot >= first + len(mine)], free_low):
+        seq = self.running.pop(src)
+        seq.slot = dst
+        self.running[dst] = seq
+        self.free_slots[shard].remove(dst)
+        self.free_slots[shard].append(src)
+        moves.append((src, dst))
+      self.free_slots[shard].sort(reverse=True)  # pop() hands out the lowest free slot
+    return moves
+
   def table(self) -> list[list[int]]:
     """[slots][pages_per_row] page ids (0 = none: the scratch page)."""
     rows = [[0] * self.pages_per_row for _ in range(self.slots)]

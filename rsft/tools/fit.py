@@ -279,7 +279,8 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
     return refused
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
   lowered = sampler.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
-                                 scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32), scalar(jnp.int32),
+                                 scalar(jnp.int32), scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32),
+                                 scalar(jnp.int32),
                                  k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
   decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
   if refused:
