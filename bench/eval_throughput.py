@@ -2,7 +2,8 @@
 transformers.generate, in one run.
 
   python bench/eval_throughput.py [--prompts=96] [--batch=32] [--caps=512,4096] [--vocab=512] [--prompt_range=20,60]
-  python bench/eval_throughput.py --vocab=151936 --prompt_range=8,60 --stop_share=0.02   # issue 26's shapes
+  python bench/eval_throughput.py --vocab=777 --prompt_range=8,40 --stop_share=0.0208 \
+      --shape=num_hidden_layers=3,hidden_size=96,head_dim=40                                # issue 26's workload
   python bench/eval_throughput.py --smoke        # 16 prompts, 8 in flight, caps 32 and 96, in seconds
 Results go to stdout (progress bars to stderr).
 
@@ -58,6 +59,7 @@ def main() -> None:
   parser.add_argument("--caps", default="512,4096")
   parser.add_argument("--repeats", type=int, default=5, help="runs per cap for rsft's cost vs cap")
   parser.add_argument("--vocab", type=int, default=512, help="the tiny model's vocabulary")
+  parser.add_argument("--shape", default="", help="overrides of the model's shape, e.g. hidden_size=96,head_dim=40")
   parser.add_argument("--prompt_range", default="20,60", help="prompt lengths, lowest,highest")
   parser.add_argument("--stop_share", type=float, default=0.0,
                       help="one distribution whose stop set is this share of the vocabulary (0: the two defaults)")
@@ -74,7 +76,8 @@ def main() -> None:
 
   torch.manual_seed(0)
   path = tempfile.mkdtemp()
-  hf = tiny_models.build("qwen3", path, vocab_size=args.vocab, **SHAPE)
+  shape = {**SHAPE, **{k: int(v) for k, v in (kv.split("=") for kv in args.shape.split(",") if kv)}}
+  hf = tiny_models.build("qwen3", path, vocab_size=args.vocab, **shape)
   m = rsft.load_model(path)
   rng = np.random.default_rng(0)
   low, high = (int(x) for x in args.prompt_range.split(","))
@@ -105,7 +108,7 @@ def main() -> None:
         lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
-  print(f"tiny Qwen3 {SHAPE}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most {args.batch} in flight, T 1.0, "
+  print(f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most {args.batch} in flight, T 1.0, "
         f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
         f"cache in batches of {args.batch}")
   for name, count in distributions.items():

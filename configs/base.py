@@ -85,6 +85,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=32768, n=1, seed=0,
       presence_penalty=0.0, frequency_penalty=0.0,  # vLLM's, over output tokens (AlpacaEval: 0.1 each)
       max_total_tokens=0,                  # cap on prompt + output (vLLM max_model_len); 0 = none
+      think_budget=0,                      # tokens a row may think before </think> is forced (vLLM's thinking
+                                           # token limit); 0 = off
+      answer_budget=0,                     # tokens after a forced </think>; 0 = up to max_new_tokens
       skip_special_tokens=True,            # decoding of completions (lm-eval / evalchemy keep them: False)
       max_num_seqs=256,                    # sequences decoding at once (continuous batching: a finished one's
                                            # slot takes the next waiting prompt at once; vLLM's max_num_seqs)

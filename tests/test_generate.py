@@ -397,3 +397,76 @@ def test_compiled_decode_never_copies_the_kv_pool(models):
                                 jnp.uint32(0), jnp.int32(100), k_cap=64, chunk=8, active=active).compile().as_text()
     copies = fit.copied_sizes(text)
     assert "while" in text and max(copies, default=0) < layer_pages, (active, max(copies, default=0), layer_pages)
+
+
+class _ThinkTokens:
+  """The tiny test models' tokenizer stand-in: ids for <think> / </think> (a random model has no tokenizer)."""
+
+  def __init__(self, start, end):
+    self.ids = {"<think>": start, "</think>": end}
+    self.unk_token_id = None
+
+  def convert_tokens_to_ids(self, token):
+    return self.ids.get(token)
+
+  def __len__(self):
+    return tiny_models.VOCAB
+
+
+def test_a_thinking_budget_forces_the_close_then_caps_the_answer(models):
+  """A prompt ending inside <think> (id 7): the row thinks 6 tokens, gets </think> (id 9) as its 7th with the
+  model's log-prob of it (the scorer's), then at most 4 answer tokens; the same tokens with 1 or 32 slots."""
+  import copy
+  _, base = models["qwen3"]
+  m = copy.copy(base)
+  m.tokenizer = _ThinkTokens(7, 9)
+  ps = [p + [7] for p in prompts(lengths=(5, 17, 11, 8))]
+  free = rsft.generate(m, ps, 30, temperature=1.0, seed=3, stop_token_ids=[])
+  runs = [rsft.generate(m, ps, 30, temperature=1.0, seed=3, stop_token_ids=[], think_budget=6, answer_budget=4,
+                        options=sampler.Options(max_num_seqs=k)) for k in (1, 32)]
+  assert runs[0].tokens == runs[1].tokens
+  forced = 0
+  for p, want, got, lps in zip(ps, free.tokens, runs[1].tokens, runs[1].logprobs):
+    if 9 in want[:7]:  # closed by itself within the budget: nothing forced, nothing capped
+      assert got == want
+      continue
+    forced += 1
+    assert got[:6] == want[:6] and got[6] == 9 and len(got) == 11
+    full = np.asarray(rsft.token_logprobs(m, np.asarray([p + got])))[0, len(p) - 1:]
+    np.testing.assert_allclose(lps, full, atol=2e-5)  # the forced </think> too: the model's log-prob of it
+  assert forced >= 3
+
+
+def test_a_thinking_budget_arms_when_the_row_opens_its_think_block(models):
+  import copy
+  _, base = models["qwen3"]
+  m = copy.copy(base)
+  ps = prompts(lengths=(6, 9))
+  free = rsft.generate(m, ps, 20, stop_token_ids=[])  # greedy: the token each row emits at step 2 is its "<think>"
+  armed = 0
+  for row, p in zip(free.tokens, ps):
+    if row[2] in p:
+      continue  # the prompt would hold an open <think>: another test's case
+    m.tokenizer = _ThinkTokens(row[2], 1 if row[2] != 1 else 2)
+    got = rsft.generate(m, [p], 20, stop_token_ids=[], think_budget=3).tokens[0]
+    close = m.tokenizer.ids["</think>"]
+    first = row.index(row[2])
+    if close in row[first + 1:first + 4]:
+      continue  # closed by itself within the budget
+    assert got[:first + 4] == row[:first + 4] and got[first + 4] == close  # 3 thinking tokens after <think>
+    armed += 1
+  assert armed >= 1
+
+
+def test_thinking_budgets_are_checked_up_front(models):
+  import copy
+  _, base = models["qwen3"]
+  m = copy.copy(base)
+  m.tokenizer = None
+  with pytest.raises(ValueError, match="no single <think> / </think> token"):
+    rsft.generate(m, [[3, 4]], 8, think_budget=4)
+  m.tokenizer = _ThinkTokens(7, 9)
+  with pytest.raises(ValueError, match="think_budget=8 must be below max_new_tokens=8"):
+    rsft.generate(m, [[3, 4]], 8, think_budget=8)
+  with pytest.raises(ValueError, match="answer_budget=3 needs sample.think_budget"):
+    rsft.generate(m, [[3, 4]], 8, answer_budget=3)

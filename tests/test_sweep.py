@@ -167,6 +167,10 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
   c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64, seed=7))
   d = sweep.decoding(c, benchmarks.get("math500"))
   assert (d.temperature, d.top_p, d.n, d.max_new_tokens, d.seed) == (0.0, 0.95, 4, 64, 7)
+  assert (d.think_budget, d.answer_budget) == (0, 0)
+  c.sample.update(dict(think_budget=48, answer_budget=8))  # the engine's budget reaches every benchmark's decoding
+  d = sweep.decoding(c, benchmarks.get("math500"))
+  assert (d.think_budget, d.answer_budget) == (48, 8)
 
 
 def test_missing_data_or_judges_are_reported_not_run_and_groups_aggregate(tmp_path):

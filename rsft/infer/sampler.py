@@ -147,6 +147,7 @@ def plan(cfg: Any, dtype: Any, mesh: Any, rows: int, longest_prompt: int, max_co
 COMPILES: collections.Counter = collections.Counter()
 
 _POOL_AXES = ("batch", "act_kv_heads", None, None, None, None)  # [D, K, L, pages, page, H]: attention.Pages
+NEVER = np.iinfo(np.int32).max  # think_at of a row that is not thinking (or has no budget)
 _ROW_DTYPES = dict(lengths=jnp.int32, step=jnp.int32, done=bool, temperature=jnp.float32, top_p=jnp.float32,
                    top_k=jnp.int32, row_id=jnp.int32, limit=jnp.int32, presence=jnp.float32, frequency=jnp.float32)
 
@@ -163,9 +164,10 @@ def _last_logits(model, hidden: jax.Array) -> jax.Array:
                     precision=precision(hidden.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "plan", "penalties"))
-def empty_state(graphdef, params, *, plan: Plan, penalties: bool) -> dict[str, jax.Array]:
-  """Every slot free (done), every page zero."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "plan", "penalties", "thinking"))
+def empty_state(graphdef, params, *, plan: Plan, penalties: bool, thinking: bool = False) -> dict[str, jax.Array]:
+  """Every slot free (done), every page zero. `thinking` adds each row's `think_at` (its step at which `</think>`
+  is forced; NEVER while it is not thinking)."""
   COMPILES["empty_state"] += 1
   model = nnx.merge(graphdef, params)
   cfg = model.cfg
@@ -175,6 +177,8 @@ def empty_state(graphdef, params, *, plan: Plan, penalties: bool) -> dict[str, j
                logits=jnp.zeros((plan.slots, cfg.vocab_size), jnp.float32))
   if penalties:
     state["counts"] = jnp.zeros((plan.slots, cfg.vocab_size), jnp.int32)
+  if thinking:
+    state["think_at"] = jnp.full((plan.slots,), NEVER, jnp.int32)
   return _constrain(model.rules, state)
 
 
@@ -216,7 +220,7 @@ def prefill(graphdef, params, ids, mask, *, chunk: int = 0):
 
 
 @functools.partial(jax.jit, static_argnames=("n",), donate_argnames=("state",))
-def admit(state, cache, logits, lengths, slots, table, rows, *, n: int):
+def admit(state, cache, logits, lengths, slots, table, rows, think_at=None, *, n: int):
   """Moves prompt i's cache (left-padded in [L, G, P, K, H]) into the pages of slots[i * n + j], j < n, starting
   at column 0, and sets those slots' state: rows = per-row values of the sampling parameters (temperature,
   top_p, top_k, row_id, limit, presence, frequency), [G * n] each. A slot >= the slot count (a padding prompt's)
@@ -244,6 +248,8 @@ def admit(state, cache, logits, lengths, slots, table, rows, *, n: int):
                 logits=logits[src])
   if "counts" in state:
     values["counts"] = jnp.zeros((g * n, state["counts"].shape[1]), jnp.int32)
+  if think_at is not None:
+    values["think_at"] = think_at
   target = jnp.where(real, slots, b)
   for key, value in values.items():
     new[key] = new[key].at[target].set(value.astype(new[key].dtype), mode="drop")
@@ -269,6 +275,37 @@ def swap_in(state, slot, pages, saved):
   return new
 
 
+@dataclasses.dataclass(frozen=True)
+class ThinkBudget:
+  """vLLM's thinking-token limit: a row still thinking after `think` tokens of its think block gets `</think>`
+  (the `end` id) as its next token, then at most `answer` more tokens (0: up to its own limit). A row thinks from
+  a prompt that ends inside an open `<think>` (its budget counts from its first token) or from the step it emits
+  `<think>` (the `start` id)."""
+  think: int
+  answer: int = 0
+  start: int = -1
+  end: int = -1
+
+  def arrays(self) -> dict[str, jax.Array]:
+    return {k: jnp.int32(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _think_step(s, live, tok, lp, think):
+  """(token, its log-prob, think_at, limit) after the budget: a forced `</think>` reports the model's log-prob of
+  `</think>`; opening a block arms the budget; closing one (sampled or forced) disarms it, and a forced close
+  leaves `answer` more tokens."""
+  forced = live & (s["step"] >= s["think_at"])
+  end_lp = lambda: (jnp.take_along_axis(s["logits"], jnp.full((tok.shape[0], 1), think["end"]), axis=1)[:, 0]
+                    - jax.nn.logsumexp(s["logits"], axis=-1))
+  lp = jnp.where(forced, jax.lax.cond(jnp.any(forced), end_lp, lambda: lp), lp)
+  tok = jnp.where(forced, think["end"], tok)
+  think_at = jnp.where(live & (tok == think["start"]) & (s["think_at"] == NEVER), s["step"] + 1 + think["think"],
+                       s["think_at"])
+  think_at = jnp.where(live & (tok == think["end"]), NEVER, think_at)
+  answer_end = jnp.where(think["answer"] > 0, s["step"] + 1 + think["answer"], s["limit"])
+  return tok, lp, think_at, jnp.where(forced, jnp.minimum(s["limit"], answer_end), s["limit"])
+
+
 def active_rows(slots: int, shards: int, active: int) -> np.ndarray:
   """The slots a decode over `active` rows runs: the first active / shards of each shard's run of slots (the
   scheduler keeps running sequences there once no prompt waits: Scheduler.compact)."""
@@ -291,13 +328,14 @@ def move_rows(state, src, dst):
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"),
                    donate_argnames=("state",))
-def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, *,
-           k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
+def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, think=None,
+           *, k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
   """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all). Stops early when all are done, when
   `refill_at` rows have finished in this call (prompts wait for their slots), when no shard has more than
   `shrink_at` live rows (the host compacts them into a smaller batch; -1 = never), or when a live row's next
-  column reaches its `capacity` (the columns its pages hold: the host adds pages). Returns (state, this call's
-  tokens and log-probs [active, chunk], their count per active row, and the steps run)."""
+  column reaches its `capacity` (the columns its pages hold: the host adds pages). think: ThinkBudget's arrays
+  (with a `think_at` state). Returns (state, this call's tokens and log-probs [active, chunk], their count per
+  active row, and the steps run)."""
   COMPILES["decode"] += 1
   b, shards = state["done"].shape[0], state["k"].shape[0]
   active = active or b
@@ -324,8 +362,11 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
     penalties = (s["counts"], s["presence"], s["frequency"]) if "counts" in s else None
     tok, lp = select(s["logits"], row_keys(seed, s["row_id"], s["step"]), s["temperature"], s["top_p"],
                      s["top_k"], k_cap, vocab_limit, penalties)
+    limit = s["limit"]
+    if think is not None:
+      tok, lp, s["think_at"], limit = _think_step(s, live, tok, lp, think)
     tok, lp = jnp.where(live, tok, pad_id), jnp.where(live, lp, 0.0)
-    done = s["done"] | (live & (jnp.isin(tok, stop_ids) | (s["step"] + 1 >= s["limit"])))
+    done = s["done"] | (live & (jnp.isin(tok, stop_ids) | (s["step"] + 1 >= limit)))
     writing = ~done  # a row that just finished needs no forward pass
     lengths = s["lengths"] + writing
     pages = attention.Pages(table, lengths, jnp.max(jnp.where(writing, lengths, 0)))
@@ -333,7 +374,7 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
     at = jnp.where(live, o["produced"], chunk)  # out of range: not written
     o = dict(tokens=o["tokens"].at[jnp.arange(active), at].set(tok, mode="drop"),
              logprobs=o["logprobs"].at[jnp.arange(active), at].set(lp, mode="drop"), produced=o["produced"] + live)
-    new = dict(s, k=k, v=v, lengths=lengths, done=done, step=s["step"] + live,
+    new = dict(s, k=k, v=v, lengths=lengths, done=done, step=s["step"] + live, limit=limit,
                logits=_last_logits(model, hidden[:, 0]))
     if "counts" in s:
       new["counts"] = s["counts"].at[jnp.arange(active), tok].add(live.astype(jnp.int32))
@@ -354,7 +395,8 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
              top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
              options: Options | None = None, vocab_limit: int | None = None,
              prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
-             max_total_tokens: int | None = None, on_finished: Finished | None = None) -> GenerateResult:
+             max_total_tokens: int | None = None, on_finished: Finished | None = None, think_budget: int = 0,
+             answer_budget: int = 0) -> GenerateResult:
   """Samples continuations of token-id prompts (any number) with continuous batching; rsft.generate.
 
   temperature / top_p / top_k / presence_penalty / frequency_penalty: scalars or one value per prompt (0
@@ -373,6 +415,8 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   the same tokens.
   on_finished: called with [(row, tokens, logprobs, finish_reason)] as sequences finish (row = prompt index * n +
   sample), so a caller can write each one at once.
+  think_budget: tokens a row may think (inside `<think>`) before `</think>` is forced (ThinkBudget; 0 = off), then
+  at most answer_budget more tokens (0 = up to max_new_tokens). Needs `<think>` / `</think>` in the tokenizer.
   """
   if model.config.head != "lm":
     raise ValueError("generate needs a CausalLM checkpoint; this one is a reward (score) model.")
@@ -406,6 +450,9 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     logging.warning("generate: %d prompt(s) fill max_total_tokens=%d (the longest has %d tokens): their output is "
                     "empty, finish_reason 'length'.", int((room < 1).sum()), max_total_tokens, int(lengths.max()))
   penalties = bool(np.any(params["presence"] != 0) or np.any(params["frequency"] != 0))
+  budget = _think_budget(model, think_budget, answer_budget, max_new_tokens)
+  think_at = None if budget is None else np.asarray([budget.think if _opens_thinking(p, budget) else NEVER
+                                                     for p in prompts], np.int64)
   todo = [i for i in range(real) if room[i] >= 1]
   results: list[tuple[list[int], list[float], str] | None] = [None] * (real * n)
   for i in set(range(real)) - set(todo):
@@ -422,7 +469,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   longest = int(lengths[todo].max())
   the_plan = plan(cfg, dtype, model.mesh, len(todo) * n, longest, _bucket(longest, opts.prompt_buckets) + max_new_tokens,
                   n, opts, memory, distributed.min_over_processes)
-  engine = _Engine(model, the_plan, opts, params, uids, penalties, seed, stop_token_ids, vocab_limit)
+  engine = _Engine(model, the_plan, opts, params, uids, penalties, seed, stop_token_ids, vocab_limit, budget, think_at)
   book = sched_lib.Scheduler(the_plan.slots, the_plan.shards, the_plan.pages_per_shard, the_plan.page_size,
                              the_plan.pages_per_row)
   queue = collections.deque(todo)
@@ -472,13 +519,43 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
                         row_steps=engine.row_steps, slots=the_plan.slots)
 
 
+def _think_budget(model, think: int, answer: int, max_new_tokens: int) -> ThinkBudget | None:
+  """The call's ThinkBudget, or None when off; a budget the call cannot honour is refused up front."""
+  if think < 0 or answer < 0:
+    raise ValueError(f"sample.think_budget={think} and sample.answer_budget={answer} must be >= 0.")
+  if not think:
+    if answer:
+      raise ValueError(f"sample.answer_budget={answer} needs sample.think_budget > 0 (it counts after a forced "
+                       "</think>).")
+    return None
+  if think >= max_new_tokens:
+    raise ValueError(f"sample.think_budget={think} must be below max_new_tokens={max_new_tokens}: a budget the "
+                     "cap reaches first never forces </think>.")
+  tokenizer = model.tokenizer
+  ids = [tokenizer.convert_tokens_to_ids(t) if tokenizer is not None else None for t in ("<think>", "</think>")]
+  unknown = getattr(tokenizer, "unk_token_id", None)
+  if any(i is None or i == unknown for i in ids):
+    raise ValueError(f"sample.think_budget={think}: the model's tokenizer has no single <think> / </think> token "
+                     f"({model.path}); thinking budgets need a thinking model's tokenizer (Qwen3's).")
+  return ThinkBudget(think, answer, *ids)
+
+
+def _opens_thinking(prompt: Sequence[int], budget: ThinkBudget) -> bool:
+  """Whether the prompt ends inside an open <think> block (a chat template that starts the thinking)."""
+  opened = max((i for i, t in enumerate(prompt) if t == budget.start), default=-1)
+  return opened > max((i for i, t in enumerate(prompt) if t == budget.end), default=-1)
+
+
 class _Engine:
   """The device state of one generate call and the host copies it needs: the jitted steps, fed by the book."""
 
   def __init__(self, model, the_plan: Plan, opts: Options, params: dict[str, np.ndarray], uids: np.ndarray,
-               penalties: bool, seed: int, stop_token_ids: Sequence[int], vocab_limit: int | None):
+               penalties: bool, seed: int, stop_token_ids: Sequence[int], vocab_limit: int | None,
+               budget: ThinkBudget | None = None, think_at: np.ndarray | None = None):
     self.model, self.plan, self.opts, self.params, self.uids = model, the_plan, opts, params, uids
-    self.state = empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties)
+    self.think, self.think_at = (None if budget is None else budget.arrays()), think_at
+    self.state = empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties,
+                             thinking=budget is not None)
     self.stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
     self.stop_set = set(int(t) for t in stop_token_ids or [])
     limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
@@ -509,8 +586,14 @@ class _Engine:
         columns["row_id"][r * n + j], columns["limit"][r * n + j] = self.uids[i] * n + j, seq.limit
     lens = np.asarray([len(prompts[i]) for i, _ in admitted] + [1] * (g - len(admitted)), np.int32)
     rows_arrays = tuple(jnp.asarray(x) for x in columns.values())
+    think_at = None
+    if self.think_at is not None:
+      think_at = np.full(g * n, NEVER, np.int32)
+      for r, (i, _) in enumerate(admitted):
+        think_at[r * n:(r + 1) * n] = self.think_at[i]
+      think_at = jnp.asarray(think_at)
     self.state = admit(self.state, cache, logits, jnp.asarray(lens), jnp.asarray(slots), self._table(book),
-                       rows_arrays, n=n)
+                       rows_arrays, think_at, n=n)
 
   def _table(self, book) -> jax.Array:
     return jnp.asarray(np.asarray(book.table(), np.int32))
@@ -546,7 +629,8 @@ class _Engine:
     shrink_at = active // self.plan.shards // 2 if shrink and active > self.plan.shards else -1
     self.state, out = decode(self.model.graphdef, self.model.params, self.state, self._table(book),
                              jnp.asarray(book.capacity(), jnp.int32), jnp.int32(refill_at), jnp.int32(shrink_at),
-                             self.stops, self.seed, self.vocab_limit, k_cap=self.k_cap, chunk=self.opts.chunk_steps,
+                             self.stops, self.seed, self.vocab_limit, self.think, k_cap=self.k_cap,
+                             chunk=self.opts.chunk_steps,
                              pad_id=self.opts.pad_id, active=active)
     produced, tokens, logprobs, done = (sharding.to_host(x) for x in (out["produced"], out["tokens"],
                                                                       out["logprobs"], self.state["done"]))
