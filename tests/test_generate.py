@@ -8,7 +8,7 @@ import pytest
 import rsft
 from rsft.tools import tiny_models
 from rsft import sharding
-from rsft.infer import sampler, sampling
+from rsft.infer import engine, sampler, sampling
 
 torch = pytest.importorskip("torch")
 
@@ -144,10 +144,10 @@ def test_penalised_generation_avoids_repeats_and_caps_total_tokens(models):
   ps = prompts(lengths=(6, 9))
   free = rsft.generate(m, ps, 24, stop_token_ids=[])
   pen = rsft.generate(m, ps, 24, stop_token_ids=[], frequency_penalty=100.0)
-  compiled = sampler.decode._cache_size()
+  compiled = engine.decode._cache_size()
   other = rsft.generate(m, ps, 24, stop_token_ids=[], temperature=0.7, presence_penalty=[0.1, 2.0],
                         frequency_penalty=[0.1, 0.0])
-  assert sampler.decode._cache_size() == compiled and len(other.tokens) == 2  # new penalty values: no recompile
+  assert engine.decode._cache_size() == compiled and len(other.tokens) == 2  # new penalty values: no recompile
   for toks in pen.tokens:
     assert len(set(toks)) == len(toks)  # greedy under a huge frequency penalty: no token twice
   assert any(len(set(t)) < len(t) for t in free.tokens)  # ... while the free run does repeat
@@ -174,10 +174,10 @@ def test_sampling_params_change_without_recompiling_and_rows_are_independent(mod
   ps = prompts()
   opts = sampler.Options(n=2, chunk_steps=8)
   first = rsft.generate(m, ps, 16, temperature=1.0, top_p=0.9, seed=3, stop_token_ids=[], options=opts)
-  compiled = sampler.decode._cache_size()
+  compiled = engine.decode._cache_size()
   again = rsft.generate(m, ps, 16, temperature=[0.0, 0.5, 1.3], top_p=[1.0, 0.7, 0.95], top_k=[0, 5, 40], seed=3,
                         stop_token_ids=[], options=opts)
-  assert sampler.decode._cache_size() == compiled
+  assert engine.decode._cache_size() == compiled
   assert len(first.tokens) == 6 and first.tokens[0] != first.tokens[1]  # n=2 samples per prompt differ
   assert again.tokens[0] == again.tokens[1] == rsft.generate(m, ps[:1], 16, stop_token_ids=[]).tokens[0]  # greedy
   alone = rsft.generate(m, ps[:1], 16, temperature=1.0, top_p=0.9, seed=3, stop_token_ids=[], options=opts)
@@ -216,11 +216,11 @@ def test_sharded_sampling_mesh_equals_unsharded(models, data, tensor):
   trained = rsft.load_model(path, mesh=sharding.make_mesh(1, 4, 2))  # training layout: fsdp x tensor
   sm = rsft.reshard(trained, sharding.make_mesh(data, 1, tensor))
   assert sm.params["layers"]["self_attn"]["q_proj"]["kernel"][...].sharding.spec[2] == "tensor"
-  before = dict(sampler.COMPILES)
+  before = dict(engine.COMPILES)
   got = rsft.generate(sm, ps, 20, temperature=1.0, top_k=30, seed=7, stop_token_ids=[], options=opts)
   # 3 prompts x 2 samples are padded to 8 rows for data=4; three decode chunks reuse one compile.
-  assert sampler.COMPILES["prefill"] - before.get("prefill", 0) == 1
-  assert sampler.COMPILES["decode"] - before.get("decode", 0) == 1
+  assert engine.COMPILES["prefill"] - before.get("prefill", 0) == 1
+  assert engine.COMPILES["decode"] - before.get("decode", 0) == 1
   assert got.tokens == want.tokens and got.finish_reason == want.finish_reason
   np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(want.logprobs), atol=1e-5)
   from rsft.infer import scorer
@@ -388,11 +388,11 @@ def test_compiled_decode_never_copies_the_kv_pool(models):
   from rsft.tools import fit
   _, m = models["qwen3"]
   plan = sampler.plan(m.config, jnp.float32, m.mesh, 8, 20, 80, 1, sampler.Options(page_size=16), None)
-  state = sampler.empty_state(m.graphdef, m.params, plan=plan, penalties=True)
-  layer_pages = int(np.prod(state["k"].shape[3:])) * state["k"].shape[1]  # [D, K, L, pages, page, H]
+  state = engine.empty_state(m.graphdef, m.params, plan=plan, penalties=True)
+  layer_pages = int(np.prod(state.k.shape[3:])) * state.k.shape[1]  # [D, K, L, pages, page, H]
   assert fit.copied_sizes("%copy.3 = f32[2,41,16]{2,1,0} copy(%p)") == [2 * 41 * 16]  # it reads HLO
   for active in (plan.slots, 2):  # every slot, and the tail's compacted batch (active_rows)
-    text = sampler.decode.lower(m.graphdef, m.params, state, jnp.zeros((plan.slots, plan.pages_per_row), jnp.int32),
+    text = engine.decode.lower(m.graphdef, m.params, state, jnp.zeros((plan.slots, plan.pages_per_row), jnp.int32),
                                 jnp.zeros((plan.slots,), jnp.int32), jnp.int32(1), jnp.int32(-1), jnp.asarray([1]),
                                 jnp.uint32(0), jnp.int32(100), k_cap=64, chunk=8, active=active).compile().as_text()
     copies = fit.copied_sizes(text)

@@ -1,49 +1,37 @@
 """Continuous-batching KV-cache sampler (rsft.generate): up to `Options.max_num_seqs` sequences decode at once and a
 waiting prompt is admitted the moment slots free up (vLLM's scheduling), over a paged KV cache.
 
-Device side, jitted:
-  prefill    a group of prompts, left-padded to one length bucket, run once: their cache and next-token logits;
-  admit      each prompt's cache moved into the pages of its n samples' slots (left aligned, so a row's cache
-             column is its token's position) and the slots' sampling state set: n samples share one prefill;
-  decode     up to `chunk_steps` steps of every slot in a `lax.while_loop`, attention reading each row's own
-             written pages only (attention.paged_attention; on TPU the Pallas paged-attention kernel): a step
-             costs what the rows hold, not the cap. It returns early when enough rows finish to admit waiting
-             prompts, or a row needs another page;
-  swap_out / swap_in   a preempted sequence's pages and state to host memory and back, bit for bit.
-Host side (rsft.infer.scheduler): slots, page tables, admission and preemption. Pages come from the device memory
-left after the weights (`memory_utilization`, vLLM's gpu_memory_utilization); when they run out the youngest
-sequence is swapped out and resumes later: never an OOM, never a different token.
+Three parts: the device programs (rsft.infer.engine: prefill, admit, decode, compaction, swaps, over a typed
+DecodeState), the host bookkeeping (rsft.infer.scheduler: slots, page tables, admission, preemption, compaction)
+and here the plan of a call (slots, pages) and the loop that feeds one to the other. Pages come from the device
+memory left after the weights (`memory_utilization`, vLLM's gpu_memory_utilization); when they run out the
+youngest sequence is swapped out and resumes later: never an OOM, never a different token.
 
-A row's tokens depend on nothing but itself: its random key is (seed, row id, its own step), its columns are its
-positions, attention blocks are its own pages, dynamic NTK uses its own length. So any admission order,
-max_num_seqs, page budget or preemption gives the same tokens (log-probs equal to float32 rounding: XLA may sum a
-matmul in another order for another batch size; tested with 1, 7 and 32 slots and under preemption). Per-row
-temperature / top-p / top-k / penalties / token limits are arrays (no recompiles when they change); presence /
-frequency penalties (vLLM's, over the row's output tokens) keep a [rows, V] count table, so they are a static
-switch.
+A row's tokens depend on nothing but itself, so any admission order, max_num_seqs, page budget, compaction or
+preemption gives the same tokens (log-probs equal to float32 rounding: XLA may sum a matmul in another order for
+another batch size; tested with 1, 7 and 32 slots and under preemption). Per-row temperature / top-p / top-k /
+penalties / token limits are arrays (no recompiles when they change); presence / frequency penalties (vLLM's, over
+the row's output tokens) keep a [rows, V] count table and thinking budgets a per-row step, so they are static
+switches.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 import tqdm
-from flax import nnx
+from absl import logging
 
 from rsft import distributed, hardware, sharding
+from rsft.infer import engine as engine_lib
 from rsft.infer import scheduler as sched_lib
-from rsft.infer.sampling import row_keys, select
-from rsft.models import attention
-from rsft.models.decoder import positions_from_mask
-from rsft.models.layers import precision
+from rsft.infer.engine import NEVER, Plan, ThinkBudget
 from rsft.models.model import abstract_model
 
 
@@ -75,17 +63,6 @@ class GenerateResult:
   decode_steps: int = 0            # decode steps run
   row_steps: int = 0               # decode steps x the rows each ran over (occupancy = tokens / row_steps)
   slots: int = 0                   # sequences that could decode at once
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """The engine's shape for one generate call: slots (rows decoding at once), KV pages and prefill groups."""
-  slots: int
-  shards: int                      # data-parallel shards: each has slots / shards slots and its own page pool
-  page_size: int
-  pages_per_row: int               # page-table width: the longest row's prompt + new tokens
-  pages_per_shard: int             # page 0 included (scratch)
-  prefill_prompts: int             # most prompts per prefill call (a power of two)
 
 
 def _bucket(length: int, buckets: Sequence[int]) -> int:
@@ -140,252 +117,6 @@ def plan(cfg: Any, dtype: Any, mesh: Any, rows: int, longest_prompt: int, max_co
                      f"{longest_prompt}-token prompt; raise sample.mesh.tensor, Options.kv_pages / memory_utilization, "
                      "or lower max_new_tokens.")
   return Plan(slots, shards, page, pages_per_row, pages, prefill_prompts)
-
-
-# Trace counts per jitted function: a trace happens once per compile, so these are the compile counts (logged,
-# and tested: changing sampling parameters, running more chunks or admitting more prompts must not add any).
-COMPILES: collections.Counter = collections.Counter()
-
-_POOL_AXES = ("batch", "act_kv_heads", None, None, None, None)  # [D, K, L, pages, page, H]: attention.Pages
-NEVER = np.iinfo(np.int32).max  # think_at of a row that is not thinking (or has no budget)
-_ROW_DTYPES = dict(lengths=jnp.int32, step=jnp.int32, done=bool, temperature=jnp.float32, top_p=jnp.float32,
-                   top_k=jnp.int32, row_id=jnp.int32, limit=jnp.int32, presence=jnp.float32, frequency=jnp.float32)
-
-
-def _constrain(rules, state: dict[str, Any]) -> dict[str, Any]:
-  """Slots over the data shards, KV heads over tensor: every chunk's output layout is its input layout, so the
-  second chunk never recompiles."""
-  axes = lambda key, x: _POOL_AXES if key in ("k", "v") else ("batch",) + (None,) * (x.ndim - 1)
-  return {key: rules.constrain(x, axes(key, x)) for key, x in state.items()}
-
-
-def _last_logits(model, hidden: jax.Array) -> jax.Array:
-  return jnp.einsum("BD,DV->BV", hidden, model.head_kernel(), preferred_element_type=jnp.float32,
-                    precision=precision(hidden.dtype))
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "plan", "penalties", "thinking"))
-def empty_state(graphdef, params, *, plan: Plan, penalties: bool, thinking: bool = False) -> dict[str, jax.Array]:
-  """Every slot free (done), every page zero. `thinking` adds each row's `think_at` (its step at which `</think>`
-  is forced; NEVER while it is not thinking)."""
-  COMPILES["empty_state"] += 1
-  model = nnx.merge(graphdef, params)
-  cfg = model.cfg
-  pool = (plan.shards, cfg.num_kv_heads, cfg.num_layers, plan.pages_per_shard, plan.page_size, cfg.head_dim)
-  state = {key: jnp.zeros((plan.slots,), dtype) for key, dtype in _ROW_DTYPES.items()}
-  state.update(k=jnp.zeros(pool, model.dtype), v=jnp.zeros(pool, model.dtype), done=jnp.ones((plan.slots,), bool),
-               logits=jnp.zeros((plan.slots, cfg.vocab_size), jnp.float32))
-  if penalties:
-    state["counts"] = jnp.zeros((plan.slots, cfg.vocab_size), jnp.int32)
-  if thinking:
-    state["think_at"] = jnp.full((plan.slots,), NEVER, jnp.int32)
-  return _constrain(model.rules, state)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
-def prefill(graphdef, params, ids, mask, *, chunk: int = 0):
-  """Runs the left-padded prompts [G, P] once: (cache {"k", "v"} [L, G, P, K, H], next-token logits [G, V]).
-
-  With `model.attention` resolving to a kernel (splash, cuDNN, query-chunked) the prompt attends to itself in one
-  pass. With the einsum reference and `chunk` dividing P, the prompt runs in a scan over P / chunk pieces, so
-  attention scores take [G, chunk, P] rather than [G, P, P] (long judge / benchmark prompts)."""
-  COMPILES["prefill"] += 1
-  logging.info("sampler: compiling prefill for %d prompts x %d tokens", *ids.shape)
-  model = nnx.merge(graphdef, params)
-  cfg = model.cfg
-  b, p = ids.shape
-  shape = (cfg.num_layers, b, p, cfg.num_kv_heads, cfg.head_dim)
-  cache = {"k": jnp.zeros(shape, model.dtype), "v": jnp.zeros(shape, model.dtype)}
-  kv_valid = mask > 0
-  positions = positions_from_mask(mask)
-  if attention.resolve(model.attention_impl, p) != "xla":  # a memory-lean kernel: the whole prompt at once
-    hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid, segment_ids=mask)
-    last = hidden[:, -1]
-  elif chunk and p > chunk and p % chunk == 0:
-    pieces = lambda x: x.reshape(b, p // chunk, chunk).swapaxes(0, 1)  # [P/chunk, B, chunk]
-
-    def step(carry, xs):
-      cache, _ = carry
-      piece_ids, piece_pos, start = xs
-      hidden, cache = model.extend(piece_ids, piece_pos, cache, start, kv_valid)
-      return (cache, hidden[:, -1]), None
-
-    starts = jnp.arange(0, p, chunk, dtype=jnp.int32)
-    last = jnp.zeros((b, cfg.hidden_size), model.dtype)
-    (cache, last), _ = jax.lax.scan(step, (cache, last), (pieces(ids), pieces(positions), starts))
-  else:
-    hidden, cache = model.extend(ids, positions, cache, jnp.int32(0), kv_valid)
-    last = hidden[:, -1]
-  return cache, _last_logits(model, last)
-
-
-@functools.partial(jax.jit, static_argnames=("n",), donate_argnames=("state",))
-def admit(state, cache, logits, lengths, slots, table, rows, think_at=None, *, n: int):
-  """Moves prompt i's cache (left-padded in [L, G, P, K, H]) into the pages of slots[i * n + j], j < n, starting
-  at column 0, and sets those slots' state: rows = per-row values of the sampling parameters (temperature,
-  top_p, top_k, row_id, limit, presence, frequency), [G * n] each. A slot >= the slot count (a padding prompt's)
-  is dropped."""
-  COMPILES["admit"] += 1
-  n_layers, g, p = cache["k"].shape[:3]
-  b = state["done"].shape[0]
-  shards, page = state["k"].shape[0], state["k"].shape[4]
-  src = jnp.arange(g * n) // n
-  width = min(-(-p // page), table.shape[1]) * page  # the bucket's padding may pass a row's last page
-  cols = jnp.minimum(jnp.arange(width)[None, :] + (p - lengths)[src][:, None], p - 1)  # drop the left padding
-  real = slots < b
-  shard = jnp.where(real, slots // (b // shards), shards)  # out of range: dropped
-  pages = table[jnp.minimum(slots, b - 1), :width // page]  # [R, width / page]
-
-  def move(pool, c):
-    rows_cache = jnp.take_along_axis(c[:, src], cols[None, :, :, None, None], axis=2)
-    rows_cache = rows_cache.reshape((n_layers, g * n, width // page, page) + c.shape[3:])
-    rows_cache = rows_cache.transpose(1, 2, 4, 0, 3, 5)  # [R, pages, K, L, page, H]: the indexed dims lead
-    return pool.at[shard[:, None], :, :, pages].set(rows_cache.astype(pool.dtype), mode="drop")
-
-  new = dict(state, k=move(state["k"], cache["k"]), v=move(state["v"], cache["v"]))
-  values = dict(zip(("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency"), rows),
-                lengths=lengths[src], step=jnp.zeros((g * n,), jnp.int32), done=jnp.zeros((g * n,), bool),
-                logits=logits[src])
-  if "counts" in state:
-    values["counts"] = jnp.zeros((g * n, state["counts"].shape[1]), jnp.int32)
-  if think_at is not None:
-    values["think_at"] = think_at
-  target = jnp.where(real, slots, b)
-  for key, value in values.items():
-    new[key] = new[key].at[target].set(value.astype(new[key].dtype), mode="drop")
-  return new
-
-
-@functools.partial(jax.jit, donate_argnames=("state",))
-def swap_out(state, slot, pages):
-  """(state with `slot` freed, the slot's pages [len(pages), K, L, page, H] and row values) for host memory."""
-  COMPILES["swap"] += 1
-  shard = slot // (state["done"].shape[0] // state["k"].shape[0])
-  saved = {key: state[key][shard, :, :, pages] for key in ("k", "v")}
-  saved.update({key: x[slot] for key, x in state.items() if key not in ("k", "v")})
-  return dict(state, done=state["done"].at[slot].set(True)), saved
-
-
-@functools.partial(jax.jit, donate_argnames=("state",))
-def swap_in(state, slot, pages, saved):
-  COMPILES["swap"] += 1
-  shard = slot // (state["done"].shape[0] // state["k"].shape[0])
-  new = {key: state[key].at[shard, :, :, pages].set(saved[key]) for key in ("k", "v")}
-  new.update({key: x.at[slot].set(saved[key]) for key, x in state.items() if key not in ("k", "v")})
-  return new
-
-
-@dataclasses.dataclass(frozen=True)
-class ThinkBudget:
-  """vLLM's thinking-token limit: a row still thinking after `think` tokens of its think block gets `</think>`
-  (the `end` id) as its next token, then at most `answer` more tokens (0: up to its own limit). A row thinks from
-  a prompt that ends inside an open `<think>` (its budget counts from its first token) or from the step it emits
-  `<think>` (the `start` id)."""
-  think: int
-  answer: int = 0
-  start: int = -1
-  end: int = -1
-
-  def arrays(self) -> dict[str, jax.Array]:
-    return {k: jnp.int32(v) for k, v in dataclasses.asdict(self).items()}
-
-
-def _think_step(s, live, tok, lp, think):
-  """(token, its log-prob, think_at, limit) after the budget: a forced `</think>` reports the model's log-prob of
-  `</think>`; opening a block arms the budget; closing one (sampled or forced) disarms it, and a forced close
-  leaves `answer` more tokens."""
-  forced = live & (s["step"] >= s["think_at"])
-  end_lp = lambda: (jnp.take_along_axis(s["logits"], jnp.full((tok.shape[0], 1), think["end"]), axis=1)[:, 0]
-                    - jax.nn.logsumexp(s["logits"], axis=-1))
-  lp = jnp.where(forced, jax.lax.cond(jnp.any(forced), end_lp, lambda: lp), lp)
-  tok = jnp.where(forced, think["end"], tok)
-  think_at = jnp.where(live & (tok == think["start"]) & (s["think_at"] == NEVER), s["step"] + 1 + think["think"],
-                       s["think_at"])
-  think_at = jnp.where(live & (tok == think["end"]), NEVER, think_at)
-  answer_end = jnp.where(think["answer"] > 0, s["step"] + 1 + think["answer"], s["limit"])
-  return tok, lp, think_at, jnp.where(forced, jnp.minimum(s["limit"], answer_end), s["limit"])
-
-
-def active_rows(slots: int, shards: int, active: int) -> np.ndarray:
-  """The slots a decode over `active` rows runs: the first active / shards of each shard's run of slots (the
-  scheduler keeps running sequences there once no prompt waits: Scheduler.compact)."""
-  per, a = slots // shards, active // shards
-  if active % shards or a > per:
-    raise ValueError(f"active_rows: {active} rows do not split over {shards} shards of {per} slots")
-  return (np.arange(shards)[:, None] * per + np.arange(a)[None, :]).reshape(-1)
-
-
-@functools.partial(jax.jit, donate_argnames=("state",))
-def move_rows(state, src, dst):
-  """Slot dst[i] takes slot src[i]'s row state (a compaction: the pages stay, the host's table follows);
-  dst >= the slot count (padding) is dropped; the sources are freed."""
-  COMPILES["move"] += 1
-  b = state["done"].shape[0]
-  new = {key: x if key in ("k", "v") else x.at[dst].set(x[src], mode="drop") for key, x in state.items()}
-  new["done"] = new["done"].at[jnp.where(dst < b, src, b)].set(True, mode="drop")
-  return new
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"),
-                   donate_argnames=("state",))
-def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, think=None,
-           *, k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
-  """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all). Stops early when all are done, when
-  `refill_at` rows have finished in this call (prompts wait for their slots), when no shard has more than
-  `shrink_at` live rows (the host compacts them into a smaller batch; -1 = never), or when a live row's next
-  column reaches its `capacity` (the columns its pages hold: the host adds pages). think: ThinkBudget's arrays
-  (with a `think_at` state). Returns (state, this call's tokens and log-probs [active, chunk], their count per
-  active row, and the steps run)."""
-  COMPILES["decode"] += 1
-  b, shards = state["done"].shape[0], state["k"].shape[0]
-  active = active or b
-  logging.info("sampler: compiling decode for %d of %d slots", active, b)
-  model = nnx.merge(graphdef, params)
-  rows = None if active == b else jnp.asarray(active_rows(b, shards, active))
-  take = (lambda x: x) if rows is None else (lambda x: x[rows])
-  run = {key: x if key in ("k", "v") else take(x) for key, x in state.items()}
-  table, capacity = take(table), take(capacity)
-  started_done = run["done"]
-  out = dict(tokens=jnp.full((active, chunk), pad_id, jnp.int32), logprobs=jnp.zeros((active, chunk), jnp.float32),
-             produced=jnp.zeros((active,), jnp.int32))
-
-  def cond(carry):
-    s, _, i = carry
-    live = ~s["done"]
-    room = jnp.all(~live | (s["lengths"] < capacity))
-    crowded = jnp.max(live.reshape(shards, -1).sum(axis=1)) > shrink_at
-    return (i < chunk) & jnp.any(live) & (jnp.sum(s["done"] & ~started_done) < refill_at) & room & crowded
-
-  def body(carry):
-    s, o, i = carry
-    live = ~s["done"]
-    penalties = (s["counts"], s["presence"], s["frequency"]) if "counts" in s else None
-    tok, lp = select(s["logits"], row_keys(seed, s["row_id"], s["step"]), s["temperature"], s["top_p"],
-                     s["top_k"], k_cap, vocab_limit, penalties)
-    limit = s["limit"]
-    if think is not None:
-      tok, lp, s["think_at"], limit = _think_step(s, live, tok, lp, think)
-    tok, lp = jnp.where(live, tok, pad_id), jnp.where(live, lp, 0.0)
-    done = s["done"] | (live & (jnp.isin(tok, stop_ids) | (s["step"] + 1 >= limit)))
-    writing = ~done  # a row that just finished needs no forward pass
-    lengths = s["lengths"] + writing
-    pages = attention.Pages(table, lengths, jnp.max(jnp.where(writing, lengths, 0)))
-    hidden, k, v = model.extend_paged(tok[:, None], s["k"], s["v"], pages, writing)
-    at = jnp.where(live, o["produced"], chunk)  # out of range: not written
-    o = dict(tokens=o["tokens"].at[jnp.arange(active), at].set(tok, mode="drop"),
-             logprobs=o["logprobs"].at[jnp.arange(active), at].set(lp, mode="drop"), produced=o["produced"] + live)
-    new = dict(s, k=k, v=v, lengths=lengths, done=done, step=s["step"] + live, limit=limit,
-               logits=_last_logits(model, hidden[:, 0]))
-    if "counts" in s:
-      new["counts"] = s["counts"].at[jnp.arange(active), tok].add(live.astype(jnp.int32))
-    return _constrain(model.rules, new), o, i + 1
-
-  run, out, steps = jax.lax.while_loop(cond, body, (_constrain(model.rules, run), out, jnp.int32(0)))
-  if rows is None:
-    state = run
-  else:
-    state = {key: run[key] if key in ("k", "v") else x.at[rows].set(run[key]) for key, x in state.items()}
-  return _constrain(model.rules, state), dict(out, steps=steps)
 
 
 Finished = Callable[[list[tuple[int, list[int], list[float], str]]], None]
@@ -472,25 +203,23 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
   engine = _Engine(model, the_plan, opts, params, uids, penalties, seed, stop_token_ids, vocab_limit, budget, think_at)
   book = sched_lib.Scheduler(the_plan.slots, the_plan.shards, the_plan.pages_per_shard, the_plan.page_size,
                              the_plan.pages_per_row)
-  queue = collections.deque(todo)
-  progress = tqdm.tqdm(total=len(todo) * n, desc="generate", unit="seq", disable=len(todo) * n < 64, leave=False)
+  _run(engine, book, collections.deque(todo), prompts, lengths, room, results, on_finished)
+  logging.log_every_n_seconds(logging.INFO, "sampler: %d slots, %d pages x %d per shard, %d preemptions; compiles "
+                              "so far %s", 60, the_plan.slots, the_plan.pages_per_shard, the_plan.page_size,
+                              book.preemptions, dict(engine_lib.COMPILES))
+  return GenerateResult(*map(list, zip(*results)), preemptions=book.preemptions, decode_steps=engine.steps,
+                        row_steps=engine.row_steps, slots=the_plan.slots)
+
+
+def _run(engine: "_Engine", book: sched_lib.Scheduler, queue: collections.deque, prompts, lengths: np.ndarray,
+         room: np.ndarray, results: list, on_finished: Finished | None) -> None:
+  """The host loop: admit what fits, give pages (preempting when they run out), decode a chunk, report the
+  sequences that finished; until every prompt's samples are done."""
+  opts, the_plan, n = engine.opts, engine.plan, engine.opts.n
+  progress = tqdm.tqdm(total=len(queue) * n, desc="generate", unit="seq", disable=len(queue) * n < 64, leave=False)
   while queue or book.running or book.swapped:
     if opts.schedule == "continuous" or not book.running:  # static: into an empty engine (swapped rows first)
-      while book.swapped:
-        seq = book.resume()
-        if seq is None:
-          break
-        engine.swap_in(seq)
-      groups = collections.defaultdict(list)  # prompt bucket -> [(prompt, its n sequences)]
-      while queue and not book.swapped:
-        i = queue[0]
-        seqs = [sched_lib.Sequence(i * n + j, int(lengths[i]), int(room[i]), 0) for j in range(n)]
-        if not book.admit(seqs):
-          break
-        groups[_bucket(int(lengths[i]), opts.prompt_buckets)].append((queue.popleft(), seqs))
-      for bucket, admitted in groups.items():
-        for start in range(0, len(admitted), the_plan.prefill_prompts):
-          engine.admit(prompts, admitted[start:start + the_plan.prefill_prompts], bucket, book)
+      _admit_waiting(engine, book, queue, prompts, lengths, room)
     if not book.running:
       raise RuntimeError("generate: no sequence could be placed (the plan's pages cannot hold one prompt).")
     for seq in book.grow(opts.chunk_steps):
@@ -501,9 +230,8 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     if tail:  # no prompt waits: the live rows run in the smallest batch that holds them
       engine.move(book.compact())
       active = the_plan.shards * min(_pow2_ceil(book.busiest()), the_plan.slots // the_plan.shards)
-    done = engine.decode(book, (opts.refill_rows or n) if waiting else the_plan.slots + 1, active, shrink=tail)
     finished = []
-    for seq in done:
+    for seq in engine.decode(book, (opts.refill_rows or n) if waiting else the_plan.slots + 1, active, shrink=tail):
       reason = "stop" if seq.tokens and seq.tokens[-1] in engine.stop_set else "length"
       results[seq.row] = (seq.tokens, seq.logprobs, reason)
       finished.append((seq.row, seq.tokens, seq.logprobs, reason))
@@ -512,11 +240,28 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
       on_finished(finished)
     progress.update(len(finished))
   progress.close()
-  logging.log_every_n_seconds(logging.INFO, "sampler: %d slots, %d pages x %d per shard, %d preemptions; compiles "
-                              "so far %s", 60, the_plan.slots, the_plan.pages_per_shard, the_plan.page_size,
-                              book.preemptions, dict(COMPILES))
-  return GenerateResult(*map(list, zip(*results)), preemptions=book.preemptions, decode_steps=engine.steps,
-                        row_steps=engine.row_steps, slots=the_plan.slots)
+
+
+def _admit_waiting(engine: "_Engine", book: sched_lib.Scheduler, queue: collections.deque, prompts,
+                   lengths: np.ndarray, room: np.ndarray) -> None:
+  """Swapped-out sequences resume first (oldest first); then waiting prompts, in order, while their n samples fit,
+  prefilled in groups that share a length bucket."""
+  n, opts = engine.opts.n, engine.opts
+  while book.swapped:
+    seq = book.resume()
+    if seq is None:
+      break
+    engine.swap_in(seq)
+  groups = collections.defaultdict(list)  # prompt bucket -> [(prompt, its n sequences)]
+  while queue and not book.swapped:
+    i = queue[0]
+    seqs = [sched_lib.Sequence(i * n + j, int(lengths[i]), int(room[i]), 0) for j in range(n)]
+    if not book.admit(seqs):
+      break
+    groups[_bucket(int(lengths[i]), opts.prompt_buckets)].append((queue.popleft(), seqs))
+  for bucket, admitted in groups.items():
+    for start in range(0, len(admitted), engine.plan.prefill_prompts):
+      engine.admit(prompts, admitted[start:start + engine.plan.prefill_prompts], bucket, book)
 
 
 def _think_budget(model, think: int, answer: int, max_new_tokens: int) -> ThinkBudget | None:
@@ -554,7 +299,7 @@ class _Engine:
                budget: ThinkBudget | None = None, think_at: np.ndarray | None = None):
     self.model, self.plan, self.opts, self.params, self.uids = model, the_plan, opts, params, uids
     self.think, self.think_at = (None if budget is None else budget.arrays()), think_at
-    self.state = empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties,
+    self.state = engine_lib.empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties,
                              thinking=budget is not None)
     self.stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
     self.stop_set = set(int(t) for t in stop_token_ids or [])
@@ -574,7 +319,7 @@ class _Engine:
     for r, (i, _) in enumerate(admitted):
       ids[r, bucket - len(prompts[i]):], mask[r, bucket - len(prompts[i]):] = prompts[i], 1
     put = lambda x: sharding.put_batch(self.model.mesh, x)
-    cache, logits = prefill(self.model.graphdef, self.model.params, put(ids), put(mask), chunk=opts.prefill_chunk)
+    cache, logits = engine_lib.prefill(self.model.graphdef, self.model.params, put(ids), put(mask), chunk=opts.prefill_chunk)
     slots = np.full(g * n, self.plan.slots, np.int32)
     columns = {k: np.zeros(g * n, np.int32 if k in ("top_k", "row_id", "limit") else np.float32)
                for k in ("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency")}
@@ -592,7 +337,7 @@ class _Engine:
       for r, (i, _) in enumerate(admitted):
         think_at[r * n:(r + 1) * n] = self.think_at[i]
       think_at = jnp.asarray(think_at)
-    self.state = admit(self.state, cache, logits, jnp.asarray(lens), jnp.asarray(slots), self._table(book),
+    self.state = engine_lib.admit(self.state, cache, logits, jnp.asarray(lens), jnp.asarray(slots), self._table(book),
                        rows_arrays, think_at, n=n)
 
   def _table(self, book) -> jax.Array:
@@ -606,12 +351,12 @@ class _Engine:
   def swap_out(self, seq) -> None:
     """Its written pages and row state to host memory (kept on the sequence until it resumes)."""
     used = -(-seq.length // self.plan.page_size)
-    self.state, saved = swap_out(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]))
+    self.state, saved = engine_lib.swap_out(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]))
     seq.saved = (used, jax.tree.map(sharding.to_host, saved))  # gathered: KV heads may span hosts
 
   def swap_in(self, seq) -> None:
     used, saved = seq.saved  # it holds at least `used` pages again (its length + 1 columns)
-    self.state = swap_in(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]), saved)
+    self.state = engine_lib.swap_in(self.state, jnp.int32(seq.slot), self._pages(seq.pages[:used]), saved)
     seq.saved = None
 
   def move(self, moves: list[tuple[int, int]]) -> None:
@@ -620,23 +365,22 @@ class _Engine:
       return
     width = _pow2_ceil(len(moves))
     src, dst = zip(*moves, *[(0, self.plan.slots)] * (width - len(moves)))
-    self.state = move_rows(self.state, jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32))
+    self.state = engine_lib.move_rows(self.state, jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32))
 
   def decode(self, book, refill_at: int, active: int, shrink: bool) -> list[Any]:
     """One decode call over the first `active` slots (active_rows); appends each running sequence's new tokens;
     returns the ones that finished. With `shrink`, a batch that can still halve returns as soon as no shard has
     more than half of its active rows live (the host then compacts them)."""
     shrink_at = active // self.plan.shards // 2 if shrink and active > self.plan.shards else -1
-    self.state, out = decode(self.model.graphdef, self.model.params, self.state, self._table(book),
-                             jnp.asarray(book.capacity(), jnp.int32), jnp.int32(refill_at), jnp.int32(shrink_at),
-                             self.stops, self.seed, self.vocab_limit, self.think, k_cap=self.k_cap,
-                             chunk=self.opts.chunk_steps,
-                             pad_id=self.opts.pad_id, active=active)
+    self.state, out = engine_lib.decode(
+        self.model.graphdef, self.model.params, self.state, self._table(book), jnp.asarray(book.capacity(), jnp.int32),
+        jnp.int32(refill_at), jnp.int32(shrink_at), self.stops, self.seed, self.vocab_limit, self.think,
+        k_cap=self.k_cap, chunk=self.opts.chunk_steps, pad_id=self.opts.pad_id, active=active)
     produced, tokens, logprobs, done = (sharding.to_host(x) for x in (out["produced"], out["tokens"],
-                                                                      out["logprobs"], self.state["done"]))
+                                                                      out["logprobs"], self.state.done))
     self.steps += int(out["steps"])
     self.row_steps += int(out["steps"]) * active
-    position = {slot: i for i, slot in enumerate(active_rows(self.plan.slots, self.plan.shards, active))}
+    position = {slot: i for i, slot in enumerate(engine_lib.active_rows(self.plan.slots, self.plan.shards, active))}
     finished = []
     for slot, seq in list(book.running.items()):
       i = position[slot]

@@ -234,7 +234,7 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
 
   from rsft import sharding
   from rsft.evals import modes
-  from rsft.infer import sampler
+  from rsft.infer import engine, sampler
   from rsft.models.model import abstract_model
   config = _for_tpu(config)
   dtype = config.sample.dtype or config.model.dtype
@@ -257,13 +257,13 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   except ValueError as e:
     return refuse(str(e))
   typed = lambda x: jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), *x)
-  empty = sampler.empty_state.lower(graphdef, params, plan=plan, penalties=False).compile()
+  empty = engine.empty_state.lower(graphdef, params, plan=plan, penalties=False).compile()
   state_abstract = typed((empty.out_info, empty.output_shardings))
   put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh),
                                                                                              shape))
   g = plan.prefill_prompts
   ids = put((g, prompt), jnp.int32)
-  prefill, refused = _compile("sampler (prefill)", sampler.prefill.lower(graphdef, params, ids, ids, chunk=512),
+  prefill, refused = _compile("sampler (prefill)", engine.prefill.lower(graphdef, params, ids, ids, chunk=512),
                               (params, ids), hbm)
   if refused:
     return refused
@@ -272,25 +272,25 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   table = jax.ShapeDtypeStruct((plan.slots, plan.pages_per_row), jnp.int32)
   rows = tuple(vector(dt) for dt in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, jnp.float32,
                                      jnp.float32))
-  admit, refused = _compile("sampler (admit)", sampler.admit.lower(state_abstract, cache, logits, vector(jnp.int32),
+  admit, refused = _compile("sampler (admit)", engine.admit.lower(state_abstract, cache, logits, vector(jnp.int32),
                                                                    vector(jnp.int32), table, rows, n=1),
                             (state_abstract, cache), hbm)
   if refused:
     return refused
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
-  lowered = sampler.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
+  lowered = engine.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
                                  scalar(jnp.int32), scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32),
                                  scalar(jnp.int32),
                                  k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
   decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
   if refused:
     return refused
-  pools = _per_chip_bytes((state_abstract["k"], state_abstract["v"]))
+  pools = _per_chip_bytes((state_abstract.k, state_abstract.v))
   pre, adm, dec = _memory("prefill", prefill, hbm), _memory("admit", admit, hbm), _memory("decode", decode, hbm)
   pre.temporaries += pools  # the pools are live while a prefill runs
   worst = max((pre, adm, dec), key=lambda r: r.total)
   worst.program = f"sampler ({worst.program} is the peak)"
-  local = state_abstract["k"].sharding.shard_shape(state_abstract["k"].shape)  # [D, K, L, pages, page, H]
+  local = state_abstract.k.sharding.shard_shape(state_abstract.k.shape)  # [D, K, L, pages, page, H]
   layer = local[1] * math.prod(local[3:])
   big = [c for c in copied_sizes(decode.as_text()) if c >= layer]
   kernel = "Pallas paged-attention kernel" if "tpu_custom_call" in decode.as_text() else "XLA paged path"
