@@ -87,7 +87,7 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
                   seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
                   chat_template=eval_cfg.chat_template, max_total_tokens=max_total,
                   skip_special_tokens=skip_special)
-  if sample_cfg.get("think_budget", 0):  # recorded only when on: outputs written before budgets existed resume
+  if sample_cfg.think_budget:  # recorded only when on: outputs written before budgets existed resume
     settings.update(think_budget=sample_cfg.think_budget, answer_budget=sample_cfg.answer_budget)
   keys = lambda r: [(r.index, j) for j in range(n)]
   with jsonl.ResumableWriter(output_path, lambda row: (row["index"], row["sample"]), settings) as writer:
@@ -115,8 +115,8 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
                        column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids,
                        sampler_options(sample_cfg, n), prompt_ids=[r.index for r in todo],
                        presence_penalty=column("presence_penalty"), frequency_penalty=column("frequency_penalty"),
-                       max_total_tokens=max_total, on_finished=write, think_budget=sample_cfg.get("think_budget", 0),
-                       answer_budget=sample_cfg.get("answer_budget", 0))
+                       max_total_tokens=max_total, on_finished=write, think_budget=sample_cfg.think_budget,
+                       answer_budget=sample_cfg.answer_budget)
   return {"written": written, "done_before": len(writer.done), "rows": len(requests) * n}
 
 

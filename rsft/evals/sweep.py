@@ -52,8 +52,8 @@ def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
       presence_penalty=d.presence_penalty, frequency_penalty=d.frequency_penalty, seed=pick(e.seed, d.seed),
       skip_special_tokens=d.skip_special_tokens, top_k_cap=max(s.top_k_cap, d.top_k), chunk_steps=s.chunk_steps,
       prompt_buckets=tuple(s.prompt_buckets), max_num_seqs=s.max_num_seqs, page_size=s.page_size,
-      kv_pages=s.kv_pages, memory_utilization=s.memory_utilization, think_budget=s.get("think_budget", 0),
-      answer_budget=s.get("answer_budget", 0)))
+      kv_pages=s.kv_pages, memory_utilization=s.memory_utilization, think_budget=s.think_budget,
+      answer_budget=s.answer_budget))
 
 
 def selected(config: Any) -> list[Benchmark]:

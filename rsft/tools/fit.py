@@ -273,15 +273,14 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   rows = tuple(vector(dt) for dt in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, jnp.float32,
                                      jnp.float32))
   admit, refused = _compile("sampler (admit)", engine.admit.lower(state_abstract, cache, logits, vector(jnp.int32),
-                                                                   vector(jnp.int32), table, rows, n=1),
+                                                                  vector(jnp.int32), table, rows, n=1),
                             (state_abstract, cache), hbm)
   if refused:
     return refused
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
   lowered = engine.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
-                                 scalar(jnp.int32), scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32),
-                                 scalar(jnp.int32),
-                                 k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
+                                scalar(jnp.int32), scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32),
+                                scalar(jnp.int32), k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
   decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
   if refused:
     return refused
