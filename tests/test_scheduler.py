@@ -74,3 +74,23 @@ def test_compaction_moves_running_sequences_into_each_shards_lowest_slots():
   assert all(set(f).isdisjoint(book.running) and len(f) + len(by_shard[s]) == 4 for s, f in enumerate(free))
   fresh = Sequence(row=9, prompt_len=4, limit=8, admitted=0)
   assert book.admit([fresh]) and fresh.slot in (len(by_shard[0]), 4 + len(by_shard[1]))  # the lowest free slot
+
+
+def test_samples_of_one_prompt_share_its_full_pages_until_the_last_lets_go():
+  book = Scheduler(slots=4, shards=1, pages_per_shard=12, page_size=8, pages_per_row=6)  # 11 usable pages
+  rows = [Sequence(row=j, prompt_len=20, limit=20, admitted=0) for j in range(4)]
+  assert book.admit(rows)  # 20 + 1 columns: 2 full prompt pages shared, a third page each
+  shared = rows[0].pages[:2]
+  assert all(q.pages[:2] == shared for q in rows) and len({q.pages[2] for q in rows}) == 4
+  assert sum(len(f) for f in book.free_pages) == 11 - 2 - 4  # not 11 - 4 x 3
+  for q in rows[:3]:
+    book.release(q)
+  assert not set(shared) & set(book.free_pages[0])  # still held by the last sample
+  book.release(rows[3])
+  assert set(shared) <= set(book.free_pages[0]) and not book.refs[0]
+  again = [Sequence(row=j, prompt_len=20, limit=20, admitted=1) for j in range(2)]
+  assert book.admit(again)
+  for q in again:
+    q.length = 24  # each wrote its own third page full: the next column needs a page of its own
+  victims = book.grow(lookahead=1)
+  assert not victims and again[0].pages[3] != again[1].pages[3] and again[0].pages[:2] == again[1].pages[:2]

@@ -4,7 +4,8 @@ Pure Python over integers, so every process of a pod takes the same decisions fr
 runs one SPMD program). vLLM's policy, simplified:
   - a waiting prompt is admitted when n slots are free (its n samples share one prefill) and their shards have
     the pages for its prompt and first new token, keeping in reserve the pages the shard's running sequences
-    want for their next page of columns;
+    want for their next page of columns; samples in one shard share the prompt's full pages (refcounted; no row
+    writes them again), each with its own last page;
   - before each decode chunk every running sequence gets the pages for its next `lookahead` columns, at least for
     its next one; when a shard has none left, its youngest running sequence is preempted (swapped to host memory
     by the sampler) and resumes, oldest first, before any new prompt is admitted.
@@ -41,6 +42,7 @@ class Scheduler:
     self.slots, self.shards, self.page_size, self.pages_per_row = slots, shards, page_size, pages_per_row
     self.per_shard = slots // shards
     self.free_pages = [list(range(pages_per_shard - 1, 0, -1)) for _ in range(shards)]  # page 0: scratch
+    self.refs = [collections.Counter() for _ in range(shards)]  # page -> sequences holding it (shared prompt pages)
     self.free_slots = [list(range((s + 1) * self.per_shard - 1, s * self.per_shard - 1, -1)) for s in range(shards)]
     self.running: dict[int, Sequence] = {}         # slot -> sequence
     self.swapped: collections.deque[Sequence] = collections.deque()
@@ -67,15 +69,34 @@ class Scheduler:
         best = (s, spare)
     return None if best is None else best[0]
 
-  def _start(self, seq: Sequence, shard: int, columns: int) -> None:
+  def _take(self, shard: int) -> int:
+    page = self.free_pages[shard].pop()
+    self.refs[shard][page] = 1
+    return page
+
+  def _drop(self, shard: int, pages: list[int]) -> None:
+    """Gives back a sequence's hold on its pages: a page is free once no sequence holds it."""
+    for page in reversed(pages):
+      self.refs[shard][page] -= 1
+      if not self.refs[shard][page]:
+        del self.refs[shard][page]
+        self.free_pages[shard].append(page)
+
+  def _start(self, seq: Sequence, shard: int, columns: int, shared: list[int] = ()) -> None:
+    """Seats seq in a free slot of the shard with pages for `columns`: the `shared` ones (a sibling's full prompt
+    pages, which no row writes again) held jointly, the rest its own."""
     seq.slot = self.free_slots[shard].pop()
-    seq.pages = [self.free_pages[shard].pop() for _ in range(self.pages_for(columns))]
+    for page in shared:
+      self.refs[shard][page] += 1
+    seq.pages = list(shared) + [self._take(shard) for _ in range(self.pages_for(columns) - len(shared))]
     self.running[seq.slot] = seq
 
   def admit(self, rows: list[Sequence]) -> bool:
-    """Places all of a prompt's samples (each needs its prompt and first new token) or none."""
+    """Places all of a prompt's samples (each needs its prompt and first new token) or none. Samples in one shard
+    share the prompt's full pages (decode writes only past the prompt); each has its own partly filled last page."""
     need = self.pages_for(rows[0].prompt_len + 1)
-    placed = []
+    full = rows[0].prompt_len // self.page_size
+    placed, sibling = [], {}
     for seq in rows:
       shard = self._place(need)
       if shard is None:
@@ -84,7 +105,8 @@ class Scheduler:
         return False
       seq.length, seq.admitted = seq.prompt_len, self._admissions
       self._admissions += 1
-      self._start(seq, shard, seq.prompt_len + 1)
+      self._start(seq, shard, seq.prompt_len + 1, sibling[shard].pages[:full] if shard in sibling else ())
+      sibling.setdefault(shard, seq)
       placed.append(seq)
     return True
 
@@ -104,7 +126,7 @@ class Scheduler:
     """A finished (or swapped-out) sequence gives back its slot and pages."""
     del self.running[seq.slot]
     shard = self.shard(seq.slot)
-    self.free_pages[shard].extend(reversed(seq.pages))
+    self._drop(shard, seq.pages)
     self.free_slots[shard].append(seq.slot)
     seq.slot, seq.pages = -1, []
 
@@ -128,14 +150,14 @@ class Scheduler:
         if short <= len(self.free_pages[shard]):
           break
         victims.append(seqs.pop())  # the youngest goes
-        self.free_pages[shard].extend(reversed(victims[-1].pages))
+        self._drop(shard, victims[-1].pages)
       for q in seqs:
         while len(q.pages) < self.pages_for(q.length + 1):
-          q.pages.append(self.free_pages[shard].pop())
+          q.pages.append(self._take(shard))
       for q in seqs:  # then ahead, oldest first, as far as the pool allows
         want = min(self.pages_for(min(q.length + lookahead, q.prompt_len + q.limit)), self.pages_per_row)
         while len(q.pages) < want and self.free_pages[shard]:
-          q.pages.append(self.free_pages[shard].pop())
+          q.pages.append(self._take(shard))
     self.preemptions += len(victims)
     return victims
 
