@@ -108,7 +108,8 @@ def main() -> None:
         lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
-  print(f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most {args.batch} in flight, T 1.0, "
+  print(f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most "
+        f"{args.batch} in flight, T 1.0, "
         f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
         f"cache in batches of {args.batch}")
   for name, count in distributions.items():

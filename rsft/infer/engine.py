@@ -194,8 +194,8 @@ def swap_out(state, slot, pages):
 def swap_in(state, slot, pages, saved):
   COMPILES["swap"] += 1
   shard = slot // (state.done.shape[0] // state.k.shape[0])
-  return state.replace(k=state.k.at[shard, :, :, pages].set(saved["k"]), v=state.v.at[shard, :, :, pages].set(saved["v"]),
-                       **{key: x.at[slot].set(saved[key]) for key, x in state.rows().items()})
+  pools = {key: getattr(state, key).at[shard, :, :, pages].set(saved[key]) for key in ("k", "v")}
+  return state.replace(**pools, **{key: x.at[slot].set(saved[key]) for key, x in state.rows().items()})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -319,7 +319,8 @@ class _Engine:
     for r, (i, _) in enumerate(admitted):
       ids[r, bucket - len(prompts[i]):], mask[r, bucket - len(prompts[i]):] = prompts[i], 1
     put = lambda x: sharding.put_batch(self.model.mesh, x)
-    cache, logits = engine_lib.prefill(self.model.graphdef, self.model.params, put(ids), put(mask), chunk=opts.prefill_chunk)
+    cache, logits = engine_lib.prefill(self.model.graphdef, self.model.params, put(ids), put(mask),
+                                       chunk=opts.prefill_chunk)
     slots = np.full(g * n, self.plan.slots, np.int32)
     columns = {k: np.zeros(g * n, np.int32 if k in ("top_k", "row_id", "limit") else np.float32)
                for k in ("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency")}

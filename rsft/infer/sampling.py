@@ -10,9 +10,9 @@ What a step costs is what decides the engine's speed at Qwen's 151,936-token voc
 vocabulary is spent that the row does not need (bench/sampling_cost.py):
   - the log-prob is logit - logsumexp (one reduction, no [B, V] log-prob table);
   - top-k rows, and top-p rows whose nucleus lies inside the best `k_cap` tokens (the usual case at T <= 1 on a
-    trained model), work on those `k_cap` candidates only ([B, k_cap] after one top_k pass: k_cap Gumbel draws, not V). Only pure temperature sampling and a nucleus
-    wider than `k_cap` (a flat distribution) draw over the whole vocabulary (the latter with the exact 32-step
-    bisection for the nucleus floor).
+    trained model), work on those `k_cap` candidates only ([B, k_cap] after one top_k pass: k_cap Gumbel draws,
+    not V). Only pure temperature sampling and a nucleus wider than `k_cap` (a flat distribution) draw over the
+    whole vocabulary (the latter with the exact 32-step bisection for the nucleus floor).
 Every draw is the Gumbel-max of one token id's own noise, so float32 rounding differences between meshes or batch
 sizes change a token only at a near-tie of perturbed logits (an inverse-CDF draw flips on any nearby boundary).
 The candidates are the `k_cap` best logits: a token tied with the k-th best but outside that list is dropped (ties
