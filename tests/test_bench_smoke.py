@@ -32,6 +32,9 @@ SCRIPTS = {
     "eval_throughput": (["bench/eval_throughput.py", "--smoke"], 1,
                         [r"short +cap +32: rsft .* ratio rsft / transformers [\d.]+, rsft static / transformers [\d.]+",
                          r"long tail rsft cost per useful token at cap 96 / cap 32: [\d.]+"]),
+    "decode_profile": (["bench/decode_profile.py", "--smoke"], 1,
+                       [r"batch +2: rsft +[\d.]+ ms/step \(attention +\d+% of it\), transformers +[\d.]+ ms/step, "
+                        r"ratio +[\d.]+"]),
     "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
                       [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
