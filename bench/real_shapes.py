@@ -119,7 +119,7 @@ def decode(m, hf, prompts, stops, cap: int, slots: int, params: int, peak: float
   return dict(cap=cap, slots=slots, prompts=len(prompts), rsft_tokens_per_s=rate, transformers_tokens_per_s=their_rate,
               ratio=rate / their_rate, rsft_mean_length=mine / len(prompts),
               transformers_mean_length=float(np.mean(their_lengths)),
-              occupancy=mine / max(res.slots * res.decode_steps, 1), rsft_peak_share=2 * params * rate / 1e9 / peak,
+              occupancy=mine / max(res.row_steps, 1), rsft_peak_share=2 * params * rate / 1e9 / peak,
               transformers_peak_share=2 * params * their_rate / 1e9 / peak)
 
 

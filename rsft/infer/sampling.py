@@ -64,14 +64,17 @@ def _gumbel_for_ids(key: jax.Array, ids: jax.Array) -> jax.Array:
   return -jnp.log(-jnp.log(u))
 
 
-def _candidates(logits, keys, temperature, top_p, top_k, k_cap, full_lse):
+def _candidates(logits, keys, temperature, top_p, top_k, k_cap):
   """Sampling among the k_cap best tokens: (tokens [B], whether each row's allowed set lies inside them [B])."""
   vals, idx = jax.lax.top_k(logits, k_cap)  # sorted, best first
   k = jnp.clip(top_k, 1, k_cap)
   bar = jnp.take_along_axis(vals, (k - 1)[:, None], axis=1)
   kept = jnp.where((top_k > 0)[:, None], vals >= bar, True)
   scaled = vals / temperature[:, None]
-  # Probabilities under the row's top-k law (renormalised over the kept ones) or, without top-k, the whole vocabulary.
+  # Probabilities under the row's top-k law (renormalised over the kept ones) or, without top-k, the whole vocabulary
+  # (a pass over it only when such a row is in the batch).
+  full_lse = jax.lax.cond(jnp.any(top_k <= 0), lambda: jax.nn.logsumexp(logits / temperature[:, None], axis=-1),
+                          lambda: jnp.zeros(logits.shape[:1], jnp.float32))
   z = jnp.where(top_k > 0, jax.nn.logsumexp(jnp.where(kept, scaled, NEG), axis=-1), full_lse)
   probs = jnp.where(kept, jnp.exp(scaled - z[:, None]), 0.0)
   above = jnp.sum(jnp.where(probs[:, None, :] > probs[:, :, None], probs[:, None, :], 0.0), axis=-1)
@@ -81,25 +84,26 @@ def _candidates(logits, keys, temperature, top_p, top_k, k_cap, full_lse):
   return jnp.take_along_axis(idx, jnp.argmax(perturbed, axis=-1)[:, None], axis=1)[:, 0].astype(jnp.int32), fits
 
 
-def _whole_vocabulary(logits, keys, temperature, top_p, full_lse):
+def _whole_vocabulary(logits, keys, temperature, top_p):
   scaled = logits / temperature[:, None]
-  probs = jnp.exp(scaled - full_lse[:, None])
-  floor = jax.lax.cond(jnp.any(top_p < 1.0), lambda: nucleus_floor(probs, top_p),
-                       lambda: jnp.zeros(probs.shape[:1], probs.dtype))
-  scaled = jnp.where(probs >= floor[:, None], scaled, NEG)
+
+  def nucleus():  # probabilities, and the floor's bisection, only when a row has top-p
+    probs = jnp.exp(scaled - jax.nn.logsumexp(scaled, axis=-1, keepdims=True))
+    return jnp.where(probs >= nucleus_floor(probs, top_p)[:, None], scaled, NEG)
+
+  scaled = jax.lax.cond(jnp.any(top_p < 1.0), nucleus, lambda: scaled)
   return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
 
 
 def _sample(logits, keys, temperature, top_p, top_k, k_cap):
   temperature = jnp.maximum(temperature, 1e-6)
-  full_lse = jax.nn.logsumexp(logits / temperature[:, None], axis=-1)
   narrow = (top_k > 0) | (top_p < 1.0)
   tokens, fits = jax.lax.cond(
-      jnp.any(narrow), lambda: _candidates(logits, keys, temperature, top_p, top_k, k_cap, full_lse),
+      jnp.any(narrow), lambda: _candidates(logits, keys, temperature, top_p, top_k, k_cap),
       lambda: (jnp.zeros(logits.shape[:1], jnp.int32), jnp.zeros(logits.shape[:1], bool)))
   fits &= narrow
   wide = jax.lax.cond(jnp.all(fits), lambda: tokens,
-                      lambda: _whole_vocabulary(logits, keys, temperature, top_p, full_lse))
+                      lambda: _whole_vocabulary(logits, keys, temperature, top_p))
   return jnp.where(fits, tokens, wide)
 
 
