@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 
 import numpy as np
+
+from rsft.tools.benchtools import timed
 
 SIZES = {  # transformers Qwen3Config fields
     "tiny": dict(vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
@@ -28,14 +29,6 @@ SIZES = {  # transformers Qwen3Config fields
     "0.6b": dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
 }
-
-
-def timed(fn):
-  """(result, seconds) of the second of two calls: the first is the untimed warm-up of the same workload."""
-  fn()
-  start = time.perf_counter()
-  out = fn()
-  return out, time.perf_counter() - start
 
 
 def main() -> None:

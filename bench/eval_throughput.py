@@ -28,22 +28,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import numpy as np
+
+from rsft.tools.benchtools import hf_generate, timed
 
 SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
              head_dim=16, max_position_embeddings=8192)  # the caps stay inside the trained context
 DISTRIBUTIONS = {"short": 10, "long tail": 2}  # name -> number of stop ids (of the 512-token vocabulary)
-
-
-def timed(fn, warm: bool = True):
-  """(result, seconds) of the second of two calls: the first is the untimed warm-up of the same workload."""
-  if warm:
-    fn()
-  start = time.perf_counter()
-  out = fn()
-  return out, time.perf_counter() - start
 
 
 def static_occupancy(lengths: list[int], batch: int) -> float:
@@ -84,7 +76,6 @@ def main() -> None:
   prompts = [rng.integers(20, args.vocab, int(rng.integers(low, high + 1))).tolist() for _ in range(args.prompts)]
   distributions = ({f"stops {args.stop_share:g}": max(1, int(args.vocab * args.stop_share))} if args.stop_share
                    else {name: count * args.vocab // 512 for name, count in DISTRIBUTIONS.items()})
-  batches = [list(range(i, min(i + args.batch, len(prompts)))) for i in range(0, len(prompts), args.batch)]
 
   def rsft_run(cap: int, stops: list[int], schedule: str) -> tuple[list[int], float]:
     res = rsft.generate(m, prompts, cap, temperature=1.0, seed=1, stop_token_ids=stops,
@@ -94,18 +85,10 @@ def main() -> None:
 
   def hf_run(cap: int, stops: list[int]) -> list[int]:
     lengths = []
-    for rows in batches:
-      width = max(len(prompts[i]) for i in rows)
-      ids = torch.zeros((len(rows), width), dtype=torch.long)
-      mask = torch.zeros_like(ids)
-      for r, i in enumerate(rows):
-        ids[r, width - len(prompts[i]):], mask[r, width - len(prompts[i]):] = torch.tensor(prompts[i]), 1
-      with torch.no_grad():
-        out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cap, do_sample=True, temperature=1.0,
-                          top_k=0, top_p=1.0, eos_token_id=stops, pad_token_id=0)[:, width:].tolist()
-      for row in out:
-        stop = next((j for j, t in enumerate(row) if t in stops), None)
-        lengths.append(len(row) if stop is None else stop + 1)
+    for row in hf_generate(hf, prompts, args.batch, max_new_tokens=cap, do_sample=True, temperature=1.0, top_k=0,
+                           top_p=1.0, eos_token_id=stops):
+      stop = next((j for j, t in enumerate(row) if t in stops), None)
+      lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
   print(f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most "

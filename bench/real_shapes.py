@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from rsft.tools.benchtools import hf_generate
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "..", "shared", "benchmarks")
 STUDY_IFEVAL = dict(temperature=0.6, top_p=1.0)  # lm-eval's IFEval sampling in the study
@@ -90,19 +92,10 @@ def decode(m, hf, prompts, stops, cap: int, slots: int, params: int, peak: float
 
   def theirs(batch):
     lengths = []
-    for i in range(0, len(batch), slots):
-      rows = batch[i:i + slots]
-      width = max(map(len, rows))
-      ids = torch.zeros((len(rows), width), dtype=torch.long)
-      mask = torch.zeros_like(ids)
-      for r, p in enumerate(rows):
-        ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(p), 1
-      with torch.no_grad():
-        out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cap, do_sample=True, top_k=0,
-                          eos_token_id=stops, pad_token_id=stops[0], **STUDY_IFEVAL)[:, width:].tolist()
-      for row in out:
-        stop = next((j for j, t in enumerate(row) if t in stops), None)
-        lengths.append(len(row) if stop is None else stop + 1)
+    for row in hf_generate(hf, batch, slots, max_new_tokens=cap, do_sample=True, top_k=0, eos_token_id=stops,
+                           pad_token_id=stops[0], **STUDY_IFEVAL):
+      stop = next((j for j, t in enumerate(row) if t in stops), None)
+      lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
   ours(prompts[:slots])

@@ -16,22 +16,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import numpy as np
+
+from rsft.tools.benchtools import timed
 
 # The tiny model's shape (random weights, tiny_models.VOCAB = 512 tokens).
 SHAPE = dict(num_hidden_layers=4, hidden_size=128, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2,
              head_dim=32)
 STUDY = dict(temperature=0.6, top_p=0.95, top_k=20)  # the study's sampling settings
-
-
-def timed(fn):
-  """(result, seconds) of the second of two calls: the first is the untimed warm-up of the same workload."""
-  fn()
-  start = time.perf_counter()
-  out = fn()
-  return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -97,6 +97,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                            # out the youngest sequence is swapped to host memory and resumes later
       top_k_cap=64,                        # static bound on top_k (one compile for any top_k <= cap; top-p is exact)
       chunk_steps=256,                     # most decode steps between host checks (admission, progress)
+      prefix_cache=False,                  # full prompt pages shared across prompts by a hash of their prefix
+                                           # (vLLM's automatic prefix caching: system prompts, few-shot blocks)
+      chunked_prefill=0,                   # prompt tokens per prefill piece, interleaved with decode steps so a
+                                           # long prompt never stalls decoding rows (vLLM's); 0 = whole prompts
       prompt_buckets=(64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
       dtype=config_dict.placeholder(str),  # sampling dtype; default model.dtype
       mesh=dict(data=-1, tensor=1),        # sampling mesh (data x tensor); weights are resharded onto it
@@ -124,6 +128,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)
       chat_template=True,                   # render "prompt" strings as one user turn with the chat template
       save_logprobs=False,                  # generate mode: also write token ids and per-token log-probs
+      think_budgets=(),                     # sweep: also score each benchmark under these thinking budgets (tokens),
+                                            # cut from the full generation, answers re-decoded: <bench>@think<B>
       score_batch_tokens=16384,             # score mode and reward models: padded tokens per forward
       # Model graders (rsft/evals/judges.py): local HF dirs, or an OpenAI-compatible URL for the safety judge.
       reward_model=config_dict.placeholder(str),   # AlpacaEval, e.g. allenai/Llama-3.1-8B-Instruct-RM-RB2

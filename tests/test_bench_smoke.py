@@ -35,6 +35,11 @@ SCRIPTS = {
     "decode_profile": (["bench/decode_profile.py", "--smoke"], 1,
                        [r"batch +2: rsft +[\d.]+ ms/step \(attention +\d+% of it\), transformers +[\d.]+ ms/step, "
                         r"ratio +[\d.]+"]),
+    "prefill_sharing": (["bench/prefill_sharing.py", "--smoke"], 1,
+                        [r"shared prefix 40 \+ 8-40 tokens, 8 prompts: .* \(224 prompt tokens from the cache\).* "
+                         r"ratio cache / no cache [\d.]+, .* \(8/8 rows token-identical",
+                         r"long prompt 160 \+ 3 short: time to first token.* short-row TTFT ratio whole / chunked "
+                         r"[\d.]+ \(4/4 rows token-identical\)"]),
     "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
                       [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,

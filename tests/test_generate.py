@@ -382,6 +382,54 @@ def test_preemption_swaps_sequences_out_and_back(models):
     _variable_lengths(m, n=8, kv_pages=9)  # 8 samples of a 19-token prompt need 2 pages each to start
 
 
+def _shared_prefixes(m, **options):
+  """24 prompts: three 37-token system prompts, each followed by a 1-30-token question (some prompts alone), at T=1
+  with stop ids, so rows end at random and hit the prefix cache at different times."""
+  rng = np.random.default_rng(5)
+  systems = [rng.integers(1, tiny_models.VOCAB, 37).tolist() for _ in range(3)]
+  ps = [systems[i % 3] + rng.integers(1, tiny_models.VOCAB, int(k)).tolist()
+        for i, k in enumerate(rng.integers(1, 30, 21))]
+  ps += [rng.integers(1, tiny_models.VOCAB, k).tolist() for k in (3, 70, 16)]
+  return rsft.generate(m, ps, 30, temperature=1.0, top_p=0.95, seed=3, stop_token_ids=list(range(100, 124)),
+                       options=sampler.Options(page_size=16, chunk_steps=16, **options))
+
+
+def test_prefix_cache_and_chunked_prefill_give_the_same_tokens(models):
+  """Prompts sharing system prompts: the prefix cache computes each shared page once (prompts admitted together
+  share too), chunked prefill writes prompts in 8-token pieces between decode steps; with 1, 7 or 32 slots, n=3
+  samples and preemption every row samples the tokens of the plain engine."""
+  _, m = models["qwen3"]
+  plain = _shared_prefixes(m, max_num_seqs=32)
+  assert plain.prefix_hits == 0
+  runs = {(k, c): _shared_prefixes(m, max_num_seqs=k, prefix_cache=True, chunked_prefill=c)
+          for k, c in ((1, 0), (7, 8), (32, 0))}
+  runs["chunked only"] = _shared_prefixes(m, max_num_seqs=7, chunked_prefill=8)
+  runs["preempted"] = _shared_prefixes(m, max_num_seqs=12, prefix_cache=True, kv_pages=10)
+  assert runs["preempted"].preemptions > 0 and runs["chunked only"].prefix_hits == 0
+  # With room for every page, 18 of the 21 prompts take both 16-token pages of their system prompt from the cache;
+  # one slot's pool (10 pages) reuses idle cached pages, so some prompts find theirs gone.
+  assert runs[32, 0].prefix_hits == 18 * 32 and 0 < runs[1, 0].prefix_hits < 18 * 32 and runs[7, 8].prefix_hits > 0
+  for name, got in runs.items():
+    assert got.tokens == plain.tokens and got.finish_reason == plain.finish_reason, name
+    np.testing.assert_allclose(np.concatenate(got.logprobs), np.concatenate(plain.logprobs), atol=2e-5, rtol=0)
+  three, plain3 = (_shared_prefixes(m, n=3, max_num_seqs=12, **o) for o in (dict(prefix_cache=True), {}))
+  assert three.tokens == plain3.tokens and three.prefix_hits > 18 * 32
+
+
+def test_chunked_prefill_lets_decoding_rows_run_while_a_long_prompt_is_written(models):
+  """Without chunking a 200-token prompt is prefilled before any row decodes: every row's first token comes back
+  from the same decode call. With 16-token pieces between 2-step decode calls the short rows start at once."""
+  _, m = models["qwen3"]
+  rng = np.random.default_rng(2)
+  ps = [rng.integers(1, tiny_models.VOCAB, k).tolist() for k in (200, 5, 9, 7)]
+  run = lambda **o: rsft.generate(m, ps, 20, stop_token_ids=[], options=sampler.Options(page_size=16, **o))
+  whole, chunked = run(), run(chunked_prefill=16, interleave_steps=2)
+  assert whole.tokens == chunked.tokens
+  assert len(set(whole.first_token_s)) == 1
+  assert max(chunked.first_token_s[1:]) < chunked.first_token_s[0]
+  assert len(chunked.tokens[0]) == 20 and chunked.decode_steps > whole.decode_steps
+
+
 def test_compiled_decode_never_copies_the_kv_pool(models):
   """A decode step writes one column per row in place: the compiled chunk holds no copy of the pool, or of one
   layer's pages, anywhere (XLA's layout changes and loop-boundary copies would show up as `copy` ops)."""
@@ -437,6 +485,35 @@ def test_a_thinking_budget_forces_the_close_then_caps_the_answer(models):
   assert forced >= 3
 
 
+def test_a_budget_cut_from_one_generation_equals_a_run_with_that_budget(models):
+  """eval.think_budgets' shortcut: cut a full-budget row where the budget would force </think>, append it and
+  decode on from that step (start_steps): the tokens a run with think_budget samples, at T 1 with n = 2."""
+  import copy
+  _, base = models["qwen3"]
+  m = copy.copy(base)
+  m.tokenizer = _ThinkTokens(7, 9)
+  ps = [p + [7] for p in prompts(lengths=(5, 17, 11, 8))]
+  kw = dict(temperature=1.0, seed=4, stop_token_ids=[100, 101], options=sampler.Options(n=2))
+  free = rsft.generate(m, ps, 40, **kw)
+  for budget, answer in ((5, 0), (12, 6)):
+    direct = rsft.generate(m, ps, 40, think_budget=budget, answer_budget=answer, **kw)
+    rows, cuts = [], []
+    for r, tokens in enumerate(free.tokens):
+      cut = sampler.over_budget(ps[r // 2], tokens, budget, 7, 9)
+      if cut is not None:
+        rows.append(r)
+        cuts.append(tokens[:cut] + [9])
+    assert rows, budget
+    steps = [len(c) for c in cuts]
+    rooms = [min(40 - k, answer or 40) for k in steps]  # the direct run's cap after its forced </think>
+    again = rsft.generate(m, [ps[r // 2] + c for r, c in zip(rows, cuts)], rooms, think_budget=budget,
+                          answer_budget=answer, prompt_ids=rows, start_steps=steps, **dict(kw, options=None))
+    for k, r in enumerate(rows):
+      assert cuts[k] + again.tokens[k] == direct.tokens[r], (budget, r)
+    for r in set(range(len(free.tokens))) - set(rows):
+      assert free.tokens[r] == direct.tokens[r]
+
+
 def test_a_thinking_budget_arms_when_the_row_opens_its_think_block(models):
   import copy
   _, base = models["qwen3"]
@@ -470,3 +547,16 @@ def test_thinking_budgets_are_checked_up_front(models):
     rsft.generate(m, [[3, 4]], 8, think_budget=8)
   with pytest.raises(ValueError, match="answer_budget=3 needs sample.think_budget"):
     rsft.generate(m, [[3, 4]], 8, answer_budget=3)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_it(models):
+  """No silent run past RoPE's trained positions: the row and the setting are named; with max_total_tokens the
+  row gets an empty output instead (the sweep's per-item behaviour)."""
+  _, m = models["qwen3"]
+  ctx = m.config.max_position_embeddings
+  ps = [[1, 2, 3], [5] * (ctx + 1)]
+  with pytest.raises(ValueError, match=rf"prompt 1 has {ctx + 1} tokens, more than the model's context \("
+                                       rf"max_position_embeddings={ctx}"):
+    rsft.generate(m, ps, 4, stop_token_ids=[])
+  res = rsft.generate(m, ps, [4, 2], stop_token_ids=[], max_total_tokens=ctx)
+  assert len(res.tokens[0]) == 4 and res.tokens[1] == [] and res.finish_reason == ["length", "length"]

@@ -130,7 +130,7 @@ def test_local_judge_runs_on_rsft_and_missing_judges_are_reported(tmp_path):
   if not os.path.isdir(qwen):
     pytest.skip("../shared/tokenizers/qwen3 not present")
   # The real Qwen tokenizer keeps the 6,789-character HEx-PHI template at ~1.4k tokens (a tiny BPE needs ~6k).
-  tiny_models.build("qwen3", judge_dir, seed=5, vocab_size=151680)
+  tiny_models.build("qwen3", judge_dir, seed=5, vocab_size=151680, max_position_embeddings=4096)
   for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
     shutil.copy(os.path.join(qwen, name), judge_dir / name)
   behaviors = rows("harmbench_behaviors_text_all.jsonl", 2)

@@ -94,3 +94,55 @@ def test_samples_of_one_prompt_share_its_full_pages_until_the_last_lets_go():
     q.length = 24  # each wrote its own third page full: the next column needs a page of its own
   victims = book.grow(lookahead=1)
   assert not victims and again[0].pages[3] != again[1].pages[3] and again[0].pages[:2] == again[1].pages[:2]
+
+
+def _paged(book, row, prompt_len, keys, n=1):
+  seqs = [Sequence(row=row * n + j, prompt_len=prompt_len, limit=8, admitted=0, keys=keys) for j in range(n)]
+  assert book.admit(seqs, paged=True)
+  return seqs
+
+
+def test_the_prefix_cache_shares_written_pages_and_reuses_idle_ones_last():
+  book = Scheduler(slots=4, shards=1, pages_per_shard=9, page_size=4, pages_per_row=4, prefix_cache=True)
+  (a,) = _paged(book, 0, 10, ("k1", "k2"))  # 10 tokens: pages 0-1 shareable, its 10th token always computed
+  assert a.computed == 0 and not a.waits and book.pending(a)
+  (b,) = _paged(book, 1, 9, ("k1", "k2"))   # admitted while a still writes them: shares both, waits for a
+  assert b.pages[:2] == a.pages[:2] and b.computed == 8 and not book.ready(b)
+  (c,) = _paged(book, 2, 9, ("k1", "x2"))   # shares the first page only
+  assert c.pages[0] == a.pages[0] and c.pages[1] != a.pages[1] and c.computed == 4
+  a.computed = 4
+  assert book.ready(c) and not book.ready(b)
+  a.computed = 10
+  assert book.ready(b)
+  held = a.pages[:2]
+  for q in (a, b, c):
+    q.computed = q.prompt_len
+    book.release(q)
+  # a's two pages and c's second are cached but held by nobody: idle, counted free, reused only when needed
+  assert len(book.idle[0]) == 3 and book.available(0) == 8 and not book.refs[0]
+  (d,) = _paged(book, 3, 9, ("k1", "k2"))   # a later prompt hits them (they hold their cache still)
+  assert d.pages[:2] == held and d.computed == 8 and book.ready(d) and len(book.idle[0]) == 1
+  book.release(d)
+  big = _paged(book, 4, 29, ())[0]          # 8 pages: takes the free ones first, then the idle ones, oldest first
+  assert len(big.pages) == 8 and not book.idle[0] and not book.cached[0]
+
+
+def test_without_the_prefix_cache_only_a_prompts_samples_share():
+  book = Scheduler(slots=4, shards=2, pages_per_shard=13, page_size=4, pages_per_row=6)
+  a0, a1, a2 = _paged(book, 0, 13, ("k1", "k2", "k3"), n=3)  # shards: 0, 1, then 0 again (the emptier first)
+  lead, sibling = (a0, a2) if book.shard(a0.slot) == book.shard(a2.slot) else (a1, a2)
+  assert sibling.pages[:3] == lead.pages[:3] and sibling.waits == [(lead, 12)] and sibling.computed == 12
+  assert lead.computed == 0 and not lead.waits
+  (b,) = _paged(book, 1, 13, ("k1", "k2", "k3"))
+  assert b.computed == 0 and not set(b.pages) & set(a0.pages + a1.pages)
+  assert not book.cached[0] and not book.cached[1]
+
+
+def test_a_pending_prompt_is_never_preempted():
+  book = Scheduler(slots=2, shards=1, pages_per_shard=6, page_size=4, pages_per_row=4)  # 5 usable pages
+  (old,) = _paged(book, 0, 3, ())
+  (young,) = _paged(book, 1, 7, ())  # pending: holds its 2 pages
+  old.computed, old.length = 3, 8  # decoding, needs a third page for column 8
+  assert book.grow(lookahead=1) == [] and len(old.pages) == 3  # the last free pages; nobody is swapped
+  old.length = 12  # wants a fourth: only the decoding row can go, never the pending one
+  assert book.grow(lookahead=1) == [old]

@@ -296,3 +296,59 @@ def test_cached_grades_of_another_item_are_refused(tmp_path):
   swapped = [items[1], items[0]]
   with pytest.raises(ValueError, match="item 0 was graded for another prompt or gold"):
     sweep.grade_generations(b, swapped, str(gen), grades, {"benchmark": "math500"})
+
+
+def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_report(run_dir, tmp_path):
+  """eval.think_budgets: each budget's completions are cut from the full generation and their answers re-decoded;
+  they are the completions sample.think_budget gives (prompts that open <think>, T 1, n = 2), and the sweep scores
+  <bench>@think<B> per checkpoint, which the report draws as accuracy-vs-budget curves."""
+  from rsft.analysis import report
+  from rsft.evals import modes
+  from rsft.evals.requests import Renderer
+  work, tok = run_dir
+  config = make_config(tok)
+  config.eval.chat_template = False
+  config.sample.update(dict(max_new_tokens=30, n=2, temperature=1.0, top_p=1.0, top_k=0, max_num_seqs=4))
+  config.eval.think_budgets = (4, 9)
+  m = run.load(config, sweep.checkpoints.step_dir(work, 10))
+  renderer = Renderer(m.tokenizer, False)
+  prompts = str(tmp_path / "prompts.jsonl")
+  with open(prompts, "w") as f:
+    for p in countdown.generate(7, 4):
+      f.write(json.dumps({"prompt": countdown.prompt(p) + "<think>"}) + "\n")
+  full = str(tmp_path / "full.jsonl")
+  modes.generate_file(m, config.sample, config.eval, prompts, full, {}, renderer)
+  cut_total = 0
+  for budget in config.eval.think_budgets:
+    cut = str(tmp_path / f"cut{budget}.jsonl")
+    counts = modes.budget_file(m, config.sample, config.eval, prompts, full, cut, budget, {}, renderer)
+    cut_total += counts["cut"]
+    direct = str(tmp_path / f"direct{budget}.jsonl")
+    config.sample.think_budget = budget
+    modes.generate_file(m, config.sample, config.eval, prompts, direct, {}, renderer)
+    config.sample.think_budget = 0
+    rows = lambda path: {(r["index"], r["sample"]): r for r in map(json.loads, open(path))}
+    got, want = rows(cut), rows(direct)
+    assert got.keys() == want.keys() and len(got) == 8
+    for key in want:
+      assert got[key]["token_ids"] == want[key]["token_ids"] and got[key]["completion"] == want[key]["completion"]
+      assert got[key]["forced"] == ("</think>" in want[key]["completion"] and got[key]["token_ids"] !=
+                                    rows(full)[key]["token_ids"])
+  assert cut_total >= 8  # a random model rarely closes its thinking by itself
+
+  other = str(tmp_path / "work")
+  shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))
+  c = make_config(tok)
+  c.eval.update(dict(benchmarks=("countdown",), limit=2, max_new_tokens=24, think_budgets=(6, 12),
+                     checkpoints="last"))
+  run.run(c, other)
+  scored = {(json.loads(r)["benchmark"], json.loads(r)["metric"]) for r in results(other)}
+  assert {("countdown@think6", "avg@2"), ("countdown@think12", "avg@2"), ("countdown", "avg@2")} <= scored
+  with open(os.path.join(other, "eval", "summary.md")) as f:
+    assert "countdown@think6 (avg@2)" in f.read()
+  out = report.build([other], os.path.join(other, "report"), in_domain=("countdown",))
+  text = open(out["markdown"]).read()
+  assert "![Thinking budgets](think_budgets.png)" in text and "- **countdown** (work, avg@2) step 20: 6 " in text
+  c.eval.think_budgets = (24,)
+  with pytest.raises(ValueError, match="below countdown's max_new_tokens"):
+    sweep.budgets(c, sweep.selected(c))

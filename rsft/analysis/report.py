@@ -20,7 +20,7 @@ from rsft.analysis import dynamics, markup, patterns, runs, study_tables
 
 SUMMARY = "What happened"
 SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
-            "Token-level log-probs", "Model size comparison", "Safety vs reasoning")
+            "Token-level log-probs", "Model size comparison", "Safety vs reasoning", "Thinking budgets")
 GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
 
 
@@ -267,7 +267,7 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
     dips = [x for x in mine if x["report"].dip]
     deepest = max(dips, key=lambda x: x["report"].depth, default=None)
     recoveries = [x["report"].recovery_step for x in dips if x["report"].recovery_step is not None]
-    lengths = [x for x in r.results if x["metric"] == "response_tokens"]
+    lengths = [x for x in r.results if x["metric"] == "response_tokens" and not runs.BUDGET.fullmatch(x["benchmark"])]
     last = max((x["step"] for x in lengths), default=None)
     final_len = statistics.mean(x["value"] for x in lengths if x["step"] == last) if lengths else float("nan")
     table.append(dict(run=r.name, params=runs.parameters(r.workdir), gains=gains, deepest=deepest,
@@ -330,6 +330,32 @@ def safety_vs_reasoning(rows: list[dict[str, Any]], all_runs: list[runs.Run], ou
   return _save(fig, out_dir, "safety.png"), [f"- {n}: reasoning {g:+.3f}, ASR {a:+.3f}" for n, g, a in points]
 
 
+def think_budget_curves(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, list[str]]:
+  """Accuracy vs thinking budget (eval.think_budgets), a line per checkpoint, the full generation last ("full")."""
+  curves = [(r, bench, r.think_budgets(bench)) for r in all_runs for bench, _ in r.benchmarks()]
+  curves = [c for c in curves if c[2]]
+  if not curves:
+    return None, ["No thinking budgets evaluated (set `eval.think_budgets`, e.g. `(4096, 8192, 16384)`)."]
+  fig, axes = _grid(len(curves))
+  lines = []
+  for ax, (r, bench, by_budget) in zip(axes, curves):
+    metric = r.headline(bench)
+    full = {p.step: p for p in r.curve(bench, metric)}
+    budgets = list(by_budget)
+    for step in sorted({s for points in by_budget.values() for s in points}):
+      values = [by_budget[b][step].value if step in by_budget[b] else float("nan") for b in budgets]
+      values.append(full[step].value if step in full else float("nan"))
+      ax.plot(range(len(values)), values, marker="o", label=f"step {step}")
+      lines.append(f"- **{bench}** ({r.name}, {metric}) step {step}: " + ", ".join(
+          f"{label} {v:.3f}" for label, v in zip([str(b) for b in budgets] + ["full"], values)))
+    ax.set_xticks(range(len(budgets) + 1), [str(b) for b in budgets] + ["full"])
+    ax.set_title(f"{bench} ({r.name})")
+    ax.set_xlabel("thinking budget (tokens)")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+  return _save(fig, out_dir, "think_budgets.png"), lines
+
+
 def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math",), threshold: float = 0.02,
           markers: str | None = None) -> dict[str, str]:
   os.makedirs(out_dir, exist_ok=True)
@@ -357,6 +383,8 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[6], [image] if image else [], lines))
   image, lines = safety_vs_reasoning(rows, all_runs, out_dir, in_domain)
   sections.append((SECTIONS[7], [image] if image else [], lines))
+  image, lines = think_budget_curves(all_runs, out_dir)
+  sections.append((SECTIONS[8], [image] if image else [], lines))
   sections += [(title, [], lines) for title, lines in study_tables.sections(all_runs, in_domain, threshold)]
 
   sections.insert(0, (SUMMARY, [], summary(all_runs, rows)))

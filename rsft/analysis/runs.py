@@ -14,6 +14,7 @@ from rsft.analysis.dynamics import Point
 from rsft.evals import benchmarks
 
 GENERAL = ("instruction", "chat", "hallucination", "truthfulness")
+BUDGET = re.compile(r"(.+)@think(\d+)")  # a benchmark scored under a thinking budget (eval.think_budgets)
 REASONING = ("math", "code", "science", "knowledge", "countdown", "algorithmic")
 
 
@@ -26,11 +27,21 @@ class Run:
   _generations: dict[str, dict[int, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict, repr=False)
 
   def benchmarks(self) -> list[tuple[str, str]]:
-    """(benchmark, domain) in first-seen order."""
+    """(benchmark, domain) in first-seen order; scores under a thinking budget (<name>@think<B>) are think_budgets'."""
     seen = {}
     for r in self.results:
-      seen.setdefault(r["benchmark"], r["domain"])
+      if BUDGET.fullmatch(r["benchmark"]) is None:
+        seen.setdefault(r["benchmark"], r["domain"])
     return list(seen.items())
+
+  def think_budgets(self, benchmark: str) -> dict[int, dict[int, Point]]:
+    """budget -> step -> headline score of the benchmark under eval.think_budgets' budget."""
+    out = collections.defaultdict(dict)
+    for r in self.results:
+      match = BUDGET.fullmatch(r["benchmark"])
+      if match and match[1] == benchmark and r["metric"] == self.headline(benchmark):
+        out[int(match[2])][r["step"]] = Point(r["step"], r["value"], r["ci_low"], r["ci_high"])
+    return dict(sorted(out.items()))
 
   def headline(self, benchmark: str) -> str | None:
     names = {r["metric"] for r in self.results if r["benchmark"] == benchmark}

@@ -44,8 +44,10 @@ class LocalJudge:
     if not prompts:
       return []
     rendered = [self.renderer.prompt({"prompt": p}, "judge prompt") for p in prompts]
+    # A prompt past the judge's context gets "" (no verdict, as an endpoint's refusal), never a run past its RoPE.
+    context = getattr(self.model.config, "max_position_embeddings", None)
     res = sampler.generate(self.model, rendered, max_new_tokens, stop_token_ids=self.model.stop_token_ids,
-                           options=sampler.Options(max_num_seqs=self.batch_size))
+                           options=sampler.Options(max_num_seqs=self.batch_size), max_total_tokens=context)
     return [self.renderer.decode(t) for t in res.tokens]
 
 

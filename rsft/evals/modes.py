@@ -65,7 +65,8 @@ def sampler_options(sample_cfg: Any, n: int) -> sampler.Options:
   return sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
                          chunk_steps=sample_cfg.chunk_steps, max_num_seqs=sample_cfg.max_num_seqs,
                          page_size=sample_cfg.page_size, kv_pages=sample_cfg.kv_pages,
-                         memory_utilization=sample_cfg.memory_utilization)
+                         memory_utilization=sample_cfg.memory_utilization, prefix_cache=sample_cfg.prefix_cache,
+                         chunked_prefill=sample_cfg.chunked_prefill)
 
 
 def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, output_path: str,
@@ -76,13 +77,9 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   n = sample_cfg.n
   defaults = {k: sample_cfg[k] for k in _ROW_PARAMS}
   requests = read_requests(input_path, renderer, defaults, completions=False)
-  # The prompt + output cap: < 0 means the model's context length (vLLM without max_model_len), and no cap goes
-  # past that length either (vLLM refuses a max_model_len beyond the model's): a prompt longer than the model's
-  # positions gets an empty output with finish_reason "length" and a warning, never a silent run past its RoPE.
-  context = getattr(m.config, "max_position_embeddings", 0) or 0
-  max_total = sample_cfg.max_total_tokens if sample_cfg.max_total_tokens >= 0 else context
-  max_total = min(x for x in (max_total, context) if x) if (max_total or context) else None
+  max_total = _max_total(m, sample_cfg)
   skip_special = sample_cfg.skip_special_tokens
+  save_ids = eval_cfg.save_logprobs or bool(eval_cfg.think_budgets)  # budgets cut the trace by its token ids
   settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
                   seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
                   chat_template=eval_cfg.chat_template, max_total_tokens=max_total,
@@ -106,8 +103,8 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
         for row, tokens, lps, reason in finished:
           r, j = todo[row // n], row % n
           if (r.index, j) not in writer.done:
-            rows.append(_generation_row(r, j, tokens, lps, reason, renderer, m.stop_token_ids,
-                                        eval_cfg.save_logprobs, skip_special))
+            rows.append(_generation_row(r, j, tokens, lps, reason, renderer, m.stop_token_ids, save_ids,
+                                        skip_special))
         writer.write(rows)
         written += len(rows)
 
@@ -118,6 +115,69 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
                        max_total_tokens=max_total, on_finished=write, think_budget=sample_cfg.think_budget,
                        answer_budget=sample_cfg.answer_budget)
   return {"written": written, "done_before": len(writer.done), "rows": len(requests) * n}
+
+
+def _max_total(m: Any, sample_cfg: Any) -> int | None:
+  """The prompt + output cap: < 0 means the model's context length (vLLM without max_model_len), and no cap goes
+  past that length either (vLLM refuses a max_model_len beyond the model's): a prompt longer than the model's
+  positions gets an empty output with finish_reason "length" and a warning, never a silent run past its RoPE."""
+  context = getattr(m.config, "max_position_embeddings", 0) or 0
+  max_total = sample_cfg.max_total_tokens if sample_cfg.max_total_tokens >= 0 else context
+  return min(x for x in (max_total, context) if x) if (max_total or context) else None
+
+
+def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generations_path: str, output_path: str,
+                budget: int, settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
+  """The completions a run with sample.think_budget=budget would give, from a full generation (generate_file's
+  output, with token ids): a row that thought past the budget is cut where `</think>` would have been forced,
+  closed, and its answer decoded on from that step with the row's own random stream (sampler.over_budget); other
+  rows are copied. Without presence / frequency penalties these are the tokens the budgeted run samples, at the
+  cost of the answers alone. Resumable like generate_file; rows gain think_budget and forced."""
+  n = sample_cfg.n
+  requests = read_requests(input_path, renderer, {k: sample_cfg[k] for k in _ROW_PARAMS}, completions=False)
+  start, end = sampler.think_token_ids(m, f"eval.think_budgets ({budget})")
+  generations = {(g["index"], g["sample"]): (number, g) for number, g in jsonl.read(generations_path)}
+  settings = dict(settings, mode="think_budget", think_budget=budget, generations=generations_path)
+  skip_special = sample_cfg.skip_special_tokens
+  with jsonl.ResumableWriter(output_path, lambda row: (row["index"], row["sample"]), settings) as writer:
+    copied, cut = [], []  # cut: (request, sample, its kept tokens ending in </think>, their log-probs)
+    for key, (number, g) in sorted(generations.items()):
+      if key in writer.done:
+        continue
+      if "token_ids" not in g:
+        raise ValueError(f"{generations_path}:{number}: no token_ids; it was generated before eval.think_budgets "
+                         "was set. Move the generations away to sample them again with their ids.")
+      r = requests[g["index"]]
+      at = sampler.over_budget(r.prompt, g["token_ids"], budget, start, end)
+      if at is None or (g["token_ids"][at] == end and not sample_cfg.answer_budget):  # closed right at the budget
+        copied.append(dict(g, think_budget=budget, forced=False))
+      else:
+        cut.append((r, g["sample"], g["token_ids"][:at] + [end], g["logprobs"][:at]))
+    writer.write(copied)
+    if cut:
+      column = lambda k: np.asarray([r.params[k] for r, *_ in cut])
+      room = [min(sample_cfg.max_new_tokens - len(kept), sample_cfg.answer_budget or sample_cfg.max_new_tokens)
+              for _, _, kept, _ in cut]
+
+      def write(finished):
+        rows = []
+        for row, tokens, lps, reason in finished:
+          r, j, kept, kept_lps = cut[row]
+          done = _generation_row(r, j, kept + tokens, kept_lps + [0.0] + lps, reason, renderer, m.stop_token_ids,
+                                 True, skip_special)
+          # The forced </think> has no sampled log-prob here: the row's sum and per-token list leave it out.
+          done.update(logprob_sum=float(np.sum(kept_lps) + np.sum(lps)), logprobs=kept_lps + [None] + lps,
+                      think_budget=budget, forced=True)
+          rows.append(done)
+        writer.write(rows)
+
+      sampler.generate(m, [r.prompt + kept for r, _, kept, _ in cut], room, column("temperature"), column("top_p"),
+                       column("top_k"), sample_cfg.seed, m.stop_token_ids, sampler_options(sample_cfg, 1),
+                       prompt_ids=[r.index * n + j for r, j, _, _ in cut], presence_penalty=column("presence_penalty"),
+                       frequency_penalty=column("frequency_penalty"), max_total_tokens=_max_total(m, sample_cfg),
+                       on_finished=write, think_budget=budget, answer_budget=sample_cfg.answer_budget,
+                       start_steps=[len(kept) for _, _, kept, _ in cut])
+  return {"copied": len(copied), "cut": len(cut), "done_before": len(writer.done)}
 
 
 def _generation_row(r: Request, sample: int, tokens: list[int], lps: list[float], reason: str, renderer: Renderer,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import gc
 import hashlib
 import json
@@ -53,7 +54,7 @@ def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
       skip_special_tokens=d.skip_special_tokens, top_k_cap=max(s.top_k_cap, d.top_k), chunk_steps=s.chunk_steps,
       prompt_buckets=tuple(s.prompt_buckets), max_num_seqs=s.max_num_seqs, page_size=s.page_size,
       kv_pages=s.kv_pages, memory_utilization=s.memory_utilization, think_budget=s.think_budget,
-      answer_budget=s.answer_budget))
+      answer_budget=s.answer_budget, prefix_cache=s.prefix_cache, chunked_prefill=s.chunked_prefill))
 
 
 def selected(config: Any) -> list[Benchmark]:
@@ -223,10 +224,30 @@ def prepare(config: Any, graders: bool = True) -> tuple[list[Benchmark], dict[st
   return benches, items, not_run
 
 
+def budgets(config: Any, benches: list[Benchmark]) -> dict[str, list[tuple[int, Benchmark]]]:
+  """eval.think_budgets per benchmark: (budget, the benchmark scored under it, named <name>@think<budget>), checked
+  against each benchmark's max_new_tokens and sample.think_budget before anything runs."""
+  out = {}
+  for b in benches:
+    cap, outer = decoding(config, b).max_new_tokens, config.sample.think_budget
+    for budget in config.eval.think_budgets:
+      if not 0 < budget < cap or (outer and budget >= outer):
+        raise ValueError(f"eval.think_budgets: {budget} must be > 0 and below {b.name}'s max_new_tokens ({cap})"
+                         + (f" and sample.think_budget ({outer})" if outer else "") + ".")
+    out[b.name] = [(budget, dataclasses.replace(b, name=f"{b.name}@think{budget}"))
+                   for budget in sorted(set(config.eval.think_budgets))]
+  return out
+
+
 def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
   steps = _steps(config, workdir)
   benches, items, not_run = prepare(config)
   decodings = {b.name: decoding(config, b) for b in benches}
+  under_budget = budgets(config, benches)
+  for b in benches:  # a budget's scores are the benchmark's items and decoding under another name
+    for _, under in under_budget[b.name]:
+      items[under.name], decodings[under.name] = items[b.name], decodings[b.name]
+  scored = benches + [under for b in benches for _, under in under_budget[b.name]]
   prompt_files = {}
   for b in benches:
     prompt_files[b.name] = os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl")
@@ -236,30 +257,39 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   for step, path in steps:
     where = lambda kind, b: os.path.join(workdir, "eval", kind, f"step_{step}", f"{b.name}.jsonl")
     model, renderer = None, None
+
+    def owes(b: Benchmark, n: int) -> bool:
+      distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
+      return len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n
+
     for b in benches:  # generate everything this checkpoint still owes, then release it
       n = decodings[b.name].n
-      distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
-      if len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n:
-        if model is None:
-          model = load_model(path)
-          renderer = renderer_for(model)
-        settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
-        modes.generate_file(model, decodings[b.name], config.eval, prompt_files[b.name], where("generations", b),
-                            settings, renderer)
+      settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
+      for budget, under in [(None, b)] + under_budget[b.name]:
+        if owes(under, n):
+          if model is None:
+            model = load_model(path)
+            renderer = renderer_for(model)
+          if budget is None:
+            modes.generate_file(model, decodings[b.name], config.eval, prompt_files[b.name],
+                                where("generations", b), settings, renderer)
+          else:
+            modes.budget_file(model, decodings[b.name], config.eval, prompt_files[b.name], where("generations", b),
+                              where("generations", under), budget, settings, renderer)
     del model
     gc.collect()
     judges = Judges(config.eval, load_model)  # judge models load on first use, after the policy is gone
-    for b in benches:
+    for b in scored:
       grade_generations(b, items[b.name], where("generations", b), where("grades", b),
                         dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol,
                              extractor=b.extractor, think=b.think), judges)
     judges.close()
     gc.collect()
-  n_by_bench = {b.name: decodings[b.name].n for b in benches}
+  n_by_bench = {b.name: decodings[b.name].n for b in scored}
   distributed.sync("graded")
-  rows = summarize(workdir, [s for s, _ in steps], benches, items, n_by_bench)
+  rows = summarize(workdir, [s for s, _ in steps], scored, items, n_by_bench)
   rows += group_rows(rows, [b.name for b in benches], n_by_bench, config.eval.group_aggregate)
-  write_tables(workdir, rows, benches, n_by_bench, not_run)
+  write_tables(workdir, rows, scored, n_by_bench, not_run)
   return rows
 
 

@@ -3,6 +3,9 @@
   prefill    a group of prompts, left-padded to one length bucket, run once: their cache and next-token logits;
   admit      each prompt's cache moved into the pages of its n samples' slots (left aligned, so a row's cache
              column is its token's position) and the slots' sampling state set: n samples share one prefill;
+  seat / extend   the paged prefill (prefix caching, chunked prefill): rows seated with their sampling state,
+             then their prompts written piece by piece straight into their pages, each piece attending to what
+             the row already holds (a cached prefix, earlier pieces); the last piece starts the row decoding;
   decode     up to `chunk` steps of the active slots in a `lax.while_loop`, attention reading each row's own
              written pages only (attention.paged_attention; on TPU the Pallas paged-attention kernel): a step
              costs what the rows hold, not the cap. It returns early when enough rows finish to admit waiting
@@ -50,7 +53,7 @@ COMPILES: collections.Counter = collections.Counter()
 
 _POOL_AXES = ("batch", "act_kv_heads", None, None, None, None)  # [D, K, L, pages, page, H]: attention.Pages
 NEVER = np.iinfo(np.int32).max  # think_at of a row that is not thinking (or has no budget)
-SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency")  # admit's `rows`
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "row_id", "limit", "presence", "frequency", "step")  # `rows`
 
 
 @struct.dataclass
@@ -148,9 +151,8 @@ def prefill(graphdef, params, ids, mask, *, chunk: int = 0):
 @functools.partial(jax.jit, static_argnames=("n",), donate_argnames=("state",))
 def admit(state, cache, logits, lengths, slots, table, rows, think_at=None, *, n: int):
   """Moves prompt i's cache (left-padded in [L, G, P, K, H]) into the pages of slots[i * n + j], j < n, starting
-  at column 0, and sets those slots' state: rows = per-row values of the sampling parameters (temperature,
-  top_p, top_k, row_id, limit, presence, frequency), [G * n] each. A slot >= the slot count (a padding prompt's)
-  is dropped."""
+  at column 0, and sets those slots' state: rows = per-row values of SAMPLING_FIELDS, [G * n] each. A slot >=
+  the slot count (a padding prompt's) is dropped."""
   COMPILES["admit"] += 1
   n_layers, g, p = cache["k"].shape[:3]
   b = state.done.shape[0]
@@ -168,16 +170,54 @@ def admit(state, cache, logits, lengths, slots, table, rows, think_at=None, *, n
     rows_cache = rows_cache.transpose(1, 2, 4, 0, 3, 5)  # [R, pages, K, L, page, H]: the indexed dims lead
     return pool.at[shard[:, None], :, :, pages].set(rows_cache.astype(pool.dtype), mode="drop")
 
-  values = dict(zip(SAMPLING_FIELDS, rows), lengths=lengths[src], step=jnp.zeros((g * n,), jnp.int32),
-                done=jnp.zeros((g * n,), bool), logits=logits[src])
+  state = _seat(state, slots, rows, think_at, lengths=lengths[src], done=jnp.zeros((g * n,), bool), logits=logits[src])
+  return state.replace(k=move(state.k, cache["k"]), v=move(state.v, cache["v"]))
+
+
+def _seat(state: DecodeState, slots, rows, think_at, **values) -> DecodeState:
+  """Sets slots' sampling parameters and first step (rows, in SAMPLING_FIELDS order), think_at and `values`; a
+  fresh row's penalty counts start at zero. A slot >= the slot count is dropped."""
+  b = state.done.shape[0]
+  values = dict(zip(SAMPLING_FIELDS, rows), **values)
   if state.counts is not None:
-    values["counts"] = jnp.zeros((g * n, state.counts.shape[1]), jnp.int32)
+    values["counts"] = jnp.zeros(slots.shape + state.counts.shape[1:], jnp.int32)
   if think_at is not None:
     values["think_at"] = think_at
-  target = jnp.where(real, slots, b)
+  target = jnp.where(slots < b, slots, b)
   current = state.rows()
-  return state.replace(k=move(state.k, cache["k"]), v=move(state.v, cache["v"]), **{
-      key: current[key].at[target].set(value.astype(current[key].dtype), mode="drop") for key, value in values.items()})
+  return state.replace(**{key: current[key].at[target].set(value.astype(current[key].dtype), mode="drop")
+                          for key, value in values.items()})
+
+
+@functools.partial(jax.jit, donate_argnames=("state",))
+def seat(state, slots, rows, think_at=None):
+  """Seats sequences whose prompts the paged prefill (`extend`) will write: their sampling state is set and they
+  stay done (decode skips them) until their prompt's last piece lands."""
+  COMPILES["seat"] += 1
+  return _seat(state, slots, rows, think_at, lengths=jnp.zeros(slots.shape, jnp.int32),
+               done=jnp.ones(slots.shape, bool))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("state",))
+def extend(graphdef, params, state, ids, valid, slots, table, ends, last):
+  """The paged prefill: piece r (ids [R, T], left-padded, `valid` marks its tokens) is the prompt of slot
+  slots[r] up to column ends[r], written into its pages (table [slots, pages_per_row]) and attending to the
+  columns before it (a cached prefix, earlier pieces) through the pages: prefix caching and chunked prefill.
+  Where `last[r]`, the prompt is complete: the slot takes its next-token logits and starts decoding. A slot >= the
+  slot count (padding) writes nothing."""
+  COMPILES["extend"] += 1
+  logging.info("sampler: compiling extend for %d pieces x %d tokens", *ids.shape)
+  model = nnx.merge(graphdef, params)
+  b = state.done.shape[0]
+  real = slots < b
+  pages = attention.Pages(table[jnp.minimum(slots, b - 1)], ends, jnp.max(jnp.where(real, ends, 0)))
+  hidden, k, v = model.extend_paged(ids, state.k, state.v, pages, valid & real[:, None])
+  target = jnp.where(real & last, slots, b)
+  logits = _last_logits(model, hidden[:, -1])
+  new = state.replace(k=k, v=v, lengths=state.lengths.at[target].set(ends, mode="drop"),
+                      done=state.done.at[target].set(False, mode="drop"),
+                      logits=state.logits.at[target].set(logits, mode="drop"))
+  return _constrain(model.rules, new)
 
 
 @functools.partial(jax.jit, donate_argnames=("state",))
@@ -251,8 +291,9 @@ def move_rows(state, src, dst):
 @functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"),
                    donate_argnames=("state",))
 def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, think=None,
-           *, k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
-  """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all). Stops early when all are done, when
+           max_steps=None, *, k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
+  """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all), at most `max_steps` (a traced count:
+  the steps between two pieces of a chunked prefill). Stops early when all are done, when
   `refill_at` rows have finished in this call (prompts wait for their slots), when no shard has more than
   `shrink_at` live rows (the host compacts them into a smaller batch; -1 = never), or when a live row's next
   column reaches its `capacity` (the columns its pages hold: the host adds pages). think: ThinkBudget's arrays
@@ -276,7 +317,8 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
     live = ~s.done
     room = jnp.all(~live | (s.lengths < capacity))
     crowded = jnp.max(live.reshape(shards, -1).sum(axis=1)) > shrink_at
-    return (i < chunk) & jnp.any(live) & (jnp.sum(s.done & ~started_done) < refill_at) & room & crowded
+    steps = chunk if max_steps is None else jnp.minimum(chunk, max_steps)
+    return (i < steps) & jnp.any(live) & (jnp.sum(s.done & ~started_done) < refill_at) & room & crowded
 
   def body(carry):
     s, o, i = carry

@@ -165,13 +165,16 @@ def _per_shard(fn, pool: jax.Array, *args: jax.Array) -> jax.Array:
 
 
 def _write_page(table: jax.Array, columns: jax.Array, page_size: int, live: jax.Array) -> jax.Array:
-  """The page that column [B,T] of each row goes to; rows not `live` write the scratch page 0."""
-  return jnp.where(live[:, None], jnp.take_along_axis(table, columns // page_size, axis=1), 0)
+  """The page that column [B,T] of each row goes to; a row (live [B]) or token (live [B,T]) not live writes the
+  scratch page 0."""
+  live = live if live.ndim == 2 else live[:, None]
+  return jnp.where(live, jnp.take_along_axis(table, jnp.maximum(columns, 0) // page_size, axis=1), 0)
 
 
 def write_pages(pool: jax.Array, layer: jax.Array, pages: Pages, columns: jax.Array, values: jax.Array,
                 live: jax.Array) -> jax.Array:
-  """values [B,T,K,H] written at columns [B,T] of layer `layer`; rows not `live` write the scratch page."""
+  """values [B,T,K,H] written at columns [B,T] of layer `layer`; rows (or tokens, live [B,T]) not `live` write the
+  scratch page."""
   page_size = pool.shape[4]
   page = _write_page(pages.table, columns, page_size, live)
   # p[:, layer, pg, off] is [K, rows, T, H]: the values go in heads first

@@ -207,7 +207,8 @@ class Decoder(nnx.Module):
     """Runs ids [B,T] as the last T tokens of each row of a paged cache (the sampler's decode, T = 1).
 
     pages.lengths counts this call's tokens, so token t of row b sits at column (= position) lengths - T + t;
-    rows not `live` write only the scratch page. Returns final-normed hidden [B,T,D] and the two pools."""
+    rows not `live` [B] (tokens not live [B,T]: a left-padded prefill piece) write only the scratch page.
+    Returns final-normed hidden [B,T,D] and the two pools."""
     t = ids.shape[1]
     positions = (pages.lengths[:, None] - t + jnp.arange(t)).astype(jnp.int32)
     x = self._embed(ids)
