@@ -8,6 +8,7 @@ from absl import app, flags, logging
 from rsft import config as rconfig
 from rsft.evals import run
 from rsft.evals.errors import EnvironmentProblem
+from rsft.evals.follow import FollowTimeout
 
 rconfig.define_flags()
 
@@ -19,6 +20,9 @@ def main(argv):
   except EnvironmentProblem as e:  # the machine lacks something: its fix, without a traceback, and exit status 2
     logging.error("%s", e)
     sys.exit(2)
+  except FollowTimeout as e:  # follow mode saw no new checkpoint for eval.follow_timeout: what it scored is kept
+    logging.error("%s", e)
+    sys.exit(3)
 
 
 if __name__ == "__main__":

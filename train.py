@@ -3,6 +3,7 @@
 from absl import app, flags
 
 from rsft import config as rconfig
+from rsft.analysis.probe import Probe
 from rsft.train import loop
 
 rconfig.define_flags()
@@ -10,7 +11,8 @@ rconfig.define_flags()
 
 def main(argv):
   del argv
-  loop.run(flags.FLAGS.config, flags.FLAGS.workdir)
+  config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+  loop.run(config, workdir, probe=Probe(config, workdir) if config.train.probe_every else None)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       loss_chunk=1024,                # sequence chunk of the LM head / loss
       log_every=1,
       seed=0,
+      probe_every=0,                  # forgetting probe every K steps (and at the start); 0 = off (train.py)
+      probe_sets=("ifeval", "gpqa_diamond"),  # benchmarks whose items the base answers once (greedy); the probe
+                                      # scores those answers teacher-forced under the model being trained
+      probe_items=16,                 # items per probe set
+      probe_tokens=256,               # most answer tokens per item
   )
   c.checkpoint = dict(
       save_steps=(10, 20, 40, 80, 160, 320, 480, 640),  # tuples: overridable as --config.x="(1, 2)"
@@ -124,6 +129,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       data_dir="",        # benchmark files; "" = the user cache `python -m rsft.evals.data fetch` fills
                           # ($RSFT_DATA_DIR, else ~/.cache/rsft/benchmarks)
       mode="sweep",       # sweep | generate | score | grade | prompts
+      follow=False,       # sweep: score each checkpoint as training commits it, until its final step is scored
+      follow_timeout=3600.0,  # follow: seconds without a new checkpoint before it gives up (0 = never)
+      follow_poll=10.0,   # follow: seconds between looks at WORKDIR/checkpoints
       input=config_dict.placeholder(str),   # generate / score modes: JSONL in
       output=config_dict.placeholder(str),  # ... and out (default WORKDIR/eval/<mode>.jsonl)
       chat_template=True,                   # render "prompt" strings as one user turn with the chat template
@@ -144,6 +152,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       judge_batch_size=8,                          # prompts per local-judge generate call (judge prompts are long)
       judge_max_response_tokens=16384,             # safety-judge clip with safety_judge_tokenizer (study: 16,384)
       judge_max_response_chars=65536,              # ... and without it, in characters
+  )
+  c.tracking = dict(
+      backend="tensorboard",   # tensorboard (always written: WORKDIR/tensorboard) | wandb | mlflow (also; installed
+                               # by you: neither is in rsft's lock). Training and follow-mode eval log to one run.
+      project="rsft",          # W&B project / MLflow experiment
+      name=config_dict.placeholder(str),  # run name; default: the workdir's basename
   )
   c.analysis = dict(
       dip_threshold=0.02,      # smallest score drop (absolute, 0-1) called a dip, on top of the noise

@@ -1,8 +1,9 @@
 """CPU demo: the study's question in miniature, from nothing, on 2 CPU cores.
 
-  python train.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
-  python eval.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
+  python train.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown &
+  python eval.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown --config.eval.follow=True
   python analyze.py --config=configs/countdown_tiny.py --workdir=/tmp/countdown
+(eval.py follows training: each checkpoint is scored as it lands; without follow it scores them all afterwards.)
 A tiny Qwen3-architecture model first becomes a "base model" with short-answer skills (one-operation arithmetic and
 sorting, answered directly: config.pretrain, WORKDIR/base), then is fine-tuned on verified long-CoT Countdown
 traces with backtracking (three numbers 1-6), saving checkpoints on a log-spaced schedule; step 0 is the base.
@@ -44,6 +45,11 @@ def get_config(arg: str | None = None):
   c.train.warmup_ratio = 0.05
   c.train.loss_chunk = 256
   c.train.log_every = 5
+  # The forgetting probe: the base's own answers to 16 held-out questions of each skill, scored every 10 steps.
+  c.train.probe_every = 10
+  c.train.probe_sets = ("arithmetic", "sorting")
+  c.train.probe_items = 16
+  c.train.probe_tokens = 48
   c.checkpoint.save_steps = (10, 20, 40, 80, 160, 320, 640)  # and step 0 (the base) and the last step
   # Evaluation (python eval.py, same config): in-domain held-out puzzles, out-of-domain the base's skills.
   c.eval.benchmarks = ("countdown3", "arithmetic", "sorting")
@@ -51,6 +57,7 @@ def get_config(arg: str | None = None):
   c.eval.n = 1
   c.eval.max_new_tokens = 512
   c.sample.max_num_seqs = 64
+  c.eval.follow_timeout = 1800.0  # follow mode beside train.py: the made base trains first, with no SFT checkpoint
   c.sample.mesh.data = -1
   c.analysis.in_domain = ("countdown",)
   c.analysis.tokens = True  # per-token log-probs of 16 last-step countdown responses under every checkpoint

@@ -3,6 +3,8 @@
   python launch/slurm.py --nodes=2 --gpus_per_node=8 --partition=a100 --time=24:00:00 -- \
       train.py --config=configs/qwen14b_verified.py --workdir=/shared/runs/run14b
   (--dry_run prints the batch script and the sbatch command instead of submitting.)
+  --follow_eval_gpus=N also submits eval.py with the same flags and --config.eval.follow=True as a second job (one
+  node, N GPUs): each checkpoint is scored as training commits it, on its own GPUs.
 
 Inside the job rsft.distributed reads SLURM_JOB_NODELIST / SLURM_NTASKS / SLURM_PROCID: the first node is the
 coordinator (port --port), every task calls jax.distributed.initialize with its rank. The job asks for SIGTERM
@@ -69,6 +71,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--requeue", action=argparse.BooleanOptionalAction, default=True)
   p.add_argument("--script_path", default=None, help="where the batch script is written (default: log_dir)")
   p.add_argument("--dry_run", action="store_true")
+  p.add_argument("--follow_eval_gpus", type=int, default=0,
+                 help="also submit eval.py in follow mode (same flags) on one node with this many GPUs; 0 = no")
   args = p.parse_args(argv)
   if not script:
     p.error("nothing to run: put the script and its flags after `--`, e.g. -- train.py --config=...")
@@ -81,19 +85,32 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
   return args
 
 
+def follower(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
+  """The follow-mode evaluation job beside a train.py job: eval.py with the same flags, one node."""
+  if not args.script or os.path.basename(args.script[0]) != "train.py":
+    raise SystemExit("--follow_eval_gpus follows a train.py job: put train.py and its flags after `--`.")
+  script = [os.path.join(os.path.dirname(args.script[0]), "eval.py"), *args.script[1:], "--config.eval.follow=True"]
+  return argparse.Namespace(**{**vars(args), "name": f"{args.name}-eval", "nodes": 1,
+                               "gpus_per_node": args.follow_eval_gpus, "script_path": None}), script
+
+
 def main(argv: Sequence[str]) -> int:
   args = parse(argv)
-  text = batch_script(args, args.script)
-  path = args.script_path or os.path.join(args.log_dir, f"{args.name}.sbatch")
-  if args.dry_run:
-    print(f"# {path}\n{text}[dry run] sbatch {shlex.quote(path)}")
-    return 0
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  os.makedirs(args.log_dir, exist_ok=True)
-  with open(path, "w") as f:
-    f.write(text)
-  print(f"+ sbatch {path}", flush=True)
-  return subprocess.run(["sbatch", path], check=False).returncode
+  jobs = [(args, args.script)] + ([follower(args)] if args.follow_eval_gpus else [])
+  code = 0
+  for job, script in jobs:
+    text = batch_script(job, script)
+    path = job.script_path or os.path.join(job.log_dir, f"{job.name}.sbatch")
+    if args.dry_run:
+      print(f"# {path}\n{text}[dry run] sbatch {shlex.quote(path)}")
+      continue
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    os.makedirs(job.log_dir, exist_ok=True)
+    with open(path, "w") as f:
+      f.write(text)
+    print(f"+ sbatch {path}", flush=True)
+    code = code or subprocess.run(["sbatch", path], check=False).returncode
+  return code
 
 
 if __name__ == "__main__":

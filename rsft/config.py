@@ -78,6 +78,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.mode": ("sweep", "generate", "score", "grade", "prompts"),
     "eval.protocol": ("study", "rsft"),
     "eval.group_aggregate": ("mean", "pooled"),
+    "tracking.backend": ("tensorboard", "wandb", "mlflow"),
 }
 
 

@@ -63,3 +63,30 @@ def lock(workdir: str, name: str) -> Iterator[None]:
     f.truncate()
     fcntl.flock(f, fcntl.LOCK_UN)
     f.close()
+
+
+FINISHED = "train_finished.json"  # written by a training run that reached its last step (follow-mode eval's end)
+
+
+def mark_finished(workdir: str, step: int) -> None:
+  """Training reached its last step, `step`, and saved it: follow-mode evaluation stops once it has scored it."""
+  if distributed.is_primary():
+    path = os.path.join(workdir, FINISHED)
+    with open(path + ".tmp", "w") as f:
+      json.dump({"final_step": step, "time": time.time()}, f)
+    os.replace(path + ".tmp", path)
+
+
+def finished_step(workdir: str) -> int | None:
+  """The final step a finished training run recorded, or None while it runs (or never ran here)."""
+  try:
+    with open(os.path.join(workdir, FINISHED)) as f:
+      return int(json.load(f)["final_step"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def clear_finished(workdir: str) -> None:
+  """A run that (re)starts training is not finished, whatever an earlier run recorded."""
+  if distributed.is_primary() and os.path.exists(os.path.join(workdir, FINISHED)):
+    os.remove(os.path.join(workdir, FINISHED))

@@ -85,6 +85,24 @@ def test_report_has_every_section_and_flags_the_dip(synthetic_run, tmp_path):
   assert "| run14b / math500 | 160 | 5.00 / 227.3 | 5.00 / 227.3 | 0.00 / 0.0 |" in md  # per response / per 1k
 
 
+def test_the_probe_is_set_beside_the_ood_scores_with_its_lead(synthetic_run, tmp_path):
+  """A probe that falls from step 10 on, before ifeval's sampled dip (first seen at checkpoint 40): lead 30 steps
+  (onset: a fall of more than 0.1 nats per token); the correlation over the four checkpoints is positive."""
+  probe = {0: -0.5, 10: -0.9, 20: -1.4, 30: -1.6, 40: -1.7, 80: -1.2, 120: -0.9, 160: -0.6}
+  with open(os.path.join(synthetic_run, "metrics.jsonl"), "a") as f:
+    for step, lp in probe.items():
+      f.write(json.dumps({"step": step, "probe/ifeval/logprob": lp, "probe/ifeval/drift": -0.5 - lp}) + "\n")
+  out = report.build([synthetic_run], str(tmp_path / "report"), in_domain=("math",), threshold=0.02)
+  md = open(out["markdown"]).read()
+  line = next(x for x in md.splitlines() if x.startswith("- **ifeval** (run14b, avg@1 vs probe/ifeval/logprob)"))
+  assert "probe onset (fell > 0.1 nats/token) at step 10; the score's dip began at step 40; lead **+30 steps**" in line
+  assert "; r = 0." in line
+  assert "![Forgetting probe vs sampled scores](probe.png)" in md
+  lead = report.probe_lead(list(probe.items()), [dynamics.Point(0, 0.6, 0.58, 0.62), dynamics.Point(40, 0.6, 0.58,
+                                                                                                  0.62)], 0.02)
+  assert lead["dip_onset"] is None and lead["lead"] is None and lead["r"] is None
+
+
 def test_token_level_table_equals_token_logprobs(tmp_path):
   import numpy as np
 

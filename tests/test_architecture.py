@@ -7,7 +7,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lowest first. A package may import its own modules and any package of a lower rank; equal ranks are independent.
 RANKS = {
-    "sharding": 0, "distributed": 0, "hardware": 0, "tasks": 0, "user_cache": 0,
+    "sharding": 0, "distributed": 0, "hardware": 0, "tasks": 0, "user_cache": 0, "tracking": 0,
     "models": 1, "workdir": 1,
     "convert": 2,
     "config": 3,

@@ -40,6 +40,10 @@ SCRIPTS = {
                          r"ratio cache / no cache [\d.]+, .* \(8/8 rows token-identical",
                          r"long prompt 160 \+ 3 short: time to first token.* short-row TTFT ratio whole / chunked "
                          r"[\d.]+ \(4/4 rows token-identical\)"]),
+    "probe_cost": (["bench/probe_cost.py", "--smoke"], 1,
+                   [r"probe \(teacher-forced\) [\d.]+ ms, sampled check [\d.]+ ms, transformers scoring [\d.]+ ms; "
+                    r"ratio sampled / probe [\d.]+, transformers / rsft [\d.]+; max \|log p rsft - log p "
+                    r"transformers\| [\d.e+-]+"]),
     "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
                       [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,

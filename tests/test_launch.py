@@ -68,6 +68,13 @@ def test_slurm_batch_script():
   assert out.splitlines()[-1] == "[dry run] sbatch slurm_logs/rsft.sbatch"
   code, _, err = launch("slurm.py", "--nodes=2", "--dry_run")
   assert code == 2 and "nothing to run" in err
+  code, out, _ = launch("slurm.py", "--nodes=4", "--follow_eval_gpus=2", "--dry_run", "--", *TRAIN)
+  lines = out.splitlines()
+  assert code == 0 and lines[-1] == "[dry run] sbatch slurm_logs/rsft-eval.sbatch"
+  follower = lines[lines.index("# slurm_logs/rsft-eval.sbatch"):]
+  assert "#SBATCH --nodes=1" in follower and "#SBATCH --gpus-per-node=2" in follower
+  assert ("srun --kill-on-bad-exit=1 python3 eval.py --config=configs/qwen14b_verified.py "
+          "--workdir=gs://bucket/run14b --config.eval.follow=True &") in follower
 
 
 def test_nodelist_expansion():

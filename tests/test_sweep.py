@@ -352,3 +352,72 @@ def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_rep
   c.eval.think_budgets = (24,)
   with pytest.raises(ValueError, match="below countdown's max_new_tokens"):
     sweep.budgets(c, sweep.selected(c))
+
+
+def _tensorboard_scalars(directory):
+  """(tag, step, value) of every scalar in the event files under `directory` (TFRecord frames of Event protos)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = []
+  for name in sorted(os.listdir(directory)):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    data = open(os.path.join(directory, name), "rb").read()
+    at = 0
+    while at < len(data):
+      (length,) = struct.unpack("<Q", data[at:at + 8])
+      event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+      at += 12 + length + 4
+      out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return out
+
+
+def test_follow_mode_scores_checkpoints_as_they_land_and_equals_the_sweep(run_dir, swept, tmp_path):
+  """eval.follow: step 10 is there at the start; "training" (the sleep between looks) then commits step 20, leaves
+  an unreadable step 15 and deletes step 12 as it is about to be scored, and records its final step. Follow mode
+  scores 10 and 20 into the results the one-shot sweep gives, reports 12 and 15 as missed, logs each step's scores
+  to the run's TensorBoard once, and a rerun does nothing twice."""
+  from rsft import workdir as workdir_lib
+  from rsft.evals import follow
+  from rsft.evals.requests import Renderer
+  work, tok = run_dir
+  live = str(tmp_path / "live")
+  os.makedirs(os.path.join(live, "checkpoints"))
+  shutil.copytree(os.path.join(work, "checkpoints", "10"), os.path.join(live, "checkpoints", "10"))
+  config = make_config(tok)
+  looks = []
+
+  def training(seconds):
+    looks.append(seconds)
+    if len(looks) == 1:
+      shutil.copytree(os.path.join(work, "checkpoints", "20"), os.path.join(live, "checkpoints", "20"))
+      shutil.copytree(os.path.join(work, "checkpoints", "10"), os.path.join(live, "checkpoints", "12"))
+      os.makedirs(os.path.join(live, "checkpoints", "15", "params"))  # committed but unreadable
+    else:
+      workdir_lib.mark_finished(live, 20)
+
+  def load(path):
+    if path.endswith(os.sep + "12"):
+      shutil.rmtree(path)  # training's keep policy deletes it as evaluation reaches it
+    return run.load(config, path)
+
+  renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
+  follow.follow(config, live, load, renderer_for, sleep=training)
+  assert len(looks) == 2 and results(live) == swept
+  state = json.load(open(os.path.join(live, "eval", "follow.json")))
+  assert state["scored"] == [10, 20] and state["logged"] == [f"{s}:{b}" for s in (10, 20)
+                                                            for b in ("countdown", "gpqa_diamond", "math500")]
+  assert state["missed"]["12"] == "deleted by training before it was scored"
+  assert state["missed"]["15"].startswith("could not be read: ValueError")
+  logged = _tensorboard_scalars(os.path.join(live, "tensorboard"))
+  assert {(tag, step) for tag, step, _ in logged} >= {("eval/math500/avg_2", 10), ("eval/countdown/avg_2", 20)}
+  assert len(logged) == len({(tag, step) for tag, step, _ in logged})
+  follow.follow(config, live, load, renderer_for, sleep=training)  # a rerun: finished, everything scored
+  assert len(looks) == 2 and results(live) == swept
+  assert len(_tensorboard_scalars(os.path.join(live, "tensorboard"))) == len(logged)
+
+  never = str(tmp_path / "never")
+  ticks = iter(range(100))
+  config.eval.follow_timeout = 5
+  with pytest.raises(follow.FollowTimeout, match="no new checkpoint in .*never/checkpoints for 5 s"):
+    follow.follow(config, never, load, renderer_for, sleep=lambda s: None, clock=lambda: 2.0 * next(ticks))

@@ -317,3 +317,35 @@ def test_a_made_base_is_step_0_and_sft_starts_from_it(tmp_path):
   c.model.path = os.path.join(work, "base")
   with pytest.raises(ValueError, match="model.path is set"):
     loop.run(c, str(tmp_path / "other"))
+
+
+def test_the_forgetting_probe_logs_every_k_steps_and_resumes_with_the_base_answers(tmp_path):
+  """train.probe_every: the base's greedy answers on the probe sets are made once (step 0) and scored teacher-forced
+  every K steps and at the last; drift starts at 0 (the base scores its own answers), grows as SFT moves away,
+  and a resumed run reuses the answers. A finished run records its final step (follow mode's end)."""
+  from rsft import workdir as workdir_lib
+  from rsft.analysis.probe import Probe
+  c = tiny_run_config()
+  c.train.update(probe_every=2, probe_sets=("arithmetic", "sorting"), probe_items=4, probe_tokens=12)
+  work = str(tmp_path / "run")
+  last = loop.run(c, work, probe=Probe(c, work))["step"]
+  rows = [r for r in loop.read_metrics(work) if "probe/arithmetic/logprob" in r]
+  assert [r["step"] for r in rows] == sorted({0, *range(2, last + 1, 2), last})
+  assert abs(rows[0]["probe/arithmetic/drift"]) < 1e-4 and rows[-1]["probe/arithmetic/drift"] > 0.1
+  assert all(np.isfinite(r["probe/sorting/entropy"]) for r in rows)
+  answers = [json.loads(line) for line in open(os.path.join(work, "probe", "answers.jsonl"))]
+  assert len(answers) == 8 and {a["set"] for a in answers} == {"arithmetic", "sorting"}
+  assert workdir_lib.finished_step(work) == last
+  b = tmp_path / "b"  # resume after step 3's checkpoint: the probe answers are the base's, not step 3's
+  shutil.copytree(work, b)
+  shutil.rmtree(b / "checkpoints" / str(last))
+  (b / "metrics.jsonl").write_text("".join(line for line in open(b / "metrics.jsonl")
+                                           if json.loads(line)["step"] <= 3))
+  loop.run(c, str(b), probe=Probe(c, str(b)))
+  again = [r for r in loop.read_metrics(str(b)) if "probe/arithmetic/logprob" in r]
+  assert [r["step"] for r in again] == [r["step"] for r in rows]
+  np.testing.assert_allclose([r["probe/arithmetic/logprob"] for r in again],
+                             [r["probe/arithmetic/logprob"] for r in rows], atol=1e-5)
+  c.train.probe_sets = ("no_such_benchmark",)
+  with pytest.raises(ValueError, match="no_such_benchmark"):
+    Probe(c, work)

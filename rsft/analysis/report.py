@@ -10,17 +10,22 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import statistics
 from typing import Any
+
+import numpy as np
 
 from absl import logging
 
 from rsft.analysis import dynamics, markup, patterns, runs, study_tables
 
 SUMMARY = "What happened"
+PROBE_ALARM = 0.1  # nats per token the probe must fall to call its onset (probe_lead)
 SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
-            "Token-level log-probs", "Model size comparison", "Safety vs reasoning", "Thinking budgets")
+            "Token-level log-probs", "Model size comparison", "Safety vs reasoning", "Thinking budgets",
+            "Forgetting probe vs sampled scores")
 GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
 
 
@@ -356,6 +361,88 @@ def think_budget_curves(all_runs: list[runs.Run], out_dir: str) -> tuple[str | N
   return _save(fig, out_dir, "think_budgets.png"), lines
 
 
+def probe_lead(probe: list[tuple[int, float]], pts: list[dynamics.Point], threshold: float, higher: bool = True,
+               bounded: bool = True, alarm: float = PROBE_ALARM) -> dict[str, Any]:
+  """How early the probe foretold a benchmark's dip. Probe onset: the first probe step whose log-prob per token
+  fell more than `alarm` nats below its first value. Dip onset: the first checkpoint worse than the base by more
+  than the threshold and the noise (dynamics' rule). lead = dip onset - probe onset (> 0: the probe saw it first).
+  r: Pearson correlation of the score with the probe (interpolated at the checkpoints), with a 95% bootstrap
+  interval over checkpoints."""
+  steps, values = np.asarray([s for s, _ in probe], float), np.asarray([v for _, v in probe], float)
+  fall = values[0] - values
+  onset = int(steps[np.argmax(fall > alarm)]) if (fall > alarm).any() else None
+  good = (lambda v: v) if higher else (lambda v: -v)
+  base = pts[0]
+  limit = threshold if bounded else 0.0
+  dip = next((p.step for p in pts[1:] if good(base.value) - good(p.value) > max(limit, math.hypot(
+      base.half_width, p.half_width))), None)
+  out = dict(probe_onset=onset, dip_onset=dip, lead=None if onset is None or dip is None else dip - onset,
+             r=None, r_low=None, r_high=None, checkpoints=len(pts))
+  x = np.interp([p.step for p in pts], steps, values)
+  y = np.asarray([p.value for p in pts])
+  if len(pts) >= 3 and x.std() > 0 and y.std() > 0:
+    out["r"] = float(np.corrcoef(x, y)[0, 1])
+    rng, boot = np.random.default_rng(0), []
+    for _ in range(1000):
+      i = rng.integers(0, len(pts), len(pts))
+      if x[i].std() > 0 and y[i].std() > 0:
+        boot.append(np.corrcoef(x[i], y[i])[0, 1])
+    out["r_low"], out["r_high"] = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else \
+        (None, None)
+  return out
+
+
+def probe_vs_scores(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...],
+                    threshold: float) -> tuple[str | None, list[str]]:
+  """The in-loop probe (train.probe_every) beside each out-of-domain benchmark's sampled score: its own set's curve
+  when one has the benchmark's name, else the mean over sets; with the lead (probe_lead) stated per benchmark."""
+  panels, lines = [], []
+  for r in all_runs:
+    keys = sorted({k for m in r.metrics for k in m if k.startswith("probe/") and k.endswith("/logprob")
+                   and k != "probe/markers/logprob"})
+    if not keys:
+      continue
+    curve = {k: [(m["step"], m[k]) for m in r.metrics if k in m] for k in keys}
+    steps = sorted({s for c in curve.values() for s, _ in c})
+    mean = [(s, float(np.mean([v for c in curve.values() for t, v in c if t == s]))) for s in steps]
+    for bench, domain in r.benchmarks():
+      metric = r.headline(bench)
+      pts = r.curve(bench, metric) if metric else []
+      if runs.group(domain, in_domain) == "in-domain" or len(pts) < 2:
+        continue
+      key = f"probe/{bench}/logprob"
+      probe, label = (curve[key], key) if key in curve else (mean, "probe mean log-prob")
+      higher, bounded = r.direction(bench)
+      lead = probe_lead(probe, pts, threshold, higher, bounded)
+      panels.append((r.name, bench, metric, pts, probe, label))
+      said = (f"probe onset (fell > {PROBE_ALARM} nats/token) at step {lead['probe_onset']}"
+              if lead["probe_onset"] is not None else f"the probe never fell by {PROBE_ALARM} nats/token")
+      dipped = (f"the score's dip began at step {lead['dip_onset']}" if lead["dip_onset"] is not None
+                else "no dip beyond the threshold and the noise")
+      text = f"- **{bench}** ({r.name}, {metric} vs {label}): {said}; {dipped}"
+      if lead["lead"] is not None:
+        text += f"; lead **{lead['lead']:+d} steps**"
+      if lead["r"] is not None:
+        text += (f"; r = {lead['r']:.2f}" + (f" [{lead['r_low']:.2f}, {lead['r_high']:.2f}]" if lead["r_low"] is not
+                                             None else "") + f" over {lead['checkpoints']} checkpoints")
+      lines.append(text)
+  if not panels:
+    return None, ["No probe in these runs (train.probe_every = 0) or no out-of-domain scores to set it beside."]
+  fig, axes = _grid(len(panels))
+  for ax, (name, bench, metric, pts, probe, label) in zip(axes, panels):
+    ax.plot([s for s, _ in probe], [v for _, v in probe], color="tab:blue", label=label)
+    ax.set_ylabel("probe log-prob / token", color="tab:blue")
+    ax.set_xlabel("step")
+    twin = ax.twinx()
+    twin.plot([p.step for p in pts], [p.value for p in pts], color="tab:red", marker="o", label=f"{bench} {metric}")
+    twin.fill_between([p.step for p in pts], [p.ci_low for p in pts], [p.ci_high for p in pts], color="tab:red",
+                      alpha=0.15)
+    twin.set_ylabel(f"{bench} {metric}", color="tab:red")
+    ax.set_title(f"{bench} ({name})")
+  return _save(fig, out_dir, "probe.png"), ["Probe: the base model's own answers to out-of-domain items, scored "
+                                            "teacher-forced every `train.probe_every` steps (no sampling)."] + lines
+
+
 def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math",), threshold: float = 0.02,
           markers: str | None = None) -> dict[str, str]:
   os.makedirs(out_dir, exist_ok=True)
@@ -385,6 +472,8 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   sections.append((SECTIONS[7], [image] if image else [], lines))
   image, lines = think_budget_curves(all_runs, out_dir)
   sections.append((SECTIONS[8], [image] if image else [], lines))
+  image, lines = probe_vs_scores(all_runs, out_dir, in_domain, threshold)
+  sections.append((SECTIONS[9], [image] if image else [], lines))
   sections += [(title, [], lines) for title, lines in study_tables.sections(all_runs, in_domain, threshold)]
 
   sections.insert(0, (SUMMARY, [], summary(all_runs, rows)))

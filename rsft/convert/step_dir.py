@@ -15,13 +15,14 @@ PARAMS, META = "params", "meta"
 
 
 def finished_steps(directory: str) -> list[int]:
-  """Steps saved in a checkpoints directory (local or gs://) whose params landed; orbax's in-progress tmp dirs are
-  not numbers."""
+  """Steps saved in a checkpoints directory (local or gs://) that orbax has committed: its in-progress tmp dirs are
+  not numbers, and on an object store a step dir counts once its commit marker is written (never half-written)."""
   from etils import epath
   root = epath.Path(directory)
   if not root.exists():
     return []
-  return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / PARAMS).exists())
+  return sorted(int(p.name) for p in root.iterdir()
+                if p.name.isdigit() and (p / PARAMS).exists() and ocp.step.is_path_finalized(p))
 
 
 def is_step_dir(path: str) -> bool:

@@ -8,12 +8,12 @@ from typing import Any
 
 from absl import logging
 
-from rsft import distributed, sharding
+from rsft import distributed, sharding, tracking
 from rsft.convert.model_io import default_stop_ids, load_model, load_tokenizer
 from rsft.models.model import Model
 from rsft import workdir as workdir_lib
 from rsft import config as rconfig
-from rsft.evals import checkpoints, modes, prompt_dump, sweep
+from rsft.evals import checkpoints, follow, modes, prompt_dump, sweep
 from rsft.evals.judges import Judges
 from rsft.evals.requests import Renderer
 
@@ -62,8 +62,12 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     rconfig.dump(config, os.path.join(workdir, "eval"))  # eval's own resolved config; train's stays untouched
   if mode == "sweep":
     renderer_for = lambda m: Renderer(m.tokenizer, config.eval.chat_template, config.data.strip_default_system)
+    run_it = follow.follow if config.eval.follow else sweep.run_sweep
+    tracking.check(config.tracking.backend)
     with workdir_lib.lock(os.path.join(workdir, "eval"), "sweep"):  # one sweep writes eval/ at a time
-      rows = sweep.run_sweep(config, workdir, lambda path: load(config, path), renderer_for)
+      rows = run_it(config, workdir, lambda path: load(config, path), renderer_for)
+      if not config.eval.follow:
+        follow.track(config, workdir, rows)  # the scores beside training's curves (follow mode logs as it goes)
     return {"results": len(rows), "output": os.path.join(workdir, "eval", "results.jsonl")}
   if mode == "prompts":
     output = config.eval.output or os.path.join(workdir, "eval", "prompts.jsonl")

@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import gc
 import hashlib
+import io
 import json
 import os
 from typing import Any
@@ -170,11 +171,8 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
     return
   not_run = not_run or {}
   out = os.path.join(workdir, "eval")
-  with open(os.path.join(out, "results.jsonl"), "w") as f:
-    for r in rows:
-      f.write(json.dumps(r) + "\n")
-  with open(os.path.join(out, "not_run.json"), "w") as f:
-    json.dump(not_run, f, indent=1)
+  _replace(os.path.join(out, "results.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+  _replace(os.path.join(out, "not_run.json"), json.dumps(not_run, indent=1))
   headline = {(r["step"], r["benchmark"]): r for r in rows
               if r["metric"] == f"avg@{n_by_bench.get(r['benchmark'], 1)}"}
   steps = sorted({r["step"] for r in rows})
@@ -185,13 +183,20 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
   header = ["step"] + [label for _, label in columns] + list(not_run)
   table = [[str(s)] + [f"{100 * headline[(s, n)]['value']:.1f}" if (s, n) in headline else "" for n in names]
            + [f"not run: {why}" for why in not_run.values()] for s in steps or ["-"]]
-  with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
-    csv.writer(f).writerows([header] + table)
+  text = io.StringIO()
+  csv.writer(text).writerows([header] + table)
+  _replace(os.path.join(out, "summary.csv"), text.getvalue())
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |"
                                                                           for r in table]
   ci = ["", "Scores x100; 95% bootstrap intervals over items are in results.jsonl (ci_low, ci_high)."]
-  with open(os.path.join(out, "summary.md"), "w") as f:
-    f.write("\n".join(lines + ci) + "\n")
+  _replace(os.path.join(out, "summary.md"), "\n".join(lines + ci) + "\n")
+
+
+def _replace(path: str, text: str) -> None:
+  """Whole or not at all: follow mode rewrites these while analyze.py may read them."""
+  with open(path + ".tmp", "w", newline="") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
 
 
 def prepare(config: Any, graders: bool = True) -> tuple[list[Benchmark], dict[str, list[Item]], dict[str, str]]:
@@ -239,58 +244,92 @@ def budgets(config: Any, benches: list[Benchmark]) -> dict[str, list[tuple[int, 
   return out
 
 
-def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
-  steps = _steps(config, workdir)
+@dataclasses.dataclass
+class Sweep:
+  """What a sweep (or follow mode) scores each checkpoint on, decided once before any checkpoint is loaded."""
+  config: Any
+  workdir: str
+  benches: list[Benchmark]                 # generated
+  scored: list[Benchmark]                  # graded: the benches and each one under every thinking budget
+  items: dict[str, list[Item]]
+  decodings: dict[str, ml_collections.ConfigDict]
+  under_budget: dict[str, list[tuple[int, Benchmark]]]
+  prompt_files: dict[str, str]
+  not_run: dict[str, str]
+
+  def path(self, kind: str, step: int, bench: Benchmark) -> str:
+    return os.path.join(self.workdir, "eval", kind, f"step_{step}", f"{bench.name}.jsonl")
+
+
+def prepare_sweep(config: Any, workdir: str) -> Sweep:
+  """Benchmarks checked (preflight), items loaded, prompt files written, budgets checked: nothing loads a model."""
   benches, items, not_run = prepare(config)
   decodings = {b.name: decoding(config, b) for b in benches}
   under_budget = budgets(config, benches)
   for b in benches:  # a budget's scores are the benchmark's items and decoding under another name
     for _, under in under_budget[b.name]:
       items[under.name], decodings[under.name] = items[b.name], decodings[b.name]
-  scored = benches + [under for b in benches for _, under in under_budget[b.name]]
-  prompt_files = {}
+  prompt_files = {b.name: os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl") for b in benches}
   for b in benches:
-    prompt_files[b.name] = os.path.join(workdir, "eval", "prompts", f"{b.name}.jsonl")
     _write_prompts(prompt_files[b.name], items[b.name])
   distributed.sync("prompts written")
-  logging.info("sweep: steps %s x benchmarks %s", [s for s, _ in steps], [b.name for b in benches])
-  for step, path in steps:
-    where = lambda kind, b: os.path.join(workdir, "eval", kind, f"step_{step}", f"{b.name}.jsonl")
-    model, renderer = None, None
+  scored = benches + [under for b in benches for _, under in under_budget[b.name]]
+  return Sweep(config, workdir, benches, scored, items, decodings, under_budget, prompt_files, not_run)
 
-    def owes(b: Benchmark, n: int) -> bool:
-      distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
-      return len({(r["index"], r["sample"]) for r in _read(where("generations", b))}) < len(items[b.name]) * n
 
-    for b in benches:  # generate everything this checkpoint still owes, then release it
-      n = decodings[b.name].n
-      settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
-      for budget, under in [(None, b)] + under_budget[b.name]:
-        if owes(under, n):
-          if model is None:
-            model = load_model(path)
-            renderer = renderer_for(model)
-          if budget is None:
-            modes.generate_file(model, decodings[b.name], config.eval, prompt_files[b.name],
-                                where("generations", b), settings, renderer)
-          else:
-            modes.budget_file(model, decodings[b.name], config.eval, prompt_files[b.name], where("generations", b),
-                              where("generations", under), budget, settings, renderer)
-    del model
-    gc.collect()
-    judges = Judges(config.eval, load_model)  # judge models load on first use, after the policy is gone
-    for b in scored:
-      grade_generations(b, items[b.name], where("generations", b), where("grades", b),
-                        dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol,
-                             extractor=b.extractor, think=b.think), judges)
-    judges.close()
-    gc.collect()
-  n_by_bench = {b.name: decodings[b.name].n for b in scored}
+def score_step(sw: Sweep, step: int, path: str, load_policy, load_judge, renderer_for) -> None:
+  """Generates everything checkpoint `step` (at `path`) still owes, releases it, then grades: resumable at
+  sequence and grade granularity. The policy loads only when something is missing."""
+  config, model, renderer = sw.config, None, None
+
+  def owes(b: Benchmark, n: int) -> bool:
+    distributed.sync(f"check step {step} {b.name}")  # all processes decide on the same file contents
+    rows = _read(sw.path("generations", step, b))
+    return len({(r["index"], r["sample"]) for r in rows}) < len(sw.items[b.name]) * n
+
+  for b in sw.benches:
+    n = sw.decodings[b.name].n
+    settings = dict(model=os.path.abspath(path), step=step, benchmark=b.name)
+    for budget, under in [(None, b)] + sw.under_budget[b.name]:
+      if owes(under, n):
+        if model is None:
+          model = load_policy(path)
+          renderer = renderer_for(model)
+        if budget is None:
+          modes.generate_file(model, sw.decodings[b.name], config.eval, sw.prompt_files[b.name],
+                              sw.path("generations", step, b), settings, renderer)
+        else:
+          modes.budget_file(model, sw.decodings[b.name], config.eval, sw.prompt_files[b.name],
+                            sw.path("generations", step, b), sw.path("generations", step, under), budget, settings,
+                            renderer)
+  del model
+  gc.collect()
+  judges = Judges(config.eval, load_judge)  # judge models load on first use, after the policy is gone
+  for b in sw.scored:
+    grade_generations(b, sw.items[b.name], sw.path("generations", step, b), sw.path("grades", step, b),
+                      dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol,
+                           extractor=b.extractor, think=b.think), judges)
+  judges.close()
+  gc.collect()
+
+
+def finish(sw: Sweep, steps: list[int]) -> list[dict[str, Any]]:
+  """results.jsonl and the summary tables recomputed from the grade files of `steps`."""
+  n_by_bench = {b.name: sw.decodings[b.name].n for b in sw.scored}
   distributed.sync("graded")
-  rows = summarize(workdir, [s for s, _ in steps], scored, items, n_by_bench)
-  rows += group_rows(rows, [b.name for b in benches], n_by_bench, config.eval.group_aggregate)
-  write_tables(workdir, rows, scored, n_by_bench, not_run)
+  rows = summarize(sw.workdir, steps, sw.scored, sw.items, n_by_bench)
+  rows += group_rows(rows, [b.name for b in sw.benches], n_by_bench, sw.config.eval.group_aggregate)
+  write_tables(sw.workdir, rows, sw.scored, n_by_bench, sw.not_run)
   return rows
+
+
+def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[str, Any]]:
+  steps = _steps(config, workdir)
+  sw = prepare_sweep(config, workdir)
+  logging.info("sweep: steps %s x benchmarks %s", [s for s, _ in steps], [b.name for b in sw.benches])
+  for step, path in steps:
+    score_step(sw, step, path, load_model, load_model, renderer_for)
+  return finish(sw, [s for s, _ in steps])
 
 
 def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: str = "study",

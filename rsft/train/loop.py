@@ -2,7 +2,10 @@
 
 Restarting the same command continues from the latest checkpoint in WORKDIR/checkpoints with params, optimizer
 state, step and data iterator restored, so a preempted run and an uninterrupted one see the same batches.
-SIGTERM (preemption) finishes the current step, saves, and exits cleanly.
+SIGTERM (preemption) finishes the current step, saves, and exits cleanly. A run that reaches its last step records
+it (rsft.workdir.mark_finished), which ends follow-mode evaluation. `probe` (train.py passes
+rsft.analysis.probe.Probe when train.probe_every is set) is called with the model every probe_every steps and at
+the start; its scalars go to metrics.jsonl and the tracker.
 """
 
 from __future__ import annotations
@@ -13,19 +16,20 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import optax
 from absl import logging
 
-from rsft import config as rconfig, distributed, sharding
+from rsft import config as rconfig, distributed, sharding, tracking
 from rsft import workdir as workdir_lib
 from rsft.data import generate, pipeline
 from rsft.convert.model_io import load_model, load_tokenizer
 from rsft.convert.step_dir import finished_steps
 from rsft.models import ModelConfig, resolve
-from rsft.models.model import abstract_model, init_model
+from rsft.models.model import Model, abstract_model, init_model
 from rsft.train import checkpoint, metrics as metrics_lib, optim
 from rsft.train.step import StepConfig, train_step
 
@@ -145,16 +149,21 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
                    sharding.batch_sharding(sharding.Rules(mesh), shape), shape)
 
 
-def run(config: Any, workdir: str) -> dict[str, float]:
+Probe = Callable[[int, Model], dict[str, float]]
+
+
+def run(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, float]:
   """Trains; returns the last logged metrics. One training run per workdir at a time (rsft.workdir.lock)."""
   rconfig.validate(config)  # every enumerated value, loss_aggregation included
+  tracking.check(config.tracking.backend)
   distributed.maybe_initialize()
   with workdir_lib.lock(workdir, "train"):
-    return _train(config, workdir)
+    return _train(config, workdir, probe)
 
 
-def _train(config: Any, workdir: str) -> dict[str, float]:
+def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
+  workdir_lib.clear_finished(workdir)
   config = rconfig.with_values(config, generate.prepare(config, workdir))  # generated data
   # A made base trains first, before this run builds anything (grain's prefetch threads would compete with it).
   base = None if finished_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
@@ -201,7 +210,12 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
       checkpoint.save(mngr, 0, params, opt_state, data_iter, _meta(config, model_cfg, hf_config))
 
   meta = _meta(config, model_cfg, hf_config)
-  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step)
+  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step,
+                              tracking=config.tracking)
+  every = config.train.probe_every if probe is not None else 0
+  probe_now = lambda s, p: writer.write_extra(s, probe(s, Model(model_cfg, p, parts.graphdef, tokenizer, mesh)))
+  if every and step % every == 0:
+    probe_now(step, params)  # the baseline (step 0: the model before any update)
   preempt = Preemption()
   preempt.install()
   should_save = lambda s: (s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0)
@@ -215,11 +229,16 @@ def _train(config: Any, workdir: str) -> dict[str, float]:
       step += 1
       if step % config.train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
         last = writer.write(step, jax.device_get(out), float(lr_schedule(step - 1)), time.perf_counter() - t0)
+      if every and (step % every == 0 or step == total_steps):
+        probe_now(step, params)
       if should_save(step) or preempt.requested:
         checkpoint.save(mngr, step, params, opt_state, data_iter, meta)
       if preempt.requested:
         logging.warning("SIGTERM: saved step %d, exiting.", step)
         break
+    else:
+      mngr.wait_until_finished()
+      workdir_lib.mark_finished(workdir, step)
   finally:
     mngr.wait_until_finished()
     mngr.close()

@@ -12,6 +12,7 @@ from absl import logging
 from tqdm import tqdm
 
 from rsft import hardware
+from rsft.tracking import Tracker
 from rsft.models import ModelConfig
 
 
@@ -39,7 +40,8 @@ def peak_flops() -> float | None:
 
 def cut_back(path: str, step: int) -> int:
   """Keeps the rows of metrics.jsonl up to `step` (the checkpoint a resumed run restarts from): the steps a killed
-  run logged after its last checkpoint are trained again and must not appear twice. Returns the rows dropped."""
+  run logged after its last checkpoint are trained again and must not appear twice, nor the probe row at `step`
+  itself, which the restarted run logs again. Returns the rows dropped."""
   if not os.path.exists(path):
     return 0
   with open(path, "rb") as f:
@@ -51,7 +53,7 @@ def cut_back(path: str, step: int) -> int:
     except (ValueError, UnicodeDecodeError):
       dropped += bool(raw.strip())  # a torn last line
       continue
-    if isinstance(row, dict) and row.get("step", 0) <= step:
+    if isinstance(row, dict) and (row.get("step", 0) < step or (row.get("step", 0) == step and "loss" in row)):
       kept.append(raw)
     else:
       dropped += 1
@@ -65,21 +67,21 @@ def cut_back(path: str, step: int) -> int:
 class Writer:
 
   def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, seq_len: int, global_batch: int,
-               start_step: int = 0):
+               start_step: int = 0, tracking: Any = None):
     self.primary = jax.process_index() == 0
     self.total, self.batch_positions = total_steps, seq_len * global_batch
     self.flops_per_token, self.peak = flops_per_token(cfg, seq_len), peak_flops()
     self.last_time, self.last_step = time.perf_counter(), None
     self.bar = tqdm(total=total_steps, desc="train", disable=not self.primary, dynamic_ncols=True)
     if self.primary:
-      from tensorboardX import SummaryWriter
       path = os.path.join(workdir, "metrics.jsonl")
       dropped = cut_back(path, start_step)
       if dropped:
         logging.info("metrics.jsonl: dropped %d rows logged after step %d, which this run trains again", dropped,
                      start_step)
       self.jsonl = open(path, "a")
-      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      kw = {} if tracking is None else dict(backend=tracking.backend, project=tracking.project, name=tracking.name)
+      self.tracker = Tracker(workdir, **kw)
 
   def write(self, step: int, out: dict[str, Any], lr: float, step_seconds: float) -> dict[str, float]:
     now = time.perf_counter()
@@ -97,15 +99,20 @@ class Writer:
     if self.primary:
       self.jsonl.write(json.dumps(row) + "\n")
       self.jsonl.flush()
-      for k, v in row.items():
-        if k != "step":
-          self.tb.add_scalar(f"train/{k}", v, step)
+      self.tracker.log(step, {f"train/{k}": v for k, v in row.items() if k != "step"})
       self.bar.update(step - self.bar.n)
       self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
     return row
+
+  def write_extra(self, step: int, scalars: dict[str, float]) -> None:
+    """A row of other scalars at `step` (the forgetting probe's), in metrics.jsonl and the tracker."""
+    if self.primary and scalars:
+      self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+      self.jsonl.flush()
+      self.tracker.log(step, scalars)
 
   def close(self) -> None:
     self.bar.close()
     if self.primary:
       self.jsonl.close()
-      self.tb.close()
+      self.tracker.close()
