@@ -25,7 +25,8 @@ def parse(argv):
 
 def test_base_config_has_every_section_and_validates():
   c = rconfig.validate(rconfig.base_config())
-  assert set(c.keys()) == {"model", "mesh", "data", "pretrain", "train", "checkpoint", "sample", "eval", "analysis"}
+  assert set(c.keys()) == {"model", "mesh", "data", "pretrain", "train", "checkpoint", "sample", "eval", "tracking",
+                          "analysis"}
   assert (c.mesh.data, c.mesh.fsdp, c.mesh.tensor) == (1, -1, 1)
 
 
