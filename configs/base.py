@@ -22,7 +22,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       remat="full",                            # none | full | save_dots_no_batch | save_names
       attention="auto",                        # auto | xla | chunked | splash | cudnn (rsft/models/attention.py)
   )
-  c.mesh = dict(data=1, fsdp=-1, tensor=1)  # -1 = all remaining devices
+  c.mesh = dict(data=1, fsdp=-1, tensor=1,  # -1 = all remaining devices
+                sequence=1,                 # context parallelism: each row's tokens split over this many devices
+                                            # (zigzag: device i holds chunks i and 2S-1-i of 2S; data.max_length
+                                            # must divide by 2 x sequence)
+                sequence_attention="allgather")  # how attention sees the other shards' keys: allgather (ring: not
+                                                 # yet)
 
   c.data = dict(
       train_files=config_dict.placeholder(str),  # comma-separated paths/globs, or hf:owner/name[:split]

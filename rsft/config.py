@@ -79,6 +79,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.protocol": ("study", "rsft"),
     "eval.group_aggregate": ("mean", "pooled"),
     "tracking.backend": ("tensorboard", "wandb", "mlflow"),
+    "mesh.sequence_attention": ("allgather",),
 }
 
 
@@ -96,9 +97,16 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     value = _get(config, key)
     if value not in choices:
       raise ValueError(f"{key}={value!r}; choose one of {', '.join(choices)}.")
-  sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
+  sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.sequence, config.mesh.tensor]
   if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
-    raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(sizes)}: sizes must be positive, at most one -1.")
+    raise ValueError(f"mesh (data, fsdp, sequence, tensor) = {tuple(sizes)}: sizes must be positive, at most one -1.")
+  if config.mesh.sequence == -1:
+    raise ValueError("mesh.sequence=-1: give context parallelism an explicit size (it must divide the row length).")
+  chunks, length = 2 * config.mesh.sequence, config.data.max_length
+  if config.mesh.sequence > 1 and length % chunks:
+    raise ValueError(f"data.max_length={length} must be a multiple of 2 x mesh.sequence = {chunks} (zigzag context "
+                     f"parallelism gives each device two equal chunks); use data.max_length={length + -length % chunks}"
+                     " or another mesh.sequence.")
   dtypes = {"model.dtype": config.model.dtype, "model.param_dtype": config.model.param_dtype,
             "sample.dtype": config.sample.dtype or config.model.dtype}
   for key, value in dtypes.items():

@@ -19,7 +19,7 @@ from absl import logging
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "sequence", "tensor")  # sequence: context parallelism (1 = off)
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated). One table for params and activations.
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
@@ -35,7 +35,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     ("labels", None),
     # activations
     ("batch", ("data", "fsdp")),
-    ("length", None),
+    ("length", "sequence"),
     ("act_embed", None),
     ("act_heads", "tensor"),
     ("act_kv_heads", "tensor"),
@@ -44,18 +44,21 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 # Logical axes that fall back to replication (with a log line) when they do not divide their mesh axis.
-REPLICATE_IF_INDIVISIBLE = frozenset({"kv_heads", "act_kv_heads", "batch"})
+REPLICATE_IF_INDIVISIBLE = frozenset({"kv_heads", "act_kv_heads", "batch", "length"})  # length: a decode step
 
 
-def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
-  """Builds the `(data, fsdp, tensor)` mesh; at most one size may be -1 (= all remaining devices)."""
+def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[Any] | None = None,
+              sequence: int = 1) -> Mesh:
+  """Builds the `(data, fsdp, sequence, tensor)` mesh; at most one size may be -1 (= all remaining devices)."""
   devices = list(devices if devices is not None else jax.devices())
-  sizes = [data, fsdp, tensor]
+  sizes = [data, fsdp, sequence, tensor]
   if sizes.count(-1) > 1:
     raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))}: at most one axis may be -1.")
   known = math.prod(s for s in sizes if s != -1)
   if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
-    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} does not fit {len(devices)} devices.")
+    odd = [f"mesh.{a}={s}" for a, s in zip(MESH_AXES, sizes) if s == 0 or s < -1 or (s > 0 and len(devices) % s)]
+    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} does not fit {len(devices)} devices: change "
+                     f"{', '.join(odd) or 'an axis'} so that the sizes multiply to a divisor of {len(devices)}.")
   sizes = [len(devices) // known if s == -1 else s for s in sizes]
   if math.prod(sizes) != len(devices):
     raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices but "
@@ -68,7 +71,12 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[
 
 
 def mesh_from_config(mesh_cfg: Any) -> Mesh:
-  return make_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor)
+  return make_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor, sequence=mesh_cfg.sequence)
+
+
+def sequence_shards(mesh: Mesh | None) -> int:
+  """Devices a row's tokens are split over (the `sequence` axis: context parallelism)."""
+  return 1 if mesh is None else mesh.shape.get("sequence", 1)
 
 
 @dataclasses.dataclass(frozen=True)

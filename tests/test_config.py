@@ -74,9 +74,11 @@ def test_cli_dumps_resolved_config(tmp_path):
 def test_mesh_comes_from_the_config():
   from rsft import sharding
   c = rconfig.base_config()
-  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 8, "sequence": 1, "tensor": 1}
   c.mesh.tensor = 2
-  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 4, "tensor": 2}
+  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 4, "sequence": 1, "tensor": 2}
+  c.mesh.sequence = 2
+  assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 2, "sequence": 2, "tensor": 2}
 
 
 def test_paper_config_evaluates_the_studys_ten_and_reports_what_is_missing(tmp_path):

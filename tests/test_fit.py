@@ -58,7 +58,7 @@ def test_small_config_fits_and_counts_its_flops(libtpu):
   # remat recomputes the forward: counted FLOPs are 4/3 of 6·N·tokens give or take attention and the head
   assert 1.0 < train.flops_per_chip / train.model_flops_per_chip < 2.0
   assert train.xla_flops_per_chip < train.flops_per_chip  # scan bodies counted once
-  assert "attention=splash" in train.notes[0] and "data=1 fsdp=4 tensor=1" in train.notes[0]
+  assert "attention=splash" in train.notes[0] and "data=1 fsdp=4 sequence=1 tensor=1" in train.notes[0]
   # The TPU decode loop writes the paged cache in place: no copy of a layer's pages (loop boundary or layout).
   assert "8 slots" in sample.notes[0] and "copies of a cache layer in the decode loop: none" in sample.notes[0]
   assert "decode attention: Pallas paged-attention kernel" in sample.notes[0]  # bf16, head_dim 128: TPU's kernel

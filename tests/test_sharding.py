@@ -19,8 +19,9 @@ def test_eight_fake_devices():
 
 
 def test_make_mesh_resolves_minus_one_and_rejects_bad_sizes():
-  assert dict(sharding.make_mesh(2, -1, 2).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
-  assert dict(sharding.make_mesh(1, -1, 1).shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+  assert dict(sharding.make_mesh(2, -1, 2).shape) == {"data": 2, "fsdp": 2, "sequence": 1, "tensor": 2}
+  assert dict(sharding.make_mesh(1, -1, 1).shape) == {"data": 1, "fsdp": 8, "sequence": 1, "tensor": 1}
+  assert dict(sharding.make_mesh(1, -1, 1, sequence=4).shape) == {"data": 1, "fsdp": 2, "sequence": 4, "tensor": 1}
   with pytest.raises(ValueError, match="at most one"):
     sharding.make_mesh(-1, -1, 1)
   with pytest.raises(ValueError, match="does not fit 8 devices"):

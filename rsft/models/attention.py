@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from rsft.models.layers import precision
-from rsft.sharding import Rules
+from rsft.sharding import Rules, sequence_shards
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
 ATTENTION_CHUNK = 1024
@@ -270,6 +270,43 @@ def paged_attention(q: jax.Array, k_pool: jax.Array, v_pool: jax.Array, layer: j
   return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h ** -0.5)
 
 
+def position_mask(q_segments: jax.Array, kv_segments: jax.Array, q_positions: jax.Array, kv_positions: jax.Array,
+                  window: int | None = None) -> jax.Array:
+  """[B, Tq, S] bool: segment_mask with causality read from positions instead of column order. Within a segment
+  (a packed document, or a row's real tokens) positions rise by one per token, so this is the same mask for any
+  order of the columns: the zigzag layout of context parallelism."""
+  distance = q_positions[:, :, None] - kv_positions[:, None, :]
+  mask = (distance >= 0) & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0)
+  return mask if window is None else mask & (distance < window)
+
+
+def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, positions: jax.Array, rules: Rules,
+             window: int | None = None, chunk: int = ATTENTION_CHUNK) -> jax.Array:
+  """Context parallelism by all-gather: queries stay split over the `sequence` axis, keys and values (with their
+  segment ids and positions) are gathered whole on every shard of it, and each shard attends its own queries to
+  them, query blocks of `chunk` rematerialised as in `chunked`. With zigzag rows every shard holds as many early
+  as late queries, so the causal work is even. The exact XLA reference math: a kernel (splash, cuDNN) does not
+  take this path."""
+  if positions is None:
+    raise ValueError("context parallelism (mesh.sequence > 1) needs token positions for the causal mask.")
+  whole = ("batch", None, "act_kv_heads", None)
+  k, v = rules.constrain(k, whole), rules.constrain(v, whole)
+  kv_segments, kv_positions = (rules.constrain(x, ("batch", None)) for x in (segment_ids, positions))
+  b, t, n, h = q.shape
+  if t <= chunk or t % chunk:
+    return dot_product_attention(q, k, v, position_mask(segment_ids, kv_segments, positions, kv_positions, window))
+  blocks = lambda x: x.reshape(b, t // chunk, chunk, *x.shape[2:]).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one(args):
+    q_block, seg_block, pos_block = args
+    return dot_product_attention(q_block, k, v, position_mask(seg_block, kv_segments, pos_block, kv_positions,
+                                                              window))
+
+  out = jax.lax.map(one, (blocks(q), blocks(segment_ids), blocks(positions)))
+  return out.swapaxes(0, 1).reshape(b, t, n, h)
+
+
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,
             window: int | None = None) -> jax.Array:
   """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores."""
@@ -370,9 +407,12 @@ def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rul
 
 
 def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, implementation: str,
-                   rules: Rules, window: int | None = None) -> jax.Array:
+                   rules: Rules, window: int | None = None, positions: jax.Array | None = None) -> jax.Array:
   """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation (and sliding
-  `window`, None = full causal attention)."""
+  `window`, None = full causal attention). On a mesh with a `sequence` axis the rows are split over it (in zigzag
+  order) and attention is `gathered`, masked by `positions`."""
+  if sequence_shards(rules.mesh) > 1:
+    return gathered(q, k, v, segment_ids, positions, rules, window)
   impl = resolve(implementation, q.shape[1])
   if impl == "xla":
     return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids, window=window))

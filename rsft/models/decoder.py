@@ -68,7 +68,7 @@ class Attention(nnx.Module):
       out = attention.paged_attention(q, k_pool, v_pool, layer, pages, positions, self.window)
       return self.o_proj(out), (k_pool, v_pool)
     if cache is None:
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window, positions)
       return self.o_proj(checkpoint_name(out, "attn_out")), None
     k_all, v_all, layer, index = cache  # all layers' cache, updated in place: only the new columns are written
     at = (layer, 0, index, 0, 0)

@@ -187,7 +187,8 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   from rsft.tools import flops
   from rsft.train import loop, metrics
   config = _for_tpu(config)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices,
+                            sequence=config.mesh.sequence)
   parts = loop.build_step(config, model_cfg, mesh, total_steps=1000)
   args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch())
   compiled, refused = _compile("train step", parts.jitted.lower(*args), args, s.chip.hbm_gib * GIB)
@@ -197,7 +198,8 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   counted = flops.of(parts.jitted, *args)
   positions = parts.batch_shape[0] * parts.batch_shape[1]
   kernel = counted["kernel"]
-  if config.model.attention == "splash":  # Pallas calls carry no cost estimate: causal flash attention per token
+  gathered = mesh.shape["sequence"] > 1  # context parallelism: the all-gather reference attention, not a kernel
+  if config.model.attention == "splash" and not gathered:  # Pallas calls carry no cost estimate: flash attention
     # is 2·T·N·H forward, 5·T·N·H backward (probabilities recomputed), 2·T·N·H more under remat.
     per_token = (9 if config.model.remat != "none" else 7) * parts.batch_shape[1] * model_cfg.num_heads * \
         model_cfg.head_dim * model_cfg.num_layers
@@ -206,10 +208,12 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   report.model_flops_per_chip = metrics.flops_per_token(model_cfg, config.data.max_length) * positions / s.chips
   report.xla_flops_per_chip = _xla_flops(compiled)
   report.ideal_step_s = report.flops_per_chip / metrics.chip_peak_flops(devices[0].device_kind)
-  notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']}, "
+  notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} sequence={mesh.shape['sequence']} "
+           f"tensor={mesh.shape['tensor']}, "
            f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
            f"{config.train.global_batch_size // loop.micro_batch_rows(config.train, mesh)} micro-batches, remat="
-           f"{config.model.remat}, attention={config.model.attention}, params {config.model.param_dtype}"]
+           f"{config.model.remat}, attention="
+           f"{'all-gather (sequence axis)' if gathered else config.model.attention}, params {config.model.param_dtype}"]
   if config.model.attention == "splash":
     notes.append("splash attention FLOPs are analytic (9·L·N·H·T per token with remat); matmuls are counted")
   report.notes = tuple(notes)

@@ -116,7 +116,8 @@ def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig
   study's own setting: changing micro_batch_size to fit memory never changes the loss."""
   return StepConfig(micro_batches=train.global_batch_size // micro_batch_rows(train, mesh),
                     aggregation=train.loss_aggregation, verl_ranks=train.verl_ranks,
-                    verl_rows_per_micro=train.verl_rows_per_micro, loss_chunk=train.loss_chunk)
+                    verl_rows_per_micro=train.verl_rows_per_micro, loss_chunk=train.loss_chunk,
+                    sequence=sharding.sequence_shards(mesh))
 
 
 def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:

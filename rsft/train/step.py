@@ -23,6 +23,16 @@ class StepConfig:
   verl_ranks: int = 1
   verl_rows_per_micro: int = 1
   loss_chunk: int = 1024
+  sequence: int = 1        # context-parallel shards (mesh.sequence): rows are laid out zigzag
+
+
+def zigzag(length: int, shards: int) -> jax.Array:
+  """The column order that gives each of `shards` sequence shards chunks i and 2S-1-i of 2S equal chunks, so
+  causal attention costs every device the same (MaxText's load-balanced context parallelism)."""
+  if length % (2 * shards):
+    raise ValueError(f"a row of {length} tokens does not split into 2 x mesh.sequence = {2 * shards} chunks.")
+  chunks = jnp.arange(length).reshape(2 * shards, length // (2 * shards))
+  return jnp.concatenate([jnp.concatenate([chunks[i], chunks[2 * shards - 1 - i]]) for i in range(shards)])
 
 
 def _micro_loss(params, graphdef, mb, chunk):
@@ -36,6 +46,9 @@ def _micro_loss(params, graphdef, mb, chunk):
 def train_step(graphdef: Any, optimizer: optax.GradientTransformation, cfg: StepConfig, params: Any,
                opt_state: Any, batch: dict[str, jax.Array]) -> tuple[Any, Any, dict[str, jax.Array]]:
   batch = dict(batch, scale=token_scales(batch["weights"], cfg.aggregation, cfg.verl_ranks, cfg.verl_rows_per_micro))
+  if cfg.sequence > 1:  # every [B, T] array in zigzag order: the loss is a sum over tokens, attention masks by
+    order = zigzag(batch["inputs"].shape[1], cfg.sequence)  # position and segment, so nothing else changes
+    batch = {k: v[:, order] for k, v in batch.items()}
   rows = batch["inputs"].shape[0]
   if rows % cfg.micro_batches:
     raise ValueError(f"global batch {rows} is not a multiple of {cfg.micro_batches} micro-batches")
