@@ -309,7 +309,7 @@ def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_rep
   config = make_config(tok)
   config.eval.chat_template = False
   config.sample.update(dict(max_new_tokens=30, n=2, temperature=1.0, top_p=1.0, top_k=0, max_num_seqs=4))
-  config.eval.think_budgets = (4, 9)
+  config.eval.think_budgets = (4, 9, 29)  # 29: a cut at the cap's last token (nothing left to re-decode)
   m = run.load(config, sweep.checkpoints.step_dir(work, 10))
   renderer = Renderer(m.tokenizer, False)
   prompts = str(tmp_path / "prompts.jsonl")
@@ -415,6 +415,13 @@ def test_follow_mode_scores_checkpoints_as_they_land_and_equals_the_sweep(run_di
   follow.follow(config, live, load, renderer_for, sleep=training)  # a rerun: finished, everything scored
   assert len(looks) == 2 and results(live) == swept
   assert len(_tensorboard_scalars(os.path.join(live, "tensorboard"))) == len(logged)
+
+  some = str(tmp_path / "some")  # the final step is not among eval.checkpoints: the watch still ends
+  shutil.copytree(live, some, ignore=shutil.ignore_patterns("eval"))
+  config.eval.checkpoints = "10"
+  follow.follow(config, some, load, renderer_for, sleep=lambda s: pytest.fail("waited for a step it never wants"))
+  assert json.load(open(os.path.join(some, "eval", "follow.json")))["scored"] == [10]
+  config.eval.checkpoints = "all"
 
   never = str(tmp_path / "never")
   ticks = iter(range(100))

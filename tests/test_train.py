@@ -336,6 +336,8 @@ def test_the_forgetting_probe_logs_every_k_steps_and_resumes_with_the_base_answe
   answers = [json.loads(line) for line in open(os.path.join(work, "probe", "answers.jsonl"))]
   assert len(answers) == 8 and {a["set"] for a in answers} == {"arithmetic", "sorting"}
   assert workdir_lib.finished_step(work) == last
+  loop.run(c, work, probe=Probe(c, work))  # rerun of a finished run: its last probe row is logged again, once
+  assert [r["step"] for r in loop.read_metrics(work) if "probe/arithmetic/logprob" in r] == [r["step"] for r in rows]
   b = tmp_path / "b"  # resume after step 3's checkpoint: the probe answers are the base's, not step 3's
   shutil.copytree(work, b)
   shutil.rmtree(b / "checkpoints" / str(last))

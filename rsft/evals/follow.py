@@ -122,8 +122,9 @@ def follow(config: Any, workdir: str, load_model: Callable[[str], Any], renderer
       if todo:
         last_new = clock()
       done = {*state.scored, *map(int, state.missed)}
-      if final is not None and final in done and all(s in done for s, _ in listed
-                                                     if _wanted(config.eval.checkpoints, s, final)):
+      wanted_final = final is not None and _wanted(config.eval.checkpoints, final, final)
+      if final is not None and (final in done or not wanted_final) and all(
+          s in done for s, _ in listed if _wanted(config.eval.checkpoints, s, final)):
         logging.info("follow: training finished at step %d and every checkpoint is scored.", final)
         break
       if timeout and clock() - last_new > timeout:

@@ -153,6 +153,13 @@ def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generat
         copied.append(dict(g, think_budget=budget, forced=False))
       else:
         cut.append((r, g["sample"], g["token_ids"][:at] + [end], g["logprobs"][:at]))
+    # A cut at the cap's last token leaves no room: the budgeted run ends right after its forced </think>.
+    full = [c for c in cut if len(c[2]) >= sample_cfg.max_new_tokens]
+    cut = [c for c in cut if len(c[2]) < sample_cfg.max_new_tokens]
+    for r, j, kept, kept_lps in full:
+      row = _generation_row(r, j, kept, kept_lps + [0.0], "length", renderer, m.stop_token_ids, True, skip_special)
+      copied.append(dict(row, logprob_sum=float(np.sum(kept_lps)), logprobs=kept_lps + [None], think_budget=budget,
+                         forced=True))
     writer.write(copied)
     if cut:
       column = lambda k: np.asarray([r.params[k] for r, *_ in cut])
@@ -177,7 +184,7 @@ def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generat
                        frequency_penalty=column("frequency_penalty"), max_total_tokens=_max_total(m, sample_cfg),
                        on_finished=write, think_budget=budget, answer_budget=sample_cfg.answer_budget,
                        start_steps=[len(kept) for _, _, kept, _ in cut])
-  return {"copied": len(copied), "cut": len(cut), "done_before": len(writer.done)}
+  return {"copied": len(copied) - len(full), "cut": len(cut) + len(full), "done_before": len(writer.done)}
 
 
 def _generation_row(r: Request, sample: int, tokens: list[int], lps: list[float], reason: str, renderer: Renderer,

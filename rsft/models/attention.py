@@ -293,18 +293,26 @@ def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, p
   k, v = rules.constrain(k, whole), rules.constrain(v, whole)
   kv_segments, kv_positions = (rules.constrain(x, ("batch", None)) for x in (segment_ids, positions))
   b, t, n, h = q.shape
-  if t <= chunk or t % chunk:
+  shards = sequence_shards(rules.mesh)
+  local = t // shards  # each shard's own queries
+  if local <= chunk or local % chunk:
     return dot_product_attention(q, k, v, position_mask(segment_ids, kv_segments, positions, kv_positions, window))
-  blocks = lambda x: x.reshape(b, t // chunk, chunk, *x.shape[2:]).swapaxes(0, 1)
+  # Block j holds query block j of every shard's slice, so every shard works on every block (a block of the whole
+  # row would belong to one shard and leave the others idle).
+  def blocks(x):
+    x = x.reshape(b, shards, local // chunk, chunk, *x.shape[2:]).swapaxes(1, 2)  # [B, blocks, S, chunk, ...]
+    return x.swapaxes(0, 1).reshape(local // chunk, b, shards * chunk, *x.shape[4:])
 
   @jax.checkpoint
   def one(args):
     q_block, seg_block, pos_block = args
+    q_block = rules.constrain(q_block, ("batch", "length", "act_heads", None))
     return dot_product_attention(q_block, k, v, position_mask(seg_block, kv_segments, pos_block, kv_positions,
                                                               window))
 
-  out = jax.lax.map(one, (blocks(q), blocks(segment_ids), blocks(positions)))
-  return out.swapaxes(0, 1).reshape(b, t, n, h)
+  out = jax.lax.map(one, (blocks(q), blocks(segment_ids), blocks(positions)))  # [blocks, B, S * chunk, N, H]
+  out = out.reshape(local // chunk, b, shards, chunk, n, h).transpose(1, 2, 0, 3, 4, 5)
+  return out.reshape(b, t, n, h)
 
 
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,

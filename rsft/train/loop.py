@@ -215,7 +215,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
                               tracking=config.tracking)
   every = config.train.probe_every if probe is not None else 0
   probe_now = lambda s, p: writer.write_extra(s, probe(s, Model(model_cfg, p, parts.graphdef, tokenizer, mesh)))
-  if every and step % every == 0:
+  if every and (step % every == 0 or step == total_steps):  # as below: metrics.cut_back dropped this row
     probe_now(step, params)  # the baseline (step 0: the model before any update)
   preempt = Preemption()
   preempt.install()
