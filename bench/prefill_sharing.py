@@ -21,11 +21,10 @@ Each system runs each workload once untimed first.
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import numpy as np
 
-from rsft.tools.benchtools import hf_generate, timed
+from rsft.tools.benchtools import hf_generate, reference_model, timed
 
 
 def main() -> None:
@@ -41,20 +40,8 @@ def main() -> None:
   args = parser.parse_args()
   if args.smoke:
     args.prompts, args.batch, args.prefix, args.new, args.long, args.piece = 8, 4, 40, 4, 160, 32
-  import torch
-  import transformers
-
   import rsft
-  if args.model == "smollm2":
-    from rsft.tools import models
-    path = models.fetch("smollm2-135m-instruct")
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    name = "SmolLM2-135M-Instruct"
-  else:
-    from rsft.tools import tiny_models
-    path = tempfile.mkdtemp()
-    hf = tiny_models.build("qwen3", path, max_position_embeddings=8192).eval()
-    name = "tiny Qwen3"
+  hf, path, name = reference_model(args.model, max_position_embeddings=8192)
   m = rsft.load_model(path)
   vocab = min(hf.config.vocab_size, 32000)
   page = 16 if args.smoke else 128

@@ -16,11 +16,10 @@ and the largest |log-prob difference| between rsft and transformers over every a
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import numpy as np
 
-from rsft.tools.benchtools import timed
+from rsft.tools.benchtools import reference_model, timed
 
 # configs/countdown_tiny.py's model (bench/ scripts import rsft as installed, not the repo's configs/).
 DEMO_SHAPE = dict(vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=2,
@@ -37,20 +36,11 @@ def main() -> None:
   if args.smoke:
     args.items, args.tokens = 4, 8
   import torch
-  import transformers
 
   import rsft
   from rsft.infer import scorer
-  if args.model == "smollm2":
-    from rsft.tools import models
-    path = models.fetch("smollm2-135m-instruct")
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    name = "SmolLM2-135M-Instruct"
-  else:
-    from rsft.tools import tiny_models
-    path = tempfile.mkdtemp()
-    hf = tiny_models.build("qwen3", path, **DEMO_SHAPE).eval()
-    name = "tiny Qwen3 (the demo's shape)"
+  hf, path, name = reference_model(args.model, **DEMO_SHAPE)
+  name += " (the demo's shape)" if args.model != "smollm2" else ""
   m = rsft.load_model(path)
   rng = np.random.default_rng(0)
   vocab = min(hf.config.vocab_size, 32000)

@@ -429,7 +429,7 @@ class _Engine:
     """One piece (chunked_prefill tokens, else the rest of the prompt) of each pending row that can run (a sibling
     once its lead has written the pages they share), oldest first, at most prefill_tokens in all when chunked;
     pieces share an extend call per length bucket, laid out by shard. Returns whether any piece ran."""
-    opts, n, plan = self.opts, self.opts.n, self.plan
+    opts, plan = self.opts, self.plan
     ready = sorted((q for q in book.running.values() if book.pending(q) and book.ready(q)), key=lambda q: q.admitted)
     picks, used = collections.defaultdict(list), 0
     for q in ready:

@@ -17,6 +17,23 @@ def timed(fn: Callable[[], Any], warm: bool = True) -> tuple[Any, float]:
   return out, time.perf_counter() - start
 
 
+def reference_model(which: str, **tiny_shape: Any) -> tuple[Any, str, str]:
+  """(transformers model in float32, its local HF dir, a label): "smollm2" is the real SmolLM2-135M-Instruct
+  (rsft.tools.models.fetch), anything else a tiny random Qwen3 of `tiny_shape` written to a temporary dir."""
+  import tempfile
+
+  import torch
+  import transformers
+  if which == "smollm2":
+    from rsft.tools import models
+    path = models.fetch("smollm2-135m-instruct")
+    return (transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), path,
+            "SmolLM2-135M-Instruct")
+  from rsft.tools import tiny_models
+  path = tempfile.mkdtemp()
+  return tiny_models.build("qwen3", path, **tiny_shape).eval(), path, "tiny Qwen3"
+
+
 def hf_generate(hf: Any, prompts: Sequence[Sequence[int]], batch: int, **kwargs: Any) -> list[list[int]]:
   """transformers `generate` over `batch` prompts at a time, left-padded with id 0 (its KV cache, its defaults
   unless kwargs say otherwise); the generated ids of each prompt, padding after a stop included."""
