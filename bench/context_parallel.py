@@ -1,9 +1,9 @@
 """Context parallelism on 8 fake CPU devices: the same train step with each row split over mesh.sequence = 2 / 4 /
-8 (fsdp takes the rest) beside the unsplit mesh (fsdp = 8), with transformers' forward + backward of the same batch
-as the reference, in one run.
+8 (fsdp takes the rest), attention by all-gather and by ring, beside the unsplit mesh (fsdp = 8), with
+transformers' forward + backward of the same batch as the reference, in one run.
 
   python bench/context_parallel.py [--length=2048] [--rows=2] [--steps=3]
-  python bench/context_parallel.py --smoke          # 256-token rows, one step each
+  python bench/context_parallel.py --smoke          # 256-token rows, one step each, sequence 4 only
 Tiny random Qwen3 (2 layers, hidden 64), float32, packed rows of 40-400-token documents. Fewer rows than devices (the
 long-row case): unsplit, every device computes the whole batch (a batch that does not divide data x fsdp is
 replicated); with the sequence axis each device computes rows / data x length / sequence tokens. Reported per mesh:
@@ -69,9 +69,10 @@ def main() -> None:
   print(f"tiny Qwen3 (2 layers, hidden 64), float32, {args.rows} packed rows x {args.length} tokens, 8 fake CPU "
         f"devices; best of {args.steps}")
   base = None
-  for sequence in (1, 2, 4, 8):
+  layouts = [(1, "auto")] + [(s, a) for s in ((4,) if args.smoke else (2, 4, 8)) for a in ("allgather", "ring")]
+  for sequence, attention in layouts:
     mesh = sharding.make_mesh(1, -1, 1, sequence=sequence)
-    m = rsft.init_model(cfg, seed=0, mesh=mesh)
+    m = rsft.init_model(cfg, seed=0, mesh=mesh, attention=attention)
     step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=256, sequence=sequence)))
     place = sharding.batch_sharding(sharding.Rules(mesh), batch["inputs"].shape)
     data = {k: jax.device_put(v, place) for k, v in batch.items()}
@@ -86,7 +87,8 @@ def main() -> None:
       jax.block_until_ready(compiled(m.params, opt, data))
       best = min(best, time.perf_counter() - start)
     base = base or (best, temp, loss)
-    print(f"sequence {sequence} (fsdp {8 // sequence}): {1e3 * best:8.1f} ms/step, {tokens / best:8.0f} tok/s, ratio "
+    name = f"sequence {sequence} {attention:9s}" if sequence > 1 else "unsplit           "
+    print(f"{name} (fsdp {8 // sequence}): {1e3 * best:8.1f} ms/step, {tokens / best:8.0f} tok/s, ratio "
           f"to unsplit {base[0] / best:.2f}, temporary memory / device {temp / 2 ** 20:7.1f} MiB "
           f"({temp / base[1]:.2f} of unsplit), |loss - unsplit| {abs(loss - base[2]):.1e}")
   hf = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(

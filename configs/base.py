@@ -26,8 +26,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 sequence=1,                 # context parallelism: each row's tokens split over this many devices
                                             # (zigzag: device i holds chunks i and 2S-1-i of 2S; data.max_length
                                             # must divide by 2 x sequence)
-                sequence_attention="allgather")  # how attention sees the other shards' keys: allgather (ring: not
-                                                 # yet)
+                sequence_attention="allgather")  # how queries meet the other shards' keys: allgather (every
+                                                 # shard gathers the row's K/V) | ring (K/V blocks passed round)
 
   c.data = dict(
       train_files=config_dict.placeholder(str),  # comma-separated paths/globs, or hf:owner/name[:split]

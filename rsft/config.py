@@ -18,7 +18,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from rsft.models.attention import IMPLEMENTATIONS
+from rsft.models.attention import IMPLEMENTATIONS, SEQUENCE_IMPLEMENTATIONS
 from rsft.models.layers import REMAT_POLICIES
 
 # Sections whose keys are free-form (validated by their consumers).
@@ -79,7 +79,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.protocol": ("study", "rsft"),
     "eval.group_aggregate": ("mean", "pooled"),
     "tracking.backend": ("tensorboard", "wandb", "mlflow"),
-    "mesh.sequence_attention": ("allgather",),
+    "mesh.sequence_attention": SEQUENCE_IMPLEMENTATIONS,
 }
 
 
@@ -126,6 +126,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.model.attention not in IMPLEMENTATIONS:
     raise ValueError(f"model.attention={config.model.attention!r}; choose one of {IMPLEMENTATIONS}.")
   return config
+
+
+def train_attention(config: ml_collections.ConfigDict) -> str:
+  """The attention the training model is built with: on a sequence mesh the context-parallel one
+  (mesh.sequence_attention), otherwise model.attention's kernel."""
+  return config.mesh.sequence_attention if config.mesh.sequence > 1 else config.model.attention
 
 
 def with_values(config: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:

@@ -1,8 +1,8 @@
 """Mesh construction and the single logical-axis rules table.
 
 Model code names every dimension logically ("embed", "q_heads", ...). This file alone decides how those names
-map onto the physical mesh `(data, fsdp, tensor)` (the MaxText / T5X scheme). Divisibility is checked up front:
-a dimension that does not divide its mesh axis is an error that names the parameter, the dimension and the axis,
+map onto the physical mesh `(data, fsdp, sequence, tensor)` (the MaxText / T5X scheme). Divisibility is checked up
+front: a dimension that does not divide its mesh axis is an error that names the parameter, the dimension and the axis,
 except KV heads, which are replicated (Qwen2.5 <= 3B has 2 KV heads, so tensor=4 must still work).
 """
 
@@ -25,7 +25,8 @@ MESH_AXES = ("data", "fsdp", "sequence", "tensor")  # sequence: context parallel
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     # parameters
     ("vocab", "tensor"),
-    ("embed", "fsdp"),
+    ("embed", ("fsdp", "sequence")),  # ZeRO-3 over the sequence axis too (MaxText): context parallelism costs
+                                       # no state memory, only the all-gather of weights spans more devices
     ("q_heads", "tensor"),
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),

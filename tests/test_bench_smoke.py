@@ -45,8 +45,9 @@ SCRIPTS = {
                     r"ratio sampled / probe [\d.]+, transformers / rsft [\d.]+; max \|log p rsft - log p "
                     r"transformers\| [\d.e+-]+"]),
     "context_parallel": (["bench/context_parallel.py", "--smoke"], 8,
-                         [r"sequence 4 \(fsdp 2\): +[\d.]+ ms/step, .* ratio to unsplit [\d.]+, temporary memory / "
-                          r"device +[\d.]+ MiB \([\d.]+ of unsplit\), \|loss - unsplit\| [\d.e+-]+",
+                         [r"sequence 4 allgather +\(fsdp 2\): +[\d.]+ ms/step, .* ratio to unsplit [\d.]+, "
+                          r"temporary memory / device +[\d.]+ MiB \([\d.]+ of unsplit\), \|loss - unsplit\| [\d.e+-]+",
+                          r"sequence 4 ring +\(fsdp 2\): +[\d.]+ ms/step, .* \|loss - unsplit\| [\d.e+-]+",
                           r"ratio rsft unsplit / transformers [\d.]+"]),
     "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
                       [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),

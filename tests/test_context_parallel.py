@@ -1,5 +1,5 @@
 """Context parallelism (mesh.sequence): rows split over a `sequence` mesh axis in zigzag order, attention by
-all-gather of keys and values; loss and gradients equal the single-device step."""
+all-gather of keys and values or by ring; loss and gradients equal the single-device step."""
 
 import functools
 
@@ -35,8 +35,8 @@ def packed_batch(rows=4, length=48, seed=0):
               positions=pos)
 
 
-def loss_and_grads(mesh, sequence, aggregation="token_mean"):
-  m = rsft.init_model(CFG, seed=0, mesh=mesh)
+def loss_and_grads(mesh, sequence, aggregation="token_mean", attention="allgather", cfg=CFG):
+  m = rsft.init_model(cfg, seed=0, mesh=mesh, attention=attention)
   cfg = step_lib.StepConfig(aggregation=aggregation, verl_ranks=2, verl_rows_per_micro=2, loss_chunk=8,
                             sequence=sequence)
 
@@ -58,12 +58,18 @@ def mesh(data=1, fsdp=1, sequence=1, tensor=1):
                             devices=jax.devices()[:data * fsdp * sequence * tensor])
 
 
-@pytest.mark.parametrize("aggregation", ["token_mean", "verl"])
-def test_loss_and_gradients_equal_the_single_device_step(aggregation):
+SHAPES = (dict(sequence=2), dict(sequence=4), dict(sequence=8), dict(fsdp=2, sequence=2, tensor=2),
+          dict(data=2, sequence=4))
+
+
+@pytest.mark.parametrize("aggregation,attention,shapes", [
+    ("token_mean", "allgather", SHAPES), ("verl", "allgather", SHAPES), ("token_mean", "ring", SHAPES),
+    ("verl", "ring", (dict(data=2, sequence=4),)),
+    ("token_mean", "ring", (dict(sequence=2, tensor=4),))])  # 2 KV heads on tensor 4: replicated, repeated
+def test_loss_and_gradients_equal_the_single_device_step(aggregation, attention, shapes):
   ref_loss, ref_nll, ref_grads = loss_and_grads(None, 1, aggregation)
-  for shape in (dict(sequence=2), dict(sequence=4), dict(sequence=8), dict(fsdp=2, sequence=2, tensor=2),
-                dict(data=2, sequence=4)):
-    loss, nll, grads = loss_and_grads(mesh(**shape), shape["sequence"], aggregation)
+  for shape in shapes:
+    loss, nll, grads = loss_and_grads(mesh(**shape), shape["sequence"], aggregation, attention)
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5, err_msg=str(shape))
     np.testing.assert_allclose(float(nll), float(ref_nll), rtol=1e-5, err_msg=str(shape))
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
@@ -95,8 +101,8 @@ def test_bad_lengths_and_meshes_are_refused_naming_the_setting():
 
 
 def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
-  """The whole loop on data 4 x sequence 2: a run killed after step 3 and resumed logs the losses of the
-  uninterrupted one."""
+  """The whole loop on data 4 x sequence 2 with ring attention: a run killed after step 3 and resumed logs the
+  losses of the uninterrupted one."""
   import json
   import os
   import shutil
@@ -108,7 +114,7 @@ def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
   c.data.update(generate_rows=120, max_length=448, shuffle=True)
   c.train.update(global_batch_size=8, micro_batch_size=8, num_epochs=1, log_every=1, probe_every=0)
   c.checkpoint.update(save_steps=(3,), async_save=False)
-  c.mesh.update(data=-1, fsdp=1, sequence=2)
+  c.mesh.update(data=-1, fsdp=1, sequence=2, sequence_attention="ring")
   last = loop.run(c, str(tmp_path / "a"))["step"]
   losses = [r["loss"] for r in loop.read_metrics(str(tmp_path / "a"))]
   assert last > 3 and len(losses) == last
@@ -138,3 +144,49 @@ def test_gathered_attention_in_query_blocks_equals_one_pass():
   for chunk in (4, 1024):  # 16 local queries: 4 blocks of 4, or one pass
     got = run(q[:, order], k[:, order], v[:, order], seg[:, order], pos[:, order], chunk=chunk)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want)[:, order], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,chunk,window", [(dict(sequence=4, data=2), 4, None), (dict(sequence=8), 2, None),
+                                                (dict(sequence=2, tensor=2, fsdp=2), 1024, 5)])
+def test_ring_attention_equals_the_reference_with_its_gradients(shape, chunk, window):
+  """Outputs and dQ, dK, dV of the ring (in block pairs or one pass, with a sliding window) against the reference
+  attention of the unsplit row, for every real token (padding queries give zeros; the reference averages)."""
+  from rsft.models import attention
+  rng = np.random.default_rng(2)
+  b, t, n, kv, h = 2, 64, 4, 2, 8
+  q, k, v, w = (rng.normal(size=(b, t, heads, h)).astype(np.float32) for heads in (n, kv, kv, n))
+  batch = packed_batch(rows=b, length=t)
+  seg, pos = batch["segment_ids"], batch["positions"]
+  real = (seg > 0)[:, :, None, None]
+  w = w * real
+  ref = lambda q, k, v: attention.dot_product_attention(q, k, v, attention.segment_mask(seg, seg, window=window))
+  order = np.asarray(step_lib.zigzag(t, shape["sequence"]))
+  rules = sharding.Rules(mesh(**shape))
+  ring = lambda q, k, v: attention.ring(q, k, v, seg[:, order], pos[:, order], rules, window, chunk)
+  got = jax.jit(ring)(q[:, order], k[:, order], v[:, order])
+  np.testing.assert_allclose(np.asarray(got), np.asarray(ref(q, k, v) * real)[:, order], atol=1e-5)
+  want = jax.grad(lambda *a: (ref(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
+  grads = jax.jit(jax.grad(lambda *a: (ring(*a) * w[:, order]).sum(), argnums=(0, 1, 2)))(
+      q[:, order], k[:, order], v[:, order])
+  for g, r in zip(grads, want):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(r)[:, order], atol=1e-5 * np.abs(r).max())
+
+
+def test_parameters_are_sharded_over_the_sequence_axis_too():
+  """ZeRO-3 over fsdp x sequence: a sequence axis leaves every chip the same share of the state as pure fsdp."""
+  state = rsft.init_model(CFG, mesh=mesh(fsdp=2, sequence=4)).params
+  specs = sharding.param_specs(state, sharding.Rules(mesh(fsdp=2, sequence=4)))
+  assert specs["embed_tokens.embedding"] == jax.sharding.PartitionSpec(None, ("fsdp", "sequence"))
+  leaf = sharding.flatten_state(state)["embed_tokens.embedding"][...]
+  assert leaf.addressable_shards[0].data.size == leaf.size // 8
+
+
+def test_the_sequence_attention_setting_reaches_the_training_model():
+  from configs import countdown_tiny
+  c = countdown_tiny.get_config()
+  assert rconfig.train_attention(c) == c.model.attention  # no sequence axis: the kernel
+  c.mesh.update(sequence=2, sequence_attention="ring")
+  assert rconfig.train_attention(c) == "ring"
+  c.mesh.sequence_attention = "flash"
+  with pytest.raises(ValueError, match="mesh.sequence_attention='flash'; choose one of allgather, ring"):
+    rconfig.validate(c)

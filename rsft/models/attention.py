@@ -33,6 +33,7 @@ from rsft.models.layers import precision
 from rsft.sharding import Rules, sequence_shards
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "splash", "cudnn")
+SEQUENCE_IMPLEMENTATIONS = ("allgather", "ring")  # mesh.sequence_attention: how queries meet other shards' keys
 ATTENTION_CHUNK = 1024
 DECODE_BLOCK = 128  # cache columns per block of cached_attention (chunked prefill reads blocks up to the filled length)
 SPLASH_BLOCK = 512
@@ -40,6 +41,8 @@ _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked (
 
 
 def resolve(implementation: str, seq_len: int, platform: str | None = None) -> str:
+  if implementation in SEQUENCE_IMPLEMENTATIONS:  # a context-parallel model on rows its mesh does not split
+    return "chunked"
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"model.attention={implementation!r}; choose one of {IMPLEMENTATIONS}")
   if implementation != "auto":
@@ -315,6 +318,174 @@ def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, p
   return out.reshape(b, t, n, h)
 
 
+def _ring_chunks(x, chunks):
+  """[B, T, ...] -> [chunks, B, T / chunks, ...]: the blocks one scan step works on."""
+  return x.reshape(x.shape[0], chunks, x.shape[1] // chunks, *x.shape[2:]).swapaxes(0, 1)
+
+
+def _ring_unchunk(x):
+  return x.swapaxes(0, 1).reshape(x.shape[1], x.shape[0] * x.shape[2], *x.shape[3:])
+
+
+def _ring_probs(qc, k, mask, m, l=None):
+  """exp(scores - m) of query block qc [B,C,K,G,H] against key block k [B,S,K,H] ([B,K,G,C,S] float32), zero
+  where masked, divided by l when given; and the masked scores' row maxima."""
+  s = jnp.einsum("BCKGH,BSKH->BKGCS", qc, k, preferred_element_type=jnp.float32, precision=precision(qc.dtype))
+  s = jnp.where(mask, s * qc.shape[-1] ** -0.5, _MASK_VALUE)
+  m = jnp.maximum(m, s.max(axis=-1)) if l is None else m
+  p = jnp.where(mask, jnp.exp(s - m[..., None]), 0.0)
+  return (p if l is None else p / jnp.where(l == 0, 1.0, l)[..., None]), m
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _ring(q, k, v, seg, pos, axis, shards, window, chunk):
+  return _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk)[0]
+
+
+def _ring_layout(q, seg, pos, chunk):
+  """Queries grouped by KV head and split into blocks of `chunk` (one block when it does not divide)."""
+  b, t, n, h = q.shape
+  blocks = t // chunk if t % chunk == 0 and t > chunk else 1
+  return blocks, (lambda x, kv: _ring_chunks(x.reshape(b, t, kv, n // kv, h), blocks)), _ring_chunks(seg, blocks), \
+      _ring_chunks(pos, blocks)
+
+
+def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
+  """One device's queries against every shard's keys, the key blocks passed round the ring (device i sends to
+  i + 1) while the current one is attended to, block pair by block pair under an online softmax; pairs wholly
+  masked (causality, other documents) are skipped. Returns the output and the softmax statistics, all the
+  backward pass keeps."""
+  b, t, n, h = q.shape
+  kv = k.shape[2]
+  blocks, group, q_seg, q_pos = _ring_layout(q, seg, pos, chunk)
+  qg = group(q, kv)  # [C, B, c, K, G, H]
+  perm = [(i, (i + 1) % shards) for i in range(shards)]
+
+  def attend(stats, visiting):
+    k_all, v_all, seg_all, pos_all = (_ring_chunks(x, blocks) for x in visiting)
+
+    def query_block(args):
+      qc, sc, pc, *stats = args
+
+      def key_block(stats, key):
+        k_b, v_b, seg_b, pos_b = key
+        mask = position_mask(sc, seg_b, pc, pos_b, window)[:, None, None]
+
+        def update(stats):
+          m, l, acc = stats
+          p, m_new = _ring_probs(qc, k_b, mask, m)
+          correction = jnp.exp(m - m_new)
+          pv = jnp.einsum("BKGCS,BSKH->BKGCH", p.astype(v_b.dtype), v_b, preferred_element_type=jnp.float32,
+                          precision=precision(v_b.dtype))
+          return m_new, l * correction + p.sum(axis=-1), acc * correction[..., None] + pv
+
+        return jax.lax.cond(mask.any(), update, lambda s: s, stats), None
+
+      return jax.lax.scan(key_block, tuple(stats), (k_all, v_all, seg_all, pos_all))[0]
+
+    return jax.lax.map(query_block, (qg, q_seg, q_pos, *stats))
+
+  def step(carry, _):
+    visiting, stats = carry
+    passed = jax.lax.ppermute(visiting, axis, perm)  # in flight while this block is attended to
+    return (passed, attend(stats, visiting)), None
+
+  shape = (blocks, b, kv, n // kv, t // blocks)
+  stats = (jnp.full(shape, _MASK_VALUE, jnp.float32), jnp.zeros(shape, jnp.float32),
+           jnp.zeros(shape + (h,), jnp.float32))
+  (visiting, stats), _ = jax.lax.scan(step, ((k, v, seg, pos), stats), None, length=shards - 1)
+  m, l, acc = attend(stats, visiting)
+  out = acc / jnp.where(l == 0, 1.0, l)[..., None]  # [C, B, K, G, c, H]; a padding query sees nothing: zeros
+  out = _ring_unchunk(out.transpose(0, 1, 4, 2, 3, 5)).reshape(b, t, n, h).astype(q.dtype)
+  return out, (q, k, v, seg, pos, out, m, l)
+
+
+def _ring_bwd(axis, shards, window, chunk, residuals, d_out):
+  """The flash-attention backward round the ring: each key block travels with its dK, dV accumulators, which
+  arrive back home after `shards` hops; dQ stays put. The same block pairs are skipped as in the forward pass."""
+  q, k, v, seg, pos, out, m, l = residuals
+  b, t, n, h = q.shape
+  kv = k.shape[2]
+  blocks, group, q_seg, q_pos = _ring_layout(q, seg, pos, chunk)
+  qg, dog = group(q, kv), group(d_out, kv)
+  delta = (dog.astype(jnp.float32) * group(out, kv).astype(jnp.float32)).sum(-1).transpose(0, 1, 3, 4, 2)
+  perm = [(i, (i + 1) % shards) for i in range(shards)]
+  scale = h ** -0.5
+
+  def attend(visiting, dkv):
+    k_all, v_all, seg_all, pos_all = (_ring_chunks(x, blocks) for x in visiting)
+
+    def query_block(dkv, args):
+      qc, doc, sc, pc, m_c, l_c, delta_c = args
+
+      def key_block(dq, key):
+        k_b, v_b, seg_b, pos_b = key
+        mask = position_mask(sc, seg_b, pc, pos_b, window)[:, None, None]
+
+        def grads(dq):
+          p, _ = _ring_probs(qc, k_b, mask, m_c, l_c)
+          dv = jnp.einsum("BKGCS,BCKGH->BSKH", p.astype(doc.dtype), doc, preferred_element_type=jnp.float32,
+                          precision=precision(doc.dtype))
+          dp = jnp.einsum("BCKGH,BSKH->BKGCS", doc, v_b, preferred_element_type=jnp.float32,
+                          precision=precision(doc.dtype))
+          ds = (p * (dp - delta_c[..., None]) * scale).astype(qc.dtype)  # p is 0 where masked
+          dq = dq + jnp.einsum("BKGCS,BSKH->BCKGH", ds, k_b, preferred_element_type=jnp.float32,
+                               precision=precision(qc.dtype))
+          return dq, (jnp.einsum("BKGCS,BCKGH->BSKH", ds, qc, preferred_element_type=jnp.float32,
+                                 precision=precision(qc.dtype)), dv)
+
+        nothing = lambda dq: (dq, (jnp.zeros(k_b.shape, jnp.float32), jnp.zeros(v_b.shape, jnp.float32)))
+        return jax.lax.cond(mask.any(), grads, nothing, dq)
+
+      dq, (dk, dv) = jax.lax.scan(key_block, jnp.zeros(qc.shape, jnp.float32), (k_all, v_all, seg_all, pos_all))
+      return (dkv[0] + _ring_unchunk(dk), dkv[1] + _ring_unchunk(dv)), dq
+
+    return jax.lax.scan(query_block, dkv, (qg, dog, q_seg, q_pos, m, l, delta))
+
+  def step(carry, _):
+    visiting, dkv, dq = carry
+    passed = jax.lax.ppermute(visiting, axis, perm)
+    dkv, dq_b = attend(visiting, dkv)
+    return (passed, jax.lax.ppermute(dkv, axis, perm), dq + dq_b), None
+
+  zeros = jnp.zeros(k.shape, jnp.float32)
+  (visiting, dkv, dq), _ = jax.lax.scan(step, ((k, v, seg, pos), (zeros, zeros), jnp.zeros(qg.shape, jnp.float32)),
+                                        None, length=shards - 1)
+  dkv, dq_b = attend(visiting, dkv)
+  dk, dv = jax.lax.ppermute(dkv, axis, perm)  # the last hop brings every block's gradients home
+  dq = _ring_unchunk(dq + dq_b).reshape(b, t, n, h)
+  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None, None
+
+
+_ring.defvjp(_ring_forward, _ring_bwd)
+
+
+def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, positions: jax.Array, rules: Rules,
+         window: int | None = None, chunk: int = ATTENTION_CHUNK) -> jax.Array:
+  """Context parallelism by ring: no device holds the whole row's keys. Each attends its queries to one key
+  block at a time while the next arrives from its neighbour (ppermute, left to XLA's async collectives to
+  overlap), `shards` steps in all; the backward pass sends each block's dK/dV round with it. Within a step the
+  work goes in (query block, key block) pairs of `chunk` under an online softmax, pairs wholly masked skipped, so
+  memory is linear in the row (a flash kernel's schedule in XLA) and zigzag rows give every device the same
+  pairs to skip. Exact up to float order for every real token; a padding query (segment 0) attends to nothing and
+  gives zeros, where the reference averages every key (neither is ever read)."""
+  if positions is None:
+    raise ValueError("context parallelism (mesh.sequence > 1) needs token positions for the causal mask.")
+  n, kv_heads = q.shape[2], k.shape[2]
+  q_spec = rules.spec(("batch", "length", "act_heads", None), q.shape, "q", strict=False)
+  kv_spec = rules.spec(("batch", "length", "act_kv_heads", None), k.shape, "k", strict=False)
+  if q_spec[2] is not None and kv_spec[2] is None and kv_heads < n:  # KV heads replicated, query heads split
+    k, v = (jnp.repeat(x, n // kv_heads, axis=2) for x in (k, v))
+    kv_spec = q_spec
+  rows = jax.sharding.PartitionSpec(q_spec[0], q_spec[1])
+  if q_spec[1] is None:  # rows not split (a length the axis does not divide): nothing to pass round
+    return gathered(q, k, v, segment_ids, positions, rules, window, chunk)
+  shards = sequence_shards(rules.mesh)
+  return jax.shard_map(lambda *a: _ring(*a, "sequence", shards, window, chunk), mesh=rules.mesh,
+                       in_specs=(q_spec, kv_spec, kv_spec, rows, rows), out_specs=q_spec,
+                       check_vma=False)(q, k, v, segment_ids, positions)
+
+
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,
             window: int | None = None) -> jax.Array:
   """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores."""
@@ -418,9 +589,9 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Ar
                    rules: Rules, window: int | None = None, positions: jax.Array | None = None) -> jax.Array:
   """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation (and sliding
   `window`, None = full causal attention). On a mesh with a `sequence` axis the rows are split over it (in zigzag
-  order) and attention is `gathered`, masked by `positions`."""
+  order) and attention is `ring` when `implementation` says so, else `gathered`, masked by `positions`."""
   if sequence_shards(rules.mesh) > 1:
-    return gathered(q, k, v, segment_ids, positions, rules, window)
+    return (ring if implementation == "ring" else gathered)(q, k, v, segment_ids, positions, rules, window)
   impl = resolve(implementation, q.shape[1])
   if impl == "xla":
     return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids, window=window))

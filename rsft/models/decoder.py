@@ -16,7 +16,7 @@ from jax.ad_checkpoint import checkpoint_name
 from rsft.models import attention
 from rsft.models.config import ModelConfig
 from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
-from rsft.sharding import Rules
+from rsft.sharding import Rules, sequence_shards
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -228,7 +228,10 @@ class Decoder(nnx.Module):
     return self.norm(x), k_pool, v_pool
 
   def _embed(self, ids: jax.Array) -> jax.Array:
-    x = jnp.take(self.embed_tokens.embedding[...], ids, axis=0).astype(self.dtype)
+    table = self.embed_tokens.embedding[...]
+    if sequence_shards(self.rules.mesh) > 1:  # gathered over fsdp x sequence first: XLA cannot reshard a
+      table = self.rules.constrain(table, ("vocab", None))  # lookup split by embed to rows split by batch x length
+    x = jnp.take(table, ids, axis=0).astype(self.dtype)
     return self.rules.constrain(x, ("batch", "length", "act_embed"))
 
   def head_kernel(self) -> jax.Array:

@@ -198,8 +198,8 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   counted = flops.of(parts.jitted, *args)
   positions = parts.batch_shape[0] * parts.batch_shape[1]
   kernel = counted["kernel"]
-  gathered = mesh.shape["sequence"] > 1  # context parallelism: the all-gather reference attention, not a kernel
-  if config.model.attention == "splash" and not gathered:  # Pallas calls carry no cost estimate: flash attention
+  split = mesh.shape["sequence"] > 1  # context parallelism: all-gather or ring attention in XLA, not a kernel
+  if config.model.attention == "splash" and not split:  # Pallas calls carry no cost estimate: flash attention
     # is 2·T·N·H forward, 5·T·N·H backward (probabilities recomputed), 2·T·N·H more under remat.
     per_token = (9 if config.model.remat != "none" else 7) * parts.batch_shape[1] * model_cfg.num_heads * \
         model_cfg.head_dim * model_cfg.num_layers
@@ -213,8 +213,9 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
            f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
            f"{config.train.global_batch_size // loop.micro_batch_rows(config.train, mesh)} micro-batches, remat="
            f"{config.model.remat}, attention="
-           f"{'all-gather (sequence axis)' if gathered else config.model.attention}, params {config.model.param_dtype}"]
-  if config.model.attention == "splash":
+           f"{rconfig.train_attention(config) + ' (sequence axis)' if split else config.model.attention}, params "
+           f"{config.model.param_dtype}"]
+  if config.model.attention == "splash" and not split:
     notes.append("splash attention FLOPs are analytic (9·L·N·H·T per token with remat); matmuls are counted")
   report.notes = tuple(notes)
   return report

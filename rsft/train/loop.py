@@ -53,7 +53,7 @@ def _tokenizer(model: Any):
 def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, base: str | None) -> Any:
   """model.path's weights, the made base's (`base`: its last checkpoint step dir), or a fresh init."""
   kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
-            remat_policy=config.model.remat, attention=config.model.attention)
+            remat_policy=config.model.remat, attention=rconfig.train_attention(config))
   if config.model.path or base:
     return load_model(config.model.path or base, **kw).params
   return init_model(model_cfg, seed=config.train.seed, **kw).params
@@ -124,7 +124,7 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
   """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
   rsft.tools.fit compiles it for a TPU topology ahead of time."""
   graphdef, abstract_state, _ = abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
-                                               config.model.remat, config.model.attention)
+                                               config.model.remat, rconfig.train_attention(config))
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
   optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
   # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
