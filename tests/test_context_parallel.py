@@ -190,3 +190,48 @@ def test_the_sequence_attention_setting_reaches_the_training_model():
   c.mesh.sequence_attention = "flash"
   with pytest.raises(ValueError, match="mesh.sequence_attention='flash'; choose one of allgather, ring"):
     rconfig.validate(c)
+
+
+@pytest.mark.parametrize("attention", ["allgather", "ring"])
+def test_a_training_model_on_a_sequence_mesh_samples_like_one_without(attention):
+  """The training loop's probe samples with the training model: its whole-prompt prefill on the sequence mesh
+  (positions passed, rows in natural order) gives the tokens of a model without the axis."""
+  prompts = [[int(x) for x in np.random.default_rng(r).integers(1, 128, n)] for r, n in enumerate((5, 17, 32, 9))]
+  want = rsft.generate(rsft.init_model(CFG, seed=3), prompts, 8, stop_token_ids=[]).tokens
+  m = rsft.init_model(CFG, seed=3, mesh=mesh(data=2, sequence=2, fsdp=2), attention=attention)
+  assert rsft.generate(m, prompts, 8, stop_token_ids=[]).tokens == want
+
+
+def _count(jaxpr, name):
+  jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+  from rsft.tools.flops import _sub_jaxprs
+  return sum((e.primitive.name == name) + sum(_count(s, name) for s in _sub_jaxprs(e.params)) for e in jaxpr.eqns)
+
+
+def test_ring_backward_under_save_names_does_not_rerun_the_ring():
+  """remat=save_names keeps the ring's output and softmax sums: the backward pass passes K/V round once (the
+  forward's hops plus its own), as without remat; under full remat the forward's hops come back."""
+  from rsft.models import attention, layers
+  rng = np.random.default_rng(0)
+  q, k, v = (rng.normal(size=(2, 32, h, 8)).astype(np.float32) for h in (4, 2, 2))
+  batch = packed_batch(rows=2, length=32)
+  rules = sharding.Rules(mesh(sequence=4, data=2))
+  ring = lambda q, k, v: attention.ring(q, k, v, batch["segment_ids"], batch["positions"], rules).sum()
+  hops = {policy: _count(jax.make_jaxpr(jax.grad(layers.remat(ring, policy) if policy else ring))(q, k, v),
+                         "ppermute") for policy in (None, "save_names", "full")}
+  assert hops[None] == hops["save_names"] < hops["full"]
+
+
+def test_ring_blocks_follow_the_zigzag_halves():
+  from rsft.models.attention import _ring_block
+  assert [_ring_block(t, c) for t, c in ((16384, 1024), (1024, 1024), (16, 4), (10, 4), (1021, 1024))] == \
+      [1024, 512, 4, 10, 1021]  # a half at most; never a straddling block; tiny divisors: one block
+
+
+def test_flops_count_a_shard_map_body_on_every_device():
+  from jax.sharding import PartitionSpec as P
+  from rsft.tools import flops
+  m = mesh(sequence=4, data=2)
+  f = jax.shard_map(lambda x: x @ x.T, mesh=m, in_specs=P(("data", "sequence")), out_specs=P(("data", "sequence")),
+                    check_vma=False)
+  assert flops.of(f, np.ones((16, 4), np.float32))["dot"] == 2 * 16 * 2 * 4  # 8 devices x [2, 4] @ [4, 2]

@@ -8,6 +8,9 @@
   cudnn    GPU cuDNN flash attention through `jax.nn.dot_product_attention` (causal + per-row lengths); rows
            that are not one right-padded segment (packing, left padding) take the chunked path via lax.cond;
   auto     splash on TPU, cudnn on GPU, otherwise xla up to 2,048 tokens and chunked beyond.
+On a mesh with a `sequence` axis (context parallelism: rows split in zigzag order) `mesh.sequence_attention` picks
+`gathered` (keys and values all-gathered) or `ring` (key blocks passed round by ppermute); both mask by position and
+segment, so they are exact in any column order, and both run in XLA (the kernels above take whole rows).
 A whole prompt prefilled into an empty cache uses the chosen kernel too; chunked prefill reads the contiguous
 cache block by block (`cached_attention`). Decode reads each row's pages of the sampler's paged cache
 (`paged_attention`, an exact XLA path), or on TPU (splash resolved) jax's Pallas paged-attention kernel
@@ -28,6 +31,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from rsft.models.layers import precision
 from rsft.sharding import Rules, sequence_shards
@@ -292,6 +296,18 @@ def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, p
   take this path."""
   if positions is None:
     raise ValueError("context parallelism (mesh.sequence > 1) needs token positions for the causal mask.")
+  return _opaque(functools.partial(_gathered, rules=rules, window=window, chunk=chunk))(q, k, v, segment_ids,
+                                                                                       positions)
+
+
+def _opaque(fn):
+  """`fn` recomputed in the backward pass rather than split by partial evaluation: inside a scan over layers, JAX
+  hoists what depends only on loop constants (the rows' segment ids and positions) out of the loop, and would keep
+  a mask per block pair (or per query block) for every layer: quadratic memory."""
+  return jax.checkpoint(fn, policy=jax.checkpoint_policies.nothing_saveable)
+
+
+def _gathered(q, k, v, segment_ids, positions, rules, window, chunk):
   whole = ("batch", None, "act_kv_heads", None)
   k, v = rules.constrain(k, whole), rules.constrain(v, whole)
   kv_segments, kv_positions = (rules.constrain(x, ("batch", None)) for x in (segment_ids, positions))
@@ -337,15 +353,18 @@ def _ring_probs(qc, k, mask, m, l=None):
   return (p if l is None else p / jnp.where(l == 0, 1.0, l)[..., None]), m
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
-def _ring(q, k, v, seg, pos, axis, shards, window, chunk):
-  return _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk)[0]
+def _ring_block(t: int, chunk: int) -> int:
+  """Block length: the largest divisor of a zigzag half (t / 2) up to `chunk`, so blocks never straddle the halves
+  and causal pairs can be skipped even when t <= chunk; the whole of t when that would be under min(64, chunk)."""
+  half = t // 2 if t % 2 == 0 else t
+  block = max(d for d in range(1, min(chunk, half) + 1) if half % d == 0)
+  return block if block >= min(64, chunk, half) else t
 
 
 def _ring_layout(q, seg, pos, chunk):
-  """Queries grouped by KV head and split into blocks of `chunk` (one block when it does not divide)."""
+  """Queries grouped by KV head and split into blocks (_ring_block)."""
   b, t, n, h = q.shape
-  blocks = t // chunk if t % chunk == 0 and t > chunk else 1
+  blocks = t // _ring_block(t, chunk)
   return blocks, (lambda x, kv: _ring_chunks(x.reshape(b, t, kv, n // kv, h), blocks)), _ring_chunks(seg, blocks), \
       _ring_chunks(pos, blocks)
 
@@ -353,8 +372,8 @@ def _ring_layout(q, seg, pos, chunk):
 def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
   """One device's queries against every shard's keys, the key blocks passed round the ring (device i sends to
   i + 1) while the current one is attended to, block pair by block pair under an online softmax; pairs wholly
-  masked (causality, other documents) are skipped. Returns the output and the softmax statistics, all the
-  backward pass keeps."""
+  masked (causality, other documents) are skipped. Returns the output and the softmax statistics m, l (apart:
+  MASK + log(l) would round to MASK), all the backward pass needs besides the inputs."""
   b, t, n, h = q.shape
   kv = k.shape[2]
   blocks, group, q_seg, q_pos = _ring_layout(q, seg, pos, chunk)
@@ -397,13 +416,12 @@ def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
   m, l, acc = attend(stats, visiting)
   out = acc / jnp.where(l == 0, 1.0, l)[..., None]  # [C, B, K, G, c, H]; a padding query sees nothing: zeros
   out = _ring_unchunk(out.transpose(0, 1, 4, 2, 3, 5)).reshape(b, t, n, h).astype(q.dtype)
-  return out, (q, k, v, seg, pos, out, m, l)
+  return out, m, l
 
 
-def _ring_bwd(axis, shards, window, chunk, residuals, d_out):
+def _ring_backward(q, k, v, seg, pos, out, m, l, d_out, axis, shards, window, chunk):
   """The flash-attention backward round the ring: each key block travels with its dK, dV accumulators, which
   arrive back home after `shards` hops; dQ stays put. The same block pairs are skipped as in the forward pass."""
-  q, k, v, seg, pos, out, m, l = residuals
   b, t, n, h = q.shape
   kv = k.shape[2]
   blocks, group, q_seg, q_pos = _ring_layout(q, seg, pos, chunk)
@@ -442,22 +460,21 @@ def _ring_bwd(axis, shards, window, chunk, residuals, d_out):
 
     return jax.lax.scan(query_block, dkv, (qg, dog, q_seg, q_pos, m, l, delta))
 
-  def step(carry, _):
+  zeros = (jnp.zeros(k.shape, jnp.float32),) * 2
+
+  def step(carry, _):  # this step's dK/dV start from zeros, so the arriving sums are in flight meanwhile
     visiting, dkv, dq = carry
     passed = jax.lax.ppermute(visiting, axis, perm)
-    dkv, dq_b = attend(visiting, dkv)
+    mine, dq_b = attend(visiting, zeros)
+    dkv = jax.tree.map(jnp.add, dkv, mine)
     return (passed, jax.lax.ppermute(dkv, axis, perm), dq + dq_b), None
 
-  zeros = jnp.zeros(k.shape, jnp.float32)
-  (visiting, dkv, dq), _ = jax.lax.scan(step, ((k, v, seg, pos), (zeros, zeros), jnp.zeros(qg.shape, jnp.float32)),
-                                        None, length=shards - 1)
-  dkv, dq_b = attend(visiting, dkv)
-  dk, dv = jax.lax.ppermute(dkv, axis, perm)  # the last hop brings every block's gradients home
+  (visiting, dkv, dq), _ = jax.lax.scan(step, ((k, v, seg, pos), zeros, jnp.zeros(qg.shape, jnp.float32)), None,
+                                        length=shards - 1)
+  mine, dq_b = attend(visiting, zeros)
+  dk, dv = jax.lax.ppermute(jax.tree.map(jnp.add, dkv, mine), axis, perm)  # the last hop brings them home
   dq = _ring_unchunk(dq + dq_b).reshape(b, t, n, h)
-  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None, None
-
-
-_ring.defvjp(_ring_forward, _ring_bwd)
+  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
 
 
 def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, positions: jax.Array, rules: Rules,
@@ -480,10 +497,29 @@ def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, posit
   rows = jax.sharding.PartitionSpec(q_spec[0], q_spec[1])
   if q_spec[1] is None:  # rows not split (a length the axis does not divide): nothing to pass round
     return gathered(q, k, v, segment_ids, positions, rules, window, chunk)
-  shards = sequence_shards(rules.mesh)
-  return jax.shard_map(lambda *a: _ring(*a, "sequence", shards, window, chunk), mesh=rules.mesh,
-                       in_specs=(q_spec, kv_spec, kv_spec, rows, rows), out_specs=q_spec,
-                       check_vma=False)(q, k, v, segment_ids, positions)
+  static = ("sequence", sequence_shards(rules.mesh), window, chunk)
+  stats = jax.sharding.PartitionSpec(None, q_spec[0], q_spec[2], None, q_spec[1])  # [blocks, B, K, G, t]
+  forward = jax.shard_map(lambda *a: _ring_forward(*a, *static), mesh=rules.mesh, check_vma=False,
+                          in_specs=(q_spec, kv_spec, kv_spec, rows, rows), out_specs=(q_spec, stats, stats))
+  forward = _opaque(forward)
+  backward = jax.shard_map(lambda *a: _ring_backward(*a, *static), mesh=rules.mesh, check_vma=False,
+                           in_specs=(q_spec, kv_spec, kv_spec, rows, rows, q_spec, stats, stats, q_spec),
+                           out_specs=(q_spec, kv_spec, kv_spec))
+
+  # The VJP is taken around the shard_maps, not inside them: autodiff never sees the forward's loops (inside an
+  # outer scan it would otherwise save every block pair's probabilities).
+  @jax.custom_vjp
+  def attend(q, k, v, seg, pos):
+    return forward(q, k, v, seg, pos)[0]
+
+  def attend_forward(q, k, v, seg, pos):
+    out, m, l = forward(q, k, v, seg, pos)
+    m, l = (checkpoint_name(x, "attn_stats") for x in (m, l))  # remat=save_names keeps them (and out), so the
+    out = checkpoint_name(out, "attn_out")                      # ring forward is not re-run for the backward
+    return out, (q, k, v, seg, pos, out, m, l)
+
+  attend.defvjp(attend_forward, lambda res, d_out: (*backward(*res, d_out), None, None))
+  return attend(q, k, v, segment_ids, positions)
 
 
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,

@@ -75,7 +75,7 @@ class Attention(nnx.Module):
     k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
     v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
     if segment_ids is not None:  # a whole prompt into an empty cache: it attends to itself, with the kernel
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window)
+      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window, positions)
     else:  # queries against the cache, reading its filled columns only
       out = attention.cached_attention(q, k_all, v_all, layer, mask)
     return self.o_proj(out), (k_all, v_all)
@@ -229,9 +229,9 @@ class Decoder(nnx.Module):
 
   def _embed(self, ids: jax.Array) -> jax.Array:
     table = self.embed_tokens.embedding[...]
-    if sequence_shards(self.rules.mesh) > 1:  # gathered over fsdp x sequence first: XLA cannot reshard a
-      table = self.rules.constrain(table, ("vocab", None))  # lookup split by embed to rows split by batch x length
-    x = jnp.take(table, ids, axis=0).astype(self.dtype)
+    if sequence_shards(self.rules.mesh) > 1:  # gathered over fsdp x sequence first (in the compute dtype): XLA
+      table = self.rules.constrain(table.astype(self.dtype), ("vocab", None))  # cannot reshard a lookup split by
+    x = jnp.take(table, ids, axis=0).astype(self.dtype)                       # embed to rows split by batch x length
     return self.rules.constrain(x, ("batch", "length", "act_embed"))
 
   def head_kernel(self) -> jax.Array:

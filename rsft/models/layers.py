@@ -150,7 +150,7 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
 
 # remat=save_names keeps these activations (tagged with checkpoint_name in decoder.py): q/k/v after RoPE, the
 # attention output before o_proj, the MLP's gated hidden before down_proj, and its output.
-_SAVE_NAMES = ("qkv", "attn_out", "mlp_in", "mlp_out")
+_SAVE_NAMES = ("qkv", "attn_out", "attn_stats", "mlp_in", "mlp_out")  # attn_stats: ring attention's softmax sums
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,

@@ -2,7 +2,7 @@
 
 XLA's cost analysis counts a while-loop body once, so a scanned 40-layer model inside a scan over micro-batches
 reports about 1/(40 * micro_batches) of its work. Counting on the jaxpr instead multiplies each scan body by its
-length, takes the larger branch of a cond, and sees rematerialised forward passes in the backward jaxpr (they
+length, a shard_map body by its device count, takes the larger branch of a cond, and sees rematerialised forward passes in the backward jaxpr (they
 are real work on the chip). Only matrix products are counted (dot_general, 2*M*N*K), which is what MFU means;
 Pallas kernels count their declared cost estimate when they carry one.
 """
@@ -54,6 +54,9 @@ def count(jaxpr: Any) -> dict[str, float]:
     elif name == "while":
       out["while_loops"] += 1
       add(out, count(eqn.params["body_jaxpr"]))
+    elif name == "shard_map":  # the body is one device's share: every device of its manual axes runs it
+      axes = eqn.params.get("newly_manual_axes") or eqn.params["mesh"].axis_names
+      add(out, count(eqn.params["jaxpr"]), math.prod(eqn.params["mesh"].shape[a] for a in axes))
     elif name == "pallas_call":
       estimate = eqn.params.get("cost_estimate")
       if estimate is not None and getattr(estimate, "flops", None):
