@@ -235,3 +235,18 @@ def test_flops_count_a_shard_map_body_on_every_device():
   f = jax.shard_map(lambda x: x @ x.T, mesh=m, in_specs=P(("data", "sequence")), out_specs=P(("data", "sequence")),
                     check_vma=False)
   assert flops.of(f, np.ones((16, 4), np.float32))["dot"] == 2 * 16 * 2 * 4  # 8 devices x [2, 4] @ [4, 2]
+
+
+def test_ring_memory_inside_a_layer_scan_is_linear_in_the_row():
+  """The backward of a scan over layers calling the ring: temporaries less than double when the row doubles. (JAX
+  used to hoist every block pair's mask, which depends only on the loop-constant positions, out of the loop.)"""
+  from rsft.models import attention
+  rules = sharding.Rules(mesh(sequence=2))
+  temp = []
+  for length in (2048, 4096):
+    batch = packed_batch(rows=1, length=length)
+    ring = lambda x, k, v: attention.ring(x, k, v, batch["segment_ids"], batch["positions"], rules, chunk=128)
+    f = lambda q, k, v: jax.lax.scan(lambda x, _: (ring(x, k, v) + x, None), q, None, length=2)[0].sum()
+    shapes = [jax.ShapeDtypeStruct((1, length, h, 8), np.float32) for h in (4, 2, 2)]
+    temp.append(jax.jit(jax.grad(f, argnums=(0, 1, 2))).lower(*shapes).compile().memory_analysis().temp_size_in_bytes)
+  assert temp[1] < 2 * temp[0], temp

@@ -524,10 +524,15 @@ def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, posit
 
 def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,
             window: int | None = None) -> jax.Array:
-  """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores."""
-  b, t, n, h = q.shape
-  if t <= chunk:
+  """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores (and,
+  opaque to partial evaluation, no [T, T] masks hoisted out of a layer scan)."""
+  if q.shape[1] <= chunk:
     return dot_product_attention(q, k, v, segment_mask(segment_ids, segment_ids, window=window))
+  return _opaque(functools.partial(_chunked, chunk=chunk, window=window))(q, k, v, segment_ids)
+
+
+def _chunked(q, k, v, segment_ids, chunk, window):
+  b, t, n, h = q.shape
   pad = -t % chunk
   qp = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0)))
   seg_q = jnp.pad(segment_ids, ((0, 0), (0, pad)))
