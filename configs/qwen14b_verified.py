@@ -6,6 +6,9 @@ clip 1.0, AdamW wd 0.01, checkpoints at 10, 20, 40, 80, 160, 320, 480, 640. Poin
 Fits the study's slices with these defaults (python -m rsft.tools.fit --config=configs/qwen14b_verified.py
 --topology=v6e-16 --what=train,sample; docs/fit.md): one 20k row per chip per micro-batch (paper.py), layer
 inputs offloaded to host memory, and sampling with 8-way tensor parallelism and as many prompts as memory holds.
+Longer rows (docs/fit.md, bench/fit_long.py): 32k tokens fit v6e-16 and v5p-8 as is (--config.data.max_length=32768);
+on v6e-8 add --config.mesh.sequence=4 --config.mesh.sequence_attention=ring (context parallelism); 64k tokens need
+v6e-32 with whole rows, or v6e-16 with --config.mesh.sequence=2 --config.mesh.sequence_attention=ring.
 """
 
 from configs import paper

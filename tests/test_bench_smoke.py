@@ -48,7 +48,7 @@ SCRIPTS = {
                          [r"sequence 4 allgather +\(fsdp 2\): +[\d.]+ ms/step, .* ratio to unsplit [\d.]+, "
                           r"temporary memory / device +[\d.]+ MiB \([\d.]+ of unsplit\), \|loss - unsplit\| [\d.e+-]+",
                           r"sequence 4 ring +\(fsdp 2\): +[\d.]+ ms/step, .* \|loss - unsplit\| [\d.e+-]+",
-                          r"ratio rsft unsplit / transformers [\d.]+"]),
+                          r"one device +: +[\d.]+ ms/step", r"ratio rsft one device / transformers [\d.]+"]),
     "sampling_cost": (["bench/sampling_cost.py", "--smoke"], 1,
                       [r"vocab +512 flat +study +: rsft +[\d.]+ ms, transformers +[\d.]+ ms, ratio +[\d.]+"]),
     "train_throughput": (["bench/train_throughput.py", "--smoke"], 1,
