@@ -1,6 +1,7 @@
 """Chips needed for Qwen3-14B at 16k, 32k and 64k tokens per row, with and without the sequence axis (docs/fit.md).
 
   python bench/fit_long.py [--out=bench/out/fit_long.json] [--lengths=32768] [--families=v6e] [--markdown]
+  python bench/fit_long.py --smoke   # a 2-layer model, 1,024-token rows, v5e-4, into a temp dir: seconds
 
 configs/qwen14b_verified.py as the headline run trains (bf16 weights and AdamW, verl loss, remat=offload), one
 row per data-parallel chip per micro-batch, fsdp over the rest of the slice. For each row length and TPU
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -28,7 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # configs/qwen14b_verified.py imports configs.paper
 SIZES = {"v5p": (8, 16, 32), "v6e": (8, 16, 32, 64)}
 LENGTHS = (16384, 32768, 65536)
-SEQUENCE = (2, 4)
+SEQUENCE = [2, 4]
+ARCH = "qwen3_14b"
+SMOKE = dict(model_type="qwen3", vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=2, num_heads=4,
+             num_kv_heads=2, head_dim=64, qk_norm=True, rope_theta=1e6, tie_word_embeddings=True)
 
 
 def config_for(length: int, sequence: int):
@@ -36,12 +41,14 @@ def config_for(length: int, sequence: int):
   c.data.max_length = length
   c.mesh.update(fsdp=-1, sequence=sequence, sequence_attention="ring")
   c.train.micro_batch_size = 0
+  if ARCH == "smoke":
+    c.model.path, c.model.arch, c.train.global_batch_size, c.train.verl_rows_per_micro = None, SMOKE, 8, 1
   return rconfig.validate(c)
 
 
 def compile_one(name: str, length: int, sequence: int) -> dict:
   t0 = time.time()
-  [r] = fit.run(config_for(length, sequence), name, what="train", arch="qwen3_14b")
+  [r] = fit.run(config_for(length, sequence), name, what="train", arch=None if ARCH == "smoke" else ARCH)
   return dict(slice=name, sequence=sequence, fits=r.fits, total_gib=r.total / fit.GIB, hbm_gib=r.hbm / fit.GIB,
               temporaries_gib=r.temporaries / fit.GIB, arguments_gib=r.arguments / fit.GIB,
               host_gib=r.host_temporaries / fit.GIB, compile_s=time.time() - t0)
@@ -93,7 +100,19 @@ def main(argv: list[str]) -> None:
   p.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
   p.add_argument("--families", default=",".join(SIZES))
   p.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
+  p.add_argument("--smoke", action="store_true", help="a 2-layer model, 1,024-token rows, on v5e-4, into a temp dir")
   args = p.parse_args(argv)
+  tmp = None
+  if args.smoke:
+    try:
+      import libtpu  # noqa: F401
+    except ImportError:
+      print("skipped: bench/fit_long.py compiles with libtpu's TPU compiler; install jax[tpu] (no TPU needed)")
+      return
+    global ARCH
+    tmp = tempfile.TemporaryDirectory()
+    ARCH, SIZES["v5e"], SEQUENCE[:] = "smoke", (4,), [2]
+    args.out, args.lengths, args.families = os.path.join(tmp.name, "fit_long.json"), "1024", "v5e"
   results = json.load(open(args.out)) if os.path.exists(args.out) else {}
   if not args.markdown:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -102,6 +121,8 @@ def main(argv: list[str]) -> None:
         for axis in (False, True):
           search(results, args.out, length, family, axis)
   print(markdown(results))
+  if tmp:
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

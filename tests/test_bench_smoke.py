@@ -64,6 +64,8 @@ SCRIPTS = {
                           [r"parity qwen3 +precision=highest +max\|rsft - transformers\|=",
                            r"bf16 vs f32: mean KL=", r"tiny load: .*ratio rsft / transformers [\d.]+"]),
     "fit_table": (["bench/fit_table.py", "--smoke"], 1, [r"\| smoke \| v5e \| \*\*v5e-1\*\* \| full \|"]),
+    "fit_long": (["bench/fit_long.py", "--smoke"], 1, [r"\| 1,024 \| v5e \| sequence \| \*\*v5e-4\*\* \(sequence=2\)",
+                                                      r"\| 1,024 \| v5e \| whole rows \| \*\*v5e-4\*\*"]),
     "grading_throughput": (["bench/grading_throughput.py", "--smoke", "--workers=1"], 1,
                            [r"ratio pool / serial [\d.]+", r"ratio sandboxed / bare [\d.]+",
                             r"HumanEval grading .* passed 2/2"]),
