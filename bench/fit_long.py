@@ -27,7 +27,6 @@ from rsft import config as rconfig  # noqa: E402
 from rsft.tools import fit  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # configs/qwen14b_verified.py imports configs.paper
 SIZES = {"v5p": (8, 16, 32), "v6e": (8, 16, 32, 64)}
 LENGTHS = (16384, 32768, 65536)
 SEQUENCE = [2, 4]

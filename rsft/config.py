@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import json
 import os
+import sys
 from typing import Any
 
 import ml_collections
@@ -32,8 +33,22 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Run directory shared by train, eval and analyze (local or gs://).")
 
 
+def _register_config_package(path: str) -> None:
+  """A config file that imports its siblings (`from configs import paper`) loads from any working directory: its
+  folder, when it is a package nothing else provides, is registered under its name."""
+  folder = os.path.dirname(os.path.abspath(path))
+  name = os.path.basename(folder)
+  init = os.path.join(folder, "__init__.py")
+  if name in sys.modules or not os.path.exists(init) or importlib.util.find_spec(name) is not None:
+    return
+  spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
+  sys.modules[name] = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sys.modules[name])
+
+
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """Imports a config file and calls its get_config(arg) (for code and tests; scripts use the flag)."""
+  _register_config_package(path)
   spec = importlib.util.spec_from_file_location("rsft_config_file", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

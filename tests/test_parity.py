@@ -197,6 +197,7 @@ def test_save_names_saves_what_it_names():
     return grad.lower(params, graphdef).compile().memory_analysis().temp_size_in_bytes
 
   jaxpr = str(jax.make_jaxpr(loss, static_argnums=1)(params, abstract_model(cfg, remat_policy="save_names")[0]))
-  assert all(f"name={n}" in jaxpr for n in _SAVE_NAMES), [n for n in _SAVE_NAMES if f"name={n}" not in jaxpr]
+  names = [n for n in _SAVE_NAMES if n != "attn_stats"]  # the ring's (a sequence mesh): test_context_parallel.py
+  assert all(f"name={n}" in jaxpr for n in names), [n for n in names if f"name={n}" not in jaxpr]
   full, names, none = temp_bytes("full"), temp_bytes("save_names"), temp_bytes("none")
   assert full < names < none, (full, names, none)
