@@ -50,6 +50,7 @@ def main() -> None:
   if args.smoke:
     args.length, args.steps = 256, 1
   import jax
+  import ml_collections
   import torch
   import transformers
 
@@ -58,7 +59,6 @@ def main() -> None:
   from rsft.models import ModelConfig
   from rsft.train import optim
   from rsft.train.step import StepConfig, train_step
-  import ml_collections
 
   arch = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
               num_kv_heads=2, head_dim=16, rope_theta=1e6, qk_norm=True, max_position_embeddings=4096)

@@ -61,7 +61,6 @@ def main() -> None:
     args.prompts, args.batch, args.caps, args.repeats = 16, 8, "32,96", 1
   caps = [int(c) for c in args.caps.split(",")]
   import torch
-  import transformers
 
   import rsft
   from rsft.tools import tiny_models

@@ -65,8 +65,8 @@ def load_lm_eval(lm_eval_dir: str | None) -> tuple[types.ModuleType, str]:
   (sacrebleu, datasets, ...), so the three packages above the IFEval files are stand-ins that only give the path."""
   if lm_eval_dir is None:
     try:
-      from lm_eval.tasks.ifeval import utils  # a full lm_eval install
       import lm_eval
+      from lm_eval.tasks.ifeval import utils  # a full lm_eval install
       return utils, lm_eval.__version__
     except ImportError:
       spec = importlib.util.find_spec("lm_eval")

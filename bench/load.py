@@ -36,6 +36,7 @@ def worker(which: str, path: str) -> None:
 
   if which == "rsft":
     import jax
+
     import rsft
     jax.jit(lambda x: x + 1)(1).block_until_ready()  # start the XLA client before the baseline
   else:

@@ -36,7 +36,8 @@ def rsft_step(arch: str, batch: int, seq: int, steps: int, remat: str, devices: 
   import jax
 
   import rsft
-  from rsft import config as rconfig, hardware, sharding
+  from rsft import config as rconfig
+  from rsft import hardware, sharding
   from rsft.train import loop, metrics
   cfg = architecture(arch)
   c = rconfig.base_config()

@@ -32,6 +32,7 @@ def rsft_tokens_per_s(batch: int, seq: int, steps: int) -> float:
   import types
 
   import jax
+
   import rsft
   from rsft.models import ModelConfig
   from rsft.train import optim
@@ -93,6 +94,7 @@ def loss_memory(seq: int, vocab: int = 151936, hidden: int = 64, chunk: int = 10
   """Temp bytes of value_and_grad of the summed log-likelihood: (chunked head, dense logits)."""
   import jax
   import jax.numpy as jnp
+
   from rsft.models.head import chunked_logprobs
 
   h = jax.ShapeDtypeStruct((1, seq, hidden), jnp.bfloat16)

@@ -3,8 +3,7 @@
 Public API (stable; see DESIGN.md): load_model, token_logprobs, generate, reward_scores, export_hf.
 """
 
-from rsft.api import (Model, Options, export_hf, generate, init_model, load_model, reshard, reward_scores,
-                      token_logprobs)
+from rsft.api import Model, Options, export_hf, generate, init_model, load_model, reshard, reward_scores, token_logprobs
 
 __all__ = ["Model", "Options", "export_hf", "generate", "init_model", "load_model", "reshard", "reward_scores",
            "token_logprobs"]

@@ -107,8 +107,8 @@ def test_token_level_table_equals_token_logprobs(tmp_path):
   import numpy as np
 
   import rsft
-  from rsft.tools import tiny_models
   from rsft.analysis import tokens
+  from rsft.tools import tiny_models
   pytest.importorskip("torch")
   for seed, name in ((0, "base"), (1, "ckpt")):
     tiny_models.build("qwen3", tmp_path / name, seed=seed)

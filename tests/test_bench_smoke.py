@@ -14,9 +14,8 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 import cpu_env
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_LM_EVAL = os.path.join(ROOT, "bench", "no_such_lm_eval_dir")

@@ -1,7 +1,6 @@
 """Context parallelism (mesh.sequence): rows split over a `sequence` mesh axis in zigzag order, attention by
 all-gather of keys and values or by ring; loss and gradients equal the single-device step."""
 
-import functools
 
 import jax
 import numpy as np
@@ -106,6 +105,7 @@ def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
   import json
   import os
   import shutil
+
   from configs import countdown_tiny
   from rsft.train import loop
   c = countdown_tiny.get_config()
@@ -230,6 +230,7 @@ def test_ring_blocks_follow_the_zigzag_halves():
 
 def test_flops_count_a_shard_map_body_on_every_device():
   from jax.sharding import PartitionSpec as P
+
   from rsft.tools import flops
   m = mesh(sequence=4, data=2)
   f = jax.shard_map(lambda x: x @ x.T, mesh=m, in_specs=P(("data", "sequence")), out_specs=P(("data", "sequence")),

@@ -8,9 +8,9 @@ import pytest
 import safetensors
 
 import rsft
-from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.models import ModelConfig
+from rsft.tools import tiny_models
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

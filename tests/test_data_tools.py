@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from rsft.tools import data as tools
 from rsft.infer import sampler
+from rsft.tools import data as tools
 
 ROWS = [{"message": [{"role": "user", "content": "What is 2+2?"}],
          "response": "<think>\n2+2 is 4. Wait, check: yes.\n</think>\n\nThe answer is \\boxed{4}.", "answer": "4"},

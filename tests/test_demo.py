@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import cpu_env
+
 from rsft.analysis import markup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

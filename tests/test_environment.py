@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
+import grade_mode
 import nltk
 import pytest
-
-import grade_mode
 
 from rsft import config as rconfig
 from rsft.evals import errors, preflight, run, sandbox

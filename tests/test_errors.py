@@ -8,8 +8,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import rsft
-from rsft.tools import tiny_models
 from rsft.models import ModelConfig
+from rsft.tools import tiny_models
 
 pytest.importorskip("torch")
 

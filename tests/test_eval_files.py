@@ -8,15 +8,14 @@ import subprocess
 import sys
 import time
 
+import cpu_env
 import numpy as np
 import pytest
 
-import cpu_env
-
-from rsft.tools import tiny_models
 from rsft import config as rconfig
 from rsft.evals import checkpoints, jsonl, run
 from rsft.tasks import countdown
+from rsft.tools import tiny_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytest.importorskip("torch")

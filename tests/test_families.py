@@ -11,13 +11,13 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_convert import assert_bit_equal, read_all
 
 import rsft
-from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.models import ModelConfig, attention, presets
 from rsft.models.layers import rope_inv_freq
-from test_convert import assert_bit_equal, read_all
+from rsft.tools import tiny_models
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

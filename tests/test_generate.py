@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import rsft
-from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.infer import engine, sampler, sampling
+from rsft.tools import tiny_models
 
 torch = pytest.importorskip("torch")
 
@@ -263,6 +263,7 @@ def test_kv_cache_logits_equal_full_forward_logits_at_every_position(models):
   """Prefill a left-padded prompt, then extend one token at a time: every step's full logit row equals the
   full forward pass's row at that position."""
   from flax import nnx
+
   from rsft.models.decoder import positions_from_mask
   _, m = models["qwen2"]
   model = nnx.merge(m.graphdef, m.params)

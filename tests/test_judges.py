@@ -9,13 +9,12 @@ import threading
 
 import numpy as np
 import pytest
-
 from grade_mode import grade
 
-from rsft.tools import tiny_models
 from rsft import config as rconfig
 from rsft.evals import benchmarks, preflight
 from rsft.tasks import countdown
+from rsft.tools import tiny_models
 
 torch = pytest.importorskip("torch")
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "benchmarks")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import rsft
-from rsft.tools import tiny_models
 from rsft.models.head import chunked_logprobs
+from rsft.tools import tiny_models
 
 torch = pytest.importorskip("torch")
 
@@ -114,6 +114,7 @@ def tiny_qwen3(**kw):
 def test_float32_matmuls_run_at_highest_precision():
   """Without it GPUs use TF32: on an H100 parity with transformers fell to 5e-4 (bench/accelerator_check.py)."""
   import jax.extend
+
   from rsft.models.forward import padded_logprobs
 
   m = rsft.init_model(tiny_qwen3())

@@ -9,9 +9,8 @@ import os
 import random
 import re
 
-import pytest
-
 import grade_mode
+import pytest
 
 from rsft.evals import benchmarks, extract, grading, loaders
 from rsft.evals import judges as judging

@@ -67,6 +67,7 @@ def test_a_step_dir_with_empty_params_says_so(tmp_path):
 
 def test_prompts_that_leave_no_response_token_are_refused(tmp_path):
   import ml_collections
+
   from rsft.data import pipeline, tiny_tokenizer
   tok = tiny_tokenizer.train(["a b c d e f g h"] * 20, 300, str(tmp_path / "tok"))
   data = tmp_path / "d.jsonl"

@@ -176,6 +176,7 @@ def test_private_tmp_is_bounded():
 ])
 def test_forged_humaneval_passes_fail(name, tail):
   import json
+
   from rsft.evals.graders import code
   item = json.loads(open(os.path.join(ROOT, "..", "shared", "benchmarks", "humaneval.jsonl")).readline())
   wrong = "    import os\n    os._exit(0)\n" if name == "exit from inside the call" else "    return None\n"

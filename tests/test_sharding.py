@@ -6,10 +6,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import rsft
-from rsft.tools import tiny_models
 from rsft import sharding
 from rsft.api import abstract_model
 from rsft.models import ModelConfig
+from rsft.tools import tiny_models
 
 pytest.importorskip("torch")
 

@@ -9,11 +9,9 @@ import subprocess
 import sys
 import time
 
-import pytest
-
-import grade_mode
-
 import cpu_env
+import grade_mode
+import pytest
 import two_processes
 
 from rsft import api
@@ -73,7 +71,7 @@ def flags(work, tok, benches=("countdown", "math500", "gpqa_diamond")):
 
 def results(work):
   with open(os.path.join(work, "eval", "results.jsonl")) as f:
-    return sorted((json.dumps(json.loads(line), sort_keys=True) for line in f))
+    return sorted(json.dumps(json.loads(line), sort_keys=True) for line in f)
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +355,7 @@ def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_rep
 def _tensorboard_scalars(directory):
   """(tag, step, value) of every scalar in the event files under `directory` (TFRecord frames of Event protos)."""
   import struct
+
   from tensorboardX.proto import event_pb2
   out = []
   for name in sorted(os.listdir(directory)):

@@ -18,10 +18,9 @@ import pytest
 
 import rsft
 from rsft import sharding
-from rsft.models import ModelConfig
+from rsft.models import ModelConfig, forward
 from rsft.train import loop, optim
 from rsft.train.loss import token_scales
-from rsft.models import forward
 from rsft.train.step import StepConfig, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +94,7 @@ def run_steps(mesh, steps=3, micro_batches=2):
   step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(micro_batches=micro_batches, loss_chunk=8)))
   params, opt_state, losses = m.params, jax.jit(tx.init)(m.params), []
   place = sharding.batch_sharding(sharding.Rules(mesh), (8, 24))
-  for i in range(steps):
+  for _ in range(steps):
     batch = {k: jax.device_put(v, place) for k, v in random_batch(seed=0).items()}
     params, opt_state, out = step(params, opt_state, batch)
     losses.append(float(out["loss"]))

@@ -16,7 +16,6 @@ import statistics
 from typing import Any
 
 import numpy as np
-
 from absl import logging
 
 from rsft.analysis import dynamics, markup, patterns, runs, study_tables

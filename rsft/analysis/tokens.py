@@ -22,7 +22,6 @@ import numpy as np
 from rsft.analysis import patterns
 
 
-
 def score_checkpoints(models: Sequence[tuple[str, Callable[[], Any]]], prompts: Sequence[list[int]],
                       completions: Sequence[list[int]], batch_tokens: int = 16384) -> dict[str, list[list[float]]]:
   """label -> per-response lists of per-token log-probs (and label + '/entropy' -> entropies). Each model is

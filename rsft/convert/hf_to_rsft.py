@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from rsft.convert import mappings
 from rsft.convert.safetensors_io import TensorInfo, read_header, read_tensor
@@ -107,12 +108,12 @@ def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], header
   return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zeros_fn(shape, dtype, sharding):
   return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _set_layer_fn(sharding):
   return jax.jit(lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), i, 0),
                  out_shardings=sharding, donate_argnums=0)

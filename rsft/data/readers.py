@@ -107,8 +107,7 @@ def _hf_rows(name: str) -> Iterator[tuple[int, Any]]:
   import datasets
   spec = name[3:]
   repo, _, split = spec.partition(":")
-  for i, row in enumerate(datasets.load_dataset(repo, split=split or "train")):
-    yield i, row
+  yield from enumerate(datasets.load_dataset(repo, split=split or "train"))
 
 
 def resolve_files(files: str | Sequence[str]) -> list[str]:

@@ -25,7 +25,8 @@ from typing import Any
 
 from absl import logging
 
-from rsft import distributed, workdir as workdir_lib
+from rsft import distributed
+from rsft import workdir as workdir_lib
 from rsft.convert.step_dir import finished_steps
 from rsft.evals import checkpoints, sweep
 from rsft.evals.errors import EnvironmentProblem

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable, Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 from absl import logging
 
@@ -96,7 +96,7 @@ class ResumableWriter:
       self._file.close()
     distributed.sync(f"closed {self.path}")
 
-  def __enter__(self) -> "ResumableWriter":
+  def __enter__(self) -> ResumableWriter:
     return self
 
   def __exit__(self, *exc) -> None:

@@ -16,8 +16,8 @@ from absl import logging
 
 from rsft.convert import model_io
 from rsft.evals import sweep
-from rsft.models import resolve
 from rsft.evals.requests import Renderer
+from rsft.models import resolve
 
 
 def load_tokenizer(config: Any) -> Any:

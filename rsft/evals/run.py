@@ -8,14 +8,14 @@ from typing import Any
 
 from absl import logging
 
-from rsft import distributed, sharding, tracking
-from rsft.convert.model_io import default_stop_ids, load_model, load_tokenizer
-from rsft.models.model import Model
-from rsft import workdir as workdir_lib
 from rsft import config as rconfig
+from rsft import distributed, sharding, tracking
+from rsft import workdir as workdir_lib
+from rsft.convert.model_io import default_stop_ids, load_model, load_tokenizer
 from rsft.evals import checkpoints, follow, modes, prompt_dump, sweep
 from rsft.evals.judges import Judges
 from rsft.evals.requests import Renderer
+from rsft.models.model import Model
 
 MODES = rconfig.CHOICES["eval.mode"]
 

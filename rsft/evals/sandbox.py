@@ -157,7 +157,7 @@ def _own_cgroup(controller: str) -> str:
   return "/"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _remove_stale(root: str, settings_key: Any) -> None:
   """Once per process: remove empty rsft_sandbox_* cgroups a killed grader left (rmdir fails on live ones)."""
   for controller in settings_key:
@@ -409,7 +409,7 @@ class Process:
     self._watchdog.cancel() if threading.current_thread() is not self._watchdog else None
     self._launched.kill()
 
-  def __enter__(self) -> "Process":
+  def __enter__(self) -> Process:
     return self
 
   def __exit__(self, *exc) -> None:

@@ -93,7 +93,7 @@ def grade_generations(bench: Benchmark, items: list[Item], gen_path: str, grade_
                       settings: dict[str, Any], judges: Any = None) -> None:
   generations = _read(gen_path)
   with jsonl.ResumableWriter(grade_path, lambda r: (r["index"], r["sample"]), settings) as writer:
-    for (index, sample), sha in writer.done.items():
+    for (index, _sample), sha in writer.done.items():
       if sha is not None and index < len(items) and sha != item_sha(items[index]):
         raise ValueError(f"{grade_path}: item {index} was graded for another prompt or gold than it has now (data "
                          "file, protocol or PYTHONHASHSEED changed); move the old grades away to regrade.")

@@ -237,7 +237,7 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: Any, 
                         prefix_hits=engine.prefix_hits)
 
 
-def _run(engine: "_Engine", book: sched_lib.Scheduler, queue: collections.deque, prompts, lengths: np.ndarray,
+def _run(engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, prompts, lengths: np.ndarray,
          room: np.ndarray, results: list, first_token: list[float], on_finished: Finished | None) -> None:
   """The host loop: admit what fits, give pages (preempting when they run out), prefill (paged: a round of
   pieces, or all of them), decode a chunk, report the sequences that finished; until every prompt's samples are
@@ -275,7 +275,7 @@ def _run(engine: "_Engine", book: sched_lib.Scheduler, queue: collections.deque,
   progress.close()
 
 
-def _admit_waiting(engine: "_Engine", book: sched_lib.Scheduler, queue: collections.deque, prompts,
+def _admit_waiting(engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, prompts,
                    lengths: np.ndarray, room: np.ndarray) -> None:
   """Swapped-out sequences resume first (oldest first); then waiting prompts, in order, while their n samples fit,
   prefilled in groups that share a length bucket."""

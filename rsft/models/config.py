@@ -121,7 +121,7 @@ class ModelConfig:
     }
 
   @classmethod
-  def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json") -> "ModelConfig":
+  def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json") -> ModelConfig:
     model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
       raise ValueError(
@@ -188,7 +188,7 @@ class ModelConfig:
     )
 
   @classmethod
-  def from_dir(cls, path: str) -> tuple["ModelConfig", dict[str, Any]]:
+  def from_dir(cls, path: str) -> tuple[ModelConfig, dict[str, Any]]:
     """Returns the parsed config and the raw JSON (kept so export can write it back unchanged)."""
     file = os.path.join(path, "config.json")
     if not os.path.exists(file):
@@ -198,7 +198,7 @@ class ModelConfig:
     return cls.from_hf_dict(raw, source=file), raw
 
   @classmethod
-  def from_arch(cls, arch: dict[str, Any]) -> "ModelConfig":
+  def from_arch(cls, arch: dict[str, Any]) -> ModelConfig:
     """From-scratch models (config `model.arch`): same field names as this dataclass."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(arch) - names)

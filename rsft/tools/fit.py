@@ -29,7 +29,8 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compile beside a job
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from rsft import config as rconfig, hardware  # noqa: E402
+from rsft import config as rconfig  # noqa: E402
+from rsft import hardware
 
 GIB = hardware.GIB
 

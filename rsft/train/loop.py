@@ -23,14 +23,16 @@ import jax
 import optax
 from absl import logging
 
-from rsft import config as rconfig, distributed, sharding, tracking
+from rsft import config as rconfig
+from rsft import distributed, sharding, tracking
 from rsft import workdir as workdir_lib
-from rsft.data import generate, pipeline
 from rsft.convert.model_io import load_model, load_tokenizer
 from rsft.convert.step_dir import finished_steps
+from rsft.data import generate, pipeline
 from rsft.models import ModelConfig, resolve
 from rsft.models.model import Model, abstract_model, init_model
-from rsft.train import checkpoint, metrics as metrics_lib, optim
+from rsft.train import checkpoint, optim
+from rsft.train import metrics as metrics_lib
 from rsft.train.step import StepConfig, train_step
 
 

@@ -12,8 +12,8 @@ from absl import logging
 from tqdm import tqdm
 
 from rsft import hardware
-from rsft.tracking import Tracker
 from rsft.models import ModelConfig
+from rsft.tracking import Tracker
 
 
 def param_count(cfg: ModelConfig) -> int:

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rsft.evals import sandbox
-from rsft.evals.graders import wire
 from rsft.evals.extract import strip_thinking
+from rsft.evals.graders import wire
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.S)
 

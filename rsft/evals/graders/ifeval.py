@@ -78,7 +78,7 @@ def environment_problem() -> str | None:
   return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _download_punkt() -> bool:
   """Cached so that an offline machine tries the download once, not once per response."""
   import nltk
@@ -88,7 +88,7 @@ def _download_punkt() -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _punkt() -> Any:
   """NLTK punkt, English: what lm_eval's count_sentences loads (`nltk.data.load("nltk:tokenizers/punkt/english.pickle")`
   resolves to punkt_tab's English model in nltk >= 3.9). Loaded on first use so that importing rsft needs no data.

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rsft.evals import sandbox
-from rsft.evals.graders import wire
 from rsft.evals.extract import strip_thinking
+from rsft.evals.graders import wire
 from rsft.evals.graders.code import CodeGrade, last_code_block
 
 
