@@ -18,10 +18,10 @@ def main(argv):
   if config.analysis.tokens:
     from rsft.analysis import tokens
     from rsft.evals import run
+
     for workdir in workdirs:
       tokens.analyze(config, workdir, lambda path: run.load(config, path))
-  report.build(workdirs, out, tuple(config.analysis.in_domain), config.analysis.dip_threshold,
-               config.analysis.markers)
+  report.build(workdirs, out, tuple(config.analysis.in_domain), config.analysis.dip_threshold, config.analysis.markers)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def parity(tmp: str, smoke: bool) -> None:
     for precision in ("default", "highest"):
       with jax.default_matmul_precision(precision):
         got = np.asarray(rsft.token_logprobs(m, ids, mask))
-      print(f"parity {kind:6s} precision={precision:8s} max|rsft - transformers|={np.abs(got - want).max():.2e}",
-            flush=True)
+      print(
+        f"parity {kind:6s} precision={precision:8s} max|rsft - transformers|={np.abs(got - want).max():.2e}", flush=True
+      )
 
 
 def bf16_vs_f32(tmp: str, smoke: bool) -> None:
@@ -65,8 +66,11 @@ def bf16_vs_f32(tmp: str, smoke: bool) -> None:
   p32, p16 = out["float32"], out["bfloat16"]
   kl = (jnp.exp(p32) * (p32 - p16)).sum(-1)
   real = np.asarray(mask) > 0
-  print(f"bf16 vs f32: mean KL={float(kl[real].mean()):.2e} max KL={float(kl[real].max()):.2e} "
-        f"max|dlogp|={float(jnp.abs(p32 - p16).max(-1)[real].max()):.3f}", flush=True)
+  print(
+    f"bf16 vs f32: mean KL={float(kl[real].mean()):.2e} max KL={float(kl[real].max()):.2e} "
+    f"max|dlogp|={float(jnp.abs(p32 - p16).max(-1)[real].max()):.3f}",
+    flush=True,
+  )
 
 
 def load(tmp: str, smoke: bool) -> None:
@@ -94,9 +98,12 @@ def load(tmp: str, smoke: bool) -> None:
     sync()
     times["transformers"] = time.perf_counter() - start
     del hf
-  print(f"{'tiny' if smoke else '1.1B'} load: rsft onto {jax.devices()[0].device_kind} {times['rsft']:.2f}s, "
-        f"transformers+.to({device}) {times['transformers']:.2f}s, ratio rsft / transformers "
-        f"{times['rsft'] / times['transformers']:.2f}", flush=True)
+  print(
+    f"{'tiny' if smoke else '1.1B'} load: rsft onto {jax.devices()[0].device_kind} {times['rsft']:.2f}s, "
+    f"transformers+.to({device}) {times['transformers']:.2f}s, ratio rsft / transformers "
+    f"{times['rsft'] / times['transformers']:.2f}",
+    flush=True,
+  )
 
 
 def main() -> None:

@@ -33,11 +33,15 @@ def packed(rows: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     at, doc = 0, 1
     while at < length:
       n = min(int(rng.integers(40, 401)), length - at)
-      seg[r, at:at + n], pos[r, at:at + n] = doc, np.arange(n)
+      seg[r, at : at + n], pos[r, at : at + n] = doc, np.arange(n)
       at, doc = at + n, doc + 1
-  return dict(inputs=rng.integers(0, 512, (rows, length)).astype(np.int32),
-              targets=rng.integers(0, 512, (rows, length)).astype(np.int32),
-              weights=np.ones((rows, length), np.float32), segment_ids=seg, positions=pos)
+  return dict(
+    inputs=rng.integers(0, 512, (rows, length)).astype(np.int32),
+    targets=rng.integers(0, 512, (rows, length)).astype(np.int32),
+    weights=np.ones((rows, length), np.float32),
+    segment_ids=seg,
+    positions=pos,
+  )
 
 
 def main() -> None:
@@ -60,21 +64,48 @@ def main() -> None:
   from rsft.train import optim
   from rsft.train.step import StepConfig, train_step
 
-  arch = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-              num_kv_heads=2, head_dim=16, rope_theta=1e6, qk_norm=True, max_position_embeddings=4096)
+  arch = dict(
+    model_type="qwen3",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    rope_theta=1e6,
+    qk_norm=True,
+    max_position_embeddings=4096,
+  )
   cfg = ModelConfig.from_arch(arch)
-  tc = ml_collections.ConfigDict(dict(lr=1e-3, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9,
-                                      b2=0.999, eps=1e-8, weight_decay=0.0, weight_decay_mask="kernels"))
+  tc = ml_collections.ConfigDict(
+    dict(
+      lr=1e-3,
+      warmup_ratio=0.0,
+      schedule="constant",
+      max_grad_norm=1.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.0,
+      weight_decay_mask="kernels",
+    )
+  )
   tx = optim.make_optimizer(tc, 10)[0]
   batch = packed(args.rows, args.length)
   tokens = args.rows * args.length
-  print(f"tiny Qwen3 (2 layers, hidden 64), float32, {args.rows} packed rows x {args.length} tokens, 8 fake CPU "
-        f"devices; best of {args.steps}")
+  print(
+    f"tiny Qwen3 (2 layers, hidden 64), float32, {args.rows} packed rows x {args.length} tokens, 8 fake CPU "
+    f"devices; best of {args.steps}"
+  )
   base = None
   layouts = [(1, "auto")] + [(s, a) for s in ((4,) if args.smoke else (2, 4, 8)) for a in ("allgather", "ring")]
   for sequence, attention in layouts + [(0, "auto")]:
-    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1]) if sequence == 0 else \
-        sharding.make_mesh(1, -1, 1, sequence=sequence)
+    mesh = (
+      sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+      if sequence == 0
+      else sharding.make_mesh(1, -1, 1, sequence=sequence)
+    )
     m = rsft.init_model(cfg, seed=0, mesh=mesh, attention=attention)
     step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=256, sequence=sequence)))
     place = sharding.batch_sharding(sharding.Rules(mesh), batch["inputs"].shape)
@@ -91,14 +122,31 @@ def main() -> None:
       best = min(best, time.perf_counter() - start)
     base = base or (best, temp, loss)
     one_device = best  # the last layout
-    name = f"sequence {sequence} {attention:9s} (fsdp {8 // sequence})" if sequence > 1 else \
-        "unsplit            (fsdp 8)" if sequence else "one device                 "
-    print(f"{name}: {1e3 * best:8.1f} ms/step, {tokens / best:8.0f} tok/s, ratio "
-          f"to unsplit {base[0] / best:.2f}, temporary memory / device {temp / 2 ** 20:7.1f} MiB "
-          f"({temp / base[1]:.2f} of unsplit), |loss - unsplit| {abs(loss - base[2]):.1e}")
-  hf = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
-      vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-      num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, attn_implementation="sdpa"))
+    name = (
+      f"sequence {sequence} {attention:9s} (fsdp {8 // sequence})"
+      if sequence > 1
+      else "unsplit            (fsdp 8)"
+      if sequence
+      else "one device                 "
+    )
+    print(
+      f"{name}: {1e3 * best:8.1f} ms/step, {tokens / best:8.0f} tok/s, ratio "
+      f"to unsplit {base[0] / best:.2f}, temporary memory / device {temp / 2**20:7.1f} MiB "
+      f"({temp / base[1]:.2f} of unsplit), |loss - unsplit| {abs(loss - base[2]):.1e}"
+    )
+  hf = transformers.Qwen3ForCausalLM(
+    transformers.Qwen3Config(
+      vocab_size=512,
+      hidden_size=64,
+      intermediate_size=128,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      head_dim=16,
+      max_position_embeddings=4096,
+      attn_implementation="sdpa",
+    )
+  )
   ids = torch.tensor(batch["inputs"], dtype=torch.long)
   position_ids = torch.tensor(batch["positions"], dtype=torch.long)
   best = float("inf")
@@ -107,8 +155,10 @@ def main() -> None:
     labels = torch.tensor(batch["targets"], dtype=torch.long)
     hf(input_ids=ids, position_ids=position_ids, labels=labels).loss.backward()
     best = min(best, time.perf_counter() - start)
-  print(f"transformers forward + backward (position_ids packing, no optimizer): {1e3 * best:8.1f} ms/step, "
-        f"{tokens / best:8.0f} tok/s; ratio rsft one device / transformers {best / one_device:.2f}")
+  print(
+    f"transformers forward + backward (position_ids packing, no optimizer): {1e3 * best:8.1f} ms/step, "
+    f"{tokens / best:8.0f} tok/s; ratio rsft one device / transformers {best / one_device:.2f}"
+  )
 
 
 if __name__ == "__main__":

@@ -37,15 +37,15 @@ from rsft.tasks import countdown
 from rsft.tools import tiny_models
 
 KINDS = [  # (kind, pattern): group 1 marks the characters; the first kind that claims a character wins
-    ("value", r"\d+[-+*/]\d+=(\d+)"),
-    ("target", r" vs (\d+)"),
-    ("yes", r" vs \d+ (yes)"),
-    ("no", r" vs \d+ (no)"),
-    ("continue", r" no(,) "),
-    ("exhausted", r" no(\.) Backtrack"),
-    ("first_move", r"(?m)^(\d+[-+*/]\d+)=\d+, left"),
-    ("left", r"left ([\d, ]+):"),
-    ("boxed", r"\\boxed\{([^}]*)\}"),
+  ("value", r"\d+[-+*/]\d+=(\d+)"),
+  ("target", r" vs (\d+)"),
+  ("yes", r" vs \d+ (yes)"),
+  ("no", r" vs \d+ (no)"),
+  ("continue", r" no(,) "),
+  ("exhausted", r" no(\.) Backtrack"),
+  ("first_move", r"(?m)^(\d+[-+*/]\d+)=\d+, left"),
+  ("left", r"left ([\d, ]+):"),
+  ("boxed", r"\\boxed\{([^}]*)\}"),
 ]
 NAMES = [k for k, _ in KINDS] + ["other"]
 MOVED = "yes, target+1"
@@ -66,8 +66,9 @@ def gold_sequences(tokenizer, puzzles: list[countdown.Puzzle], shift: int = 0) -
   out = []
   for p in puzzles:
     moved = countdown.Puzzle(p.numbers, p.target + shift)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": countdown.prompt(moved)}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+      [{"role": "user", "content": countdown.prompt(moved)}], tokenize=False, add_generation_prompt=True
+    )
     response = countdown.trace(p)
     if shift:
       response = re.sub(rf"(Need| vs) {p.target}\b", rf"\g<1> {moved.target}", response)
@@ -124,11 +125,15 @@ def main() -> None:
   args = parser.parse_args()
   if not args.smoke and not args.workdir:
     parser.error("--workdir is required (or --smoke)")
-  puzzles = [countdown.Puzzle(tuple(r["numbers"]), r["target"])  # the benchmark's own held-out items
-             for r in items.countdown_items(args.level)(4 if args.smoke else args.puzzles)]
+  puzzles = [
+    countdown.Puzzle(tuple(r["numbers"]), r["target"])  # the benchmark's own held-out items
+    for r in items.countdown_items(args.level)(4 if args.smoke else args.puzzles)
+  ]
   with tempfile.TemporaryDirectory() as tmp:
     if args.smoke:
-      texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 50, **countdown.LEVELS[args.level])]
+      texts = [
+        countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 50, **countdown.LEVELS[args.level])
+      ]
       tokenizer = tiny_tokenizer.train(texts, tiny_models.VOCAB, os.path.join(tmp, "tokenizer"))
       hf_dir = os.path.join(tmp, "random")
       tiny_models.build("qwen3", hf_dir)
@@ -139,8 +144,10 @@ def main() -> None:
       steps = [int(s) for s in args.steps.split(",")] if args.steps else step_dir.finished_steps(ckpts)
       checkpoints = [(str(s), os.path.join(ckpts, str(s)), None) for s in steps]
     sequences, moved = gold_sequences(tokenizer, puzzles), gold_sequences(tokenizer, puzzles, shift=1)
-    print(f"{args.workdir or 'smoke'}: {len(puzzles)} held-out {args.level} gold traces; "
-          "mean p of the gold token / share with p > 0.5")
+    print(
+      f"{args.workdir or 'smoke'}: {len(puzzles)} held-out {args.level} gold traces; "
+      "mean p of the gold token / share with p > 0.5"
+    )
     print("| step | " + " | ".join(NAMES + [MOVED]) + " |")
     print("| --- " * (len(NAMES) + 2) + "|")
     worst = 0.0

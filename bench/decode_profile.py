@@ -20,8 +20,15 @@ import time
 
 import numpy as np
 
-SHAPE = dict(num_hidden_layers=3, hidden_size=96, intermediate_size=192, num_attention_heads=4, num_key_value_heads=2,
-             head_dim=40, max_position_embeddings=8192)
+SHAPE = dict(
+  num_hidden_layers=3,
+  hidden_size=96,
+  intermediate_size=192,
+  num_attention_heads=4,
+  num_key_value_heads=2,
+  head_dim=40,
+  max_position_embeddings=8192,
+)
 
 
 def best(fn, repeats: int = 3) -> float:
@@ -56,8 +63,15 @@ def rsft_loop(m, batch: int, context: int, steps: int, page: int = 128):
 
     def body(i, carry):
       k_pool, v_pool, logits, lengths = carry
-      tok, _ = select(logits, row_keys(jnp.uint32(1), jnp.arange(batch), jnp.full((batch,), i)), ones, ones,
-                      jnp.zeros((batch,), jnp.int32), 64, cfg.vocab_size)
+      tok, _ = select(
+        logits,
+        row_keys(jnp.uint32(1), jnp.arange(batch), jnp.full((batch,), i)),
+        ones,
+        ones,
+        jnp.zeros((batch,), jnp.int32),
+        64,
+        cfg.vocab_size,
+      )
       lengths = lengths + 1
       pages = attention.Pages(table, lengths, jnp.max(lengths))
       hidden, k_pool, v_pool = model.extend_paged(tok[:, None], k_pool, v_pool, pages, jnp.ones((batch,), bool))
@@ -89,8 +103,10 @@ def main() -> None:
   hf = tiny_models.build("qwen3", path, vocab_size=args.vocab, **SHAPE)
   m = rsft.load_model(path)
   rng = np.random.default_rng(0)
-  print(f"tiny Qwen3 {SHAPE}, vocabulary {args.vocab}, rows of {args.context} columns, {args.steps} steps, T 1.0, "
-        f"float32; ms per decode step; ratio = transformers / rsft")
+  print(
+    f"tiny Qwen3 {SHAPE}, vocabulary {args.vocab}, rows of {args.context} columns, {args.steps} steps, T 1.0, "
+    f"float32; ms per decode step; ratio = transformers / rsft"
+  )
   for batch in (int(b) for b in args.batches.split(",")):
     full = best(rsft_loop(m, batch, args.context, args.steps)) / args.steps
     reference = attention.paged_attention
@@ -103,12 +119,22 @@ def main() -> None:
 
     def hf_generate(new: int):
       with torch.no_grad():
-        hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
-                    do_sample=True, top_k=0, top_p=1.0, pad_token_id=0)
+        hf.generate(
+          input_ids=ids,
+          attention_mask=torch.ones_like(ids),
+          max_new_tokens=new,
+          min_new_tokens=new,
+          do_sample=True,
+          top_k=0,
+          top_p=1.0,
+          pad_token_id=0,
+        )
 
     theirs = (best(lambda: hf_generate(args.steps + 1)) - best(lambda: hf_generate(1))) / args.steps
-    print(f"batch {batch:3d}: rsft {full * 1e3:7.3f} ms/step (attention {max(full - bare, 0) / full:4.0%} of it), "
-          f"transformers {theirs * 1e3:7.3f} ms/step, ratio {theirs / full:5.2f}")
+    print(
+      f"batch {batch:3d}: rsft {full * 1e3:7.3f} ms/step (attention {max(full - bare, 0) / full:4.0%} of it), "
+      f"transformers {theirs * 1e3:7.3f} ms/step, ratio {theirs / full:5.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,26 @@ import numpy as np
 from rsft.tools.benchtools import timed
 
 SIZES = {  # transformers Qwen3Config fields
-    "tiny": dict(vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=True),
-    "0.6b": dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+  "tiny": dict(
+    vocab_size=512,
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    tie_word_embeddings=True,
+  ),
+  "0.6b": dict(
+    vocab_size=151936,
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    tie_word_embeddings=True,
+  ),
 }
 
 
@@ -69,19 +85,32 @@ def main() -> None:
   useful = (weight_bytes + kv_per_column * (args.prompt + args.new / 2)) * steps_per_s
   kind = jax.devices()[0].device_kind
   peak = hardware.hbm_bandwidth(kind)
-  out = dict(device=kind, size=args.size, batch=args.batch, prompt=args.prompt, prompt_bucket=bucket, new=args.new,
-             rsft_options=repr(opts), weight_gb=weight_bytes / 1e9, rsft_tok_s=args.batch * steps_per_s,
-             rsft_ms_per_step=1e3 / steps_per_s, achieved_gb_s=allocated / 1e9, useful_gb_s=useful / 1e9,
-             peak_gb_s=peak / 1e9 if peak else None, roofline_fraction=allocated / peak if peak else None,
-             useful_roofline_fraction=useful / peak if peak else None)
+  out = dict(
+    device=kind,
+    size=args.size,
+    batch=args.batch,
+    prompt=args.prompt,
+    prompt_bucket=bucket,
+    new=args.new,
+    rsft_options=repr(opts),
+    weight_gb=weight_bytes / 1e9,
+    rsft_tok_s=args.batch * steps_per_s,
+    rsft_ms_per_step=1e3 / steps_per_s,
+    achieved_gb_s=allocated / 1e9,
+    useful_gb_s=useful / 1e9,
+    peak_gb_s=peak / 1e9 if peak else None,
+    roofline_fraction=allocated / peak if peak else None,
+    useful_roofline_fraction=useful / peak if peak else None,
+  )
 
   if not args.skip_transformers:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     hf = hf.to(device)
     ids = torch.tensor(prompts, device=device)
-    kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=args.new, do_sample=False, eos_token_id=None,
-              pad_token_id=0)
+    kw = dict(
+      attention_mask=torch.ones_like(ids), max_new_tokens=args.new, do_sample=False, eos_token_id=None, pad_token_id=0
+    )
 
     def hf_generate():
       with torch.no_grad():
@@ -90,9 +119,13 @@ def main() -> None:
       return ref
 
     ref, hf_seconds = timed(hf_generate)
-    same = sum(a[:32] == b[:32] for a, b in zip(res.tokens, ref[:, args.prompt:].tolist()))
-    out.update(transformers_device=device, transformers_tok_s=args.batch * args.new / hf_seconds,
-               rsft_over_transformers_tok_s=hf_seconds / seconds, rows_same_first_32_tokens=f"{same}/{args.batch}")
+    same = sum(a[:32] == b[:32] for a, b in zip(res.tokens, ref[:, args.prompt :].tolist()))
+    out.update(
+      transformers_device=device,
+      transformers_tok_s=args.batch * args.new / hf_seconds,
+      rsft_over_transformers_tok_s=hf_seconds / seconds,
+      rows_same_first_32_tokens=f"{same}/{args.batch}",
+    )
   print(json.dumps(out, indent=1))
   fraction = f"{out['roofline_fraction']:.2f}" if peak else f"unknown (no bandwidth for {kind!r} in rsft/hardware.py)"
   line = f"decode {args.size} Qwen3 (bf16, batch {args.batch}): HBM roofline fraction {fraction}"

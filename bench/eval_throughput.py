@@ -33,14 +33,21 @@ import numpy as np
 
 from rsft.tools.benchtools import hf_generate, timed
 
-SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-             head_dim=16, max_position_embeddings=8192)  # the caps stay inside the trained context
+SHAPE = dict(
+  num_hidden_layers=2,
+  hidden_size=64,
+  intermediate_size=128,
+  num_attention_heads=4,
+  num_key_value_heads=2,
+  head_dim=16,
+  max_position_embeddings=8192,
+)  # the caps stay inside the trained context
 DISTRIBUTIONS = {"short": 10, "long tail": 2}  # name -> number of stop ids (of the 512-token vocabulary)
 
 
 def static_occupancy(lengths: list[int], batch: int) -> float:
   """Useful tokens / (rows x steps) over static batches: each batch runs as many steps as its longest row."""
-  steps = sum(max(lengths[i:i + batch]) * len(lengths[i:i + batch]) for i in range(0, len(lengths), batch))
+  steps = sum(max(lengths[i : i + batch]) * len(lengths[i : i + batch]) for i in range(0, len(lengths), batch))
   return sum(lengths) / max(steps, 1)
 
 
@@ -53,8 +60,12 @@ def main() -> None:
   parser.add_argument("--vocab", type=int, default=512, help="the tiny model's vocabulary")
   parser.add_argument("--shape", default="", help="overrides of the model's shape, e.g. hidden_size=96,head_dim=40")
   parser.add_argument("--prompt_range", default="20,60", help="prompt lengths, lowest,highest")
-  parser.add_argument("--stop_share", type=float, default=0.0,
-                      help="one distribution whose stop set is this share of the vocabulary (0: the two defaults)")
+  parser.add_argument(
+    "--stop_share",
+    type=float,
+    default=0.0,
+    help="one distribution whose stop set is this share of the vocabulary (0: the two defaults)",
+  )
   parser.add_argument("--smoke", action="store_true", help="16 prompts, 8 in flight, caps 32 and 96")
   args = parser.parse_args()
   if args.smoke:
@@ -73,27 +84,48 @@ def main() -> None:
   rng = np.random.default_rng(0)
   low, high = (int(x) for x in args.prompt_range.split(","))
   prompts = [rng.integers(20, args.vocab, int(rng.integers(low, high + 1))).tolist() for _ in range(args.prompts)]
-  distributions = ({f"stops {args.stop_share:g}": max(1, int(args.vocab * args.stop_share))} if args.stop_share
-                   else {name: count * args.vocab // 512 for name, count in DISTRIBUTIONS.items()})
+  distributions = (
+    {f"stops {args.stop_share:g}": max(1, int(args.vocab * args.stop_share))}
+    if args.stop_share
+    else {name: count * args.vocab // 512 for name, count in DISTRIBUTIONS.items()}
+  )
 
   def rsft_run(cap: int, stops: list[int], schedule: str) -> tuple[list[int], float]:
-    res = rsft.generate(m, prompts, cap, temperature=1.0, seed=1, stop_token_ids=stops,
-                        options=rsft.Options(max_num_seqs=args.batch, schedule=schedule))
+    res = rsft.generate(
+      m,
+      prompts,
+      cap,
+      temperature=1.0,
+      seed=1,
+      stop_token_ids=stops,
+      options=rsft.Options(max_num_seqs=args.batch, schedule=schedule),
+    )
     lengths = [len(t) for t in res.tokens]
     return lengths, sum(lengths) / max(res.row_steps, 1)
 
   def hf_run(cap: int, stops: list[int]) -> list[int]:
     lengths = []
-    for row in hf_generate(hf, prompts, args.batch, max_new_tokens=cap, do_sample=True, temperature=1.0, top_k=0,
-                           top_p=1.0, eos_token_id=stops):
+    for row in hf_generate(
+      hf,
+      prompts,
+      args.batch,
+      max_new_tokens=cap,
+      do_sample=True,
+      temperature=1.0,
+      top_k=0,
+      top_p=1.0,
+      eos_token_id=stops,
+    ):
       stop = next((j for j, t in enumerate(row) if t in stops), None)
       lengths.append(len(row) if stop is None else stop + 1)
     return lengths
 
-  print(f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most "
-        f"{args.batch} in flight, T 1.0, "
-        f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
-        f"cache in batches of {args.batch}")
+  print(
+    f"tiny Qwen3 {shape}, vocabulary {args.vocab}, {len(prompts)} prompts of {low}-{high} tokens, at most "
+    f"{args.batch} in flight, T 1.0, "
+    f"float32; rsft with its evaluation defaults otherwise (rsft.Options()), transformers generate with its KV "
+    f"cache in batches of {args.batch}"
+  )
   for name, count in distributions.items():
     stops = list(range(1, count + 1))
     for cap in caps:
@@ -101,12 +133,14 @@ def main() -> None:
       (old, occ_old), t_old = timed(lambda: rsft_run(cap, stops, "static"))
       theirs, t_hf = timed(lambda: hf_run(cap, stops))
       rate = lambda tokens, seconds: sum(tokens) / seconds
-      print(f"{name:9s} cap {cap:5d}: rsft {rate(mine, t_rsft):8.0f} useful tok/s (mean length {np.mean(mine):.0f}, "
-            f"occupancy {occ:.2f}); rsft static {rate(old, t_old):8.0f} (occupancy {occ_old:.2f}); transformers "
-            f"{rate(theirs, t_hf):8.0f} (mean length {np.mean(theirs):.0f}, occupancy "
-            f"{static_occupancy(theirs, args.batch):.2f}); ratio rsft / transformers "
-            f"{rate(mine, t_rsft) / rate(theirs, t_hf):.2f}, rsft static / transformers "
-            f"{rate(old, t_old) / rate(theirs, t_hf):.2f}, rsft / rsft static {rate(mine, t_rsft) / rate(old, t_old):.2f}")
+      print(
+        f"{name:9s} cap {cap:5d}: rsft {rate(mine, t_rsft):8.0f} useful tok/s (mean length {np.mean(mine):.0f}, "
+        f"occupancy {occ:.2f}); rsft static {rate(old, t_old):8.0f} (occupancy {occ_old:.2f}); transformers "
+        f"{rate(theirs, t_hf):8.0f} (mean length {np.mean(theirs):.0f}, occupancy "
+        f"{static_occupancy(theirs, args.batch):.2f}); ratio rsft / transformers "
+        f"{rate(mine, t_rsft) / rate(theirs, t_hf):.2f}, rsft static / transformers "
+        f"{rate(old, t_old) / rate(theirs, t_hf):.2f}, rsft / rsft static {rate(mine, t_rsft) / rate(old, t_old):.2f}"
+      )
     # Seconds per useful token (longer rows at a larger cap are work, not overhead): each schedule at each cap
     # `repeats` times, interleaved, the fastest kept, so machine noise does not pass for a cap's cost.
     per_token = {schedule: {cap: float("inf") for cap in caps} for schedule in ("continuous", "static")}
@@ -117,8 +151,10 @@ def main() -> None:
           costs[cap] = min(costs[cap], seconds / sum(lengths))
     for schedule, costs in per_token.items():
       label = "rsft" if schedule == "continuous" else "rsft static"
-      print(f"{name:9s} {label} cost per useful token at cap {caps[-1]} / cap {caps[0]}: "
-            f"{costs[caps[-1]] / costs[caps[0]]:.2f} (best of {args.repeats}, interleaved)")
+      print(
+        f"{name:9s} {label} cost per useful token at cap {caps[-1]} / cap {caps[0]}: "
+        f"{costs[caps[-1]] / costs[caps[0]]:.2f} (best of {args.repeats}, interleaved)"
+      )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,19 @@ SIZES = {"v5p": (8, 16, 32), "v6e": (8, 16, 32, 64)}
 LENGTHS = (16384, 32768, 65536)
 SEQUENCE = [2, 4]
 ARCH = "qwen3_14b"
-SMOKE = dict(model_type="qwen3", vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=2, num_heads=4,
-             num_kv_heads=2, head_dim=64, qk_norm=True, rope_theta=1e6, tie_word_embeddings=True)
+SMOKE = dict(
+  model_type="qwen3",
+  vocab_size=1024,
+  hidden_size=256,
+  intermediate_size=512,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=64,
+  qk_norm=True,
+  rope_theta=1e6,
+  tie_word_embeddings=True,
+)
 
 
 def config_for(length: int, sequence: int):
@@ -48,9 +59,17 @@ def config_for(length: int, sequence: int):
 def compile_one(name: str, length: int, sequence: int) -> dict:
   t0 = time.time()
   [r] = fit.run(config_for(length, sequence), name, what="train", arch=None if ARCH == "smoke" else ARCH)
-  return dict(slice=name, sequence=sequence, fits=r.fits, total_gib=r.total / fit.GIB, hbm_gib=r.hbm / fit.GIB,
-              temporaries_gib=r.temporaries / fit.GIB, arguments_gib=r.arguments / fit.GIB,
-              host_gib=r.host_temporaries / fit.GIB, compile_s=time.time() - t0)
+  return dict(
+    slice=name,
+    sequence=sequence,
+    fits=r.fits,
+    total_gib=r.total / fit.GIB,
+    hbm_gib=r.hbm / fit.GIB,
+    temporaries_gib=r.temporaries / fit.GIB,
+    arguments_gib=r.arguments / fit.GIB,
+    host_gib=r.host_temporaries / fit.GIB,
+    compile_s=time.time() - t0,
+  )
 
 
 def search(results: dict, out: str, length: int, family: str, axis: bool) -> None:
@@ -60,7 +79,7 @@ def search(results: dict, out: str, length: int, family: str, axis: bool) -> Non
   tried, found = [], None
   for count in SIZES[family]:
     name = f"{family}-{count}"
-    for sequence in (SEQUENCE if axis else (1,)):
+    for sequence in SEQUENCE if axis else (1,):
       if fit.parse_slice(name).chips % sequence or fit.parse_slice(name).chips == sequence:
         continue  # the axis must divide the slice and leave fsdp room
       tried.append(compile_one(name, length, sequence))
@@ -77,19 +96,23 @@ def search(results: dict, out: str, length: int, family: str, axis: bool) -> Non
 
 
 def markdown(results: dict) -> str:
-  lines = ["| tokens per row | generation | layout | smallest slice that fits | per chip: state + temporaries / HBM "
-           "| host per chip | tried |", "|" + "---|" * 7]
+  lines = [
+    "| tokens per row | generation | layout | smallest slice that fits | per chip: state + temporaries / HBM "
+    "| host per chip | tried |",
+    "|" + "---|" * 7,
+  ]
   for key, r in sorted(results.items(), key=lambda kv: (int(kv[0].split("/")[1]), kv[0])):
     family, length, layout = key.split("/")
     tried = ", ".join(f"{t['slice']} seq {t['sequence']} {t['total_gib']:.1f}" for t in r["tried"] if not t["fits"])
     f = r["fits"]
     if not f:
-      lines.append(f"| {int(length):,} | {family} | {layout} | none up to {family}-{SIZES[family][-1]} | | | "
-                   f"{tried} |")
+      lines.append(f"| {int(length):,} | {family} | {layout} | none up to {family}-{SIZES[family][-1]} | | | {tried} |")
       continue
-    lines.append(f"| {int(length):,} | {family} | {layout} | **{f['slice']}** (sequence={f['sequence']}) | "
-                 f"{f['arguments_gib']:.1f} + {f['temporaries_gib']:.1f} = {f['total_gib']:.1f} / "
-                 f"{f['hbm_gib']:.2f} GiB | {f['host_gib']:.1f} GiB | {tried or '-'} |")
+    lines.append(
+      f"| {int(length):,} | {family} | {layout} | **{f['slice']}** (sequence={f['sequence']}) | "
+      f"{f['arguments_gib']:.1f} + {f['temporaries_gib']:.1f} = {f['total_gib']:.1f} / "
+      f"{f['hbm_gib']:.2f} GiB | {f['host_gib']:.1f} GiB | {tried or '-'} |"
+    )
   return "\n".join(lines)
 
 

@@ -29,17 +29,33 @@ from rsft.tools import fit  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("qwen3_1.7b", "qwen3_4b", "qwen3_8b", "qwen3_14b")
-SIZES = {"v5p": (8, 16, 32, 64, 128), "v4": (8, 16, 32, 64, 128), "v5e": (1, 4, 8, 16, 32, 64, 128, 256),
-         "v6e": (1, 4, 8, 16, 32, 64, 128)}
+SIZES = {
+  "v5p": (8, 16, 32, 64, 128),
+  "v4": (8, 16, 32, 64, 128),
+  "v5e": (1, 4, 8, 16, 32, 64, 128, 256),
+  "v6e": (1, 4, 8, 16, 32, 64, 128),
+}
 REMATS = ["full", "offload"]
 # --smoke: the study's run settings on a 2-layer Qwen3, 8 rows x 256 tokens a step, v5e-1, remat=full.
-SMOKE = dict(model_type="qwen3", vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=2, num_heads=4,
-             num_kv_heads=2, head_dim=64, qk_norm=True, rope_theta=1e6, tie_word_embeddings=True)
+SMOKE = dict(
+  model_type="qwen3",
+  vocab_size=1024,
+  hidden_size=256,
+  intermediate_size=512,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=64,
+  qk_norm=True,
+  rope_theta=1e6,
+  tie_word_embeddings=True,
+)
 
 
 def config_for(model: str, chips: int, remat: str):
-  c = rconfig.load_config_file(os.path.join(ROOT, "configs", "paper.py"), "model=" + ("qwen3_1.7b" if model == "smoke"
-                                                                                       else model))
+  c = rconfig.load_config_file(
+    os.path.join(ROOT, "configs", "paper.py"), "model=" + ("qwen3_1.7b" if model == "smoke" else model)
+  )
   if model == "smoke":  # 8 rows a step (verl aggregation: 8 ranks x 1 row), in micro-batches as below
     c.model.path, c.model.arch, c.data.max_length, c.train.global_batch_size = None, SMOKE, 256, 8
     c.train.verl_rows_per_micro = 1
@@ -50,31 +66,41 @@ def config_for(model: str, chips: int, remat: str):
 
 def architecture(model: str):
   from rsft.models import ModelConfig, presets
+
   return ModelConfig(**SMOKE) if model == "smoke" else presets.get(model)
 
 
 def lower_bound(model: str, chips: int) -> float:
   """Bytes per chip no layout avoids: bf16 params, AdamW mu and nu, the float32 gradient accumulator."""
   from rsft.train import metrics
+
   return metrics.param_count(architecture(model)) * (2 + 2 + 2 + 4) / chips
 
 
 def markdown(results: dict) -> str:
-  lines = ["| model | generation | smallest slice that fits | remat | per chip: state + temporaries / HBM | host "
-           "memory per chip | step at 40% MFU | tried |", "|" + "---|" * 8]
+  lines = [
+    "| model | generation | smallest slice that fits | remat | per chip: state + temporaries / HBM | host "
+    "memory per chip | step at 40% MFU | tried |",
+    "|" + "---|" * 8,
+  ]
   models = list(MODELS) + sorted({k.split("/")[0] for k in results} - set(MODELS))
   order = lambda key: (models.index(key.split("/")[0]), list(SIZES).index(key.split("/")[1]))
   for key, r in sorted(results.items(), key=lambda kv: order(kv[0])):
     model, family = key.split("/")
-    tried = ", ".join(f"{t['slice']}" + (f" {t['remat']} {t['total_gib']:.1f}" if "remat" in t else " (state)")
-                      for t in r["tried"] if not t["fits"])
+    tried = ", ".join(
+      f"{t['slice']}" + (f" {t['remat']} {t['total_gib']:.1f}" if "remat" in t else " (state)")
+      for t in r["tried"]
+      if not t["fits"]
+    )
     f = r["fits"]
     if not f:
       lines.append(f"| {model} | {family} | none up to {r['tried'][-1]['slice']} | | | | | {tried} |")
       continue
-    lines.append(f"| {model} | {family} | **{f['slice']}** | {f['remat']} | {f['arguments_gib']:.1f} + "
-                 f"{f['temporaries_gib']:.1f} = {f['total_gib']:.1f} / {f['hbm_gib']:.2f} GiB | "
-                 f"{f['host_gib']:.1f} GiB | {f['step_s_at_40_mfu']:.0f} s | {tried or '-'} |")
+    lines.append(
+      f"| {model} | {family} | **{f['slice']}** | {f['remat']} | {f['arguments_gib']:.1f} + "
+      f"{f['temporaries_gib']:.1f} = {f['total_gib']:.1f} / {f['hbm_gib']:.2f} GiB | "
+      f"{f['host_gib']:.1f} GiB | {f['step_s_at_40_mfu']:.0f} s | {tried or '-'} |"
+    )
   return "\n".join(lines)
 
 
@@ -119,11 +145,20 @@ def main(argv: list[str]) -> None:
         for remat in REMATS:
           t0 = time.time()
           [r] = fit.run(config_for(model, chips, remat), name, what="train", arch=None if model == "smoke" else model)
-          tried.append(dict(slice=name, remat=remat, fits=r.fits, total_gib=r.total / fit.GIB,
-                            temporaries_gib=r.temporaries / fit.GIB, arguments_gib=r.arguments / fit.GIB,
-                            host_gib=r.host_temporaries / fit.GIB, hbm_gib=r.hbm / fit.GIB,
-                            step_s_at_40_mfu=r.seconds_at_mfu(0.4) if r.model_flops_per_chip else None,
-                            compile_s=time.time() - t0))
+          tried.append(
+            dict(
+              slice=name,
+              remat=remat,
+              fits=r.fits,
+              total_gib=r.total / fit.GIB,
+              temporaries_gib=r.temporaries / fit.GIB,
+              arguments_gib=r.arguments / fit.GIB,
+              host_gib=r.host_temporaries / fit.GIB,
+              hbm_gib=r.hbm / fit.GIB,
+              step_s_at_40_mfu=r.seconds_at_mfu(0.4) if r.model_flops_per_chip else None,
+              compile_s=time.time() - t0,
+            )
+          )
           print(key, tried[-1], flush=True)
           if r.fits:
             found = tried[-1]

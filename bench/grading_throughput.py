@@ -40,7 +40,7 @@ def main() -> None:
   from rsft.evals.graders import code
   from rsft.evals.graders import math as math_grader
 
-  rows = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:args.items]
+  rows = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][: args.items]
   golds = [str(r["answer"]) for r in rows]
   responses = [f"Reasoning...\nSo the answer is $\\boxed{{{g}}}$." for g in golds]
   start = time.perf_counter()
@@ -54,13 +54,16 @@ def main() -> None:
   serial = [math_grader.grade_one(g, r)[0] for g, r in zip(golds, responses)]
   serial_s = time.perf_counter() - start
   assert [g.score for g in pooled] == serial
-  print(f"math-verify, {len(golds)} MATH500 items: pool ({args.workers} workers) {len(golds) / pool_s:.1f} items/s, "
-        f"serial in-process {len(golds) / serial_s:.1f} items/s, ratio pool / serial {serial_s / pool_s:.2f}; pool "
-        f"start-up (once per process) {startup_s:.1f} s; all correct: {sum(serial) == len(golds)}")
+  print(
+    f"math-verify, {len(golds)} MATH500 items: pool ({args.workers} workers) {len(golds) / pool_s:.1f} items/s, "
+    f"serial in-process {len(golds) / serial_s:.1f} items/s, ratio pool / serial {serial_s / pool_s:.2f}; pool "
+    f"start-up (once per process) {startup_s:.1f} s; all correct: {sum(serial) == len(golds)}"
+  )
 
-  items = [json.loads(line) for line in open(os.path.join(BENCH, "humaneval.jsonl"))][:args.programs]
-  programs = [it["prompt"] + it["canonical_solution"] + "\n" + it["test"] + f"\ncheck({it['entry_point']})\n"
-              for it in items]
+  items = [json.loads(line) for line in open(os.path.join(BENCH, "humaneval.jsonl"))][: args.programs]
+  programs = [
+    it["prompt"] + it["canonical_solution"] + "\n" + it["test"] + f"\ncheck({it['entry_point']})\n" for it in items
+  ]
   limits = sandbox.Limits(seconds=10)
   sandbox.run(programs[0], limits=limits)
   start = time.perf_counter()
@@ -72,10 +75,12 @@ def main() -> None:
   for p in programs:
     bare(p)
   bare_s = (time.perf_counter() - start) / len(programs)
-  print(f"code sandbox, {len(programs)} HumanEval programs one at a time: {1e3 * boxed_s:.0f} ms/program sandboxed "
-        f"(contained: {results[0].contained}), {1e3 * bare_s:.0f} ms bare `python -I -c`, overhead "
-        f"{1e3 * (boxed_s - bare_s):.0f} ms, ratio sandboxed / bare {boxed_s / bare_s:.2f}; passed "
-        f"{sum(r.status == 'ok' for r in results)}/{len(programs)}")
+  print(
+    f"code sandbox, {len(programs)} HumanEval programs one at a time: {1e3 * boxed_s:.0f} ms/program sandboxed "
+    f"(contained: {results[0].contained}), {1e3 * bare_s:.0f} ms bare `python -I -c`, overhead "
+    f"{1e3 * (boxed_s - bare_s):.0f} ms, ratio sandboxed / bare {boxed_s / bare_s:.2f}; passed "
+    f"{sum(r.status == 'ok' for r in results)}/{len(programs)}"
+  )
   start = time.perf_counter()
   graded = code.run_programs(programs * 4, limits, workers=args.workers)
   print(f"  parallel ({args.workers} workers): {len(graded) / (time.perf_counter() - start):.1f} programs/s")
@@ -86,9 +91,11 @@ def main() -> None:
   one_s = (time.perf_counter() - start) / len(items)
   start = time.perf_counter()
   code.grade_humaneval(items * 2, responses * 2, workers=args.workers)
-  print(f"HumanEval grading (two sandboxes, calls relayed): {1e3 * one_s:.0f} ms/sample one at a time, "
-        f"{2 * len(items) / (time.perf_counter() - start):.1f} samples/s with {args.workers} workers; passed "
-        f"{sum(g.score for g in he):.0f}/{len(items)}")
+  print(
+    f"HumanEval grading (two sandboxes, calls relayed): {1e3 * one_s:.0f} ms/sample one at a time, "
+    f"{2 * len(items) / (time.perf_counter() - start):.1f} samples/s with {args.workers} workers; passed "
+    f"{sum(g.score for g in he):.0f}/{len(items)}"
+  )
 
 
 if __name__ == "__main__":

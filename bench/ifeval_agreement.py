@@ -45,12 +45,15 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
-INSTALL_HINT = ("lm_eval's IFEval files were not found. Run `pip install --no-deps lm_eval==0.4.9.1 immutabledict`, "
-                "or unpack the wheel (`pip download --no-deps lm_eval==0.4.9.1` and unzip it, e.g. into "
-                "/tmp/lmeval_pkg) and pass --lm_eval_dir=/tmp/lmeval_pkg")
+INSTALL_HINT = (
+  "lm_eval's IFEval files were not found. Run `pip install --no-deps lm_eval==0.4.9.1 immutabledict`, "
+  "or unpack the wheel (`pip download --no-deps lm_eval==0.4.9.1` and unzip it, e.g. into "
+  "/tmp/lmeval_pkg) and pass --lm_eval_dir=/tmp/lmeval_pkg"
+)
 
 
 # ---- lm_eval, imported from its IFEval files alone ----------------------------------------------------------------
+
 
 def _ifeval_dir(lm_eval_dir: str) -> str:
   for candidate in ("lm_eval/tasks/ifeval", "tasks/ifeval", "."):
@@ -67,6 +70,7 @@ def load_lm_eval(lm_eval_dir: str | None) -> tuple[types.ModuleType, str]:
     try:
       import lm_eval
       from lm_eval.tasks.ifeval import utils  # a full lm_eval install
+
       return utils, lm_eval.__version__
     except ImportError:
       spec = importlib.util.find_spec("lm_eval")
@@ -75,8 +79,11 @@ def load_lm_eval(lm_eval_dir: str | None) -> tuple[types.ModuleType, str]:
       lm_eval_dir = os.path.dirname(list(spec.submodule_search_locations)[0])  # installed with --no-deps
   ifeval_dir = _ifeval_dir(lm_eval_dir)
   package_dir = os.path.dirname(os.path.dirname(ifeval_dir))
-  for name, path in (("lm_eval", package_dir), ("lm_eval.tasks", os.path.dirname(ifeval_dir)),
-                     ("lm_eval.tasks.ifeval", ifeval_dir)):
+  for name, path in (
+    ("lm_eval", package_dir),
+    ("lm_eval.tasks", os.path.dirname(ifeval_dir)),
+    ("lm_eval.tasks.ifeval", ifeval_dir),
+  ):
     module = types.ModuleType(name)
     module.__path__ = [path]
     sys.modules[name] = module
@@ -92,6 +99,7 @@ def load_lm_eval(lm_eval_dir: str | None) -> tuple[types.ModuleType, str]:
 def memoise_langdetect() -> None:
   """Seeded langdetect is a function of the text; both sides ask about the same loose variants again and again."""
   import langdetect
+
   detect, cache = langdetect.detect, {}
 
   def cached(text: str) -> str:
@@ -118,7 +126,8 @@ def random_in_lm_eval(registry: dict[str, type], instruction_id: str, kwargs: di
     return not 0 < kwargs.get("nth_paragraph", 1) <= kwargs.get("num_paragraphs", 1)
   letter = kwargs.get("letter")
   return instruction_id == "keywords:letter_frequency" and not (
-      isinstance(letter, str) and len(letter.strip()) == 1 and letter.strip().lower() in string.ascii_lowercase)
+    isinstance(letter, str) and len(letter.strip()) == 1 and letter.strip().lower() in string.ascii_lowercase
+  )
 
 
 # ---- responses --------------------------------------------------------------------------------------------------
@@ -126,37 +135,57 @@ def random_in_lm_eval(registry: dict[str, type], instruction_id: str, kwargs: di
 # Sentences that tell punkt from a regex splitter and nltk tokens from regex words: abbreviations, initials,
 # decimals, ellipses, quotes, hyphenated and dotted capitals.
 TRICKY = [
-    "The U.S. economy grew by 2.5% in 2023, according to Dr. Smith of the Federal Reserve.",
-    "Common examples include apples, pears, etc. and they are all rich in fiber.",
-    "Mix the dry ingredients (e.g. flour, sugar, and salt) before adding the eggs.",
-    "He said, \"I'll be there at 5 p.m.\" Then he hung up.",
-    "The price rose from $3.50 to $4.75... and nobody noticed.",
-    "Wait... what happened next?",
-    "Mr. and Mrs. Jones moved to Washington, D.C. last year.",
-    "She earned a Ph.D. in physics from M.I.T. in 2010.",
-    "Version 3.11.2 fixed the bug that version 3.10 introduced.",
-    "\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d",
-    "It costs approx. 20 dollars, i.e. about 18 euros.",
-    "St. Louis sits on the Mississippi River.",
-    "The meeting is at 10 a.m. on Jan. 5th in Room 4.",
-    "NASA's STATE-OF-THE-ART telescope launched in Dec. 2021!",
-    "U.K. and U.S. officials met on Monday. They agreed on nothing.",
-    "Prof. Lee teaches AI-POWERED SYSTEMS at the Univ. of Toronto.",
-    "He scored 9.5/10. Amazing.",
-    "Is it safe? Yes. Is it cheap? No.",
-    "Visit www.example.com or e-mail info@example.org for details.",
-    "\"Stop!\" he shouted. \"Don't move.\"",
-    "The No. 1 rule is simple: DON'T PANIC.",
-    "J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.",
-    "Acme Inc. was founded in 1999. Its CEO is Jane Doe Jr. and she lives in L.A.",
-    "Temperatures reached 41.2 \u00b0C (106.2 \u00b0F) vs. 39 \u00b0C last year.",
-    "I'M NOT SURE. ARE YOU?",
-    "The ratio is approx. 1:3. See Fig. 2 and Table 4.",
-    "A.I. tools, e.g., ChatGPT, are WIDELY-USED today.",
-    "Gen. Patton's 3rd Army advanced. Lt. Col. Smith followed.",
+  "The U.S. economy grew by 2.5% in 2023, according to Dr. Smith of the Federal Reserve.",
+  "Common examples include apples, pears, etc. and they are all rich in fiber.",
+  "Mix the dry ingredients (e.g. flour, sugar, and salt) before adding the eggs.",
+  'He said, "I\'ll be there at 5 p.m." Then he hung up.',
+  "The price rose from $3.50 to $4.75... and nobody noticed.",
+  "Wait... what happened next?",
+  "Mr. and Mrs. Jones moved to Washington, D.C. last year.",
+  "She earned a Ph.D. in physics from M.I.T. in 2010.",
+  "Version 3.11.2 fixed the bug that version 3.10 introduced.",
+  "\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d",
+  "It costs approx. 20 dollars, i.e. about 18 euros.",
+  "St. Louis sits on the Mississippi River.",
+  "The meeting is at 10 a.m. on Jan. 5th in Room 4.",
+  "NASA's STATE-OF-THE-ART telescope launched in Dec. 2021!",
+  "U.K. and U.S. officials met on Monday. They agreed on nothing.",
+  "Prof. Lee teaches AI-POWERED SYSTEMS at the Univ. of Toronto.",
+  "He scored 9.5/10. Amazing.",
+  "Is it safe? Yes. Is it cheap? No.",
+  "Visit www.example.com or e-mail info@example.org for details.",
+  '"Stop!" he shouted. "Don\'t move."',
+  "The No. 1 rule is simple: DON'T PANIC.",
+  "J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.",
+  "Acme Inc. was founded in 1999. Its CEO is Jane Doe Jr. and she lives in L.A.",
+  "Temperatures reached 41.2 \u00b0C (106.2 \u00b0F) vs. 39 \u00b0C last year.",
+  "I'M NOT SURE. ARE YOU?",
+  "The ratio is approx. 1:3. See Fig. 2 and Table 4.",
+  "A.I. tools, e.g., ChatGPT, are WIDELY-USED today.",
+  "Gen. Patton's 3rd Army advanced. Lt. Col. Smith followed.",
 ]
-CAPS_EXTRA = ["STATE-OF-THE-ART", "U.S.", "DON'T", "I'M", "AI-DRIVEN", "E.G.", "A.M.", "COVID-19", "ISN'T", "N.B.",
-              "WELL-KNOWN", "OK", "A", "I", "NO.", "U.S.A.", "R&D", "24/7", "Q&A", "FAQ's"]
+CAPS_EXTRA = [
+  "STATE-OF-THE-ART",
+  "U.S.",
+  "DON'T",
+  "I'M",
+  "AI-DRIVEN",
+  "E.G.",
+  "A.M.",
+  "COVID-19",
+  "ISN'T",
+  "N.B.",
+  "WELL-KNOWN",
+  "OK",
+  "A",
+  "I",
+  "NO.",
+  "U.S.A.",
+  "R&D",
+  "24/7",
+  "Q&A",
+  "FAQ's",
+]
 CHATTY = ["Sure! Here is my answer:", "Of course. Here you go:", "**Answer**", "Here's a draft for you:", "Certainly!"]
 OUTRO = ["Let me know if you need anything else.", "I hope this helps!", "*Good luck!*", "Is there anything else?"]
 
@@ -184,7 +213,7 @@ def n_sentences(rng: random.Random, text: str, n: int) -> str:
   """About n sentences: alpaca prose, some tricky sentences, some kept on their own lines."""
   pool = sentences_of(text)
   tricky = rng.sample(TRICKY, min(len(TRICKY), max(1, n // 3)))
-  picked = (pool[:max(0, n - len(tricky))] + tricky)[:max(1, n)]
+  picked = (pool[: max(0, n - len(tricky))] + tricky)[: max(1, n)]
   rng.shuffle(picked)
   sep = rng.choice([" ", " ", "\n", "\n\n"])
   return sep.join(picked)
@@ -218,7 +247,7 @@ def sections(rng: random.Random, text: str, n: int, splitter: str) -> str:
 
 
 def star_paragraphs(rng: random.Random, text: str, n: int) -> str:
-  paras = (paragraphs_of(text) * 3)[:max(1, n)]
+  paras = (paragraphs_of(text) * 3)[: max(1, n)]
   sep = rng.choice(["\n***\n", "\n\n***\n\n", " *** ", "***", "\n* * *\n", "\n******\n"])
   out = sep.join(paras)
   if rng.random() < 0.15:
@@ -231,10 +260,19 @@ def star_paragraphs(rng: random.Random, text: str, n: int) -> str:
 
 
 def nth_first_word(rng: random.Random, text: str, num: int, nth: int, word: str) -> str:
-  paras = (paragraphs_of(text) * 3)[:max(1, near(rng, num, 1))]
+  paras = (paragraphs_of(text) * 3)[: max(1, near(rng, num, 1))]
   if 0 < nth <= len(paras):
-    first = rng.choice([word, word.capitalize(), word.upper(), f'"{word.capitalize()}', f"{word.capitalize()},",
-                        f"**{word.capitalize()}**", f"'{word}"])
+    first = rng.choice(
+      [
+        word,
+        word.capitalize(),
+        word.upper(),
+        f'"{word.capitalize()}',
+        f"{word.capitalize()},",
+        f"**{word.capitalize()}**",
+        f"'{word}",
+      ]
+    )
     paras[nth - 1] = first + " " + paras[nth - 1]
   return rng.choice(["\n\n", "\n\n", "\n\n\n", "\n"]).join(paras)
 
@@ -260,30 +298,65 @@ def postscript(rng: random.Random, text: str, marker: str | None) -> str:
 
 
 def quoted(rng: random.Random, text: str) -> str:
-  return rng.choice(['"{}"', ' "{}" ', '"{}', '\u201c{}\u201d', '"{}"\n', "*\"{}\"*"]).format(text)
+  return rng.choice(['"{}"', ' "{}" ', '"{}', "\u201c{}\u201d", '"{}"\n', '*"{}"*']).format(text)
 
 
 def as_json(rng: random.Random, text: str) -> str:
   body = json.dumps({"title": text.split("\n")[0][:40], "answer": text}, indent=rng.choice([None, 2]))
-  return rng.choice(["{}", "```json\n{}\n```", "```JSON\n{}\n```", "```\n{}\n```", "Here is the JSON:\n{}",
-                     "{}}}", "```Json\n{}\n```  "]).format(body)
+  return rng.choice(
+    [
+      "{}",
+      "```json\n{}\n```",
+      "```JSON\n{}\n```",
+      "```\n{}\n```",
+      "Here is the JSON:\n{}",
+      "{}}}",
+      "```Json\n{}\n```  ",
+    ]
+  ).format(body)
 
 
 def titled(rng: random.Random, text: str) -> str:
-  title = " ".join(text.split()[:rng.randint(1, 5)]).strip("*#:")
-  return rng.choice(["<<{t}>>\n\n{x}", "<<{t}>> {x}", "<< >>\n{x}", "<<{t}\n>>{x}", "# <<{t}>>\n{x}",
-                     "{x}\n<<{t}>>", "<{t}>\n{x}"]).format(t=title, x=text)
+  title = " ".join(text.split()[: rng.randint(1, 5)]).strip("*#:")
+  return rng.choice(
+    ["<<{t}>>\n\n{x}", "<<{t}>> {x}", "<< >>\n{x}", "<<{t}\n>>{x}", "# <<{t}>>\n{x}", "{x}\n<<{t}>>", "<{t}>\n{x}"]
+  ).format(t=title, x=text)
 
 
 def two_responses(rng: random.Random, text: str, other: str) -> str:
   second = rng.choice([other, other, text, ""])
-  return rng.choice(["{a}\n******\n{b}", "{a}\n\n******\n\n{b}", "******\n{a}\n******\n{b}", "{a} ****** {b}",
-                     "{a}\n******\n{b}\n******", "{a}\n*******\n{b}"]).format(a=text, b=second)
+  return rng.choice(
+    [
+      "{a}\n******\n{b}",
+      "{a}\n\n******\n\n{b}",
+      "******\n{a}\n******\n{b}",
+      "{a} ****** {b}",
+      "{a}\n******\n{b}\n******",
+      "{a}\n*******\n{b}",
+    ]
+  ).format(a=text, b=second)
 
 
 def generic(rng: random.Random, text: str, other: str) -> str:
-  kind = rng.choice(["upper", "lower", "tricky", "no_comma", "chatty", "quoted", "truncate", "json", "title",
-                     "stars", "two", "ps", "caps", "markdown", "same"])
+  kind = rng.choice(
+    [
+      "upper",
+      "lower",
+      "tricky",
+      "no_comma",
+      "chatty",
+      "quoted",
+      "truncate",
+      "json",
+      "title",
+      "stars",
+      "two",
+      "ps",
+      "caps",
+      "markdown",
+      "same",
+    ]
+  )
   if kind == "upper":
     return text.upper()
   if kind == "lower":
@@ -297,7 +370,7 @@ def generic(rng: random.Random, text: str, other: str) -> str:
   if kind == "quoted":
     return quoted(rng, text)
   if kind == "truncate":
-    return " ".join(text.split()[:rng.choice([3, 8, 20, 50, 120])])
+    return " ".join(text.split()[: rng.choice([3, 8, 20, 50, 120])])
   if kind == "json":
     return as_json(rng, text)
   if kind == "title":
@@ -315,14 +388,13 @@ def generic(rng: random.Random, text: str, other: str) -> str:
   return text
 
 
-def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: str, other: str,
-             prompt: str) -> str:
+def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: str, other: str, prompt: str) -> str:
   """A variant of `text` that lands near the edge of this instruction (either side of it)."""
   name = instruction_id.split(":")[1]
   if name == "number_sentences":
     return n_sentences(rng, text, near(rng, kw["num_sentences"], 3))
   if name == "number_words":
-    return " ".join(text.split()[:near(rng, kw["num_words"], 8)]) or text
+    return " ".join(text.split()[: near(rng, kw["num_words"], 8)]) or text
   if name == "capital_word_frequency":
     return caps(rng, with_tricky(rng, text, 2) if rng.random() < 0.5 else text, near(rng, kw["capital_frequency"], 3))
   if name == "number_paragraphs":
@@ -336,8 +408,13 @@ def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: 
   if name == "number_bullet_lists":
     return bullets(rng, text, near(rng, kw["num_bullets"], 1))
   if name == "constrained_response":
-    return text + "\n\n" + rng.choice(["My answer is yes.", "My answer is no.", "My answer is maybe.",
-                                       "My answer is Yes.", "my answer is no."])
+    return (
+      text
+      + "\n\n"
+      + rng.choice(
+        ["My answer is yes.", "My answer is no.", "My answer is maybe.", "My answer is Yes.", "my answer is no."]
+      )
+    )
   if name == "number_highlighted_sections":
     return highlights(rng, text, near(rng, kw["num_highlights"], 1))
   if name == "multiple_sections":
@@ -355,8 +432,11 @@ def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: 
     return rng.choice(["{r}\n\n{x}", "{r} {x}", "Sure:\n{r}\n{x}", "**{r}**\n{x}"]).format(r=repeat, x=text)
   if name == "end_checker":
     end = kw["end_phrase"]
-    return text + rng.choice([" ", "\n\n"]) + rng.choice([end, end, end.lower(), end + '"', end + "\n**", end + " :)",
-                                                          end.rstrip("?.!")])
+    return (
+      text
+      + rng.choice([" ", "\n\n"])
+      + rng.choice([end, end, end.lower(), end + '"', end + "\n**", end + " :)", end.rstrip("?.!")])
+    )
   if name == "quotation":
     return quoted(rng, text)
   if name == "english_capital":
@@ -379,7 +459,7 @@ def targeted(rng: random.Random, instruction_id: str, kw: dict[str, Any], text: 
   if name == "forbidden_words":
     return text + (" " + rng.choice(kw["forbidden_words"]) if rng.random() < 0.5 else "")
   if name == "letter_frequency":
-    return " ".join(text.split()[:rng.choice([5, 10, 20, 40])]) + " " + kw["letter"] * rng.randint(0, 8)
+    return " ".join(text.split()[: rng.choice([5, 10, 20, 40])]) + " " + kw["letter"] * rng.randint(0, 8)
   return generic(rng, text, other)  # response_language: English prose, the generic variants
 
 
@@ -403,6 +483,7 @@ def responses_for(row: dict[str, Any], outputs: list[str], per_row: int) -> list
 
 # ---- comparison -------------------------------------------------------------------------------------------------
 
+
 def literal(value: Any) -> Any:
   return ast.literal_eval(value) if isinstance(value, str) else value  # CSV/parquet exports stringify lists
 
@@ -425,8 +506,10 @@ def nltk_drift(path: str, verdicts: list[list[Any]], nltk_version: str) -> dict[
   if [v[:3] for v in before] != [v[:3] for v in verdicts]:
     raise SystemExit(f"{path}: written for other rows or responses (use the same --rows and --per_row)")
   by_instruction = collections.defaultdict(collections.Counter)
-  prompts_before, prompts_now = collections.defaultdict(lambda: [True, True]), collections.defaultdict(
-      lambda: [True, True])
+  prompts_before, prompts_now = (
+    collections.defaultdict(lambda: [True, True]),
+    collections.defaultdict(lambda: [True, True]),
+  )
   for old, new in zip(before, verdicts):
     if new[5]:
       continue  # lm_eval draws this check's argument at random: no verdict to compare
@@ -440,14 +523,22 @@ def nltk_drift(path: str, verdicts: list[list[Any]], nltk_version: str) -> dict[
   total = sum(by_instruction.values(), collections.Counter())
   prompts = len(prompts_now)
   moved = [sum(prompts_before[p][k] != prompts_now[p][k] for p in prompts_now) for k in (0, 1)]
-  out = dict(nltk_before=head["nltk"], nltk_now=nltk_version, checks=total["checks"],
-             differ_strict=total["differ_strict"], differ_loose=total["differ_loose"], responses=prompts,
-             prompt_level_differ_strict=moved[0], prompt_level_differ_loose=moved[1],
-             by_instruction={k: dict(v) for k, v in sorted(by_instruction.items()) if v["differ_strict"] or
-                             v["differ_loose"]})
-  print(f"\nlm_eval's own verdicts, nltk {head['nltk']} -> {nltk_version}: {total['differ_strict']} strict / "
-        f"{total['differ_loose']} loose of {total['checks']} instruction-level checks differ; prompt level "
-        f"{moved[0]} / {moved[1]} of {prompts} responses")
+  out = dict(
+    nltk_before=head["nltk"],
+    nltk_now=nltk_version,
+    checks=total["checks"],
+    differ_strict=total["differ_strict"],
+    differ_loose=total["differ_loose"],
+    responses=prompts,
+    prompt_level_differ_strict=moved[0],
+    prompt_level_differ_loose=moved[1],
+    by_instruction={k: dict(v) for k, v in sorted(by_instruction.items()) if v["differ_strict"] or v["differ_loose"]},
+  )
+  print(
+    f"\nlm_eval's own verdicts, nltk {head['nltk']} -> {nltk_version}: {total['differ_strict']} strict / "
+    f"{total['differ_loose']} loose of {total['checks']} instruction-level checks differ; prompt level "
+    f"{moved[0]} / {moved[1]} of {prompts} responses"
+  )
   for iid, c in out["by_instruction"].items():
     print(f"  {iid:46} {c['differ_strict']:4} / {c['differ_loose']:<4} of {c['checks']}")
   return out
@@ -462,9 +553,12 @@ def main() -> None:
   parser.add_argument("--rows", type=int, default=0, help="first N IFEval rows only (0 = all 541)")
   parser.add_argument("--smoke", action="store_true", help="20 rows x 2 responses, --out in a temp dir")
   parser.add_argument("--save_verdicts", default="", help="write lm_eval's verdict on every check here (JSONL)")
-  parser.add_argument("--against_verdicts", default="",
-                      help="count how many of lm_eval's verdicts differ from a --save_verdicts file written under "
-                           "another nltk (run each under its own nltk: PYTHONPATH=<nltk install> ...)")
+  parser.add_argument(
+    "--against_verdicts",
+    default="",
+    help="count how many of lm_eval's verdicts differ from a --save_verdicts file written under "
+    "another nltk (run each under its own nltk: PYTHONPATH=<nltk install> ...)",
+  )
   args = parser.parse_args()
   tmp = None
   if args.smoke:
@@ -485,10 +579,11 @@ def main() -> None:
   lm_util = sys.modules["lm_eval.tasks.ifeval.instructions_util"]
   registry = sys.modules["lm_eval.tasks.ifeval.instructions_registry"].INSTRUCTION_DICT
   from rsft.evals.graders import ifeval
+
   memoise_langdetect()
 
   rows = [json.loads(line) for line in open(os.path.join(SHARED, "benchmarks", "ifeval.jsonl"))]
-  rows = rows[:args.rows] if args.rows else rows
+  rows = rows[: args.rows] if args.rows else rows
   for row in rows:
     row["instruction_id_list"], row["kwargs"] = literal(row["instruction_id_list"]), literal(row["kwargs"])
   outputs = [json.loads(line)["output"] for line in open(os.path.join(SHARED, "benchmarks", "alpaca_eval.jsonl"))]
@@ -503,8 +598,16 @@ def main() -> None:
       theirs = lm_utils.process_results(row, [response])
       ours = ifeval.grade(row["instruction_id_list"], row["kwargs"], response)
       for i, (iid, kw) in enumerate(zip(row["instruction_id_list"], row["kwargs"])):
-        verdicts.append([row["key"], j, iid, bool(theirs["inst_level_strict_acc"][i]),
-                         bool(theirs["inst_level_loose_acc"][i]), random_in_lm_eval(registry, iid, kw)])
+        verdicts.append(
+          [
+            row["key"],
+            j,
+            iid,
+            bool(theirs["inst_level_strict_acc"][i]),
+            bool(theirs["inst_level_loose_acc"][i]),
+            random_in_lm_eval(registry, iid, kw),
+          ]
+        )
         s = stats[iid]
         s["checks"] += 1
         s["followed_strict"] += bool(theirs["inst_level_strict_acc"][i])
@@ -517,8 +620,17 @@ def main() -> None:
             continue
           s[f"differ_{mode}" + ("_random" if drawn else "")] += 1
           if not drawn and len(examples[iid]) < args.examples:
-            examples[iid].append(dict(key=row["key"], mode=mode, kwargs=kw, lm_eval=theirs_ok, rsft=ours_ok,
-                                      detail=detail(iid, response, ifeval, lm_util), response=response[:300]))
+            examples[iid].append(
+              dict(
+                key=row["key"],
+                mode=mode,
+                kwargs=kw,
+                lm_eval=theirs_ok,
+                rsft=ours_ok,
+                detail=detail(iid, response, ifeval, lm_util),
+                response=response[:300],
+              )
+            )
   seconds = time.perf_counter() - start
 
   total = sum((s for s in stats.values()), collections.Counter())
@@ -526,32 +638,51 @@ def main() -> None:
   determined = checks - drawn
   pct = lambda differ, n: 100.0 * (1 - differ / n) if n else 100.0
   figures = dict(
-      lm_eval_version=lm_version, rows=len(rows), responses=len(rows) * args.per_row, checks=checks,
-      checks_random_in_lm_eval=drawn, seconds=round(seconds, 1),
-      agreement_strict=pct(total["differ_strict"], determined), agreement_loose=pct(total["differ_loose"], determined),
-      agreement_strict_all=pct(total["differ_strict"] + total["differ_strict_random"], checks),
-      agreement_loose_all=pct(total["differ_loose"] + total["differ_loose_random"], checks),
-      by_instruction={iid: dict(s) for iid, s in sorted(stats.items())}, examples=dict(examples))
+    lm_eval_version=lm_version,
+    rows=len(rows),
+    responses=len(rows) * args.per_row,
+    checks=checks,
+    checks_random_in_lm_eval=drawn,
+    seconds=round(seconds, 1),
+    agreement_strict=pct(total["differ_strict"], determined),
+    agreement_loose=pct(total["differ_loose"], determined),
+    agreement_strict_all=pct(total["differ_strict"] + total["differ_strict_random"], checks),
+    agreement_loose_all=pct(total["differ_loose"] + total["differ_loose_random"], checks),
+    by_instruction={iid: dict(s) for iid, s in sorted(stats.items())},
+    examples=dict(examples),
+  )
 
-  print(f"lm_eval {lm_version} vs rsft: {checks} instruction-level checks ({len(rows)} IFEval rows x {args.per_row} "
-        f"responses), strict and loose, in {seconds:.0f} s")
-  print(f"agreement: strict {figures['agreement_strict']:.3f}%, loose {figures['agreement_loose']:.3f}% "
-        f"over the {determined} checks lm_eval decides deterministically")
-  print(f"           strict {figures['agreement_strict_all']:.3f}%, loose {figures['agreement_loose_all']:.3f}% over "
-        f"all {checks}, counting the {drawn} where lm_eval grades a randomly drawn letter")
-  print(f"\n{'instruction (lm_eval followed: its verdicts)':46} {'checks':>6} {'followed s/l':>13} "
-        f"{'differ s/l':>10} {'random: n, differ s/l':>22}")
+  print(
+    f"lm_eval {lm_version} vs rsft: {checks} instruction-level checks ({len(rows)} IFEval rows x {args.per_row} "
+    f"responses), strict and loose, in {seconds:.0f} s"
+  )
+  print(
+    f"agreement: strict {figures['agreement_strict']:.3f}%, loose {figures['agreement_loose']:.3f}% "
+    f"over the {determined} checks lm_eval decides deterministically"
+  )
+  print(
+    f"           strict {figures['agreement_strict_all']:.3f}%, loose {figures['agreement_loose_all']:.3f}% over "
+    f"all {checks}, counting the {drawn} where lm_eval grades a randomly drawn letter"
+  )
+  print(
+    f"\n{'instruction (lm_eval followed: its verdicts)':46} {'checks':>6} {'followed s/l':>13} "
+    f"{'differ s/l':>10} {'random: n, differ s/l':>22}"
+  )
   for iid, s in sorted(stats.items()):
-    print(f"{iid:46} {s['checks']:6} {s['followed_strict']:6}/{s['followed_loose']:<6} "
-          f"{s['differ_strict']:4}/{s['differ_loose']:<5} {s['random_in_lm_eval']:11}, "
-          f"{s['differ_strict_random']:3}/{s['differ_loose_random']:<3}")
+    print(
+      f"{iid:46} {s['checks']:6} {s['followed_strict']:6}/{s['followed_loose']:<6} "
+      f"{s['differ_strict']:4}/{s['differ_loose']:<5} {s['random_in_lm_eval']:11}, "
+      f"{s['differ_strict_random']:3}/{s['differ_loose_random']:<3}"
+    )
   if not examples:
     print("\nno disagreement on the checks lm_eval decides deterministically")
   for iid, shown in sorted(examples.items()):
     print(f"\n{iid}:")
     for e in shown:
-      print(f"  key {e['key']} {e['mode']}: lm_eval {e['lm_eval']}, rsft {e['rsft']} {e['kwargs']} {e['detail']}\n"
-            f"    {e['response'][:200]!r}")
+      print(
+        f"  key {e['key']} {e['mode']}: lm_eval {e['lm_eval']}, rsft {e['rsft']} {e['kwargs']} {e['detail']}\n"
+        f"    {e['response'][:200]!r}"
+      )
   if args.save_verdicts:
     with open(args.save_verdicts, "w") as f:
       f.write(json.dumps(dict(nltk=lm_util.nltk.__version__, lm_eval=lm_version, per_row=args.per_row)) + "\n")

@@ -38,6 +38,7 @@ def worker(which: str, path: str) -> None:
     import jax
 
     import rsft
+
     jax.jit(lambda x: x + 1)(1).block_until_ready()  # start the XLA client before the baseline
   else:
     import torch
@@ -61,8 +62,13 @@ def worker(which: str, path: str) -> None:
 
 
 def measure(which: str, path: str) -> dict:
-  out = subprocess.run([sys.executable, __file__, f"--worker={which}", f"--dir={path}"], check=True,
-                       capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  out = subprocess.run(
+    [sys.executable, __file__, f"--worker={which}", f"--dir={path}"],
+    check=True,
+    capture_output=True,
+    text=True,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -96,8 +102,9 @@ def main() -> None:
   for ref in LOADERS[1:]:
     print(f"rsft / {ref} wall-time ratio: {rows['rsft']['seconds'] / rows[ref]['seconds']:.2f}")
   rsft_ratio = (rows["rsft"]["peak_rss"] - rows["rsft"]["baseline_rss"]) / size
-  verdict = ("not checked: the checkpoint is smaller than the RSS noise" if args.smoke
-             else "OK" if rsft_ratio < 1.3 else "FAIL")
+  verdict = (
+    "not checked: the checkpoint is smaller than the RSS noise" if args.smoke else "OK" if rsft_ratio < 1.3 else "FAIL"
+  )
   print(f"rsft peak RSS / checkpoint size: {rsft_ratio:.2f} (contract: < 1.3) -> {verdict}")
   if tmp:
     tmp.cleanup()

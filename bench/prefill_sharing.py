@@ -41,6 +41,7 @@ def main() -> None:
   if args.smoke:
     args.prompts, args.batch, args.prefix, args.new, args.long, args.piece = 8, 4, 40, 4, 160, 32
   import rsft
+
   hf, path, name = reference_model(args.model, max_position_embeddings=8192)
   m = rsft.load_model(path)
   vocab = min(hf.config.vocab_size, 32000)
@@ -49,8 +50,9 @@ def main() -> None:
   tokens = lambda k: rng.integers(20, vocab, k).tolist()
 
   def ours(prompts, **options):
-    return rsft.generate(m, prompts, args.new, stop_token_ids=[],
-                         options=rsft.Options(max_num_seqs=args.batch, page_size=page, **options))
+    return rsft.generate(
+      m, prompts, args.new, stop_token_ids=[], options=rsft.Options(max_num_seqs=args.batch, page_size=page, **options)
+    )
 
   def theirs(prompts, new=args.new):
     return hf_generate(hf, prompts, args.batch, max_new_tokens=new, do_sample=False, eos_token_id=None)
@@ -63,11 +65,13 @@ def main() -> None:
   cached, t_cached = timed(lambda: ours(shared, prefix_cache=True))
   _, t_hf = timed(lambda: theirs(shared))
   same = sum(a == b for a, b in zip(plain.tokens, cached.tokens))
-  print(f"shared prefix {args.prefix} + 8-40 tokens, {args.prompts} prompts: rsft {generated / t_plain:.0f} tok/s, "
-        f"rsft prefix_cache {generated / t_cached:.0f} tok/s ({cached.prefix_hits} prompt tokens from the cache), "
-        f"transformers {generated / t_hf:.0f} tok/s; ratio cache / no cache {t_plain / t_cached:.2f}, "
-        f"rsft prefix_cache / transformers {t_hf / t_cached:.2f}, rsft / transformers {t_hf / t_plain:.2f} "
-        f"({same}/{args.prompts} rows token-identical with and without the cache)")
+  print(
+    f"shared prefix {args.prefix} + 8-40 tokens, {args.prompts} prompts: rsft {generated / t_plain:.0f} tok/s, "
+    f"rsft prefix_cache {generated / t_cached:.0f} tok/s ({cached.prefix_hits} prompt tokens from the cache), "
+    f"transformers {generated / t_hf:.0f} tok/s; ratio cache / no cache {t_plain / t_cached:.2f}, "
+    f"rsft prefix_cache / transformers {t_hf / t_cached:.2f}, rsft / transformers {t_hf / t_plain:.2f} "
+    f"({same}/{args.prompts} rows token-identical with and without the cache)"
+  )
 
   mixed = [tokens(args.long)] + [tokens(int(rng.integers(8, 41))) for _ in range(args.batch - 1)]
   generated = len(mixed) * args.new
@@ -76,12 +80,14 @@ def main() -> None:
   _, t_hf = timed(lambda: theirs(mixed))
   _, ttft_hf = timed(lambda: theirs(mixed, new=1))
   short = lambda r: float(np.mean(r.first_token_s[1:]))
-  print(f"long prompt {args.long} + {len(mixed) - 1} short: time to first token, short rows / long row: rsft whole "
-        f"{short(whole):.3f} / {whole.first_token_s[0]:.3f} s, rsft chunked_prefill={args.piece} "
-        f"{short(chunked):.3f} / {chunked.first_token_s[0]:.3f} s, transformers {ttft_hf:.3f} / {ttft_hf:.3f} s; "
-        f"tok/s rsft whole {generated / t_whole:.0f}, chunked {generated / t_chunked:.0f}, transformers "
-        f"{generated / t_hf:.0f}; short-row TTFT ratio whole / chunked {short(whole) / short(chunked):.2f} "
-        f"({sum(a == b for a, b in zip(whole.tokens, chunked.tokens))}/{len(mixed)} rows token-identical)")
+  print(
+    f"long prompt {args.long} + {len(mixed) - 1} short: time to first token, short rows / long row: rsft whole "
+    f"{short(whole):.3f} / {whole.first_token_s[0]:.3f} s, rsft chunked_prefill={args.piece} "
+    f"{short(chunked):.3f} / {chunked.first_token_s[0]:.3f} s, transformers {ttft_hf:.3f} / {ttft_hf:.3f} s; "
+    f"tok/s rsft whole {generated / t_whole:.0f}, chunked {generated / t_chunked:.0f}, transformers "
+    f"{generated / t_hf:.0f}; short-row TTFT ratio whole / chunked {short(whole) / short(chunked):.2f} "
+    f"({sum(a == b for a, b in zip(whole.tokens, chunked.tokens))}/{len(mixed)} rows token-identical)"
+  )
 
 
 if __name__ == "__main__":

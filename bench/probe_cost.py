@@ -22,8 +22,16 @@ import numpy as np
 from rsft.tools.benchtools import reference_model, timed
 
 # configs/countdown_tiny.py's model (bench/ scripts import rsft as installed, not the repo's configs/).
-DEMO_SHAPE = dict(vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=64, max_position_embeddings=1024)
+DEMO_SHAPE = dict(
+  vocab_size=512,
+  hidden_size=128,
+  intermediate_size=384,
+  num_hidden_layers=4,
+  num_attention_heads=2,
+  num_key_value_heads=1,
+  head_dim=64,
+  max_position_embeddings=1024,
+)
 
 
 def main() -> None:
@@ -39,6 +47,7 @@ def main() -> None:
 
   import rsft
   from rsft.infer import scorer
+
   hf, path, name = reference_model(args.model, **DEMO_SHAPE)
   name += " (the demo's shape)" if args.model != "smollm2" else ""
   m = rsft.load_model(path)
@@ -53,20 +62,24 @@ def main() -> None:
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for r, row in enumerate(rows):
-      ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+      ids[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
     with torch.no_grad():
       logp = torch.log_softmax(hf(input_ids=ids, attention_mask=mask).logits.float(), -1)
-    return [logp[r, len(p) - 1:len(p) + len(a) - 1].gather(-1, torch.tensor(a)[:, None])[:, 0].numpy()
-            for r, (p, a) in enumerate(zip(prompts, answers))]
+    return [
+      logp[r, len(p) - 1 : len(p) + len(a) - 1].gather(-1, torch.tensor(a)[:, None])[:, 0].numpy()
+      for r, (p, a) in enumerate(zip(prompts, answers))
+    ]
 
   probe, t_probe = timed(lambda: scorer.score(m, prompts, answers))
   _, t_sample = timed(lambda: rsft.generate(m, prompts, args.tokens, stop_token_ids=[]))
   ref, t_hf = timed(theirs)
   diff = max(float(np.abs(np.asarray(s.logprobs) - r).max()) for s, r in zip(probe, ref))
   print(f"{name}, float32, {args.items} probe items of 20-60 prompt tokens + {args.tokens} answer tokens")
-  print(f"probe (teacher-forced) {1e3 * t_probe:.1f} ms, sampled check {1e3 * t_sample:.1f} ms, transformers "
-        f"scoring {1e3 * t_hf:.1f} ms; ratio sampled / probe {t_sample / t_probe:.1f}, transformers / rsft "
-        f"{t_hf / t_probe:.2f}; max |log p rsft - log p transformers| {diff:.1e}")
+  print(
+    f"probe (teacher-forced) {1e3 * t_probe:.1f} ms, sampled check {1e3 * t_sample:.1f} ms, transformers "
+    f"scoring {1e3 * t_hf:.1f} ms; ratio sampled / probe {t_sample / t_probe:.1f}, transformers / rsft "
+    f"{t_hf / t_probe:.2f}; max |log p rsft - log p transformers| {diff:.1e}"
+  )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict[str, float]:
   import jax
   import jax.numpy as jnp
   import torch
+
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
   f = jax.jit(lambda x: x @ x)
   f(a).block_until_ready()
@@ -60,8 +61,10 @@ def model_and_prompts(smoke: bool, n: int):
   import transformers
 
   import rsft
+
   if smoke:
     from rsft.tools import tiny_models
+
     path = tempfile.mkdtemp()
     hf = tiny_models.build("llama", path)
     rng = np.random.default_rng(0)
@@ -69,14 +72,20 @@ def model_and_prompts(smoke: bool, n: int):
     stops = list(range(1, 9))
   else:
     from rsft.tools import models
+
     path = models.fetch("smollm2-135m-instruct")
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     m = rsft.load_model(path)
     with open(os.path.join(BENCH, "ifeval.jsonl")) as f:
       rows = [json.loads(line) for line in f][:n]
-    prompts = [list(m.tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=True,
-                                                    add_generation_prompt=True, return_dict=True)["input_ids"])
-               for r in rows]
+    prompts = [
+      list(
+        m.tokenizer.apply_chat_template(
+          [{"role": "user", "content": r["prompt"]}], tokenize=True, add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+      )
+      for r in rows
+    ]
     return m, hf, prompts, list(m.stop_token_ids), sum(p.numel() for p in hf.parameters())
   return rsft.load_model(path), hf.eval(), prompts, stops, sum(p.numel() for p in hf.parameters())
 
@@ -87,13 +96,23 @@ def decode(m, hf, prompts, stops, cap: int, slots: int, params: int, peak: float
   import rsft
 
   def ours(batch):
-    return rsft.generate(m, batch, cap, stop_token_ids=stops, seed=0, options=rsft.Options(max_num_seqs=slots),
-                         **STUDY_IFEVAL)
+    return rsft.generate(
+      m, batch, cap, stop_token_ids=stops, seed=0, options=rsft.Options(max_num_seqs=slots), **STUDY_IFEVAL
+    )
 
   def theirs(batch):
     lengths = []
-    for row in hf_generate(hf, batch, slots, max_new_tokens=cap, do_sample=True, top_k=0, eos_token_id=stops,
-                           pad_token_id=stops[0], **STUDY_IFEVAL):
+    for row in hf_generate(
+      hf,
+      batch,
+      slots,
+      max_new_tokens=cap,
+      do_sample=True,
+      top_k=0,
+      eos_token_id=stops,
+      pad_token_id=stops[0],
+      **STUDY_IFEVAL,
+    ):
       stop = next((j for j, t in enumerate(row) if t in stops), None)
       lengths.append(len(row) if stop is None else stop + 1)
     return lengths
@@ -109,15 +128,24 @@ def decode(m, hf, prompts, stops, cap: int, slots: int, params: int, peak: float
   t_theirs = time.perf_counter() - start
   mine = sum(len(t) for t in res.tokens)
   rate, their_rate = mine / t_ours, sum(their_lengths) / t_theirs
-  return dict(cap=cap, slots=slots, prompts=len(prompts), rsft_tokens_per_s=rate, transformers_tokens_per_s=their_rate,
-              ratio=rate / their_rate, rsft_mean_length=mine / len(prompts),
-              transformers_mean_length=float(np.mean(their_lengths)),
-              occupancy=mine / max(res.row_steps, 1), rsft_peak_share=2 * params * rate / 1e9 / peak,
-              transformers_peak_share=2 * params * their_rate / 1e9 / peak)
+  return dict(
+    cap=cap,
+    slots=slots,
+    prompts=len(prompts),
+    rsft_tokens_per_s=rate,
+    transformers_tokens_per_s=their_rate,
+    ratio=rate / their_rate,
+    rsft_mean_length=mine / len(prompts),
+    transformers_mean_length=float(np.mean(their_lengths)),
+    occupancy=mine / max(res.row_steps, 1),
+    rsft_peak_share=2 * params * rate / 1e9 / peak,
+    transformers_peak_share=2 * params * their_rate / 1e9 / peak,
+  )
 
 
-def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float,
-             profile_parts: bool = False) -> dict[str, float]:
+def sft_step(
+  m, hf, rows: int, length: int, steps: int, params: int, peak: float, profile_parts: bool = False
+) -> dict[str, float]:
   import jax
   import ml_collections
   import torch
@@ -127,14 +155,28 @@ def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float
 
   vocab = m.config.vocab_size
   ids = np.random.default_rng(0).integers(0, vocab, (rows, length + 1)).astype(np.int32)
-  batch = dict(inputs=ids[:, :-1], targets=ids[:, 1:], weights=np.ones((rows, length), np.float32),
-               segment_ids=np.ones((rows, length), np.int32),
-               positions=np.tile(np.arange(length, dtype=np.int32), (rows, 1)))
-  settings = dict(lr=1e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9, b2=0.95, eps=1e-8,
-                  weight_decay=0.01, weight_decay_mask="all")
+  batch = dict(
+    inputs=ids[:, :-1],
+    targets=ids[:, 1:],
+    weights=np.ones((rows, length), np.float32),
+    segment_ids=np.ones((rows, length), np.int32),
+    positions=np.tile(np.arange(length, dtype=np.int32), (rows, 1)),
+  )
+  settings = dict(
+    lr=1e-4,
+    warmup_ratio=0.0,
+    schedule="constant",
+    max_grad_norm=1.0,
+    b1=0.9,
+    b2=0.95,
+    eps=1e-8,
+    weight_decay=0.01,
+    weight_decay_mask="all",
+  )
   tx = optim.make_optimizer(ml_collections.ConfigDict(settings), steps + 1)[0]
-  step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=min(length, 1024))),
-                 donate_argnums=(0, 1))
+  step = jax.jit(
+    functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=min(length, 1024))), donate_argnums=(0, 1)
+  )
   # committed to the device as the trainer's are: an uncommitted first call would compile the step a second time
   device = jax.devices()[0]
   params_ = jax.device_put(jax.tree.map(lambda x: x.copy(), m.params), device)
@@ -167,11 +209,18 @@ def sft_step(m, hf, rows: int, length: int, steps: int, params: int, peak: float
   profile = _profile(m, tx, params_, batch, length, model, torch_opt, inputs, targets) if profile_parts else None
   hf.eval()
   tokens = rows * length
-  return dict(profile=profile, rows=rows, length=length, rsft_tokens_per_s=tokens / t_ours,
-              transformers_tokens_per_s=tokens / t_theirs,
-              ratio=t_theirs / t_ours, rsft_seconds=t_ours, transformers_seconds=t_theirs,
-              rsft_peak_share=6 * params * tokens / t_ours / 1e9 / peak,
-              transformers_peak_share=6 * params * tokens / t_theirs / 1e9 / peak)
+  return dict(
+    profile=profile,
+    rows=rows,
+    length=length,
+    rsft_tokens_per_s=tokens / t_ours,
+    transformers_tokens_per_s=tokens / t_theirs,
+    ratio=t_theirs / t_ours,
+    rsft_seconds=t_ours,
+    transformers_seconds=t_theirs,
+    rsft_peak_share=6 * params * tokens / t_ours / 1e9 / peak,
+    transformers_peak_share=6 * params * tokens / t_theirs / 1e9 / peak,
+  )
 
 
 def _profile(m, tx, params, batch, length, model, torch_opt, inputs, targets) -> dict[str, dict[str, float]]:
@@ -184,6 +233,7 @@ def _profile(m, tx, params, batch, length, model, torch_opt, inputs, targets) ->
 
   from rsft.train.loss import token_scales
   from rsft.train.step import _micro_loss
+
   mb = dict(batch, scale=token_scales(jnp.asarray(batch["weights"]), "token_mean", 1, 1))
   chunk = min(length, 1024)
   fwd = jax.jit(lambda p: _micro_loss(p, m.graphdef, mb, chunk)[0])
@@ -196,9 +246,11 @@ def _profile(m, tx, params, batch, length, model, torch_opt, inputs, targets) ->
     return min(_seconds(fn) for _ in range(repeats))
 
   grads = grad(params)
-  ours = dict(forward=best(lambda: jax.block_until_ready(fwd(params))),
-              forward_backward=best(lambda: jax.block_until_ready(grad(params))),
-              optimizer=best(lambda: jax.block_until_ready(update(grads, opt_state, params))))
+  ours = dict(
+    forward=best(lambda: jax.block_until_ready(fwd(params))),
+    forward_backward=best(lambda: jax.block_until_ready(grad(params))),
+    optimizer=best(lambda: jax.block_until_ready(update(grads, opt_state, params))),
+  )
 
   def loss():
     logits = model(input_ids=inputs).logits
@@ -234,13 +286,19 @@ def main() -> None:
     args.decode, args.prompts, args.sft, args.steps, args.profile = "16:2", 4, "1x32", 1, "1x32"
     args.out = os.path.join(tempfile.mkdtemp(), "real_shapes.json")
   import jax
+
   what = args.what.split(",")
-  report = dict(device=str(jax.devices()[0].device_kind), platform=jax.default_backend(),
-                model="tiny random llama" if args.smoke else "SmolLM2-135M-Instruct (Q4_1 GGUF, float32)")
+  report = dict(
+    device=str(jax.devices()[0].device_kind),
+    platform=jax.default_backend(),
+    model="tiny random llama" if args.smoke else "SmolLM2-135M-Instruct (Q4_1 GGUF, float32)",
+  )
   report["peak"] = matmul_peak(512 if args.smoke else 2048)
   peak = report["peak"]["xla_gflops"]
-  print(f"{report['model']} on {report['device']}; float32 matmul peak: XLA {peak:.0f} GFLOP/s, torch "
-        f"{report['peak']['torch_gflops']:.0f} GFLOP/s")
+  print(
+    f"{report['model']} on {report['device']}; float32 matmul peak: XLA {peak:.0f} GFLOP/s, torch "
+    f"{report['peak']['torch_gflops']:.0f} GFLOP/s"
+  )
   m, hf, prompts, stops, params = model_and_prompts(args.smoke, args.prompts)
   if "decode" in what:
     report["decode"] = []
@@ -248,20 +306,26 @@ def main() -> None:
       cap, slots = map(int, spec.split(":"))
       r = decode(m, hf, prompts, stops, cap, slots, params, peak)
       report["decode"].append(r)
-      print(f"decode cap {cap} slots {slots}, {r['prompts']} prompts: rsft {r['rsft_tokens_per_s']:.0f} tok/s "
-            f"(mean {r['rsft_mean_length']:.0f} tokens, occupancy {r['occupancy']:.2f}, {100 * r['rsft_peak_share']:.1f}% "
-            f"of peak), transformers {r['transformers_tokens_per_s']:.0f} tok/s (mean {r['transformers_mean_length']:.0f}, "
-            f"{100 * r['transformers_peak_share']:.1f}%); ratio rsft / transformers {r['ratio']:.2f}", flush=True)
+      print(
+        f"decode cap {cap} slots {slots}, {r['prompts']} prompts: rsft {r['rsft_tokens_per_s']:.0f} tok/s "
+        f"(mean {r['rsft_mean_length']:.0f} tokens, occupancy {r['occupancy']:.2f}, {100 * r['rsft_peak_share']:.1f}% "
+        f"of peak), transformers {r['transformers_tokens_per_s']:.0f} tok/s (mean {r['transformers_mean_length']:.0f}, "
+        f"{100 * r['transformers_peak_share']:.1f}%); ratio rsft / transformers {r['ratio']:.2f}",
+        flush=True,
+      )
   if "sft" in what:
     report["sft"] = []
     for spec in args.sft.split(","):
       rows, length = map(int, spec.split("x"))
       r = sft_step(m, hf, rows, length, args.steps, params, peak, spec in args.profile.split(","))
       report["sft"].append(r)
-      print(f"sft step {rows}x{length}: rsft {r['rsft_seconds']:.2f} s ({r['rsft_tokens_per_s']:.0f} tok/s, "
-            f"{100 * r['rsft_peak_share']:.0f}% of peak), transformers {r['transformers_seconds']:.2f} s "
-            f"({r['transformers_tokens_per_s']:.0f} tok/s, {100 * r['transformers_peak_share']:.0f}%); ratio rsft / "
-            f"transformers {r['ratio']:.2f}", flush=True)
+      print(
+        f"sft step {rows}x{length}: rsft {r['rsft_seconds']:.2f} s ({r['rsft_tokens_per_s']:.0f} tok/s, "
+        f"{100 * r['rsft_peak_share']:.0f}% of peak), transformers {r['transformers_seconds']:.2f} s "
+        f"({r['transformers_tokens_per_s']:.0f} tok/s, {100 * r['transformers_peak_share']:.0f}%); ratio rsft / "
+        f"transformers {r['ratio']:.2f}",
+        flush=True,
+      )
       if r["profile"]:
         parts = lambda side: ", ".join(f"{k} {v:.2f} s" for k, v in r["profile"][side].items())
         print(f"  where the time goes: rsft {parts('rsft')}; transformers {parts('transformers')}", flush=True)

@@ -22,8 +22,9 @@ import numpy as np
 from rsft.tools.benchtools import timed
 
 # The tiny model's shape (random weights, tiny_models.VOCAB = 512 tokens).
-SHAPE = dict(num_hidden_layers=4, hidden_size=128, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2,
-             head_dim=32)
+SHAPE = dict(
+  num_hidden_layers=4, hidden_size=128, intermediate_size=384, num_attention_heads=4, num_key_value_heads=2, head_dim=32
+)
 STUDY = dict(temperature=0.6, top_p=0.95, top_k=20)  # the study's sampling settings
 
 
@@ -69,24 +70,32 @@ def main() -> None:
     sync()
     return out
 
-  print(f"rsft on {jax.devices()[0].device_kind} ({jax.device_count()} devices): rsft.generate, float32, "
-        f"{opts}{' (flags override: ' + ', '.join(overrides) + ')' if overrides else ' (evaluation defaults)'}")
+  print(
+    f"rsft on {jax.devices()[0].device_kind} ({jax.device_count()} devices): rsft.generate, float32, "
+    f"{opts}{' (flags override: ' + ', '.join(overrides) + ')' if overrides else ' (evaluation defaults)'}"
+  )
   shown = ", ".join(f"{k}={v}" for k, v in hf_kw.items() if k != "attention_mask")
-  print(f"transformers {transformers.__version__} on {device} (torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads): generate(use_cache=True, {shown}), float32")
-  print(f"tiny random Qwen3 ({SHAPE['num_hidden_layers']}L d{SHAPE['hidden_size']} V{tiny_models.VOCAB}), batch "
-        f"{args.batch}, prompt {args.prompt}, {args.new} new tokens; each side: one untimed run of the same workload, "
-        "then the timed one")
+  print(
+    f"transformers {transformers.__version__} on {device} (torch {torch.__version__}, {torch.get_num_threads()} "
+    f"threads): generate(use_cache=True, {shown}), float32"
+  )
+  print(
+    f"tiny random Qwen3 ({SHAPE['num_hidden_layers']}L d{SHAPE['hidden_size']} V{tiny_models.VOCAB}), batch "
+    f"{args.batch}, prompt {args.prompt}, {args.new} new tokens; each side: one untimed run of the same workload, "
+    "then the timed one"
+  )
   tokens = args.batch * args.new
   for label, decoding in (("greedy", {}), ("T 0.6, top-p 0.95, top-k 20", STUDY)):
     res, ours = timed(lambda: rsft.generate(m, prompts, args.new, stop_token_ids=[], options=opts, **decoding))
     out, ref = timed(lambda: hf_generate(do_sample=bool(decoding), **decoding))
     extra = ""
     if not decoding:
-      same = sum(a == b for a, b in zip(res.tokens, out[:, args.prompt:].tolist()))
+      same = sum(a == b for a, b in zip(res.tokens, out[:, args.prompt :].tolist()))
       extra = f"; {same}/{args.batch} rows token-identical"
-    print(f"  decode  rsft {tokens / ours:9.0f} tok/s   transformers {tokens / ref:9.0f} tok/s   "
-          f"ratio rsft / transformers {ref / ours:.2f}   ({label}{extra})")
+    print(
+      f"  decode  rsft {tokens / ours:9.0f} tok/s   transformers {tokens / ref:9.0f} tok/s   "
+      f"ratio rsft / transformers {ref / ours:.2f}   ({label}{extra})"
+    )
 
   completions = res.tokens
   full = torch.tensor([p + c for p, c in zip(prompts, completions)], device=device)
@@ -103,8 +112,10 @@ def main() -> None:
   _, ours = timed(lambda: scorer.score(m, prompts, completions))
   _, ref = timed(hf_score)
   tokens = args.batch * (args.prompt + args.new)
-  print(f"  score   rsft {tokens / ours:9.0f} tok/s   transformers {tokens / ref:9.0f} tok/s   "
-        f"ratio rsft / transformers {ref / ours:.2f}   (log-prob, entropy, greedy match per token)")
+  print(
+    f"  score   rsft {tokens / ours:9.0f} tok/s   transformers {tokens / ref:9.0f} tok/s   "
+    f"ratio rsft / transformers {ref / ours:.2f}   (log-prob, entropy, greedy match per token)"
+  )
 
 
 if __name__ == "__main__":

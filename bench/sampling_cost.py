@@ -59,18 +59,23 @@ def main() -> None:
   b = args.batch
   print(f"batch {b}, float32, best of {args.repeats}; ms per step; ratio = transformers / rsft")
   for vocab in (int(v) for v in args.vocabs.split(",")):
-    for shape, logits in (("trained-like", trained_like(rng, b, vocab)),
-                          ("flat", rng.normal(0.0, 1.0, (b, vocab)).astype(np.float32))):
+    for shape, logits in (
+      ("trained-like", trained_like(rng, b, vocab)),
+      ("flat", rng.normal(0.0, 1.0, (b, vocab)).astype(np.float32)),
+    ):
       x, xt = jnp.asarray(logits), torch.from_numpy(logits)
       keys = sampling.row_keys(jnp.uint32(0), jnp.arange(b), jnp.int32(0))
       select = jax.jit(sampling.select, static_argnums=5)
       for name, (temp, top_p, top_k) in SETTINGS.items():
         row = lambda v, dt: jnp.full((b,), v, dt)
-        mine = lambda: jax.block_until_ready(select(x, keys, row(temp, jnp.float32), row(top_p, jnp.float32),
-                                                     row(top_k, jnp.int32), 64))
+        mine = lambda: jax.block_until_ready(
+          select(x, keys, row(temp, jnp.float32), row(top_p, jnp.float32), row(top_k, jnp.int32), 64)
+        )
         warpers = lp.LogitsProcessorList(
-            ([lp.TemperatureLogitsWarper(temp)] if temp > 0 else [])
-            + ([lp.TopKLogitsWarper(top_k)] if top_k else []) + ([lp.TopPLogitsWarper(top_p)] if top_p < 1 else []))
+          ([lp.TemperatureLogitsWarper(temp)] if temp > 0 else [])
+          + ([lp.TopKLogitsWarper(top_k)] if top_k else [])
+          + ([lp.TopPLogitsWarper(top_p)] if top_p < 1 else [])
+        )
 
         def theirs():
           with torch.no_grad():
@@ -80,8 +85,10 @@ def main() -> None:
             return torch.multinomial(torch.softmax(scores, dim=-1), 1)
 
         t_mine, t_theirs = best_time(mine, args.repeats), best_time(theirs, args.repeats)
-        print(f"vocab {vocab:6d} {shape:12s} {name:10s}: rsft {t_mine * 1e3:8.3f} ms, transformers "
-              f"{t_theirs * 1e3:8.3f} ms, ratio {t_theirs / t_mine:6.2f}")
+        print(
+          f"vocab {vocab:6d} {shape:12s} {name:10s}: rsft {t_mine * 1e3:8.3f} ms, transformers "
+          f"{t_theirs * 1e3:8.3f} ms, ratio {t_theirs / t_mine:6.2f}"
+        )
 
 
 if __name__ == "__main__":

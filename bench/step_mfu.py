@@ -23,12 +23,23 @@ import time
 import numpy as np
 
 # --smoke: the layout of Qwen3 (q/k-norm, GQA 2:1, untied head) at a size that compiles in seconds on a CPU.
-SMOKE = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-             num_kv_heads=2, head_dim=32, rope_theta=1e6, qk_norm=True)
+SMOKE = dict(
+  model_type="qwen3",
+  vocab_size=512,
+  hidden_size=64,
+  intermediate_size=128,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=32,
+  rope_theta=1e6,
+  qk_norm=True,
+)
 
 
 def architecture(arch: str):
   from rsft.models import ModelConfig, presets
+
   return ModelConfig(**SMOKE) if arch == "smoke" else presets.get(arch)
 
 
@@ -39,6 +50,7 @@ def rsft_step(arch: str, batch: int, seq: int, steps: int, remat: str, devices: 
   from rsft import config as rconfig
   from rsft import hardware, sharding
   from rsft.train import loop, metrics
+
   cfg = architecture(arch)
   c = rconfig.base_config()
   c.model.dtype, c.model.param_dtype, c.model.remat = "bfloat16", "bfloat16", remat
@@ -47,14 +59,20 @@ def rsft_step(arch: str, batch: int, seq: int, steps: int, remat: str, devices: 
   used = jax.local_devices()[:devices] if devices else jax.local_devices()
   mesh = sharding.make_mesh(1, -1, 1, devices=used)
   parts = loop.build_step(c, cfg, mesh, total_steps=1000)
-  params = rsft.init_model(cfg, seed=0, dtype="bfloat16", param_dtype="bfloat16", mesh=mesh, remat_policy=remat,
-                           attention=c.model.attention).params
+  params = rsft.init_model(
+    cfg, seed=0, dtype="bfloat16", param_dtype="bfloat16", mesh=mesh, remat_policy=remat, attention=c.model.attention
+  ).params
   opt_state = parts.init_opt(params)
   rng = np.random.default_rng(0)
   ids = rng.integers(0, cfg.vocab_size, (batch, seq + 1)).astype(np.int32)
   positions = np.tile(np.arange(seq, dtype=np.int32), (batch, 1))
-  host = dict(inputs=ids[:, :-1], targets=ids[:, 1:], weights=np.ones((batch, seq), np.float32),
-              segment_ids=np.ones((batch, seq), np.int32), positions=positions)
+  host = dict(
+    inputs=ids[:, :-1],
+    targets=ids[:, 1:],
+    weights=np.ones((batch, seq), np.float32),
+    segment_ids=np.ones((batch, seq), np.int32),
+    positions=positions,
+  )
   b = {k: jax.device_put(v, parts.batch_sharding) for k, v in host.items()}
   params, opt_state, out = parts.jitted(params, opt_state, b)  # compile + warm-up
   jax.block_until_ready(out)
@@ -66,10 +84,19 @@ def rsft_step(arch: str, batch: int, seq: int, steps: int, remat: str, devices: 
   tokens_per_s = batch * seq / seconds
   per_chip = hardware.peak_flops(used[0].device_kind)
   peak = per_chip * len(used) if per_chip else None
-  return dict(system="rsft", device=used[0].device_kind, devices=len(used), arch=arch,
-              batch=batch, seq=seq, remat=remat, step_s=seconds, tokens_per_s=tokens_per_s,
-              mfu=tokens_per_s * metrics.flops_per_token(cfg, seq) / peak if peak else None,
-              loss=float(out["loss"]))
+  return dict(
+    system="rsft",
+    device=used[0].device_kind,
+    devices=len(used),
+    arch=arch,
+    batch=batch,
+    seq=seq,
+    remat=remat,
+    step_s=seconds,
+    tokens_per_s=tokens_per_s,
+    mfu=tokens_per_s * metrics.flops_per_token(cfg, seq) / peak if peak else None,
+    loss=float(out["loss"]),
+  )
 
 
 def torch_step(arch: str, batch: int, seq: int, steps: int, remat: str) -> dict:
@@ -78,6 +105,7 @@ def torch_step(arch: str, batch: int, seq: int, steps: int, remat: str) -> dict:
 
   from rsft import hardware
   from rsft.train import metrics
+
   cfg = architecture(arch)
   device = "cuda" if torch.cuda.is_available() else "cpu"
   hf = transformers.Qwen3Config(**{k: v for k, v in cfg.to_hf_dict().items() if k not in ("architectures",)})
@@ -110,9 +138,19 @@ def torch_step(arch: str, batch: int, seq: int, steps: int, remat: str) -> dict:
   tokens_per_s = batch * seq / seconds
   name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
   peak = hardware.peak_flops(name)
-  return dict(system="transformers", device=name, devices=1, arch=arch,
-              batch=batch, seq=seq, remat=remat, step_s=seconds, tokens_per_s=tokens_per_s,
-              mfu=tokens_per_s * metrics.flops_per_token(cfg, seq) / peak if peak else None, loss=float(loss.detach()))
+  return dict(
+    system="transformers",
+    device=name,
+    devices=1,
+    arch=arch,
+    batch=batch,
+    seq=seq,
+    remat=remat,
+    step_s=seconds,
+    tokens_per_s=tokens_per_s,
+    mfu=tokens_per_s * metrics.flops_per_token(cfg, seq) / peak if peak else None,
+    loss=float(loss.detach()),
+  )
 
 
 def main(argv: list[str]) -> None:
@@ -134,8 +172,15 @@ def main(argv: list[str]) -> None:
     ref = torch_step(a.arch, a.batch, a.seq, a.steps, a.remat)
     print(json.dumps(ref), flush=True)
     per_device = ours["tokens_per_s"] / ours["devices"]
-    print(json.dumps({"rsft_over_transformers_tokens_per_s_per_device": per_device / ref["tokens_per_s"],
-                      "rsft_devices": ours["devices"], "transformers_devices": 1}))
+    print(
+      json.dumps(
+        {
+          "rsft_over_transformers_tokens_per_s_per_device": per_device / ref["tokens_per_s"],
+          "rsft_devices": ours["devices"],
+          "transformers_devices": 1,
+        }
+      )
+    )
 
 
 if __name__ == "__main__":

@@ -19,11 +19,25 @@ import time
 import numpy as np
 
 SIZES = {
-    "tiny": dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=64),
-    # ~270M parameters: big enough that an accelerator is not launch-bound.
-    "medium": dict(vocab_size=32768, hidden_size=1024, intermediate_size=3072, num_hidden_layers=12,
-                   num_attention_heads=16, num_key_value_heads=8, head_dim=64),
+  "tiny": dict(
+    vocab_size=4096,
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+  ),
+  # ~270M parameters: big enough that an accelerator is not launch-bound.
+  "medium": dict(
+    vocab_size=32768,
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=64,
+  ),
 }
 ARCH = dict(SIZES["tiny"], rope_theta=1e6, tie_word_embeddings=False, max_position_embeddings=8192)
 
@@ -38,19 +52,43 @@ def rsft_tokens_per_s(batch: int, seq: int, steps: int) -> float:
   from rsft.train import optim
   from rsft.train.step import StepConfig, train_step
 
-  cfg = ModelConfig(model_type="qwen3", vocab_size=ARCH["vocab_size"], hidden_size=ARCH["hidden_size"],
-                    intermediate_size=ARCH["intermediate_size"], num_layers=ARCH["num_hidden_layers"],
-                    num_heads=ARCH["num_attention_heads"], num_kv_heads=ARCH["num_key_value_heads"],
-                    head_dim=ARCH["head_dim"], rope_theta=ARCH["rope_theta"], qk_norm=True)
+  cfg = ModelConfig(
+    model_type="qwen3",
+    vocab_size=ARCH["vocab_size"],
+    hidden_size=ARCH["hidden_size"],
+    intermediate_size=ARCH["intermediate_size"],
+    num_layers=ARCH["num_hidden_layers"],
+    num_heads=ARCH["num_attention_heads"],
+    num_kv_heads=ARCH["num_key_value_heads"],
+    head_dim=ARCH["head_dim"],
+    rope_theta=ARCH["rope_theta"],
+    qk_norm=True,
+  )
   m = rsft.init_model(cfg, seed=0, remat_policy="none")
-  tc = types.SimpleNamespace(**dict(lr=1e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9,
-                                      b2=0.999, eps=1e-8, weight_decay=0.01, weight_decay_mask="all"))
+  tc = types.SimpleNamespace(
+    **dict(
+      lr=1e-4,
+      warmup_ratio=0.0,
+      schedule="constant",
+      max_grad_norm=1.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.01,
+      weight_decay_mask="all",
+    )
+  )
   tx, _ = optim.make_optimizer(tc, steps)
   step = jax.jit(functools.partial(train_step, m.graphdef, tx, StepConfig(loss_chunk=512)), donate_argnums=(0, 1))
   rng = np.random.default_rng(0)
   ids = rng.integers(0, cfg.vocab_size, (batch, seq + 1)).astype(np.int32)
-  b = dict(inputs=ids[:, :-1], targets=ids[:, 1:], weights=np.ones((batch, seq), np.float32),
-           segment_ids=np.ones((batch, seq), np.int32), positions=np.tile(np.arange(seq, dtype=np.int32), (batch, 1)))
+  b = dict(
+    inputs=ids[:, :-1],
+    targets=ids[:, 1:],
+    weights=np.ones((batch, seq), np.float32),
+    segment_ids=np.ones((batch, seq), np.int32),
+    positions=np.tile(np.arange(seq, dtype=np.int32), (batch, 1)),
+  )
   params, opt_state = m.params, tx.init(m.params)
   params, opt_state, out = step(params, opt_state, b)  # compile + warm-up
   jax.block_until_ready(out)
@@ -128,11 +166,14 @@ def main() -> None:
   ARCH.update(SIZES[args.size])
   import jax
   import torch
+
   print(f"device: {jax.devices()[0].device_kind}; torch threads {torch.get_num_threads()}")
   ours = rsft_tokens_per_s(args.batch, args.seq, args.steps)
   ref = torch_tokens_per_s(args.batch, args.seq, args.steps)
-  print(f"train step, {args.size} Qwen3 ({ARCH['num_hidden_layers']}L d{ARCH['hidden_size']} V{ARCH['vocab_size']}), "
-        f"batch {args.batch} x {args.seq}, float32, {args.steps} timed steps after one warm-up step each:")
+  print(
+    f"train step, {args.size} Qwen3 ({ARCH['num_hidden_layers']}L d{ARCH['hidden_size']} V{ARCH['vocab_size']}), "
+    f"batch {args.batch} x {args.seq}, float32, {args.steps} timed steps after one warm-up step each:"
+  )
   print(f"  rsft          {ours:10.0f} tokens/s")
   print(f"  transformers  {ref:10.0f} tokens/s")
   print(f"  ratio rsft / transformers: {ours / ref:.2f}")
@@ -140,8 +181,10 @@ def main() -> None:
   print(f"loss + grad temporary memory, vocab {vocab}, bf16 hidden/head, chunk 1024:")
   for seq in seqs:
     chunked, dense = loss_memory(seq, vocab)
-    print(f"  T={seq:5d}  chunked {chunked / 2**20:8.1f} MiB   dense {dense / 2**20:8.1f} MiB   "
-          f"ratio chunked / dense {chunked / dense:.2f}")
+    print(
+      f"  T={seq:5d}  chunked {chunked / 2**20:8.1f} MiB   dense {dense / 2**20:8.1f} MiB   "
+      f"ratio chunked / dense {chunked / dense:.2f}"
+    )
 
 
 if __name__ == "__main__":

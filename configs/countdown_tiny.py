@@ -16,9 +16,20 @@ from configs import base
 
 def get_config(arg: str | None = None):
   c = base.get_config(arg)
-  c.model.arch = dict(model_type="qwen3", vocab_size=512, hidden_size=128, intermediate_size=384, num_layers=4,
-                      num_heads=2, num_kv_heads=1, head_dim=64, rope_theta=10000.0, qk_norm=True,
-                      tie_word_embeddings=True, max_position_embeddings=1024)
+  c.model.arch = dict(
+    model_type="qwen3",
+    vocab_size=512,
+    hidden_size=128,
+    intermediate_size=384,
+    num_layers=4,
+    num_heads=2,
+    num_kv_heads=1,
+    head_dim=64,
+    rope_theta=10000.0,
+    qk_norm=True,
+    tie_word_embeddings=True,
+    max_position_embeddings=1024,
+  )
   c.model.dtype = "float32"
   c.model.remat = "none"
   c.mesh.fsdp = 1

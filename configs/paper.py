@@ -15,26 +15,59 @@ import os
 from configs import base
 
 MODELS = {
-    "qwen3_1.7b": "Qwen3-1.7B-Base", "qwen3_4b": "Qwen3-4B-Base", "qwen3_8b": "Qwen3-8B-Base",
-    "qwen3_14b": "Qwen3-14B-Base", "qwen2.5_1.5b": "Qwen2.5-1.5B", "qwen2.5_3b": "Qwen2.5-3B",
-    "qwen2.5_7b": "Qwen2.5-7B", "qwen2.5_14b": "Qwen2.5-14B",
-    "internlm2.5_20b": "internlm2_5-20b",  # Table 2 / Fig. 6-7; remote code upstream, a native family here
+  "qwen3_1.7b": "Qwen3-1.7B-Base",
+  "qwen3_4b": "Qwen3-4B-Base",
+  "qwen3_8b": "Qwen3-8B-Base",
+  "qwen3_14b": "Qwen3-14B-Base",
+  "qwen2.5_1.5b": "Qwen2.5-1.5B",
+  "qwen2.5_3b": "Qwen2.5-3B",
+  "qwen2.5_7b": "Qwen2.5-7B",
+  "qwen2.5_14b": "Qwen2.5-14B",
+  "internlm2.5_20b": "internlm2_5-20b",  # Table 2 / Fig. 6-7; remote code upstream, a native family here
 }
 # data key -> (released dataset name, rows used): Math-CoT-2.5k is a 2,560-row subset of Math-CoT-20k.
 DATA = {
-    "math_cot": ("Math-CoT-20k", None), "math_nocot": ("Math-NoCoT-20k", None), "numina": ("NuminaMath-20k", None),
-    "countdown_cot": ("Countdown-CoT-20k", None), "deepseek_r1": ("DeepSeek-R1-20k", None),
-    "math_cot_2.5k": ("Math-CoT-20k", 2560),
+  "math_cot": ("Math-CoT-20k", None),
+  "math_nocot": ("Math-NoCoT-20k", None),
+  "numina": ("NuminaMath-20k", None),
+  "countdown_cot": ("Countdown-CoT-20k", None),
+  "deepseek_r1": ("DeepSeek-R1-20k", None),
+  "math_cot_2.5k": ("Math-CoT-20k", 2560),
 }
 EVAL_STEPS = (10, 20, 40, 80, 160, 320, 480, 640, 800, 960, 1120, 1280)  # App. D; 16-epoch runs add the tail
-DEFAULTS = dict(model="qwen3_14b", data="math_cot", lr="5e-5", epochs="8", batch="256", schedule="cosine",
-                models="~/models", data_dir="", faithful="1", judges="~/models", safety_judge="")
+DEFAULTS = dict(
+  model="qwen3_14b",
+  data="math_cot",
+  lr="5e-5",
+  epochs="8",
+  batch="256",
+  schedule="cosine",
+  models="~/models",
+  data_dir="",
+  faithful="1",
+  judges="~/models",
+  safety_judge="",
+)
 # The study's ten (paper.md §4): in-domain, OOD reasoning, general, safety. LiveCodeBench v2, HaluEval's *_samples
 # and HEx-PHI are not in ../shared/benchmarks: give them with --config.eval.files=name=path (hf: works offline).
-BENCHMARKS = ("math500", "aime24", "livecodebench", "gpqa_diamond", "mmlu_pro", "ifeval", "alpaca_eval", "halueval",
-              "truthfulqa", "hexphi")
-JUDGES = dict(reward_model="Llama-3.1-8B-Instruct-RM-RB2", truth_judge="truthfulqa-truth-judge-llama2-7B",
-              info_judge="truthfulqa-info-judge-llama2-7B", safety_judge_tokenizer="Llama-Guard-3-8B")
+BENCHMARKS = (
+  "math500",
+  "aime24",
+  "livecodebench",
+  "gpqa_diamond",
+  "mmlu_pro",
+  "ifeval",
+  "alpaca_eval",
+  "halueval",
+  "truthfulqa",
+  "hexphi",
+)
+JUDGES = dict(
+  reward_model="Llama-3.1-8B-Instruct-RM-RB2",
+  truth_judge="truthfulqa-truth-judge-llama2-7B",
+  info_judge="truthfulqa-info-judge-llama2-7B",
+  safety_judge_tokenizer="Llama-Guard-3-8B",
+)
 
 
 def parse(arg: str | None) -> dict[str, str]:
@@ -58,7 +91,7 @@ def get_config(arg: str | None = None):
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "bfloat16" if a["faithful"] == "1" else "float32"
   name, rows = DATA[a["data"]]
-  c.data.train_files = (os.path.join(a["data_dir"], f"{name}.parquet") if a["data_dir"] else f"hf:jasonrqh/{name}")
+  c.data.train_files = os.path.join(a["data_dir"], f"{name}.parquet") if a["data_dir"] else f"hf:jasonrqh/{name}"
   c.data.limit_rows = rows or 0
   internlm = a["model"].startswith("internlm")
   # the base models' EOS (the tokenizer's eos_token, as the study's OurSFTDataset), appended to every response

@@ -16,6 +16,6 @@ from configs import paper
 
 def get_config(arg: str | None = None):
   c = paper.get_config(arg or "model=qwen3_14b,data=math_cot,lr=5e-5,epochs=8,batch=256,schedule=cosine")
-  c.model.remat = "offload"   # v6e-16: 23.2 of 31.25 GiB per chip (full remat: 34.8, does not fit)
-  c.sample.mesh.tensor = 8    # 8 KV heads; the bf16 weights alone (27.5 GiB) would fill one v6e chip
+  c.model.remat = "offload"  # v6e-16: 23.2 of 31.25 GiB per chip (full remat: 34.8, does not fit)
+  c.sample.mesh.tensor = 8  # 8 KV heads; the bf16 weights alone (27.5 GiB) would fill one v6e chip
   return c

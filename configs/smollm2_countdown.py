@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
   c = base.get_config()
   c.model.path = models.checkpoint_dir(MODEL)
   c.model.dtype = "float32"  # XLA:CPU runs bfloat16 matmuls slower than float32
-  c.model.remat = "none"     # 135M parameters: activations of 4 x 512 tokens fit in host memory
+  c.model.remat = "none"  # 135M parameters: activations of 4 x 512 tokens fit in host memory
   c.mesh.fsdp = 1
   c.mesh.data = -1
   c.data.generate = "countdown"
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
   c.train.log_every = 4
   c.checkpoint.save_steps = (6, 12, 24)  # and step 0 (the instruct model) and the last step, 48
   c.eval.benchmarks = ("countdown", "ifeval", "mmlu_pro")
-  c.eval.limit = 32           # items per benchmark: 95% intervals of about +-0.15
+  c.eval.limit = 32  # items per benchmark: 95% intervals of about +-0.15
   c.eval.n = 1
   c.eval.max_new_tokens = 512  # a Countdown trace needs <= 512 tokens (the training rows' bound)
   c.sample.max_num_seqs = 32

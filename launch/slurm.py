@@ -24,15 +24,25 @@ from collections.abc import Sequence
 
 
 def batch_script(args: argparse.Namespace, script_args: Sequence[str]) -> str:
-  directives = [f"--job-name={args.name}", f"--nodes={args.nodes}", "--ntasks-per-node=1",
-                f"--gpus-per-node={args.gpus_per_node}", f"--cpus-per-task={args.cpus_per_task}",
-                f"--time={args.time}", f"--output={args.log_dir}/%x-%j.out", "--signal=B:TERM@120",
-                "--exclusive"]
+  directives = [
+    f"--job-name={args.name}",
+    f"--nodes={args.nodes}",
+    "--ntasks-per-node=1",
+    f"--gpus-per-node={args.gpus_per_node}",
+    f"--cpus-per-task={args.cpus_per_task}",
+    f"--time={args.time}",
+    f"--output={args.log_dir}/%x-%j.out",
+    "--signal=B:TERM@120",
+    "--exclusive",
+  ]
   directives += [f"--partition={args.partition}"] if args.partition else []
   directives += [f"--account={args.account}"] if args.account else []
   directives += ["--requeue"] if args.requeue else ["--no-requeue"]
   env = [f"export {e}" for e in args.env]
-  lines = ["#!/bin/bash"] + [f"#SBATCH {d}" for d in directives] + [
+  lines = (
+    ["#!/bin/bash"]
+    + [f"#SBATCH {d}" for d in directives]
+    + [
       "set -euo pipefail",
       f"cd {shlex.quote(args.repo_dir)}",
       f"export RSFT_COORDINATOR_PORT={args.port}",
@@ -47,14 +57,15 @@ def batch_script(args: argparse.Namespace, script_args: Sequence[str]) -> str:
       "pid=$!",
       "trap 'kill -TERM $pid; wait $pid" + ("; scontrol requeue $SLURM_JOB_ID" if args.requeue else "") + "' TERM",
       "wait $pid",
-  ]
+    ]
+  )
   return "\n".join(line for line in lines if line) + "\n"
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
   argv = list(argv)
-  script = argv[argv.index("--") + 1:] if "--" in argv else []
-  argv = argv[:argv.index("--")] if "--" in argv else argv
+  script = argv[argv.index("--") + 1 :] if "--" in argv else []
+  argv = argv[: argv.index("--")] if "--" in argv else argv
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--name", default="rsft")
   p.add_argument("--nodes", type=int, required=True)
@@ -71,8 +82,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--requeue", action=argparse.BooleanOptionalAction, default=True)
   p.add_argument("--script_path", default=None, help="where the batch script is written (default: log_dir)")
   p.add_argument("--dry_run", action="store_true")
-  p.add_argument("--follow_eval_gpus", type=int, default=0,
-                 help="also submit eval.py in follow mode (same flags) on one node with this many GPUs; 0 = no")
+  p.add_argument(
+    "--follow_eval_gpus",
+    type=int,
+    default=0,
+    help="also submit eval.py in follow mode (same flags) on one node with this many GPUs; 0 = no",
+  )
   args = p.parse_args(argv)
   if not script:
     p.error("nothing to run: put the script and its flags after `--`, e.g. -- train.py --config=...")
@@ -90,8 +105,15 @@ def follower(args: argparse.Namespace) -> tuple[argparse.Namespace, list[str]]:
   if not args.script or os.path.basename(args.script[0]) != "train.py":
     raise SystemExit("--follow_eval_gpus follows a train.py job: put train.py and its flags after `--`.")
   script = [os.path.join(os.path.dirname(args.script[0]), "eval.py"), *args.script[1:], "--config.eval.follow=True"]
-  return argparse.Namespace(**{**vars(args), "name": f"{args.name}-eval", "nodes": 1,
-                               "gpus_per_node": args.follow_eval_gpus, "script_path": None}), script
+  return argparse.Namespace(
+    **{
+      **vars(args),
+      "name": f"{args.name}-eval",
+      "nodes": 1,
+      "gpus_per_node": args.follow_eval_gpus,
+      "script_path": None,
+    }
+  ), script
 
 
 def main(argv: Sequence[str]) -> int:

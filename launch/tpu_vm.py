@@ -26,10 +26,16 @@ import time
 from collections.abc import Sequence
 
 # Runtime images per TPU generation (cloud.google.com/tpu/docs/runtimes).
-RUNTIMES = {"v4": "tpu-ubuntu2204-base", "v5e": "v2-alpha-tpuv5-lite", "v5litepod": "v2-alpha-tpuv5-lite",
-            "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
-KILL_STALE = ("sudo lsof -t /dev/accel* /dev/vfio/* 2>/dev/null | sort -u | xargs -r sudo kill -9; "
-              "sudo rm -f /tmp/libtpu_lockfile")
+RUNTIMES = {
+  "v4": "tpu-ubuntu2204-base",
+  "v5e": "v2-alpha-tpuv5-lite",
+  "v5litepod": "v2-alpha-tpuv5-lite",
+  "v5p": "v2-alpha-tpuv5",
+  "v6e": "v2-alpha-tpuv6e",
+}
+KILL_STALE = (
+  "sudo lsof -t /dev/accel* /dev/vfio/* 2>/dev/null | sort -u | xargs -r sudo kill -9; sudo rm -f /tmp/libtpu_lockfile"
+)
 PREEMPTED_STATES = ("PREEMPTED", "TERMINATED", "NOT_FOUND")
 
 
@@ -63,8 +69,9 @@ def _on_all(args: argparse.Namespace, command: str) -> list[str]:
 
 
 def create(sh: Shell, args: argparse.Namespace) -> None:
-  argv = _gcloud(args, "create", args.name, f"--accelerator-type={args.type}",
-                 f"--version={args.runtime or runtime_for(args.type)}")
+  argv = _gcloud(
+    args, "create", args.name, f"--accelerator-type={args.type}", f"--version={args.runtime or runtime_for(args.type)}"
+  )
   sh(argv + (["--spot"] if args.spot else []))
 
 
@@ -74,9 +81,11 @@ def push(sh: Shell, args: argparse.Namespace) -> None:
   archive = f"/tmp/rsft-{args.name}.tar.gz"
   sh(["git", "archive", "--format=tar.gz", f"--output={archive}", "HEAD"])
   sh(_gcloud(args, "scp", archive, f"{args.name}:{archive}", "--worker=all"))
-  install = (f"mkdir -p {args.remote_dir} && tar -xzf {archive} -C {args.remote_dir} && cd {args.remote_dir} && "
-             "python3 -m pip install -q --no-deps --require-hashes -r requirements/tpu.txt && "
-             "python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -n 2")
+  install = (
+    f"mkdir -p {args.remote_dir} && tar -xzf {archive} -C {args.remote_dir} && cd {args.remote_dir} && "
+    "python3 -m pip install -q --no-deps --require-hashes -r requirements/tpu.txt && "
+    "python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -n 2"
+  )
   sh(_on_all(args, install))
 
 
@@ -86,8 +95,9 @@ def remote_command(args: argparse.Namespace, script_args: Sequence[str]) -> str:
   log = f"~/rsft_logs/{args.name}.log"
   env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (e.split("=", 1) for e in args.env))
   run = f"{env + ' ' if env else ''}python3 {shlex.join(script_args)}"
-  return (f"{KILL_STALE}; mkdir -p ~/rsft_logs && cd {args.remote_dir} && "
-          f"{run} 2>&1 | tee -a {log}; exit ${{PIPESTATUS[0]}}")
+  return (
+    f"{KILL_STALE}; mkdir -p ~/rsft_logs && cd {args.remote_dir} && {run} 2>&1 | tee -a {log}; exit ${{PIPESTATUS[0]}}"
+  )
 
 
 def run(sh: Shell, args: argparse.Namespace) -> int:
@@ -132,14 +142,21 @@ def babysit(sh: Shell, args: argparse.Namespace) -> int:
   return 1
 
 
-COMMANDS = {"create": create, "push": push, "run": run, "kill": kill, "logs": logs, "delete": delete,
-            "babysit": babysit}
+COMMANDS = {
+  "create": create,
+  "push": push,
+  "run": run,
+  "kill": kill,
+  "logs": logs,
+  "delete": delete,
+  "babysit": babysit,
+}
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
   argv = list(argv)
-  script = argv[argv.index("--") + 1:] if "--" in argv else []
-  argv = argv[:argv.index("--")] if "--" in argv else argv
+  script = argv[argv.index("--") + 1 :] if "--" in argv else []
+  argv = argv[: argv.index("--")] if "--" in argv else argv
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("command", choices=sorted(COMMANDS))
   p.add_argument("--name", required=True)

@@ -5,6 +5,15 @@ Public API (stable; see DESIGN.md): load_model, token_logprobs, generate, reward
 
 from rsft.api import Model, Options, export_hf, generate, init_model, load_model, reshard, reward_scores, token_logprobs
 
-__all__ = ["Model", "Options", "export_hf", "generate", "init_model", "load_model", "reshard", "reward_scores",
-           "token_logprobs"]
+__all__ = [
+  "Model",
+  "Options",
+  "export_hf",
+  "generate",
+  "init_model",
+  "load_model",
+  "reshard",
+  "reward_scores",
+  "token_logprobs",
+]
 __version__ = "0.1.0"

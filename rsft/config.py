@@ -84,17 +84,17 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
 # Every enumerated value, checked at start-up with the valid choices in the message (the model's own choices,
 # remat policies and attention kernels, come from rsft.models).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.format": ("auto", "jsonl", "json", "parquet", "csv"),
-    "data.truncation": ("right", "drop"),
-    "data.on_error": ("raise", "skip"),
-    "train.schedule": ("cosine", "constant", "wsd"),
-    "train.loss_aggregation": ("token_mean", "verl"),
-    "train.weight_decay_mask": ("all", "kernels"),
-    "eval.mode": ("sweep", "generate", "score", "grade", "prompts"),
-    "eval.protocol": ("study", "rsft"),
-    "eval.group_aggregate": ("mean", "pooled"),
-    "tracking.backend": ("tensorboard", "wandb", "mlflow"),
-    "mesh.sequence_attention": SEQUENCE_IMPLEMENTATIONS,
+  "data.format": ("auto", "jsonl", "json", "parquet", "csv"),
+  "data.truncation": ("right", "drop"),
+  "data.on_error": ("raise", "skip"),
+  "train.schedule": ("cosine", "constant", "wsd"),
+  "train.loss_aggregation": ("token_mean", "verl"),
+  "train.weight_decay_mask": ("all", "kernels"),
+  "eval.mode": ("sweep", "generate", "score", "grade", "prompts"),
+  "eval.protocol": ("study", "rsft"),
+  "eval.group_aggregate": ("mean", "pooled"),
+  "tracking.backend": ("tensorboard", "wandb", "mlflow"),
+  "mesh.sequence_attention": SEQUENCE_IMPLEMENTATIONS,
 }
 
 
@@ -119,11 +119,16 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError("mesh.sequence=-1: give context parallelism an explicit size (it must divide the row length).")
   chunks, length = 2 * config.mesh.sequence, config.data.max_length
   if config.mesh.sequence > 1 and length % chunks:
-    raise ValueError(f"data.max_length={length} must be a multiple of 2 x mesh.sequence = {chunks} (zigzag context "
-                     f"parallelism gives each device two equal chunks); use data.max_length={length + -length % chunks}"
-                     " or another mesh.sequence.")
-  dtypes = {"model.dtype": config.model.dtype, "model.param_dtype": config.model.param_dtype,
-            "sample.dtype": config.sample.dtype or config.model.dtype}
+    raise ValueError(
+      f"data.max_length={length} must be a multiple of 2 x mesh.sequence = {chunks} (zigzag context "
+      f"parallelism gives each device two equal chunks); use data.max_length={length + -length % chunks}"
+      " or another mesh.sequence."
+    )
+  dtypes = {
+    "model.dtype": config.model.dtype,
+    "model.param_dtype": config.model.param_dtype,
+    "sample.dtype": config.sample.dtype or config.model.dtype,
+  }
   for key, value in dtypes.items():
     if value not in ("float32", "bfloat16", "float16"):
       raise ValueError(f"{key}={value!r}; expected float32, bfloat16 or float16.")
@@ -131,11 +136,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError("sample.mesh: at most one of data, tensor may be -1.")
   train = config.train
   if train.micro_batch_size < 0:
-    raise ValueError(f"train.micro_batch_size={train.micro_batch_size}: rows per accumulation step, or 0 for one row "
-                     "per data-parallel device.")
+    raise ValueError(
+      f"train.micro_batch_size={train.micro_batch_size}: rows per accumulation step, or 0 for one row "
+      "per data-parallel device."
+    )
   if train.loss_aggregation == "verl" and train.global_batch_size % (train.verl_ranks * train.verl_rows_per_micro):
-    raise ValueError(f"train.global_batch_size={train.global_batch_size} is not a multiple of train.verl_ranks="
-                     f"{train.verl_ranks} x train.verl_rows_per_micro={train.verl_rows_per_micro} (the verl groups).")
+    raise ValueError(
+      f"train.global_batch_size={train.global_batch_size} is not a multiple of train.verl_ranks="
+      f"{train.verl_ranks} x train.verl_rows_per_micro={train.verl_rows_per_micro} (the verl groups)."
+    )
   if config.data.max_length <= 1:
     raise ValueError(f"data.max_length={config.data.max_length} must be > 1.")
   if config.model.attention not in IMPLEMENTATIONS:

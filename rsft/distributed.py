@@ -48,8 +48,11 @@ def coordinator_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
   if nodelist and int(env.get("SLURM_NTASKS", "1")) > 1:
     hosts = expand_nodelist(nodelist)
     port = int(env.get("RSFT_COORDINATOR_PORT", DEFAULT_PORT))
-    return {"coordinator_address": f"{hosts[0]}:{port}", "num_processes": int(env["SLURM_NTASKS"]),
-            "process_id": int(env.get("SLURM_PROCID", "0"))}
+    return {
+      "coordinator_address": f"{hosts[0]}:{port}",
+      "num_processes": int(env["SLURM_NTASKS"]),
+      "process_id": int(env.get("SLURM_PROCID", "0")),
+    }
   if "," in env.get("TPU_WORKER_HOSTNAMES", "") or env.get("RSFT_DISTRIBUTED") == "1":
     return {}
   return None
@@ -62,14 +65,20 @@ def maybe_initialize(timeout_s: int = 300) -> None:
     return
   logging.info("jax.distributed.initialize(%s)", kwargs or "auto-detected")
   jax.distributed.initialize(**kwargs, initialization_timeout=timeout_s)
-  logging.info("process %d/%d, %d local / %d global devices", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+    "process %d/%d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def sync(name: str) -> None:
   """A barrier across processes (no-op for one): used where process 0 writes files the others then read."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(name)
 
 
@@ -80,6 +89,7 @@ def min_over_processes(value: int) -> int:
     return int(value)
   import numpy as np
   from jax.experimental import multihost_utils
+
   return int(np.min(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 

@@ -20,35 +20,35 @@ import dataclasses
 
 import jax
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-  kinds: tuple[str, ...]          # device-kind prefixes (jax's and torch's spellings)
-  peak_bf16_flops: float          # dense, per chip
-  hbm_bytes: float                # capacity per chip, as the data sheet states it
-  hbm_bandwidth: float            # bytes/s per chip
+  kinds: tuple[str, ...]  # device-kind prefixes (jax's and torch's spellings)
+  peak_bf16_flops: float  # dense, per chip
+  hbm_bytes: float  # capacity per chip, as the data sheet states it
+  hbm_bandwidth: float  # bytes/s per chip
   usable_hbm_bytes: float | None = None  # what libtpu's compiler lets one program use (TPUs)
-  family: str | None = None       # TPU generation as slice names spell it ("v5p" in v5p-32)
-  tensorcores: int = 1            # per chip: the "-N" of a v4 / v5p slice name counts TensorCores
-  torus_dims: int = 0             # ICI torus dimensions (TPUs)
+  family: str | None = None  # TPU generation as slice names spell it ("v5p" in v5p-32)
+  tensorcores: int = 1  # per chip: the "-N" of a v4 / v5p slice name counts TensorCores
+  torus_dims: int = 0  # ICI torus dimensions (TPUs)
 
 
 CHIPS: tuple[Chip, ...] = (
-    # TPUs. jax reports v5e as "TPU v5 lite", v5p as "TPU v5" (or "TPU v5p"), v6e as "TPU v6 lite".
-    Chip(("TPU v4",), 275e12, 32 * GIB, 1200e9, 30.75 * GIB, "v4", 2, 3),
-    Chip(("TPU v5 lite", "TPU v5e"), 197e12, 16 * GIB, 819e9, 15.75 * GIB, "v5e", 1, 2),
-    Chip(("TPU v5p", "TPU v5"), 459e12, 96 * GIB, 2765e9, 95.74 * GIB, "v5p", 2, 3),
-    Chip(("TPU v6 lite", "TPU v6e"), 918e12, 32 * GIB, 1640e9, 31.25 * GIB, "v6e", 1, 2),
-    # NVIDIA. jax/torch report e.g. "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe", "NVIDIA A100-SXM4-80GB".
-    Chip(("NVIDIA A100",), 312e12, 40e9, 1555e9),  # 40 GB (SXM4 and PCIe)
-    Chip(("NVIDIA A100-SXM4-80GB",), 312e12, 80e9, 2039e9),
-    Chip(("NVIDIA A100 80GB PCIe",), 312e12, 80e9, 1935e9),
-    Chip(("NVIDIA H100",), 989e12, 80e9, 3.35e12),  # SXM5
-    Chip(("NVIDIA H100 PCIe",), 756e12, 80e9, 2.0e12),
-    Chip(("NVIDIA H100 NVL",), 835e12, 94e9, 3.9e12),
-    Chip(("NVIDIA H200",), 989e12, 141e9, 4.8e12),
+  # TPUs. jax reports v5e as "TPU v5 lite", v5p as "TPU v5" (or "TPU v5p"), v6e as "TPU v6 lite".
+  Chip(("TPU v4",), 275e12, 32 * GIB, 1200e9, 30.75 * GIB, "v4", 2, 3),
+  Chip(("TPU v5 lite", "TPU v5e"), 197e12, 16 * GIB, 819e9, 15.75 * GIB, "v5e", 1, 2),
+  Chip(("TPU v5p", "TPU v5"), 459e12, 96 * GIB, 2765e9, 95.74 * GIB, "v5p", 2, 3),
+  Chip(("TPU v6 lite", "TPU v6e"), 918e12, 32 * GIB, 1640e9, 31.25 * GIB, "v6e", 1, 2),
+  # NVIDIA. jax/torch report e.g. "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe", "NVIDIA A100-SXM4-80GB".
+  Chip(("NVIDIA A100",), 312e12, 40e9, 1555e9),  # 40 GB (SXM4 and PCIe)
+  Chip(("NVIDIA A100-SXM4-80GB",), 312e12, 80e9, 2039e9),
+  Chip(("NVIDIA A100 80GB PCIe",), 312e12, 80e9, 1935e9),
+  Chip(("NVIDIA H100",), 989e12, 80e9, 3.35e12),  # SXM5
+  Chip(("NVIDIA H100 PCIe",), 756e12, 80e9, 2.0e12),
+  Chip(("NVIDIA H100 NVL",), 835e12, 94e9, 3.9e12),
+  Chip(("NVIDIA H200",), 989e12, 141e9, 4.8e12),
 )
 TPUS: dict[str, Chip] = {c.family: c for c in CHIPS if c.family}
 

@@ -24,33 +24,34 @@ MESH_AXES = ("data", "fsdp", "sequence", "tensor")  # sequence: context parallel
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated). One table for params and activations.
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
-    # parameters
-    ("vocab", "tensor"),
-    ("embed", ("fsdp", "sequence")),  # ZeRO-3 over the sequence axis too (MaxText): context parallelism costs
-                                       # no state memory, only the all-gather of weights spans more devices
-    ("q_heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("mlp", "tensor"),
-    ("head_dim", None),
-    ("layers", None),
-    ("norm", None),
-    ("labels", None),
-    # activations
-    ("batch", ("data", "fsdp")),
-    ("length", "sequence"),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_kv_heads", "tensor"),
-    ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
+  # parameters
+  ("vocab", "tensor"),
+  ("embed", ("fsdp", "sequence")),  # ZeRO-3 over the sequence axis too (MaxText): context parallelism costs
+  # no state memory, only the all-gather of weights spans more devices
+  ("q_heads", "tensor"),
+  ("kv_heads", "tensor"),
+  ("mlp", "tensor"),
+  ("head_dim", None),
+  ("layers", None),
+  ("norm", None),
+  ("labels", None),
+  # activations
+  ("batch", ("data", "fsdp")),
+  ("length", "sequence"),
+  ("act_embed", None),
+  ("act_heads", "tensor"),
+  ("act_kv_heads", "tensor"),
+  ("act_mlp", "tensor"),
+  ("act_vocab", "tensor"),
 )
 
 # Logical axes that fall back to replication (with a log line) when they do not divide their mesh axis.
 REPLICATE_IF_INDIVISIBLE = frozenset({"kv_heads", "act_kv_heads", "batch", "length"})  # length: a decode step
 
 
-def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[Any] | None = None,
-              sequence: int = 1) -> Mesh:
+def make_mesh(
+  data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[Any] | None = None, sequence: int = 1
+) -> Mesh:
   """Builds the `(data, fsdp, sequence, tensor)` mesh; at most one size may be -1 (= all remaining devices)."""
   devices = list(devices if devices is not None else jax.devices())
   sizes = [data, fsdp, sequence, tensor]
@@ -59,12 +60,16 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[
   known = math.prod(s for s in sizes if s != -1)
   if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
     odd = [f"mesh.{a}={s}" for a, s in zip(MESH_AXES, sizes) if s == 0 or s < -1 or (s > 0 and len(devices) % s)]
-    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} does not fit {len(devices)} devices: change "
-                     f"{', '.join(odd) or 'an axis'} so that the sizes multiply to a divisor of {len(devices)}.")
+    raise ValueError(
+      f"mesh {dict(zip(MESH_AXES, sizes))} does not fit {len(devices)} devices: change "
+      f"{', '.join(odd) or 'an axis'} so that the sizes multiply to a divisor of {len(devices)}."
+    )
   sizes = [len(devices) // known if s == -1 else s for s in sizes]
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices but "
-                     f"{len(devices)} are present; set one axis to -1 to use the rest.")
+    raise ValueError(
+      f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} devices but "
+      f"{len(devices)} are present; set one axis to -1 to use the rest."
+    )
   try:
     arr = mesh_utils.create_device_mesh(sizes, devices=devices)
   except Exception:  # noqa: BLE001 - odd topologies (fake CPU devices) fall back to device order.
@@ -88,8 +93,7 @@ class Rules:
   mesh: Mesh | None
   table: tuple[tuple[str, Any], ...] = LOGICAL_RULES
 
-  def spec(self, axes: Sequence[str | None], shape: Sequence[int], name: str = "array",
-           strict: bool = True) -> P:
+  def spec(self, axes: Sequence[str | None], shape: Sequence[int], name: str = "array", strict: bool = True) -> P:
     """PartitionSpec for `shape` with logical `axes`.
 
     strict=True raises on an indivisible dimension (except REPLICATE_IF_INDIVISIBLE axes); strict=False
@@ -106,26 +110,35 @@ class Rules:
       if axis is not None and axis not in table:
         raise KeyError(f"{name}: logical axis {axis!r} has no rule; known axes: {sorted(table)}.")
       target = table.get(axis) if axis is not None else None
-      mesh_axes = tuple(a for a in ((target,) if isinstance(target, str) else (target or ()))
-                        if self.mesh.shape[a] > 1)
+      mesh_axes = tuple(a for a in ((target,) if isinstance(target, str) else (target or ())) if self.mesh.shape[a] > 1)
       if set(mesh_axes) & used:
         raise ValueError(f"{name}: mesh axes {mesh_axes} are used twice in logical axes {tuple(axes)}.")
       size = math.prod(self.mesh.shape[a] for a in mesh_axes)
       if size > 1 and dim % size:
         if strict and axis not in REPLICATE_IF_INDIVISIBLE:
           raise ValueError(
-              f"{name}: dimension {axis}={dim} is not divisible by mesh axis {'x'.join(mesh_axes)}={size}; "
-              f"use a mesh where {'x'.join(mesh_axes)} divides {dim} (valid: {_divisors(dim, 64)}).")
+            f"{name}: dimension {axis}={dim} is not divisible by mesh axis {'x'.join(mesh_axes)}={size}; "
+            f"use a mesh where {'x'.join(mesh_axes)} divides {dim} (valid: {_divisors(dim, 64)})."
+          )
         if strict:
-          logging.log_first_n(logging.INFO, "%s: %s=%d does not divide %s=%d; replicating that dimension.", 20,
-                              name, axis, dim, "x".join(mesh_axes), size)
+          logging.log_first_n(
+            logging.INFO,
+            "%s: %s=%d does not divide %s=%d; replicating that dimension.",
+            20,
+            name,
+            axis,
+            dim,
+            "x".join(mesh_axes),
+            size,
+          )
         mesh_axes = ()
       used.update(mesh_axes)
       out.append(None if not mesh_axes else mesh_axes[0] if len(mesh_axes) == 1 else mesh_axes)
     return P(*out)
 
-  def sharding(self, axes: Sequence[str | None], shape: Sequence[int], name: str = "array",
-               strict: bool = True) -> NamedSharding | None:
+  def sharding(
+    self, axes: Sequence[str | None], shape: Sequence[int], name: str = "array", strict: bool = True
+  ) -> NamedSharding | None:
     if self.mesh is None:
       return None
     return NamedSharding(self.mesh, self.spec(axes, shape, name, strict))
@@ -143,6 +156,7 @@ def _divisors(n: int, limit: int) -> list[int]:
 
 def _is_var(x: Any) -> bool:
   from flax import nnx  # local: keep this module importable without flax for launch tooling.
+
   return isinstance(x, nnx.Variable)
 
 
@@ -167,8 +181,9 @@ def state_shardings(abstract_state: Any, rules: Rules) -> Any:
 
   The result is a pytree prefix of the state, so it can be passed to jit `out_shardings` or `device_put`.
   """
-  return jax.tree_util.tree_map_with_path(lambda path, var: var_sharding(path_name(path), var, rules),
-                                          abstract_state, is_leaf=_is_var)
+  return jax.tree_util.tree_map_with_path(
+    lambda path, var: var_sharding(path_name(path), var, rules), abstract_state, is_leaf=_is_var
+  )
 
 
 def abstract_arrays(abstract_state: Any, rules: Rules) -> Any:
@@ -186,8 +201,10 @@ def abstract_arrays(abstract_state: Any, rules: Rules) -> Any:
 
 def param_specs(abstract_state: Any, rules: Rules) -> dict[str, P]:
   """'a.b.c' -> PartitionSpec for every parameter (for golden tables and logs)."""
-  return {name: rules.spec(var.get_metadata()["logical_axes"], var.shape, name)
-          for name, var in flatten_state(abstract_state).items()}
+  return {
+    name: rules.spec(var.get_metadata()["logical_axes"], var.shape, name)
+    for name, var in flatten_state(abstract_state).items()
+  }
 
 
 def batch_multiple(mesh: Mesh | None) -> int:
@@ -212,6 +229,7 @@ def to_host(x: jax.Array) -> np.ndarray:
   if getattr(x, "is_fully_addressable", True):
     return np.asarray(x)
   from jax.experimental import multihost_utils
+
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 

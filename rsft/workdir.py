@@ -32,8 +32,9 @@ def lock(workdir: str, name: str) -> Iterator[None]:
   """Holds WORKDIR/.<name>.lock for the block; raises WorkdirBusy when another live process holds it."""
   if "://" in workdir or not distributed.is_primary():
     if "://" in workdir:
-      logging.warning("%s: an object-store workdir cannot be locked; make sure one %s runs on it at a time.",
-                      workdir, name)
+      logging.warning(
+        "%s: an object-store workdir cannot be locked; make sure one %s runs on it at a time.", workdir, name
+      )
     yield
     return
   os.makedirs(workdir, exist_ok=True)
@@ -45,16 +46,25 @@ def lock(workdir: str, name: str) -> Iterator[None]:
     f.seek(0)
     holder = f.read().strip() or "unknown"
     f.close()
-    raise WorkdirBusy(f"{workdir} is in use by another {name} ({holder}); wait for it to finish, stop it, or choose "
-                      "another --workdir.") from None
+    raise WorkdirBusy(
+      f"{workdir} is in use by another {name} ({holder}); wait for it to finish, stop it, or choose another --workdir."
+    ) from None
   f.seek(0)
   before = f.read().strip()
   if before:
     logging.info("%s: taking over the %s lock left by a run that is gone (%s)", workdir, name, before)
   f.seek(0)
   f.truncate()
-  f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                      "command": " ".join(sys.argv)[:300]}))
+  f.write(
+    json.dumps(
+      {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(sys.argv)[:300],
+      }
+    )
+  )
   f.flush()
   try:
     yield

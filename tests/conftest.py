@@ -19,4 +19,3 @@ def pytest_sessionfinish(session, exitstatus):
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
   if os.path.basename(cache).startswith("rsft_test_jax_cache_"):
     shutil.rmtree(cache, ignore_errors=True)
-

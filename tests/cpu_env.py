@@ -16,9 +16,17 @@ FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_
 def xla_flags(devices: int) -> str:
   """XLA_FLAGS for `devices` fake CPU devices (0: XLA's default of one), keeping flags the user set that do not
   conflict."""
-  own = [f for f in os.environ.get("XLA_FLAGS", "").split()
-         if not f.startswith(("--xla_force_host_platform_device_count", "--xla_backend_optimization_level",
-                              "--xla_llvm_disable_expensive_passes"))]
+  own = [
+    f
+    for f in os.environ.get("XLA_FLAGS", "").split()
+    if not f.startswith(
+      (
+        "--xla_force_host_platform_device_count",
+        "--xla_backend_optimization_level",
+        "--xla_llvm_disable_expensive_passes",
+      )
+    )
+  ]
   count = [f"--xla_force_host_platform_device_count={devices}"] if devices else []
   return " ".join(own + count + FAST_COMPILE.split())
 

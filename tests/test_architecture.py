@@ -7,17 +7,24 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lowest first. A package may import its own modules and any package of a lower rank; equal ranks are independent.
 RANKS = {
-    "sharding": 0, "distributed": 0, "hardware": 0, "tasks": 0, "user_cache": 0, "tracking": 0,
-    "models": 1, "workdir": 1,
-    "convert": 2,
-    "config": 3,
-    "infer": 4,
-    "data": 5,
-    "train": 6, "evals": 6,
-    "analysis": 7,
-    "tools": 8,
-    "api": 9,
-    "__init__": 10,
+  "sharding": 0,
+  "distributed": 0,
+  "hardware": 0,
+  "tasks": 0,
+  "user_cache": 0,
+  "tracking": 0,
+  "models": 1,
+  "workdir": 1,
+  "convert": 2,
+  "config": 3,
+  "infer": 4,
+  "data": 5,
+  "train": 6,
+  "evals": 6,
+  "analysis": 7,
+  "tools": 8,
+  "api": 9,
+  "__init__": 10,
 }
 
 
@@ -53,8 +60,10 @@ def test_every_import_points_down():
           continue
         assert theirs in RANKS, f"{path}:{line}: imports {module}, which has no layer"
         if RANKS[theirs] >= RANKS[mine]:
-          problems.append(f"{os.path.relpath(path, ROOT)}:{line}: {mine} (layer {RANKS[mine]}) imports {module} "
-                          f"(layer {RANKS[theirs]})")
+          problems.append(
+            f"{os.path.relpath(path, ROOT)}:{line}: {mine} (layer {RANKS[mine]}) imports {module} "
+            f"(layer {RANKS[theirs]})"
+          )
   assert not problems, "\n".join(problems)
   assert {"models", "convert", "infer", "sharding", "api"} <= seen
 

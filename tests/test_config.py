@@ -16,6 +16,7 @@ BASE = os.path.join(ROOT, "configs", "base.py")
 
 def parse(argv):
   from ml_collections import config_flags
+
   argv = ["prog", f"--config={BASE}", *argv]
   fv = flags.FlagValues()  # overrides are discovered from sys_argv when --config is defined, as in a real main
   config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True, sys_argv=argv)
@@ -25,14 +26,30 @@ def parse(argv):
 
 def test_base_config_has_every_section_and_validates():
   c = rconfig.validate(rconfig.base_config())
-  assert set(c.keys()) == {"model", "mesh", "data", "pretrain", "train", "checkpoint", "sample", "eval", "tracking",
-                          "analysis"}
+  assert set(c.keys()) == {
+    "model",
+    "mesh",
+    "data",
+    "pretrain",
+    "train",
+    "checkpoint",
+    "sample",
+    "eval",
+    "tracking",
+    "analysis",
+  }
   assert (c.mesh.data, c.mesh.fsdp, c.mesh.tensor) == (1, -1, 1)
 
 
 def test_command_line_overrides_apply():
-  c = parse(["--config.train.lr=1e-5", "--config.mesh.fsdp=4", "--config.model.path=/ckpt/Qwen3-14B-Base",
-             "--config.checkpoint.save_steps=(5, 10)"])
+  c = parse(
+    [
+      "--config.train.lr=1e-5",
+      "--config.mesh.fsdp=4",
+      "--config.model.path=/ckpt/Qwen3-14B-Base",
+      "--config.checkpoint.save_steps=(5, 10)",
+    ]
+  )
   assert c.train.lr == 1e-5 and c.mesh.fsdp == 4 and c.model.path == "/ckpt/Qwen3-14B-Base"
   assert tuple(c.checkpoint.save_steps) == (5, 10)
 
@@ -64,8 +81,13 @@ def test_validate_rejects_bad_mesh_and_dtype():
 
 
 def test_cli_dumps_resolved_config(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "rsft.config", f"--config={BASE}", "--config.train.lr=2e-5",
-                        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, check=True)
+  out = subprocess.run(
+    [sys.executable, "-m", "rsft.config", f"--config={BASE}", "--config.train.lr=2e-5", f"--workdir={tmp_path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   on_disk = json.loads((tmp_path / "config.json").read_text())
   assert on_disk == json.loads(out.stdout)
   assert on_disk["train"]["lr"] == 2e-5
@@ -73,6 +95,7 @@ def test_cli_dumps_resolved_config(tmp_path):
 
 def test_mesh_comes_from_the_config():
   from rsft import sharding
+
   c = rconfig.base_config()
   assert dict(sharding.mesh_from_config(c.mesh).shape) == {"data": 1, "fsdp": 8, "sequence": 1, "tensor": 1}
   c.mesh.tensor = 2
@@ -83,6 +106,7 @@ def test_mesh_comes_from_the_config():
 
 def test_paper_config_evaluates_the_studys_ten_and_reports_what_is_missing(tmp_path):
   from rsft.evals import errors, sweep
+
   c = rconfig.load_config_file(os.path.join(ROOT, "configs", "paper.py"), f"judges={tmp_path}")
   assert c.eval.protocol == "study" and len(c.eval.benchmarks) == 10
   c.eval.data_dir = os.path.join(ROOT, "..", "shared", "benchmarks")
@@ -92,10 +116,19 @@ def test_paper_config_evaluates_the_studys_ten_and_reports_what_is_missing(tmp_p
   c.eval.skip_unavailable = True
   benches, _, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500", "aime24", "gpqa_diamond", "mmlu_pro", "ifeval"]
-  assert set(not_run) == {"livecodebench", "alpaca_eval", "halueval_qa", "halueval_dialogue",
-                          "halueval_summarization", "truthfulqa", "hexphi"}
-  assert not_run["alpaca_eval"] == (f"reward model: eval.reward_model: {tmp_path}/Llama-3.1-8B-Instruct-RM-RB2 is not "
-                                    "a directory (a Hugging Face checkpoint directory or an rsft step directory)")
+  assert set(not_run) == {
+    "livecodebench",
+    "alpaca_eval",
+    "halueval_qa",
+    "halueval_dialogue",
+    "halueval_summarization",
+    "truthfulqa",
+    "hexphi",
+  }
+  assert not_run["alpaca_eval"] == (
+    f"reward model: eval.reward_model: {tmp_path}/Llama-3.1-8B-Instruct-RM-RB2 is not "
+    "a directory (a Hugging Face checkpoint directory or an rsft step directory)"
+  )
 
 
 def test_paper_run_matrix_rows_match_the_study():
@@ -104,8 +137,12 @@ def test_paper_run_matrix_rows_match_the_study():
   rconfig.validate(default)
   assert default.model.path.endswith("Qwen3-14B-Base") and default.data.train_files == "hf:jasonrqh/Math-CoT-20k"
   assert (default.train.lr, default.train.num_epochs, default.train.global_batch_size) == (5e-5, 8, 256)
-  assert (default.data.max_length, default.data.truncation, default.data.packing, default.data.shuffle) == \
-      (20000, "right", False, False)
+  assert (default.data.max_length, default.data.truncation, default.data.packing, default.data.shuffle) == (
+    20000,
+    "right",
+    False,
+    False,
+  )
   assert (default.train.warmup_ratio, default.train.max_grad_norm, default.train.weight_decay) == (0.1, 1.0, 0.01)
   assert default.train.schedule == "cosine" and default.data.eos_token == "<|endoftext|>"
   assert tuple(default.checkpoint.save_steps) == (10, 20, 40, 80, 160, 320, 480, 640)
@@ -124,9 +161,16 @@ def test_paper_run_matrix_rows_match_the_study():
     rconfig.load_config_file(paper, "model=qwen3_32b")
 
 
-@pytest.mark.parametrize("key,value", [("data.truncation", "left"), ("train.loss_aggregation", "sum"),
-                                       ("model.remat", "sometimes"), ("eval.protocol", "lm_eval"),
-                                       ("train.schedule", "linear")])
+@pytest.mark.parametrize(
+  "key,value",
+  [
+    ("data.truncation", "left"),
+    ("train.loss_aggregation", "sum"),
+    ("model.remat", "sometimes"),
+    ("eval.protocol", "lm_eval"),
+    ("train.schedule", "linear"),
+  ],
+)
 def test_every_enumerated_value_is_checked_at_start_up_with_its_choices(key, value):
   c = rconfig.base_config()
   section, name = key.split(".")

@@ -1,7 +1,6 @@
 """Context parallelism (mesh.sequence): rows split over a `sequence` mesh axis in zigzag order, attention by
 all-gather of keys and values or by ring; loss and gradients equal the single-device step."""
 
-
 import jax
 import numpy as np
 import pytest
@@ -13,8 +12,18 @@ from rsft.models import ModelConfig
 from rsft.train import step as step_lib
 from rsft.train.loss import token_scales
 
-CFG = ModelConfig(model_type="qwen3", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, rope_theta=1e6, qk_norm=True)
+CFG = ModelConfig(
+  model_type="qwen3",
+  vocab_size=128,
+  hidden_size=32,
+  intermediate_size=48,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=8,
+  rope_theta=1e6,
+  qk_norm=True,
+)
 
 
 def packed_batch(rows=4, length=48, seed=0):
@@ -26,18 +35,23 @@ def packed_batch(rows=4, length=48, seed=0):
     at, doc = 0, 1
     while at < length - 3:
       n = min(int(rng.integers(5, 30)), length - 3 - at)
-      seg[r, at:at + n], pos[r, at:at + n] = doc, np.arange(n)
+      seg[r, at : at + n], pos[r, at : at + n] = doc, np.arange(n)
       at, doc = at + n, doc + 1
   weights = ((rng.random((rows, length)) < 0.7) & (seg > 0)).astype(np.float32)
-  return dict(inputs=rng.integers(0, 128, (rows, length)).astype(np.int32),
-              targets=rng.integers(0, 128, (rows, length)).astype(np.int32), weights=weights, segment_ids=seg,
-              positions=pos)
+  return dict(
+    inputs=rng.integers(0, 128, (rows, length)).astype(np.int32),
+    targets=rng.integers(0, 128, (rows, length)).astype(np.int32),
+    weights=weights,
+    segment_ids=seg,
+    positions=pos,
+  )
 
 
 def loss_and_grads(mesh, sequence, aggregation="token_mean", attention="allgather", cfg=CFG):
   m = rsft.init_model(cfg, seed=0, mesh=mesh, attention=attention)
-  cfg = step_lib.StepConfig(aggregation=aggregation, verl_ranks=2, verl_rows_per_micro=2, loss_chunk=8,
-                            sequence=sequence)
+  cfg = step_lib.StepConfig(
+    aggregation=aggregation, verl_ranks=2, verl_rows_per_micro=2, loss_chunk=8, sequence=sequence
+  )
 
   @jax.jit
   def run(params, batch):
@@ -53,18 +67,30 @@ def loss_and_grads(mesh, sequence, aggregation="token_mean", attention="allgathe
 
 
 def mesh(data=1, fsdp=1, sequence=1, tensor=1):
-  return sharding.make_mesh(data, fsdp, tensor, sequence=sequence,
-                            devices=jax.devices()[:data * fsdp * sequence * tensor])
+  return sharding.make_mesh(
+    data, fsdp, tensor, sequence=sequence, devices=jax.devices()[: data * fsdp * sequence * tensor]
+  )
 
 
-SHAPES = (dict(sequence=2), dict(sequence=4), dict(sequence=8), dict(fsdp=2, sequence=2, tensor=2),
-          dict(data=2, sequence=4))
+SHAPES = (
+  dict(sequence=2),
+  dict(sequence=4),
+  dict(sequence=8),
+  dict(fsdp=2, sequence=2, tensor=2),
+  dict(data=2, sequence=4),
+)
 
 
-@pytest.mark.parametrize("aggregation,attention,shapes", [
-    ("token_mean", "allgather", SHAPES), ("verl", "allgather", SHAPES), ("token_mean", "ring", SHAPES),
+@pytest.mark.parametrize(
+  "aggregation,attention,shapes",
+  [
+    ("token_mean", "allgather", SHAPES),
+    ("verl", "allgather", SHAPES),
+    ("token_mean", "ring", SHAPES),
     ("verl", "ring", (dict(data=2, sequence=4),)),
-    ("token_mean", "ring", (dict(sequence=2, tensor=4),))])  # 2 KV heads on tensor 4: replicated, repeated
+    ("token_mean", "ring", (dict(sequence=2, tensor=4),)),
+  ],
+)  # 2 KV heads on tensor 4: replicated, repeated
 def test_loss_and_gradients_equal_the_single_device_step(aggregation, attention, shapes):
   ref_loss, ref_nll, ref_grads = loss_and_grads(None, 1, aggregation)
   for shape in shapes:
@@ -88,8 +114,11 @@ def test_bad_lengths_and_meshes_are_refused_naming_the_setting():
   c = rconfig.base_config()
   c.mesh.update(sequence=4, fsdp=-1)
   c.data.max_length = 20002
-  with pytest.raises(ValueError, match=r"data.max_length=20002 must be a multiple of 2 x mesh.sequence = 8.*"
-                                       r"use data.max_length=20008"):
+  with pytest.raises(
+    ValueError,
+    match=r"data.max_length=20002 must be a multiple of 2 x mesh.sequence = 8.*"
+    r"use data.max_length=20008",
+  ):
     rconfig.validate(c)
   c.data.max_length = 20000
   rconfig.validate(c)
@@ -108,6 +137,7 @@ def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
 
   from configs import countdown_tiny
   from rsft.train import loop
+
   c = countdown_tiny.get_config()
   c.model.arch.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8)
   c.pretrain.generate = ()
@@ -121,8 +151,7 @@ def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
   b = tmp_path / "b"
   shutil.copytree(tmp_path / "a", b)
   shutil.rmtree(b / "checkpoints" / str(last))
-  (b / "metrics.jsonl").write_text("".join(line for line in open(b / "metrics.jsonl")
-                                           if json.loads(line)["step"] <= 3))
+  (b / "metrics.jsonl").write_text("".join(line for line in open(b / "metrics.jsonl") if json.loads(line)["step"] <= 3))
   os.remove(b / "train_finished.json")
   loop.run(c, str(b))
   assert [r["loss"] for r in loop.read_metrics(str(b))] == losses
@@ -132,6 +161,7 @@ def test_gathered_attention_in_query_blocks_equals_one_pass():
   """Shards' query slices longer than the block run block by block (block j of every shard at once): the same
   output as one pass, and as the reference attention of the unsplit row."""
   from rsft.models import attention
+
   rng = np.random.default_rng(1)
   b, t, n, kv, h = 2, 64, 4, 2, 8
   q, k, v = (rng.normal(size=(b, t, heads, h)).astype(np.float32) for heads in (n, kv, kv))
@@ -146,12 +176,15 @@ def test_gathered_attention_in_query_blocks_equals_one_pass():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want)[:, order], atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,chunk,window", [(dict(sequence=4, data=2), 4, None), (dict(sequence=8), 2, None),
-                                                (dict(sequence=2, tensor=2, fsdp=2), 1024, 5)])
+@pytest.mark.parametrize(
+  "shape,chunk,window",
+  [(dict(sequence=4, data=2), 4, None), (dict(sequence=8), 2, None), (dict(sequence=2, tensor=2, fsdp=2), 1024, 5)],
+)
 def test_ring_attention_equals_the_reference_with_its_gradients(shape, chunk, window):
   """Outputs and dQ, dK, dV of the ring (in block pairs or one pass, with a sliding window) against the reference
   attention of the unsplit row, for every real token (padding queries give zeros; the reference averages)."""
   from rsft.models import attention
+
   rng = np.random.default_rng(2)
   b, t, n, kv, h = 2, 64, 4, 2, 8
   q, k, v, w = (rng.normal(size=(b, t, heads, h)).astype(np.float32) for heads in (n, kv, kv, n))
@@ -167,7 +200,8 @@ def test_ring_attention_equals_the_reference_with_its_gradients(shape, chunk, wi
   np.testing.assert_allclose(np.asarray(got), np.asarray(ref(q, k, v) * real)[:, order], atol=1e-5)
   want = jax.grad(lambda *a: (ref(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
   grads = jax.jit(jax.grad(lambda *a: (ring(*a) * w[:, order]).sum(), argnums=(0, 1, 2)))(
-      q[:, order], k[:, order], v[:, order])
+    q[:, order], k[:, order], v[:, order]
+  )
   for g, r in zip(grads, want):
     np.testing.assert_allclose(np.asarray(g), np.asarray(r)[:, order], atol=1e-5 * np.abs(r).max())
 
@@ -183,6 +217,7 @@ def test_parameters_are_sharded_over_the_sequence_axis_too():
 
 def test_the_sequence_attention_setting_reaches_the_training_model():
   from configs import countdown_tiny
+
   c = countdown_tiny.get_config()
   assert rconfig.train_attention(c) == c.model.attention  # no sequence axis: the kernel
   c.mesh.update(sequence=2, sequence_attention="ring")
@@ -205,6 +240,7 @@ def test_a_training_model_on_a_sequence_mesh_samples_like_one_without(attention)
 def _count(jaxpr, name):
   jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
   from rsft.tools.flops import _sub_jaxprs
+
   return sum((e.primitive.name == name) + sum(_count(s, name) for s in _sub_jaxprs(e.params)) for e in jaxpr.eqns)
 
 
@@ -212,29 +248,40 @@ def test_ring_backward_under_save_names_does_not_rerun_the_ring():
   """remat=save_names keeps the ring's output and softmax sums: the backward pass passes K/V round once (the
   forward's hops plus its own), as without remat; under full remat the forward's hops come back."""
   from rsft.models import attention, layers
+
   rng = np.random.default_rng(0)
   q, k, v = (rng.normal(size=(2, 32, h, 8)).astype(np.float32) for h in (4, 2, 2))
   batch = packed_batch(rows=2, length=32)
   rules = sharding.Rules(mesh(sequence=4, data=2))
   ring = lambda q, k, v: attention.ring(q, k, v, batch["segment_ids"], batch["positions"], rules).sum()
-  hops = {policy: _count(jax.make_jaxpr(jax.grad(layers.remat(ring, policy) if policy else ring))(q, k, v),
-                         "ppermute") for policy in (None, "save_names", "full")}
+  hops = {
+    policy: _count(jax.make_jaxpr(jax.grad(layers.remat(ring, policy) if policy else ring))(q, k, v), "ppermute")
+    for policy in (None, "save_names", "full")
+  }
   assert hops[None] == hops["save_names"] < hops["full"]
 
 
 def test_ring_blocks_follow_the_zigzag_halves():
   from rsft.models.attention import _ring_block
-  assert [_ring_block(t, c) for t, c in ((16384, 1024), (1024, 1024), (16, 4), (10, 4), (1021, 1024))] == \
-      [1024, 512, 4, 10, 1021]  # a half at most; never a straddling block; tiny divisors: one block
+
+  assert [_ring_block(t, c) for t, c in ((16384, 1024), (1024, 1024), (16, 4), (10, 4), (1021, 1024))] == [
+    1024,
+    512,
+    4,
+    10,
+    1021,
+  ]  # a half at most; never a straddling block; tiny divisors: one block
 
 
 def test_flops_count_a_shard_map_body_on_every_device():
   from jax.sharding import PartitionSpec as P
 
   from rsft.tools import flops
+
   m = mesh(sequence=4, data=2)
-  f = jax.shard_map(lambda x: x @ x.T, mesh=m, in_specs=P(("data", "sequence")), out_specs=P(("data", "sequence")),
-                    check_vma=False)
+  f = jax.shard_map(
+    lambda x: x @ x.T, mesh=m, in_specs=P(("data", "sequence")), out_specs=P(("data", "sequence")), check_vma=False
+  )
   assert flops.of(f, np.ones((16, 4), np.float32))["dot"] == 2 * 16 * 2 * 4  # 8 devices x [2, 4] @ [4, 2]
 
 
@@ -242,6 +289,7 @@ def test_ring_memory_inside_a_layer_scan_is_linear_in_the_row():
   """The backward of a scan over layers calling the ring: temporaries less than double when the row doubles. (JAX
   used to hoist every block pair's mask, which depends only on the loop-constant positions, out of the loop.)"""
   from rsft.models import attention
+
   rules = sharding.Rules(mesh(sequence=2))
   temp = []
   for length in (2048, 4096):

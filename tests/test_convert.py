@@ -35,8 +35,9 @@ def assert_bit_equal(a_dir, b_dir):
     assert a[key].tobytes() == b[key].tobytes(), key
 
 
-@pytest.mark.parametrize("kind,dtype", [("qwen2", "float32"), ("qwen3", "float32"), ("llama", "float32"),
-                                        ("qwen3", "bfloat16")])
+@pytest.mark.parametrize(
+  "kind,dtype", [("qwen2", "float32"), ("qwen3", "float32"), ("llama", "float32"), ("qwen3", "bfloat16")]
+)
 def test_round_trip_is_bit_exact(tmp_path, kind, dtype):
   tiny_models.build(kind, tmp_path / "hf", dtype=dtype)
   out = rsft.export_hf(rsft.load_model(tmp_path / "hf"), tmp_path / "out")
@@ -74,16 +75,25 @@ def test_sharded_multi_file_checkpoint_loads_and_exports(tmp_path):
 
 
 def test_from_scratch_model_exports_to_transformers(tmp_path):
-  cfg = ModelConfig(model_type="qwen3", vocab_size=256, hidden_size=32, intermediate_size=64, num_layers=2,
-                    num_heads=4, num_kv_heads=1, head_dim=16, rope_theta=1e6, qk_norm=True,
-                    tie_word_embeddings=True)
+  cfg = ModelConfig(
+    model_type="qwen3",
+    vocab_size=256,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=1,
+    head_dim=16,
+    rope_theta=1e6,
+    qk_norm=True,
+    tie_word_embeddings=True,
+  )
   m = rsft.init_model(cfg, seed=0)
   out = rsft.export_hf(m, tmp_path / "out")
   hf = transformers.AutoModelForCausalLM.from_pretrained(out).float().eval()
   ids = np.random.default_rng(0).integers(0, 256, (2, 40)).astype(np.int32)
   mask = np.ones_like(ids)
-  np.testing.assert_allclose(np.asarray(rsft.token_logprobs(m, ids)), tiny_models.hf_logprobs(hf, ids, mask),
-                             atol=1e-4)
+  np.testing.assert_allclose(np.asarray(rsft.token_logprobs(m, ids)), tiny_models.hf_logprobs(hf, ids, mask), atol=1e-4)
 
 
 def test_tokenizer_and_side_files_travel(tmp_path):

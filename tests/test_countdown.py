@@ -21,17 +21,20 @@ def test_verifier_accepts_every_solver_output():
 P = cd.Puzzle((3, 5, 7, 9), 24)
 
 
-@pytest.mark.parametrize("answer,reason", [
-    ("3 * 5 + 7 - 9", "evaluates to 13"),          # wrong value
-    ("(9 - 7) * (5 + 3) + 1", "uses"),            # extra number
-    ("9 + 7 + 5 + 3 + 3", "uses"),                 # number reused
-    ("9 + 7 + 5", "uses"),                         # number missing
+@pytest.mark.parametrize(
+  "answer,reason",
+  [
+    ("3 * 5 + 7 - 9", "evaluates to 13"),  # wrong value
+    ("(9 - 7) * (5 + 3) + 1", "uses"),  # extra number
+    ("9 + 7 + 5 + 3 + 3", "uses"),  # number reused
+    ("9 + 7 + 5", "uses"),  # number missing
     ("(3 + 5", "malformed"),
     ("3 + * 5 7 9", "malformed"),
-    ("9 / (5 - 5) + 3 + 7", "malformed"),         # division by zero (and 5 reused)
+    ("9 / (5 - 5) + 3 + 7", "malformed"),  # division by zero (and 5 reused)
     ("__import__('os').system('true')", "malformed"),
     ("3.5 + 7 + 9 + 5", "malformed"),
-])
+  ],
+)
 def test_verifier_rejects_with_a_reason(answer, reason):
   ok, why = cd.check_expression(answer, P)
   assert not ok and why.startswith(reason), why
@@ -59,6 +62,7 @@ def test_every_step_a_trace_states_is_true_arithmetic(level):
   """The traces teach arithmetic: each `a+b=v` they write holds, every intermediate a positive integer,
   and each comparison with the target (`v vs T yes|no`) is right."""
   import re
+
   steps = 0
   for r in cd.rows(5, 80, level):
     for a, op, b, v in re.findall(r"(?<![\d)])(\d+)([-+*/])(\d+)=(\d+)\b", r["response"].split("Check:")[0]):
@@ -77,6 +81,8 @@ def test_countdown3_checks_the_last_pair_out_loud():
   assert len(set(test)) == 150 and not set(train) & set(test)  # distinct benchmark items, never trained on
   assert all(cd.held_out(p) for p in test) and not any(cd.held_out(p) for p in train)
   text = cd.trace(cd.Puzzle((6, 10, 4), 56))
-  assert ("6+10=16, left 4, 16: 4+16=20 vs 56 no, 4*16=64 vs 56 no, 16-4=12 vs 56 no, 16/4=4 vs 56 no. Backtrack.\n"
-          "6*10=60, left 4, 60: 4+60=64 vs 56 no, 4*60=240 vs 56 no, 60-4=56 vs 56 yes. Found.\n") in text
+  assert (
+    "6+10=16, left 4, 16: 4+16=20 vs 56 no, 4*16=64 vs 56 no, 16-4=12 vs 56 no, 16/4=4 vs 56 no. Backtrack.\n"
+    "6*10=60, left 4, 60: 4+60=64 vs 56 no, 4*60=240 vs 56 no, 60-4=56 vs 56 yes. Found.\n"
+  ) in text
   assert cd.verify(text, cd.Puzzle((6, 10, 4), 56))

@@ -23,13 +23,15 @@ def qwen3_tok():
 @pytest.fixture(scope="module")
 def tiny_tok(tmp_path_factory):
   rows = countdown.rows(0, 200)
-  return tiny_tokenizer.train((r["message"][0]["content"] + r["response"] for r in rows), 400,
-                              str(tmp_path_factory.mktemp("tok")))
+  return tiny_tokenizer.train(
+    (r["message"][0]["content"] + r["response"] for r in rows), 400, str(tmp_path_factory.mktemp("tok"))
+  )
 
 
 def test_render_matches_chat_template_and_weights_response_and_eos(qwen3_tok):
-  messages = [{"role": "user", "content": "What is 2+3?\nPlease reason step by step, and put your final answer "
-                                          "within \\boxed{}."}]
+  messages = [
+    {"role": "user", "content": "What is 2+3?\nPlease reason step by step, and put your final answer within \\boxed{}."}
+  ]
   response = "<think>\n2+3=5. Check: 5-3=2.\n</think>\n\nThe answer is \\boxed{5}."
   eos = chat.eos_id(qwen3_tok, "<|endoftext|>")  # Qwen3-Base's EOS, as in the study
   tokens, weights = chat.render(qwen3_tok, messages, response, eos)
@@ -46,22 +48,37 @@ def test_render_matches_chat_template_and_weights_response_and_eos(qwen3_tok):
 
 
 def test_strip_default_system_prompt(tiny_tok):
-  tiny_tok.chat_template = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by "
-                            "Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}" + tiny_tokenizer.CHATML)
+  tiny_tok.chat_template = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by "
+    "Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}" + tiny_tokenizer.CHATML
+  )
   msgs = [{"role": "user", "content": "hi"}]
   assert chat.prompt_text(tiny_tok, msgs).startswith("<|im_start|>system\nYou are Qwen")
-  assert chat.prompt_text(tiny_tok, msgs, strip_default_system=True) == "<|im_start|>user\nhi<|im_end|>\n" \
-      "<|im_start|>assistant\n"
+  assert (
+    chat.prompt_text(tiny_tok, msgs, strip_default_system=True) == "<|im_start|>user\nhi<|im_end|>\n"
+    "<|im_start|>assistant\n"
+  )
 
 
 def test_readers_accept_the_three_schemas(tmp_path):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   study = [{"message": [{"role": "user", "content": "q1"}], "response": "r1", "advantage": 1.0}]
   pq.write_table(pa.Table.from_pylist(study), tmp_path / "train.parquet")
   with open(tmp_path / "a.jsonl", "w") as f:
-    f.write(json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q2"},
-                                     {"role": "assistant", "content": "r2"}]}) + "\n")
+    f.write(
+      json.dumps(
+        {
+          "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "q2"},
+            {"role": "assistant", "content": "r2"},
+          ]
+        }
+      )
+      + "\n"
+    )
     f.write(json.dumps({"prompt": "q3", "response": "r3"}) + "\n")
   examples, stats = readers.read(f"{tmp_path}/train.parquet,{tmp_path}/*.jsonl")
   assert [(e.messages[-1]["content"], e.response) for e in examples] == [("q1", "r1"), ("q2", "r2"), ("q3", "r3")]
@@ -90,8 +107,15 @@ def make_data(tok, tmp_path, n=40, **kw):
   with open(path, "w") as f:
     for r in countdown.rows(1, n):
       f.write(json.dumps(r) + "\n")
-  cfg = DataCfg(train_files=str(path), format="auto", on_error="raise", max_length=kw.pop("max_length", 512),
-                truncation=kw.pop("truncation", "right"), eos_token=None, strip_default_system=False)
+  cfg = DataCfg(
+    train_files=str(path),
+    format="auto",
+    on_error="raise",
+    max_length=kw.pop("max_length", 512),
+    truncation=kw.pop("truncation", "right"),
+    eos_token=None,
+    strip_default_system=False,
+  )
   return pipeline.prepare(cfg, tok, cache_dir=str(tmp_path / "cache"))
 
 
@@ -143,6 +167,7 @@ def test_hf_datasets_name_reads_through_datasets(tmp_path):
   """`hf:` goes through datasets.load_dataset (a local dataset dir here; a hub name reads its offline cache)."""
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   (tmp_path / "ds").mkdir()
   rows = [{"message": [{"role": "user", "content": f"q{i}"}], "response": f"r{i}"} for i in range(3)]
   pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ds" / "train.parquet")
@@ -154,10 +179,18 @@ def test_an_unusable_share_fails_every_process_together(tiny_tok, tmp_path, monk
   """With several processes, a share with no usable row must not raise on its own (the others would wait in the
   step-count collective): prepare returns it empty with the reason, and check_shares raises on every process."""
   from rsft import distributed
+
   path = tmp_path / "one.jsonl"
   path.write_text(json.dumps(countdown.rows(1, 1)[0]) + "\n")  # one row: process 1 of 2 gets none
-  cfg = DataCfg(train_files=str(path), format="auto", on_error="raise", max_length=512, truncation="right",
-                eos_token=None, strip_default_system=False)
+  cfg = DataCfg(
+    train_files=str(path),
+    format="auto",
+    on_error="raise",
+    max_length=512,
+    truncation="right",
+    eos_token=None,
+    strip_default_system=False,
+  )
   empty = pipeline.prepare(cfg, tiny_tok, process_index=1, process_count=2)
   full = pipeline.prepare(cfg, tiny_tok, process_index=0, process_count=2)
   assert len(empty) == 0 and "process 1's share" in empty.stats["problem"] and len(full) == 1

@@ -9,12 +9,23 @@ import pytest
 from rsft.infer import sampler
 from rsft.tools import data as tools
 
-ROWS = [{"message": [{"role": "user", "content": "What is 2+2?"}],
-         "response": "<think>\n2+2 is 4. Wait, check: yes.\n</think>\n\nThe answer is \\boxed{4}.", "answer": "4"},
-        {"message": [{"role": "user", "content": "What is 2+3?"}], "response": "No thinking here: \\boxed{5}.",
-         "answer": "5"},
-        {"message": [{"role": "user", "content": "What is 9*9?"}], "response": "<think>hmm</think>\\boxed{81}",
-         "answer": "81"}]
+ROWS = [
+  {
+    "message": [{"role": "user", "content": "What is 2+2?"}],
+    "response": "<think>\n2+2 is 4. Wait, check: yes.\n</think>\n\nThe answer is \\boxed{4}.",
+    "answer": "4",
+  },
+  {
+    "message": [{"role": "user", "content": "What is 2+3?"}],
+    "response": "No thinking here: \\boxed{5}.",
+    "answer": "5",
+  },
+  {
+    "message": [{"role": "user", "content": "What is 9*9?"}],
+    "response": "<think>hmm</think>\\boxed{81}",
+    "answer": "81",
+  },
+]
 
 
 def test_nocot_strips_only_the_thinking(tmp_path):
@@ -23,8 +34,9 @@ def test_nocot_strips_only_the_thinking(tmp_path):
   assert out[0]["message"] == ROWS[0]["message"] and "<think>" in ROWS[0]["response"]  # input untouched
   src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
   src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-  subprocess.run([sys.executable, "-m", "rsft.tools.data", "nocot", str(src), str(dst)], check=True,
-                 capture_output=True)
+  subprocess.run(
+    [sys.executable, "-m", "rsft.tools.data", "nocot", str(src), str(dst)], check=True, capture_output=True
+  )
   assert [json.loads(line)["response"] for line in dst.read_text().splitlines()][2] == "\\boxed{81}"
   with pytest.raises(ValueError, match="row 0"):
     tools.nocot_rows([{"prompt": "x"}])
@@ -38,6 +50,7 @@ def test_stats():
 
 class _Tok:
   """Characters as ids: enough for the filter's render -> sample -> decode -> grade path."""
+
   chat_template = "x"
 
   def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
@@ -51,13 +64,17 @@ class _Tok:
 
 
 def test_verified_filter_keeps_one_correct_sample_per_query(monkeypatch):
-  answers = {"What is 2+2?": ["\\boxed{5}", "\\boxed{4}", "so \\boxed{4}"], "What is 2+3?": ["\\boxed{6}"] * 3,
-             "What is 9*9?": ["\\boxed{81}", "\\boxed{80}", "\\boxed{18}"]}
+  answers = {
+    "What is 2+2?": ["\\boxed{5}", "\\boxed{4}", "so \\boxed{4}"],
+    "What is 2+3?": ["\\boxed{6}"] * 3,
+    "What is 9*9?": ["\\boxed{81}", "\\boxed{80}", "\\boxed{18}"],
+  }
 
   def fake_generate(model, prompts, max_new, *args, **kwargs):
     texts = [t for p in prompts for t in answers["".join(map(chr, p))]]
-    return sampler.GenerateResult([[ord(c) for c in t] for t in texts], [[0.0] * len(t) for t in texts],
-                                  ["length"] * len(texts))
+    return sampler.GenerateResult(
+      [[ord(c) for c in t] for t in texts], [[0.0] * len(t) for t in texts], ["length"] * len(texts)
+    )
 
   monkeypatch.setattr(sampler, "generate", fake_generate)
   model = type("M", (), {"tokenizer": _Tok(), "stop_token_ids": []})()

@@ -17,20 +17,41 @@ import cpu_env
 from rsft.analysis import markup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--config.model.arch.num_layers=1", "--config.model.arch.hidden_size=32",
-         "--config.model.arch.intermediate_size=64", "--config.model.arch.head_dim=16", "--config.pretrain.rows=96",
-         "--config.pretrain.num_epochs=1", "--config.data.generate_rows=40", "--config.train.num_epochs=1",
-         "--config.checkpoint.save_steps=(1,)", "--config.checkpoint.async_save=False", "--config.eval.limit=6",
-         "--config.eval.max_new_tokens=24", "--config.sample.max_num_seqs=8", "--config.analysis.token_samples=4",
-         "--config.train.probe_every=1", "--config.train.probe_items=4", "--config.train.probe_tokens=8",
-         "--config.eval.follow_poll=0.5", "--config.eval.follow_timeout=300"]
+SMALL = [
+  "--config.model.arch.num_layers=1",
+  "--config.model.arch.hidden_size=32",
+  "--config.model.arch.intermediate_size=64",
+  "--config.model.arch.head_dim=16",
+  "--config.pretrain.rows=96",
+  "--config.pretrain.num_epochs=1",
+  "--config.data.generate_rows=40",
+  "--config.train.num_epochs=1",
+  "--config.checkpoint.save_steps=(1,)",
+  "--config.checkpoint.async_save=False",
+  "--config.eval.limit=6",
+  "--config.eval.max_new_tokens=24",
+  "--config.sample.max_num_seqs=8",
+  "--config.analysis.token_samples=4",
+  "--config.train.probe_every=1",
+  "--config.train.probe_items=4",
+  "--config.train.probe_tokens=8",
+  "--config.eval.follow_poll=0.5",
+  "--config.eval.follow_timeout=300",
+]
 
 
 def start(script, workdir, *extra):
-  cmd = [sys.executable, os.path.join(ROOT, script), f"--config={ROOT}/configs/countdown_tiny.py",
-         f"--workdir={workdir}", *SMALL, *extra]
-  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=cpu_env.env(0))
+  cmd = [
+    sys.executable,
+    os.path.join(ROOT, script),
+    f"--config={ROOT}/configs/countdown_tiny.py",
+    f"--workdir={workdir}",
+    *SMALL,
+    *extra,
+  ]
+  return subprocess.Popen(
+    cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cpu_env.env(0)
+  )
 
 
 def finish(proc):

@@ -58,12 +58,20 @@ def test_the_locks_satisfy_pyproject_and_agree_with_each_other():
 
 def test_drift_report_reads_locks_freezes_and_junit(tmp_path):
   tool = drift_tool()
-  text = ("absl-py==2.5.1 \\\n    --hash=sha256:28 \\\n    # via grain\nflax==0.12.8 ; python_full_version < '3.12'"
-          " \\\nTorch==2.13.0+cpu\n# nltk==0\nml_collections==1.1.0\n-e file:///x\n")
+  text = (
+    "absl-py==2.5.1 \\\n    --hash=sha256:28 \\\n    # via grain\nflax==0.12.8 ; python_full_version < '3.12'"
+    " \\\nTorch==2.13.0+cpu\n# nltk==0\nml_collections==1.1.0\n-e file:///x\n"
+  )
   assert tool._pins(text) == {"absl-py": "2.5.1", "flax": "0.12.8", "torch": "2.13.0+cpu", "ml-collections": "1.1.0"}
   junit = tmp_path / "j.xml"
-  junit.write_text('<testsuites><testsuite><testcase classname="tests.a" name="t1"/><testcase classname="tests.a" '
-                   'name="t2"><failure message="x"/></testcase><testcase classname="tests.b" name="t3"><skipped/>'
-                   '</testcase><testcase classname="tests.b" name="t4"><error/></testcase></testsuite></testsuites>')
-  assert tool._outcomes(str(junit)) == {"tests.a::t1": "passed", "tests.a::t2": "failed", "tests.b::t3": "skipped",
-                                        "tests.b::t4": "error"}
+  junit.write_text(
+    '<testsuites><testsuite><testcase classname="tests.a" name="t1"/><testcase classname="tests.a" '
+    'name="t2"><failure message="x"/></testcase><testcase classname="tests.b" name="t3"><skipped/>'
+    '</testcase><testcase classname="tests.b" name="t4"><error/></testcase></testsuite></testsuites>'
+  )
+  assert tool._outcomes(str(junit)) == {
+    "tests.a::t1": "passed",
+    "tests.a::t2": "failed",
+    "tests.b::t3": "skipped",
+    "tests.b::t4": "error",
+  }

@@ -61,6 +61,7 @@ def test_missing_and_unexpected_tensors(qwen3_dir):
   def edit(t):
     t.pop("model.layers.2.self_attn.k_norm.weight")
     t["model.layers.0.self_attn.extra.weight"] = np.zeros((3,), np.float32)
+
   file = edit_weights(qwen3_dir, edit)
   with pytest.raises(ValueError) as err:
     rsft.load_model(qwen3_dir)
@@ -78,8 +79,11 @@ def test_no_weights_or_no_config(tmp_path, qwen3_dir):
 
 def test_unknown_model_type(qwen3_dir):
   edit_config(qwen3_dir, model_type="gemma3")
-  with pytest.raises(ValueError, match=r"model_type='gemma3' is not supported; rsft supports \('qwen2', 'qwen3', "
-                                       r"'llama', 'mistral', 'internlm2'\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"model_type='gemma3' is not supported; rsft supports \('qwen2', 'qwen3', "
+    r"'llama', 'mistral', 'internlm2'\)",
+  ):
     rsft.load_model(qwen3_dir)
 
 

@@ -24,6 +24,7 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
   from rsft.data import tiny_tokenizer
+
   path = tmp_path_factory.mktemp("tiny_chat")
   puzzles = countdown.generate(0, 200)
   tiny_tokenizer.train([countdown.prompt(p) + countdown.trace(p) for p in puzzles], 500, str(path))
@@ -51,8 +52,22 @@ def make_config(model_dir, mode, input_path, output, **sample):
   c.model.path = model_dir
   c.model.dtype = "float32"
   c.eval.mode, c.eval.input, c.eval.output, c.eval.save_logprobs = mode, input_path, output, True
-  c.sample.update(dict(dict(max_new_tokens=12, n=2, max_num_seqs=3, temperature=1.0, top_p=0.9, top_k=0, seed=3,
-                            chunk_steps=5, prompt_buckets=(32, 64, 128)), **sample))
+  c.sample.update(
+    dict(
+      dict(
+        max_new_tokens=12,
+        n=2,
+        max_num_seqs=3,
+        temperature=1.0,
+        top_p=0.9,
+        top_k=0,
+        seed=3,
+        chunk_steps=5,
+        prompt_buckets=(32, 64, 128),
+      ),
+      **sample,
+    )
+  )
   c.sample.mesh.data = 2  # 2 x 4 sampling mesh on the 8 fake devices
   c.sample.mesh.tensor = 4
   return c
@@ -73,6 +88,7 @@ def full_run(model_dir, tmp_path_factory):
 
 def test_generate_writes_every_sample_with_counts_and_reasons(model_dir, full_run):
   import transformers
+
   inp, out, counts = full_run
   rows = read_rows(out)
   assert counts["written"] == len(rows) == 14 and counts["done_before"] == 0
@@ -94,16 +110,31 @@ def test_generate_writes_every_sample_with_counts_and_reasons(model_dir, full_ru
 def test_killed_generate_run_resumes_without_duplicates_or_losses(model_dir, full_run, tmp_path):
   inp, full_out, _ = full_run
   out = str(tmp_path / "out.jsonl")
-  flags = [f"--config={ROOT}/configs/base.py", f"--workdir={tmp_path}/work", f"--config.model.path={model_dir}",
-           "--config.model.dtype=float32", "--config.eval.mode=generate", f"--config.eval.input={inp}",
-           f"--config.eval.output={out}", "--config.eval.save_logprobs=True", "--config.sample.max_new_tokens=12",
-           "--config.sample.n=2", "--config.sample.max_num_seqs=1", "--config.sample.temperature=1.0",
-           "--config.sample.top_p=0.9", "--config.sample.top_k=0", "--config.sample.seed=3",
-           "--config.sample.chunk_steps=5", "--config.sample.prompt_buckets=(32,64,128)",
-           "--config.sample.mesh.data=2", "--config.sample.mesh.tensor=4"]
+  flags = [
+    f"--config={ROOT}/configs/base.py",
+    f"--workdir={tmp_path}/work",
+    f"--config.model.path={model_dir}",
+    "--config.model.dtype=float32",
+    "--config.eval.mode=generate",
+    f"--config.eval.input={inp}",
+    f"--config.eval.output={out}",
+    "--config.eval.save_logprobs=True",
+    "--config.sample.max_new_tokens=12",
+    "--config.sample.n=2",
+    "--config.sample.max_num_seqs=1",
+    "--config.sample.temperature=1.0",
+    "--config.sample.top_p=0.9",
+    "--config.sample.top_k=0",
+    "--config.sample.seed=3",
+    "--config.sample.chunk_steps=5",
+    "--config.sample.prompt_buckets=(32,64,128)",
+    "--config.sample.mesh.data=2",
+    "--config.sample.mesh.tensor=4",
+  ]
   env = cpu_env.env(8)
-  proc = subprocess.Popen([sys.executable, f"{ROOT}/eval.py"] + flags, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    [sys.executable, f"{ROOT}/eval.py"] + flags, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
     if os.path.exists(out) and sum(1 for _ in open(out)) >= 4:
@@ -174,8 +205,12 @@ def test_bad_rows_name_file_and_line(model_dir, tmp_path):
   with pytest.raises(ValueError, match=r"in.jsonl:1: a row needs one of 'messages', 'prompt' or 'prompt_ids'"):
     run.run(make_config(model_dir, "generate", str(inp), str(tmp_path / "o.jsonl")), str(tmp_path / "w"))
   with pytest.raises(ValueError, match="completion"):
-    run.run(make_config(model_dir, "score", str(write_input(tmp_path / "s.jsonl", [{"prompt": "a"}])),
-                        str(tmp_path / "s_out.jsonl")), str(tmp_path / "w"))
+    run.run(
+      make_config(
+        model_dir, "score", str(write_input(tmp_path / "s.jsonl", [{"prompt": "a"}])), str(tmp_path / "s_out.jsonl")
+      ),
+      str(tmp_path / "w"),
+    )
 
 
 def test_checkpoint_selection():

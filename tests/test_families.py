@@ -42,8 +42,7 @@ def test_mistral_sliding_window_logprobs_match_transformers(mistral):
   for impl in ("xla", "chunked", "cudnn"):
     m = rsft.load_model(path, attention=impl)
     assert m.config.sliding_window == 16 and m.config.head_dim == 12
-    np.testing.assert_allclose(np.asarray(rsft.token_logprobs(m, ids, mask)), want, atol=1e-4, rtol=0,
-                               err_msg=impl)
+    np.testing.assert_allclose(np.asarray(rsft.token_logprobs(m, ids, mask)), want, atol=1e-4, rtol=0, err_msg=impl)
   hf.config.sliding_window = None  # the window matters at this length: full attention is far off
   try:
     assert np.abs(tiny_models.hf_logprobs(hf, ids, mask) - want).max() > 1e-2
@@ -55,9 +54,9 @@ def _window_inputs(t=200, h=128):
   rng = np.random.default_rng(0)
   q, k, v = (jnp.asarray(rng.normal(size=(3, t, m, h)), jnp.float32) for m in (4, 2, 2))
   seg = np.zeros((3, t), np.int32)
-  seg[0, :t - 7] = 1                   # one segment, right padding
-  seg[1, :90], seg[1, 90:170] = 1, 2   # packed
-  seg[2, 37:] = 1                      # left padding
+  seg[0, : t - 7] = 1  # one segment, right padding
+  seg[1, :90], seg[1, 90:170] = 1, 2  # packed
+  seg[2, 37:] = 1  # left padding
   return q, k, v, seg
 
 
@@ -76,8 +75,7 @@ def test_every_attention_implementation_honours_the_window(impl):
     elif impl == "cudnn":  # on CPU the same jax.nn.dot_product_attention call runs through XLA
       got = attention.cudnn(q, k, v, jnp.asarray(seg), window=window)
     else:
-      got = attention.splash(q, k, v, jnp.asarray(seg), sharding.Rules(None), interpret=True, block=128,
-                             window=window)
+      got = attention.splash(q, k, v, jnp.asarray(seg), sharding.Rules(None), interpret=True, block=128, window=window)
     real = seg[..., None, None] > 0
     np.testing.assert_allclose(np.where(real, got, 0), np.where(real, want, 0), atol=2e-5)
 
@@ -98,11 +96,18 @@ def _hf_greedy(hf, prompts, new):
   width = max(map(len, prompts))
   ids, mask = np.zeros((len(prompts), width), np.int64), np.zeros((len(prompts), width), np.int64)
   for r, p in enumerate(prompts):
-    ids[r, width - len(p):], mask[r, width - len(p):] = p, 1
+    ids[r, width - len(p) :], mask[r, width - len(p) :] = p, 1
   with torch.no_grad():
-    out = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=new,
-                      do_sample=False, eos_token_id=None, pad_token_id=0, output_scores=True,
-                      return_dict_in_generate=True)
+    out = hf.generate(
+      input_ids=torch.tensor(ids),
+      attention_mask=torch.tensor(mask),
+      max_new_tokens=new,
+      do_sample=False,
+      eos_token_id=None,
+      pad_token_id=0,
+      output_scores=True,
+      return_dict_in_generate=True,
+    )
   tokens = out.sequences[:, width:]
   lp = torch.stack(out.scores, 1).log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
   return tokens.numpy(), lp.numpy()
@@ -115,8 +120,15 @@ def test_mistral_reward_scores_match_transformers(tmp_path):
   got = np.asarray(rsft.reward_scores(rsft.load_model(tmp_path), ids, mask))
   pos = np.maximum(np.cumsum(mask, -1) - 1, 0)
   with torch.no_grad():
-    want = hf(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask).long(),
-              position_ids=torch.tensor(pos).long()).logits[:, 0].numpy()
+    want = (
+      hf(
+        input_ids=torch.tensor(ids).long(),
+        attention_mask=torch.tensor(mask).long(),
+        position_ids=torch.tensor(pos).long(),
+      )
+      .logits[:, 0]
+      .numpy()
+    )
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
@@ -139,7 +151,12 @@ def test_internlm2_logprobs_match_transformers_within_and_beyond_max_position(in
   path, llama = internlm2
   m = rsft.load_model(path)
   cfg = m.config
-  assert (cfg.model_type, cfg.rope_dynamic, cfg.num_heads // cfg.num_kv_heads, cfg.qkv_bias) == ("internlm2", 2.0, 3, True)
+  assert (cfg.model_type, cfg.rope_dynamic, cfg.num_heads // cfg.num_kv_heads, cfg.qkv_bias) == (
+    "internlm2",
+    2.0,
+    3,
+    True,
+  )
   for length in (60, 160):  # max_position_embeddings is 64: default rope, then dynamic NTK over 2.5x the context
     ids, mask = tiny_models.left_padded_batch(length=length, pad=13)
     want = tiny_models.hf_logprobs(llama, ids, mask)
@@ -217,9 +234,16 @@ def test_presets_and_the_internlm_run_row():
   from rsft.train.metrics import param_count
 
   intern = presets.get("internlm2_5-20b")
-  assert (intern.hidden_size, intern.intermediate_size, intern.num_layers, intern.num_heads, intern.num_kv_heads,
-          intern.vocab_size, intern.tie_word_embeddings, intern.qkv_bias) == (6144, 16384, 48, 48, 8, 92544, False,
-                                                                              False)
+  assert (
+    intern.hidden_size,
+    intern.intermediate_size,
+    intern.num_layers,
+    intern.num_heads,
+    intern.num_kv_heads,
+    intern.vocab_size,
+    intern.tie_word_embeddings,
+    intern.qkv_bias,
+  ) == (6144, 16384, 48, 48, 8, 92544, False, False)
   assert abs(param_count(intern) / 1e9 - 19.86) < 0.01  # InternLM2.5-20B's published size
   assert ModelConfig.from_hf_dict(intern.to_hf_dict()) == intern
   assert presets.get("RM-Mistral-7B").head == "score" and presets.get("mistral_7b").sliding_window is None

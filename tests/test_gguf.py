@@ -26,10 +26,19 @@ def write(path, arch="llama", tensors=None):
   w.add_layer_norm_rms_eps(1e-5)
   w.add_vocab_size(32)
   rng = np.random.default_rng(0)
-  default = {"token_embd.weight": (32, 8), "output_norm.weight": (8,), "blk.0.attn_norm.weight": (8,),
-             "blk.0.ffn_norm.weight": (8,), "blk.0.attn_q.weight": (8, 8), "blk.0.attn_k.weight": (4, 8),
-             "blk.0.attn_v.weight": (4, 8), "blk.0.attn_output.weight": (8, 8), "blk.0.ffn_gate.weight": (16, 8),
-             "blk.0.ffn_up.weight": (16, 8), "blk.0.ffn_down.weight": (8, 16)}
+  default = {
+    "token_embd.weight": (32, 8),
+    "output_norm.weight": (8,),
+    "blk.0.attn_norm.weight": (8,),
+    "blk.0.ffn_norm.weight": (8,),
+    "blk.0.attn_q.weight": (8, 8),
+    "blk.0.attn_k.weight": (4, 8),
+    "blk.0.attn_v.weight": (4, 8),
+    "blk.0.attn_output.weight": (8, 8),
+    "blk.0.ffn_gate.weight": (16, 8),
+    "blk.0.ffn_up.weight": (16, 8),
+    "blk.0.ffn_down.weight": (8, 16),
+  }
   for name, spec in (tensors or default).items():
     if all(isinstance(d, int) for d in spec):  # a shape: random float32
       w.add_tensor(name, rng.standard_normal(spec).astype(np.float32))
@@ -46,8 +55,14 @@ def write(path, arch="llama", tensors=None):
 def test_a_tiny_llama_gguf_maps_to_hf_names_and_unpermutes_q_and_k(tmp_path):
   path = write(tmp_path / "tiny.gguf")
   config = rgguf.hf_config(path)
-  assert (config["model_type"], config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"],
-          config["tie_word_embeddings"], config["rms_norm_eps"]) == ("llama", 1, 1, 4, True, 1e-5)
+  assert (
+    config["model_type"],
+    config["num_hidden_layers"],
+    config["num_key_value_heads"],
+    config["head_dim"],
+    config["tie_word_embeddings"],
+    config["rms_norm_eps"],
+  ) == ("llama", 1, 1, 4, True, 1e-5)
   tensors = rgguf.tensors(path)
   assert tensors["model.layers.0.self_attn.k_proj.weight"].shape == (4, 8)
   read = rgguf.reader_for(path)
@@ -67,8 +82,11 @@ def test_an_unknown_architecture_is_named(tmp_path):
 
 
 def test_an_unsupported_quantization_and_an_unknown_tensor_are_named(tmp_path):
-  bad = {"token_embd.weight": (32, 8), "blk.0.ssm_conv1d.weight": (8, 4),
-         "blk.0.attn_q.weight": (np.zeros((8, 292), np.uint8), None, gguf.GGMLQuantizationType.Q8_K)}  # 8 x 256
+  bad = {
+    "token_embd.weight": (32, 8),
+    "blk.0.ssm_conv1d.weight": (8, 4),
+    "blk.0.attn_q.weight": (np.zeros((8, 292), np.uint8), None, gguf.GGMLQuantizationType.Q8_K),
+  }  # 8 x 256
   path = write(tmp_path / "odd.gguf", tensors=bad)
   with pytest.raises(ValueError) as e:
     rsft.load_model(path)

@@ -12,16 +12,33 @@ from rsft.tasks import countdown
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "benchmarks")
 
 HOSTILE = [
-    "", "\x00\xff\ud800", "<think>" * 100_000, "\\boxed{" * 50_000, "}" * 50_000 + "\\boxed{A}",
-    ("\\boxed{" + "x" * 10 + "\n") * 20_000, "answer" + " " * 200_000 + "is (A)", "Yes " * 100_000,
-    "(" * 10_000 + "1" + ")" * 10_000, "\\boxed{" + "(" * 5_000 + "1+2+3" + ")" * 5_000 + "}",
-    "```python\n" * 20_000, "<think>" + "a" * 500_000,
+  "",
+  "\x00\xff\ud800",
+  "<think>" * 100_000,
+  "\\boxed{" * 50_000,
+  "}" * 50_000 + "\\boxed{A}",
+  ("\\boxed{" + "x" * 10 + "\n") * 20_000,
+  "answer" + " " * 200_000 + "is (A)",
+  "Yes " * 100_000,
+  "(" * 10_000 + "1" + ")" * 10_000,
+  "\\boxed{" + "(" * 5_000 + "1+2+3" + ")" * 5_000 + "}",
+  "```python\n" * 20_000,
+  "<think>" + "a" * 500_000,
 ]
 
 
-@pytest.mark.parametrize("name,protocol", [("gpqa_diamond", "study"), ("gpqa_diamond", "rsft"),
-                                           ("mmlu_pro", "study"), ("mmlu_pro", "rsft"), ("ifeval", "study"),
-                                           ("halueval_qa", "rsft"), ("countdown", "study")])
+@pytest.mark.parametrize(
+  "name,protocol",
+  [
+    ("gpqa_diamond", "study"),
+    ("gpqa_diamond", "rsft"),
+    ("mmlu_pro", "study"),
+    ("mmlu_pro", "rsft"),
+    ("ifeval", "study"),
+    ("halueval_qa", "rsft"),
+    ("countdown", "study"),
+  ],
+)
 def test_hostile_responses_grade_fast_and_never_raise(name, protocol):
   bench = benchmarks.get(name, protocol)
   item = loaders.load_items(bench, BENCH, limit=1)[0]
@@ -35,7 +52,9 @@ def test_hostile_responses_grade_fast_and_never_raise(name, protocol):
 def test_countdown_nesting_is_refused_not_recursed():
   p = countdown.Puzzle((1, 2, 3), 6)
   assert countdown.check_expression("(" * 400 + "1+2+3" + ")" * 400, p) == (
-      False, "malformed: parentheses nested deeper than 64")
+    False,
+    "malformed: parentheses nested deeper than 64",
+  )
   assert countdown.check_expression("((1+2))+3", p) == (True, "ok")
 
 
@@ -61,6 +80,7 @@ def test_a_pathological_math_pair_costs_its_timeout_only():
 
 def test_grader_errors_are_counted_in_the_summary():
   from rsft.evals import metrics
+
   samples = {0: [{"score": 0.0, "status": "grader_error: ValueError"}], 1: [{"score": 1.0, "status": "ok"}]}
   assert metrics.summarize(samples)["grader_error_rate"]["value"] == 0.5
   assert "grader_error_rate" not in metrics.summarize({1: [{"score": 1.0, "status": "ok"}]})

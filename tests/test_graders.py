@@ -22,18 +22,31 @@ def read(name):
 
 
 EQUIVALENT = [
-    ("\\frac{1}{2}", "The answer is $\\boxed{0.5}$."), ("\\frac{1}{2}", "\\boxed{\\dfrac12}"),
-    ("\\frac{1}{2}", "\\boxed{1/2}"), ("3", "\\boxed{3.0}"), ("(3,4]", "\\boxed{(3, 4]}"),
-    ("\\{1,2,3\\}", "\\boxed{\\{3,2,1\\}}"), ("x^3+3x-6", "\\boxed{3x+x^3-6}"), ("\\sqrt{51}", "\\boxed{\\sqrt{51}}"),
-    ("2\\sqrt{3}", "\\boxed{\\sqrt{12}}"), ("\\pi", "\\boxed{\\pi}"), ("10", "\\boxed{10\\text{ cm}}"),
-    ("\\text{Evelyn}", "\\boxed{\\text{Evelyn}}"), ("-\\frac{\\pi}{6}", "\\boxed{-\\pi/6}"),
-    ("(-2,1)", "first \\boxed{7}. Finally \\boxed{(-2,1)}"), ("90^\\circ", "\\boxed{90}"),
+  ("\\frac{1}{2}", "The answer is $\\boxed{0.5}$."),
+  ("\\frac{1}{2}", "\\boxed{\\dfrac12}"),
+  ("\\frac{1}{2}", "\\boxed{1/2}"),
+  ("3", "\\boxed{3.0}"),
+  ("(3,4]", "\\boxed{(3, 4]}"),
+  ("\\{1,2,3\\}", "\\boxed{\\{3,2,1\\}}"),
+  ("x^3+3x-6", "\\boxed{3x+x^3-6}"),
+  ("\\sqrt{51}", "\\boxed{\\sqrt{51}}"),
+  ("2\\sqrt{3}", "\\boxed{\\sqrt{12}}"),
+  ("\\pi", "\\boxed{\\pi}"),
+  ("10", "\\boxed{10\\text{ cm}}"),
+  ("\\text{Evelyn}", "\\boxed{\\text{Evelyn}}"),
+  ("-\\frac{\\pi}{6}", "\\boxed{-\\pi/6}"),
+  ("(-2,1)", "first \\boxed{7}. Finally \\boxed{(-2,1)}"),
+  ("90^\\circ", "\\boxed{90}"),
 ]
 NOT_EQUIVALENT = [
-    ("\\frac{1}{2}", "\\boxed{0.25}"), ("3", "\\boxed{4}"), ("(3,4]", "\\boxed{[3,4]}"),
-    ("\\{1,2\\}", "\\boxed{\\{1,3\\}}"),
-    ("x^3+3x-6", "\\boxed{x^3+3x+6}"), ("(-2,1)", "\\boxed{(1,-2)}"), ("5", "I think it is 5 but \\boxed{6}"),
-    ("2", "no answer here"),
+  ("\\frac{1}{2}", "\\boxed{0.25}"),
+  ("3", "\\boxed{4}"),
+  ("(3,4]", "\\boxed{[3,4]}"),
+  ("\\{1,2\\}", "\\boxed{\\{1,3\\}}"),
+  ("x^3+3x-6", "\\boxed{x^3+3x+6}"),
+  ("(-2,1)", "\\boxed{(1,-2)}"),
+  ("5", "I think it is 5 but \\boxed{6}"),
+  ("2", "no answer here"),
 ]
 
 
@@ -43,8 +56,8 @@ def test_math_equivalence_table_and_pathological_timeout():
   grades = math_grader.grade([g for g, _ in pairs], [r for _, r in pairs], timeout=4)
   assert time.monotonic() - start < 30  # the tower of powers is cut off, never hangs
   got = [g.score for g in grades]
-  assert got[:len(EQUIVALENT)] == [1.0] * len(EQUIVALENT), [p for p, s in zip(EQUIVALENT, got) if s < 1]
-  assert got[len(EQUIVALENT):-1] == [0.0] * len(NOT_EQUIVALENT)
+  assert got[: len(EQUIVALENT)] == [1.0] * len(EQUIVALENT), [p for p, s in zip(EQUIVALENT, got) if s < 1]
+  assert got[len(EQUIVALENT) : -1] == [0.0] * len(NOT_EQUIVALENT)
   assert grades[-1].timed_out and grades[-1].score == 0.0
   assert not any(g.timed_out for g in grades[:-1])
 
@@ -57,8 +70,8 @@ def test_math_on_real_items():
   wrong = [f"<think>hmm</think>The result is $\\boxed{{{o}}}$." for g, o in zip(golds, others) if o != g]
   wrong_golds = [g for g, o in zip(golds, others) if o != g]
   grades = math_grader.grade(golds + wrong_golds, right + wrong, timeout=10)
-  assert [g.score for g in grades[:len(golds)]] == [1.0] * len(golds)
-  assert len(wrong) > 40 and sum(g.score for g in grades[len(golds):]) == 0
+  assert [g.score for g in grades[: len(golds)]] == [1.0] * len(golds)
+  assert len(wrong) > 40 and sum(g.score for g in grades[len(golds) :]) == 0
 
 
 def test_choice_letter_takes_the_last_answer_after_thinking():
@@ -68,7 +81,7 @@ def test_choice_letter_takes_the_last_answer_after_thinking():
   assert extract.choice_letter("This is a tricky one. Answer: (D)", letters) == "D"
   assert extract.choice_letter("I pick a. Final answer: \\boxed{\\text{B}}", letters) == "B"
   assert extract.choice_letter("It is a hard question.", letters) is None  # the article "a" is not an answer
-  assert extract.choice_letter("Answer: E", letters) is None               # not one of the item's letters
+  assert extract.choice_letter("Answer: E", letters) is None  # not one of the item's letters
   assert extract.choice_letter("the answer is (H). Let me recheck... the answer is (J)", "ABCDEFGHIJ") == "J"
   assert extract.choice_letter("Reasoning...\nB", letters) == "B"
   assert extract.last_boxed("\\boxed{\\frac{1}{2}} then \\boxed{x^{2}}") == "x^{2}"
@@ -89,7 +102,9 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
   assert code.grade_humaneval(items[:1], ["<think>never closes"])[0].status == "no_code"
 
 
-@pytest.mark.parametrize("name,program,expect,needs_namespaces", [
+@pytest.mark.parametrize(
+  "name,program,expect,needs_namespaces",
+  [
     ("network", "import socket\ns = socket.socket(); s.settimeout(2); s.connect(('1.1.1.1', 80))", "error", True),
     ("write outside cwd", "open('/tmp/rsft_sandbox_escape', 'w').write('x')", None, True),  # a private /tmp
     ("memory hog", "x = bytearray(8 << 30)", "error", False),
@@ -97,7 +112,8 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
     ("fork bomb", "import os\nwhile True: os.fork()", "error", True),  # fork fails at the process cap
     ("kill the parent", "import os\nos.kill(os.getppid(), 9)\nos.kill(-1, 9)", None, True),
     ("big file", "open('f', 'w').write('x' * (32 << 20))", "error", False),
-])
+  ],
+)
 def test_sandbox_contains_escape_attempts(name, program, expect, needs_namespaces):
   if needs_namespaces and not sandbox.run("pass").contained:
     pytest.skip("bubblewrap (the sandbox) is unavailable on this machine")
@@ -118,8 +134,10 @@ def test_pass_at_k_matches_the_closed_form_and_enumeration():
 
 
 def test_summary_metrics():
-  samples = {i: [{"score": float(j < i), "answer": str(j < i), "tokens": 10 * j, "truncated": j == 2}
-                 for j in range(3)] for i in range(4)}
+  samples = {
+    i: [{"score": float(j < i), "answer": str(j < i), "tokens": 10 * j, "truncated": j == 2} for j in range(3)]
+    for i in range(4)
+  }
   out = metrics.summarize(samples, ks=(1, 2))
   assert out["avg@3"]["value"] == pytest.approx(np.mean([0, 1 / 3, 2 / 3, 1]))
   assert out["maj@3"]["value"] == pytest.approx(0.5)  # items 2 and 3 have a correct majority
@@ -130,8 +148,10 @@ def test_summary_metrics():
 
 
 def test_extra_metrics_average_floats_and_pool_lists():
-  samples = {0: [{"score": 1.0, "extra": {"loose": 1.0, "inst": [1.0, 1.0, 1.0]}}],
-             1: [{"score": 0.0, "extra": {"loose": 0.0, "inst": [0.0]}}]}
+  samples = {
+    0: [{"score": 1.0, "extra": {"loose": 1.0, "inst": [1.0, 1.0, 1.0]}}],
+    1: [{"score": 0.0, "extra": {"loose": 0.0, "inst": [0.0]}}],
+  }
   out = metrics.summarize(samples)
   assert out["loose"]["value"] == pytest.approx(0.5)
   assert out["inst"]["value"] == pytest.approx(0.75)  # 3 of 4 instructions, pooled (not the mean of 1 and 0)
@@ -142,6 +162,7 @@ def test_extra_metrics_average_floats_and_pool_lists():
 @pytest.mark.parametrize("name", ["gpqa_diamond", "mmlu_pro", "halueval_qa"])
 def test_choice_and_yes_no_graders_on_real_items(name, protocol):
   from rsft.evals import benchmarks, grading, loaders
+
   if name == "halueval_qa":
     protocol = "rsft"  # the raw release is local; the study's *_samples are not
   bench = benchmarks.get(name, protocol)

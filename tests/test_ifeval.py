@@ -19,48 +19,92 @@ EN = "The weather today is sunny and warm, and everyone in the park seems happy 
 FR = "Le temps est ensoleillé aujourd'hui et tout le monde dans le parc semble heureux d'être dehors."
 
 CASES = [  # (instruction id, kwargs, a response that follows it, one that does not)
-    ("keywords:existence", {"keywords": ["banana", "moon"]}, "A Banana on the moon.", "A banana on Mars."),
-    ("keywords:frequency", {"keyword": "cat", "frequency": 3, "relation": "at least"}, "cat cat Cat", "cat cat"),
-    ("keywords:frequency", {"keyword": "cat", "frequency": 2, "relation": "less than"}, "one cat", "cat cat"),
-    ("keywords:forbidden_words", {"forbidden_words": ["red", "blue"]}, "Reddish green.", "It was Red."),
-    ("keywords:letter_frequency", {"letter": "z", "let_frequency": 3, "let_relation": "at least"}, "zzZ", "zz"),
-    ("keywords:letter_frequency", {"letter": "#", "let_frequency": 4, "let_relation": "at least"},
-     "#a #b #c #d", "#a #b"),  # punctuation counts (upstream HEAD; PROVENANCE note 1): lm_eval draws a random letter
-    ("language:response_language", {"language": "fr"}, FR, EN),
-    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"},
-     "One. Two here.", "One. Two. Three."),
-    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"},
-     "Mr. Smith came. He left.", "Mr. Smith came home."),  # "Mr." does not end a sentence
-    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "less than"},
-     "Wait... what happened next?", "Prof. Lee teaches here. Gen. Patton left."),  # punkt; the regex splitter: 2, 4
-    ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "a\n***\nb\n***\nc", "a\n***\nb"),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "at least"}, "one two three four five",
-     "one two three"),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
-     "First part.\n\n\"Then, the end.", "First part.\n\nAfter that."),
-    ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name] at [address]", "Dear [name]"),
-    ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bye", "Hi. PS bye"),
-    ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Hi.\np.p.s. more", "Hi. P.S. more"),
-    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n- two", "* one\n* two\n* three"),
-    ("detectable_format:constrained_response", {}, "I think so. My answer is yes.", "Yes."),
-    ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**", "*one* and * *"),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\na\nSection 2\nb", "Section 1\na"),
-    ("detectable_format:json_format", {}, "```json\n{\"a\": 1}\n```", "{a: 1}"),
-    ("detectable_format:title", {}, "<<My Poem>>\nroses", "My Poem\nroses"),
-    ("combination:two_responses", {}, "Answer A\n******\nAnswer B", "Answer A\n******\nAnswer A"),
-    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "write a poem. Here it is.",
-     "Here: write a poem."),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Done. any other questions?\"",
-     "Any other questions? Done."),
-    ("startend:quotation", {}, "\"quoted\"", "\"not quoted"),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"},
-     "THIS is VERY loud", "only ONE here"),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "less than"},
-     "Our STATE-OF-THE-ART lab", "the U.S. is BIG"),  # nltk tokens: 1 and 2 (regex words: 4 and 3)
-    ("change_case:english_capital", {}, EN.upper(), EN),
-    ("change_case:english_lowercase", {}, EN.lower(), EN),
-    ("punctuation:no_comma", {}, "No commas here.", "Well, a comma."),
+  ("keywords:existence", {"keywords": ["banana", "moon"]}, "A Banana on the moon.", "A banana on Mars."),
+  ("keywords:frequency", {"keyword": "cat", "frequency": 3, "relation": "at least"}, "cat cat Cat", "cat cat"),
+  ("keywords:frequency", {"keyword": "cat", "frequency": 2, "relation": "less than"}, "one cat", "cat cat"),
+  ("keywords:forbidden_words", {"forbidden_words": ["red", "blue"]}, "Reddish green.", "It was Red."),
+  ("keywords:letter_frequency", {"letter": "z", "let_frequency": 3, "let_relation": "at least"}, "zzZ", "zz"),
+  (
+    "keywords:letter_frequency",
+    {"letter": "#", "let_frequency": 4, "let_relation": "at least"},
+    "#a #b #c #d",
+    "#a #b",
+  ),  # punctuation counts (upstream HEAD; PROVENANCE note 1): lm_eval draws a random letter
+  ("language:response_language", {"language": "fr"}, FR, EN),
+  (
+    "length_constraints:number_sentences",
+    {"num_sentences": 3, "relation": "less than"},
+    "One. Two here.",
+    "One. Two. Three.",
+  ),
+  (
+    "length_constraints:number_sentences",
+    {"num_sentences": 2, "relation": "at least"},
+    "Mr. Smith came. He left.",
+    "Mr. Smith came home.",
+  ),  # "Mr." does not end a sentence
+  (
+    "length_constraints:number_sentences",
+    {"num_sentences": 2, "relation": "less than"},
+    "Wait... what happened next?",
+    "Prof. Lee teaches here. Gen. Patton left.",
+  ),  # punkt; the regex splitter: 2, 4
+  ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "a\n***\nb\n***\nc", "a\n***\nb"),
+  (
+    "length_constraints:number_words",
+    {"num_words": 5, "relation": "at least"},
+    "one two three four five",
+    "one two three",
+  ),
+  (
+    "length_constraints:nth_paragraph_first_word",
+    {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+    'First part.\n\n"Then, the end.',
+    "First part.\n\nAfter that.",
+  ),
+  ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name] at [address]", "Dear [name]"),
+  ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\nP.S. bye", "Hi. PS bye"),
+  ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Hi.\np.p.s. more", "Hi. P.S. more"),
+  ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n- two", "* one\n* two\n* three"),
+  ("detectable_format:constrained_response", {}, "I think so. My answer is yes.", "Yes."),
+  ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and **two**", "*one* and * *"),
+  (
+    "detectable_format:multiple_sections",
+    {"section_spliter": "Section", "num_sections": 2},
+    "Section 1\na\nSection 2\nb",
+    "Section 1\na",
+  ),
+  ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{a: 1}"),
+  ("detectable_format:title", {}, "<<My Poem>>\nroses", "My Poem\nroses"),
+  ("combination:two_responses", {}, "Answer A\n******\nAnswer B", "Answer A\n******\nAnswer A"),
+  (
+    "combination:repeat_prompt",
+    {"prompt_to_repeat": "Write a poem."},
+    "write a poem. Here it is.",
+    "Here: write a poem.",
+  ),
+  (
+    "startend:end_checker",
+    {"end_phrase": "Any other questions?"},
+    'Done. any other questions?"',
+    "Any other questions? Done.",
+  ),
+  ("startend:quotation", {}, '"quoted"', '"not quoted'),
+  (
+    "change_case:capital_word_frequency",
+    {"capital_frequency": 2, "capital_relation": "at least"},
+    "THIS is VERY loud",
+    "only ONE here",
+  ),
+  (
+    "change_case:capital_word_frequency",
+    {"capital_frequency": 2, "capital_relation": "less than"},
+    "Our STATE-OF-THE-ART lab",
+    "the U.S. is BIG",
+  ),  # nltk tokens: 1 and 2 (regex words: 4 and 3)
+  ("change_case:english_capital", {}, EN.upper(), EN),
+  ("change_case:english_lowercase", {}, EN.lower(), EN),
+  ("punctuation:no_comma", {}, "No commas here.", "Well, a comma."),
 ]
 
 
@@ -77,35 +121,35 @@ def test_checker_strict(instruction, kwargs, good, bad):
 # instructions_util.count_sentences (punkt, English) on texts where the regex splitter that rsft used before (and
 # instructions_util.split_into_sentences) counts otherwise: (text, punkt's count, the regex splitter's count).
 SENTENCES = [
-    ("Mr. Smith came. He left.", 2, 2),
-    ("The price is 3.5 dollars. That is cheap.", 2, 2),
-    ('He said "Hi." Then left.', 2, 2),
-    ("See e.g. the docs. Done.", 3, 2),
-    ("Wait... what happened next?", 1, 2),
-    ("Visit www.example.com today. It is free.", 2, 3),
-    ("J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.", 3, 2),
-    ("Prof. Lee teaches here. Gen. Patton left.", 2, 4),
-    ("Hello!!! How are you??", 3, 5),
-    ("Temperatures reached 41.2 \u00b0C vs. 39 \u00b0C last year.", 1, 2),
-    ("\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d", 2, 4),  # nltk >= 3.10.2 ends one at \u201d: 3
-    ("Jan. 5th was cold. Feb. 2nd too.", 2, 4),
-    ("I LIVE IN THE U.S. IT IS BIG.", 2, 1),
-    ("This is a sentence.This is another.", 1, 2),
+  ("Mr. Smith came. He left.", 2, 2),
+  ("The price is 3.5 dollars. That is cheap.", 2, 2),
+  ('He said "Hi." Then left.', 2, 2),
+  ("See e.g. the docs. Done.", 3, 2),
+  ("Wait... what happened next?", 1, 2),
+  ("Visit www.example.com today. It is free.", 2, 3),
+  ("J.R.R. Tolkien wrote The Hobbit. It appeared in 1937.", 3, 2),
+  ("Prof. Lee teaches here. Gen. Patton left.", 2, 4),
+  ("Hello!!! How are you??", 3, 5),
+  ("Temperatures reached 41.2 \u00b0C vs. 39 \u00b0C last year.", 1, 2),
+  ("\u201cThat\u2019s amazing!\u201d she exclaimed. \u201cReally?\u201d", 2, 4),  # nltk >= 3.10.2 ends one at \u201d: 3
+  ("Jan. 5th was cold. Feb. 2nd too.", 2, 4),
+  ("I LIVE IN THE U.S. IT IS BIG.", 2, 1),
+  ("This is a sentence.This is another.", 1, 2),
 ]
 
 # CapitalWordFrequencyChecker (instructions.py) counts nltk.word_tokenize tokens with str.isupper(): hyphenated and
 # dotted capitals stay whole, "e.g." loses its last dot, contractions split ("I'M" -> I + 'M, "DON'T" -> DO + N'T).
 CAPITALS = [
-    ("STATE-OF-THE-ART tech", 1),
-    ("the U.S. is BIG", 2),
-    ("I'M NOT SURE, DON'T ASK", 7),
-    ("A.I. and U.S.A. are WELL-KNOWN", 3),
-    ("AI-POWERED SYSTEMS", 2),
-    ("e.g. E.G. N.B.", 2),
-    ("U.S. U.K. EU", 3),
-    ("AI/ML IS HOT", 3),
-    ("NASA's ROVER", 2),
-    ("Our STATE\u2014OF\u2014THE\u2014ART LAB\u2013WIDE test", 2),  # nltk >= 3.9.3 splits at dashes: 6
+  ("STATE-OF-THE-ART tech", 1),
+  ("the U.S. is BIG", 2),
+  ("I'M NOT SURE, DON'T ASK", 7),
+  ("A.I. and U.S.A. are WELL-KNOWN", 3),
+  ("AI-POWERED SYSTEMS", 2),
+  ("e.g. E.G. N.B.", 2),
+  ("U.S. U.K. EU", 3),
+  ("AI/ML IS HOT", 3),
+  ("NASA's ROVER", 2),
+  ("Our STATE\u2014OF\u2014THE\u2014ART LAB\u2013WIDE test", 2),  # nltk >= 3.9.3 splits at dashes: 6
 ]
 
 
@@ -127,10 +171,14 @@ def test_kwargs_as_lm_eval_reads_them():
   # strips the keyword, section splitter and postscript marker.
   padded = {"num_highlights": 2, "relation": None, "keywords": [], "section_spliter": "", "num_words": 0}
   assert ifeval.follows("detectable_format:number_highlighted_sections", padded, "*one* and **two**")
-  assert ifeval.follows("keywords:frequency", {"keyword": " cat ", "frequency": 2, "relation": "at least"},
-                        "a cat, another cat")
-  assert ifeval.follows("detectable_format:multiple_sections", {"section_spliter": " Section ", "num_sections": 2},
-                        "Section 1\na\nSection 2\nb")
+  assert ifeval.follows(
+    "keywords:frequency", {"keyword": " cat ", "frequency": 2, "relation": "at least"}, "a cat, another cat"
+  )
+  assert ifeval.follows(
+    "detectable_format:multiple_sections",
+    {"section_spliter": " Section ", "num_sections": 2},
+    "Section 1\na\nSection 2\nb",
+  )
   assert ifeval.follows("detectable_content:postscript", {"postscript_marker": "P.S. "}, "Hi.\np. s. bye")
 
 
@@ -155,8 +203,8 @@ def test_loose_accepts_markdown_and_a_chatty_first_line():
   response = "Sure! Here is my reply:\nWrite a poem. Roses are red."
   assert not ifeval.follows("combination:repeat_prompt", kwargs, response)
   assert ifeval.follows("combination:repeat_prompt", kwargs, response, loose=True)
-  assert ifeval.follows("startend:quotation", {}, "*\"quoted\"*", loose=True)
-  g = ifeval.grade(["punctuation:no_comma", "startend:quotation"], [{}, {}], "Sure:\n\"no commas\"")
+  assert ifeval.follows("startend:quotation", {}, '*"quoted"*', loose=True)
+  g = ifeval.grade(["punctuation:no_comma", "startend:quotation"], [{}, {}], 'Sure:\n"no commas"')
   assert g["prompt_strict"] == 0.0 and g["prompt_loose"] == 1.0 and g["inst_strict"] == [1.0, 0.0]
 
 
@@ -165,8 +213,7 @@ def test_real_items_grade_and_thinking_is_stripped():
   items = loaders.load_items(bench, BENCH)
   assert len(items) == 541
   grades = grading.grade(bench, items, ["<think>,,,</think>" + "x" * 10] * len(items))
-  assert all(g["status"] == "ok" and set(g["extra"]) == {"prompt_loose", "inst_strict", "inst_loose"}
-             for g in grades)
+  assert all(g["status"] == "ok" and set(g["extra"]) == {"prompt_loose", "inst_strict", "inst_loose"} for g in grades)
   comma = next(i for i, it in enumerate(items) if it.extra["instruction_ids"] == ["punctuation:no_comma"])
   ok = grading.grade(bench, [items[comma]], ["<think>a, b, c</think>No commas at all."])[0]
   unclosed = grading.grade(bench, [items[comma]], ["<think>a, b, c and no end"])[0]

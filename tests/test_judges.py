@@ -27,6 +27,7 @@ def rows(name, count):
 
 def tokenizer_into(path):
   from rsft.data import tiny_tokenizer
+
   texts = [countdown.prompt(p) + countdown.trace(p) for p in countdown.generate(0, 100)]
   return tiny_tokenizer.train(texts, 500, str(path))
 
@@ -43,8 +44,9 @@ def test_alpaca_eval_rewards_equal_transformers_and_win_rate(tmp_path):
   assert [r["score"] for r in study] == pytest.approx([r["score"] for r in out]) and "win_rate" not in study[0]["extra"]
 
   def hf_reward(instruction, response):
-    text = tok.apply_chat_template([{"role": "user", "content": instruction},
-                                    {"role": "assistant", "content": response}], tokenize=False)
+    text = tok.apply_chat_template(
+      [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}], tokenize=False
+    )
     ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
       return float(hf(input_ids=ids).logits[0, 0])
@@ -60,6 +62,7 @@ def test_alpaca_eval_rewards_equal_transformers_and_win_rate(tmp_path):
 class FakeJudge(http.server.BaseHTTPRequestHandler):
   """An OpenAI-compatible /chat/completions and /completions that grades by keywords and records what it was
   asked (path, model, prompt)."""
+
   seen: list = []
 
   def do_POST(self):  # noqa: N802
@@ -73,8 +76,11 @@ class FakeJudge(http.server.BaseHTTPRequestHandler):
       self.end_headers()
       return
     if "#thescore" in prompt:
-      reply = "#thereason: bad.\n#thescore: 5" if "HARMFUL" in prompt else (
-          "no idea" if "GARBAGE" in prompt else "#thereason: refused.\n#thescore: 1")
+      reply = (
+        "#thereason: bad.\n#thescore: 5"
+        if "HARMFUL" in prompt
+        else ("no idea" if "GARBAGE" in prompt else "#thereason: refused.\n#thescore: 1")
+      )
     else:
       reply = "yes" if ("True:" in prompt and "fact" in prompt) or ("Helpful:" in prompt and "long" in prompt) else "no"
     data = json.dumps({"choices": [{"message": {"content": reply}} if chat else {"text": " " + reply}]}).encode()
@@ -99,10 +105,16 @@ def endpoint():
 
 def test_endpoint_safety_judge_asr_and_parse_failures(tmp_path, endpoint):
   behaviors = rows("harmbench_behaviors_text_all.jsonl", 3)
-  answers = ["<think>the user wants HARMFUL detail</think>I cannot help with that.", "Sure: HARMFUL steps...",
-             "GARBAGE FILTERED"]
-  out = grade(tmp_path, [{"benchmark": "harmbench", "item": b, "response": a} for b, a in zip(behaviors, answers)],
-              safety_judge=endpoint)
+  answers = [
+    "<think>the user wants HARMFUL detail</think>I cannot help with that.",
+    "Sure: HARMFUL steps...",
+    "GARBAGE FILTERED",
+  ]
+  out = grade(
+    tmp_path,
+    [{"benchmark": "harmbench", "item": b, "response": a} for b, a in zip(behaviors, answers)],
+    safety_judge=endpoint,
+  )
   assert [r["score"] for r in out] == [0.0, 1.0, 0.0]  # ASR counts only 5s
   assert out[0]["extra"] == {"parse_failed": 0.0, "harmfulness": 1.0} and out[1]["answer"] == 5
   assert out[2]["status"] == "parse_failed" and out[2]["extra"]["harmfulness"] == 0.0  # the harness's mean counts 0
@@ -115,8 +127,12 @@ def test_endpoint_safety_judge_asr_and_parse_failures(tmp_path, endpoint):
 def test_truthfulqa_judges(tmp_path, endpoint):
   questions = rows("truthfulqa.jsonl", 2)
   answers = ["<think>hmm</think>It is a fact, explained at long length.", "No."]
-  out = grade(tmp_path, [{"benchmark": "truthfulqa", "item": q, "response": a} for q, a in zip(questions, answers)],
-              truth_judge=endpoint, info_judge=endpoint)
+  out = grade(
+    tmp_path,
+    [{"benchmark": "truthfulqa", "item": q, "response": a} for q, a in zip(questions, answers)],
+    truth_judge=endpoint,
+    info_judge=endpoint,
+  )
   assert [r["score"] for r in out] == [1.0, 0.0]
   assert [r["extra"]["informative"] for r in out] == [1.0, 0.0]
   asked = {(path, p) for path, _, p in FakeJudge.seen}  # raw prompts on /completions, as the study's vLLM judges
@@ -133,8 +149,13 @@ def test_local_judge_runs_on_rsft_and_missing_judges_are_reported(tmp_path):
   for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
     shutil.copy(os.path.join(qwen, name), judge_dir / name)
   behaviors = rows("harmbench_behaviors_text_all.jsonl", 2)
-  out = grade(tmp_path, [{"benchmark": "harmbench", "item": b, "response": "No."} for b in behaviors],
-              safety_judge=str(judge_dir), judge_max_new_tokens=8, judge_batch_size=2)
+  out = grade(
+    tmp_path,
+    [{"benchmark": "harmbench", "item": b, "response": "No."} for b in behaviors],
+    safety_judge=str(judge_dir),
+    judge_max_new_tokens=8,
+    judge_batch_size=2,
+  )
   assert [r["extra"]["parse_failed"] for r in out] == [1.0, 1.0]  # a random judge writes no #thescore
   c = rconfig.base_config()
   c.eval.data_dir = BENCH
@@ -142,7 +163,9 @@ def test_local_judge_runs_on_rsft_and_missing_judges_are_reported(tmp_path):
   assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}) == "truth judge: set --config.eval.truth_judge"
   c.eval.truth_judge = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
   assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}).startswith(
-      "truth judge: endpoint http://127.0.0.1:9/v1 does not answer")
+    "truth judge: endpoint http://127.0.0.1:9/v1 does not answer"
+  )
   c.eval.truth_judge, c.eval.info_judge = str(judge_dir), str(tmp_path / "absent")
-  assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}).endswith("absent is not a directory (a Hugging "
-                                                                           "Face checkpoint directory or an rsft step directory)")
+  assert preflight.problem(benchmarks.get("truthfulqa"), c.eval, {}).endswith(
+    "absent is not a directory (a Hugging Face checkpoint directory or an rsft step directory)"
+  )

@@ -37,16 +37,28 @@ def test_two_processes_agree_on_the_step_count(tmp_path):
   cfg_file, work = tmp_path / "multihost.py", str(tmp_path / "run")
   cfg_file.write_text(CONFIG)
   (rc0, out0), (rc1, out1) = two_processes.run(
-      [sys.executable, f"{ROOT}/train.py", f"--config={cfg_file}", f"--workdir={work}"], 2, cwd=ROOT)
+    [sys.executable, f"{ROOT}/train.py", f"--config={cfg_file}", f"--workdir={work}"], 2, cwd=ROOT
+  )
   assert (rc0, rc1) == (0, 0), out0[-3000:] + out1[-3000:]
 
   # Each process's own count of packed batches, from the files the run left: they differ for this data.
-  config = rconfig.with_values(rconfig.load_config_file(str(cfg_file)),
-                               {"data.train_files": f"{work}/data/countdown3.jsonl", "model.tokenizer": f"{work}/tokenizer"})
+  config = rconfig.with_values(
+    rconfig.load_config_file(str(cfg_file)),
+    {"data.train_files": f"{work}/data/countdown3.jsonl", "model.tokenizer": f"{work}/tokenizer"},
+  )
   tokenizer = transformers.AutoTokenizer.from_pretrained(resolve.tokenizer_dir(config.model))
-  counts = [pipeline.steps_per_run(pipeline.prepare(config.data, tokenizer, process_index=i, process_count=2),
-                                   num_epochs=1, seq_len=448, per_host_batch=2, packing=True,
-                                   shuffle=config.data.shuffle, seed=config.data.seed) for i in range(2)]
+  counts = [
+    pipeline.steps_per_run(
+      pipeline.prepare(config.data, tokenizer, process_index=i, process_count=2),
+      num_epochs=1,
+      seq_len=448,
+      per_host_batch=2,
+      packing=True,
+      shuffle=config.data.shuffle,
+      seed=config.data.seed,
+    )
+    for i in range(2)
+  ]
   assert counts[0] != counts[1], counts  # otherwise this test does not exercise the agreement
   steps = [row["step"] for row in map(json.loads, open(f"{work}/metrics.jsonl")) if "loss" in row]  # no probe rows
   assert steps == list(range(1, min(counts) + 1))

@@ -59,8 +59,15 @@ def test_reward_head_matches_transformers(tmp_path, kind):
   got = np.asarray(rsft.reward_scores(m, ids, mask))
   pos = np.maximum(np.cumsum(mask, -1) - 1, 0)
   with torch.no_grad():
-    want = hf(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask).long(),
-              position_ids=torch.tensor(pos).long()).logits[:, 0].numpy()
+    want = (
+      hf(
+        input_ids=torch.tensor(ids).long(),
+        attention_mask=torch.tensor(mask).long(),
+        position_ids=torch.tensor(pos).long(),
+      )
+      .logits[:, 0]
+      .numpy()
+    )
   assert got.shape == (2,)
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
   with pytest.raises(ValueError, match="CausalLM"):
@@ -106,8 +113,19 @@ def test_chunked_head_equals_dense_value_and_gradient(chunk):
 
 def tiny_qwen3(**kw):
   from rsft.models import ModelConfig
-  base = dict(model_type="qwen3", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-              num_kv_heads=2, head_dim=8, rope_theta=1e6, qk_norm=True)
+
+  base = dict(
+    model_type="qwen3",
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    rope_theta=1e6,
+    qk_norm=True,
+  )
   return ModelConfig(**{**base, **kw})
 
 
@@ -169,6 +187,7 @@ def test_init_scales_each_projection_by_its_true_fan_in():
   """std 1/sqrt(fan in) per projection: o_proj sums over heads x head_dim (1/sqrt(N*H)), not over heads alone, so
   a from-scratch model's residual stream starts at unit scale."""
   from rsft.sharding import flatten_state
+
   cfg = tiny_qwen3(hidden_size=96, num_heads=6, head_dim=32, intermediate_size=160, num_layers=2)
   flat = {k: np.asarray(v[...]) for k, v in flatten_state(rsft.init_model(cfg, seed=3).params).items()}
   d, n, h, f = 96, 6, 32, 160
@@ -190,6 +209,7 @@ def test_save_names_saves_what_it_names():
 
   def loss(p, graphdef):
     from rsft.models import forward
+
     return -forward.padded_logprobs(graphdef, p, ids, jnp.ones_like(ids), 256).mean()
 
   def temp_bytes(policy):

@@ -53,8 +53,11 @@ def rows(name, n):
 
 
 def chat_ids(tokenizer, text):
-  return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                            tokenize=True, return_dict=True)["input_ids"])
+  return list(
+    tokenizer.apply_chat_template(
+      [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+  )
 
 
 def hf_logprobs(hf_model, ids):
@@ -66,8 +69,9 @@ def hf_logprobs(hf_model, ids):
 def test_the_fetched_directory_is_transformers_own_dequantization(fetched):
   """Every tensor rsft wrote equals what transformers makes of the same GGUF (its dequantizer, its un-permute)."""
   gguf = models.gguf_path(NAME)
-  theirs = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf),
-                                                             dtype=torch.float32).state_dict()
+  theirs = transformers.AutoModelForCausalLM.from_pretrained(
+    os.path.dirname(gguf), gguf_file=os.path.basename(gguf), dtype=torch.float32
+  ).state_dict()
   file = os.path.join(fetched, "model.safetensors")
   headers = read_header(file)
   fd = os.open(file, os.O_RDONLY)
@@ -78,24 +82,35 @@ def test_the_fetched_directory_is_transformers_own_dequantization(fetched):
     os.close(fd)
   assert set(headers) == set(theirs) - {"lm_head.weight"}  # tied: transformers lists the shared tensor twice
   config = json.load(open(os.path.join(fetched, "config.json")))
-  assert (config["num_hidden_layers"], config["num_key_value_heads"], config["rope_theta"], config["rms_norm_eps"],
-          config["tie_word_embeddings"]) == (30, 3, 100000.0, 1e-05, True)
+  assert (
+    config["num_hidden_layers"],
+    config["num_key_value_heads"],
+    config["rope_theta"],
+    config["rms_norm_eps"],
+    config["tie_word_embeddings"],
+  ) == (30, 3, 100000.0, 1e-05, True)
   assert json.load(open(os.path.join(fetched, "generation_config.json")))["eos_token_id"] == IM_END
 
 
 def test_logprobs_equal_transformers_on_real_chat_text(model, hf):
   tok = model.tokenizer
-  texts = [list(tok.apply_chat_template([{"role": "user", "content": row["instruction"]},
-                                         {"role": "assistant", "content": row["output"]}],
-                                        tokenize=True, return_dict=True)["input_ids"])[:320]
-           for row in rows("alpaca_eval.jsonl", 2)]
+  texts = [
+    list(
+      tok.apply_chat_template(
+        [{"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["output"]}],
+        tokenize=True,
+        return_dict=True,
+      )["input_ids"]
+    )[:320]
+    for row in rows("alpaca_eval.jsonl", 2)
+  ]
   width = max(map(len, texts))
   ids, mask = np.zeros((2, width), np.int32), np.zeros((2, width), np.int32)
   for r, t in enumerate(texts):  # right-padded in one call: one compile
-    ids[r, :len(t)], mask[r, :len(t)] = t, 1
+    ids[r, : len(t)], mask[r, : len(t)] = t, 1
   ours = np.asarray(rsft.token_logprobs(model, ids, mask))
   for r, t in enumerate(texts):
-    np.testing.assert_allclose(ours[r, 1:len(t) - 1], hf_logprobs(hf, t)[1:], atol=2e-4)
+    np.testing.assert_allclose(ours[r, 1 : len(t) - 1], hf_logprobs(hf, t)[1:], atol=2e-4)
 
 
 def test_greedy_decode_equals_transformers_on_benchmark_prompts(model, hf):
@@ -104,8 +119,9 @@ def test_greedy_decode_equals_transformers_on_benchmark_prompts(model, hf):
   got = rsft.generate(model, prompts, 24, options=rsft.Options(max_num_seqs=2))
   for ids, tokens in zip(prompts, got.tokens):
     with torch.no_grad():
-      want = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=IM_END,
-                         pad_token_id=IM_END)[0, len(ids):].tolist()
+      want = hf.generate(
+        torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=IM_END, pad_token_id=IM_END
+      )[0, len(ids) :].tolist()
     assert tokens == want, (tok.decode(tokens), tok.decode(want))
 
 
@@ -143,17 +159,29 @@ def test_a_few_sft_steps_lower_the_loss_on_held_out_rows(model):
     out = {k: np.zeros((len(ps), length), np.int32) for k in ("inputs", "targets", "segment_ids", "positions")}
     out["weights"] = np.zeros((len(ps), length), np.float32)
     for r, p in enumerate(ps):
-      tokens, weights = chat.render(tok, [{"role": "user", "content": countdown.prompt(p)}], countdown.trace(p),
-                                    IM_END)
+      tokens, weights = chat.render(tok, [{"role": "user", "content": countdown.prompt(p)}], countdown.trace(p), IM_END)
       n = min(len(tokens) - 1, length)
-      out["inputs"][r, :n], out["targets"][r, :n] = tokens[:n], tokens[1:n + 1]
-      out["weights"][r, :n], out["segment_ids"][r, :n], out["positions"][r, :n] = weights[1:n + 1], 1, np.arange(n)
+      out["inputs"][r, :n], out["targets"][r, :n] = tokens[:n], tokens[1 : n + 1]
+      out["weights"][r, :n], out["segment_ids"][r, :n], out["positions"][r, :n] = weights[1 : n + 1], 1, np.arange(n)
     return out
 
   train, held_out = batch(puzzles[:4]), batch(puzzles[4:])
-  tx = optim.make_optimizer(ml_collections.ConfigDict(dict(
-      lr=3e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0,
-      weight_decay_mask="kernels")), 4)[0]
+  tx = optim.make_optimizer(
+    ml_collections.ConfigDict(
+      dict(
+        lr=3e-4,
+        warmup_ratio=0.0,
+        schedule="constant",
+        max_grad_norm=1.0,
+        b1=0.9,
+        b2=0.95,
+        eps=1e-8,
+        weight_decay=0.0,
+        weight_decay_mask="kernels",
+      )
+    ),
+    4,
+  )[0]
   step = jax.jit(functools.partial(train_step, model.graphdef, tx, StepConfig(micro_batches=2, loss_chunk=96)))
 
   @jax.jit

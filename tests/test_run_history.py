@@ -16,14 +16,25 @@ from rsft.train import metrics
 
 def test_a_second_run_refuses_and_a_dead_runs_lock_is_taken_over(tmp_path):
   with workdir.lock(str(tmp_path), "train"):
-    code = ("import sys\nfrom rsft import workdir\ntry:\n    with workdir.lock(sys.argv[1], 'train'):\n"
-            "        print('got it')\nexcept workdir.WorkdirBusy as e:\n    print('busy:', e)\n")
+    code = (
+      "import sys\nfrom rsft import workdir\ntry:\n    with workdir.lock(sys.argv[1], 'train'):\n"
+      "        print('got it')\nexcept workdir.WorkdirBusy as e:\n    print('busy:', e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True).stdout
     assert out.startswith("busy:") and f'"pid": {os.getpid()}' in out
   # A holder killed with -9 leaves its text in the file, but the kernel released its lock.
-  holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom rsft import workdir\n"
-                             "with workdir.lock(sys.argv[1], 'train'):\n    print('held', flush=True)\n"
-                             "    time.sleep(60)\n", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      "import sys, time\nfrom rsft import workdir\n"
+      "with workdir.lock(sys.argv[1], 'train'):\n    print('held', flush=True)\n"
+      "    time.sleep(60)\n",
+      str(tmp_path),
+    ],
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   assert holder.stdout.readline().strip() == "held"
   holder.kill()
   holder.wait()
@@ -51,6 +62,7 @@ def test_undecodable_training_rows_name_file_and_row_and_obey_on_error(tmp_path)
 
 def test_a_corrupt_safetensors_header_is_a_clear_error(tmp_path):
   from rsft.convert import safetensors_io
+
   path = tmp_path / "model.safetensors"
   path.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
   with pytest.raises(ValueError, match="corrupt safetensors header .it claims 1099511627776 bytes"):
@@ -59,6 +71,7 @@ def test_a_corrupt_safetensors_header_is_a_clear_error(tmp_path):
 
 def test_a_step_dir_with_empty_params_says_so(tmp_path):
   import rsft
+
   (tmp_path / "params").mkdir()
   (tmp_path / "meta").mkdir()
   with pytest.raises(ValueError, match="params/ is empty or meta/ missing"):
@@ -69,18 +82,30 @@ def test_prompts_that_leave_no_response_token_are_refused(tmp_path):
   import ml_collections
 
   from rsft.data import pipeline, tiny_tokenizer
+
   tok = tiny_tokenizer.train(["a b c d e f g h"] * 20, 300, str(tmp_path / "tok"))
   data = tmp_path / "d.jsonl"
   data.write_text("".join(json.dumps({"prompt": "a b c d e f g h " * 20, "response": "a"}) + "\n" for _ in range(4)))
-  cfg = ml_collections.ConfigDict(dict(train_files=str(data), format="auto", max_length=16, truncation="right",
-                                       eos_token=None, strip_default_system=False, on_error="raise", limit_rows=0,
-                                       seed=0))
+  cfg = ml_collections.ConfigDict(
+    dict(
+      train_files=str(data),
+      format="auto",
+      max_length=16,
+      truncation="right",
+      eos_token=None,
+      strip_default_system=False,
+      on_error="raise",
+      limit_rows=0,
+      seed=0,
+    )
+  )
   with pytest.raises(ValueError, match="no response token survives data.max_length=16"):
     pipeline.prepare(cfg, tok)
 
 
 def test_a_torn_last_line_of_a_cache_is_left_out_not_fatal(tmp_path):
   from rsft.evals import jsonl
+
   path = tmp_path / "generations.jsonl"
   path.write_text('{"index": 0}\n{"index": 1}\n{"index": 2, "compl')
   assert [row["index"] for _, row in jsonl.read(str(path))] == [0, 1]

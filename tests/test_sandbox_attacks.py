@@ -36,9 +36,11 @@ def leftovers(tag: str) -> list[int]:
 
 
 def test_runs_unprivileged_in_a_minimal_root():
-  r = run("import os, re\ns = open('/proc/self/status').read()\n"
-          "print(os.getuid(), sorted(os.listdir('/')), re.findall(r'Cap(?:Eff|Prm|Bnd):\\s*(\\S+)', s),"
-          " re.search(r'NoNewPrivs:\\s*(\\d)', s).group(1), sum(p.isdigit() for p in os.listdir('/proc')) < 5)")
+  r = run(
+    "import os, re\ns = open('/proc/self/status').read()\n"
+    "print(os.getuid(), sorted(os.listdir('/')), re.findall(r'Cap(?:Eff|Prm|Bnd):\\s*(\\S+)', s),"
+    " re.search(r'NoNewPrivs:\\s*(\\d)', s).group(1), sum(p.isdigit() for p in os.listdir('/proc')) < 5)"
+  )
   assert r.status == "ok" and r.contained, r.stderr
   uid, rest = r.stdout.split(" ", 1)
   assert int(uid) != 0
@@ -46,7 +48,7 @@ def test_runs_unprivileged_in_a_minimal_root():
   # Only the system folders and the interpreter's own (pyenv under /root, a venv wherever it lives): never the
   # checkout or the home folder the venv sits in, of which only the empty path down to the venv exists.
   interpreter = {p.strip("/").split("/")[0] for p in (sys.prefix, sys.base_prefix, os.path.realpath(sys.executable))}
-  top = set(eval(rest[:rest.index("]") + 1]))
+  top = set(eval(rest[: rest.index("]") + 1]))
   assert top <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "proc", "sbin", "tmp", "usr"} | interpreter, top
   here, venv_parent = os.path.dirname(os.path.abspath(__file__)), os.path.dirname(sys.prefix)
   r = run(f"import os\nprint(os.path.exists({here!r}), os.listdir({venv_parent!r}))")
@@ -55,20 +57,33 @@ def test_runs_unprivileged_in_a_minimal_root():
     assert r.stdout.split(" ", 1)[1].strip() == repr([os.path.basename(sys.prefix)]), r.stdout
 
 
-@pytest.mark.parametrize("name,program", [
-    ("remount / writable", LIBC + "print(libc.mount(None, b'/', None, 32 | 4096, None))\n"
-                                  "open('/usr/rsft_attack', 'w').write('x')"),
-    ("unmount /proc", LIBC + "assert libc.umount2(b'/proc', 2) != 0\nprint(os.listdir('/proc'))\n"
-                             "open('/usr/rsft_attack', 'w')"),
-    ("join another network namespace", LIBC + "fd = os.open('/proc/1/ns/net', os.O_RDONLY)\n"
-                                               "assert libc.setns(fd, 0) == 0\nimport socket\n"
-                                               "socket.create_connection(('127.0.0.1', PORT), timeout=2)"),
-    ("read host files", "for p in ('/etc/shadow', '/etc/passwd', '/root/.bashrc', SHARED):\n"
-                        "    try:\n        open(p).read(); print('READ', p)\n    except OSError:\n        pass\n"
-                        "assert False"),
+@pytest.mark.parametrize(
+  "name,program",
+  [
+    (
+      "remount / writable",
+      LIBC + "print(libc.mount(None, b'/', None, 32 | 4096, None))\nopen('/usr/rsft_attack', 'w').write('x')",
+    ),
+    (
+      "unmount /proc",
+      LIBC + "assert libc.umount2(b'/proc', 2) != 0\nprint(os.listdir('/proc'))\nopen('/usr/rsft_attack', 'w')",
+    ),
+    (
+      "join another network namespace",
+      LIBC + "fd = os.open('/proc/1/ns/net', os.O_RDONLY)\n"
+      "assert libc.setns(fd, 0) == 0\nimport socket\n"
+      "socket.create_connection(('127.0.0.1', PORT), timeout=2)",
+    ),
+    (
+      "read host files",
+      "for p in ('/etc/shadow', '/etc/passwd', '/root/.bashrc', SHARED):\n"
+      "    try:\n        open(p).read(); print('READ', p)\n    except OSError:\n        pass\n"
+      "assert False",
+    ),
     ("raise its own limits", "import resource\nresource.setrlimit(resource.RLIMIT_NPROC, (10**6, 10**6))"),
     ("ptrace the parent", LIBC + "assert libc.ptrace(16, os.getppid(), None, None) == 0"),
-])
+  ],
+)
 def test_privileged_attacks_fail(name, program, tmp_path):
   with socket.socket() as server:  # a host service on loopback that the sandbox must not reach
     server.bind(("127.0.0.1", 0))
@@ -101,10 +116,12 @@ def test_host_unix_socket_is_not_there(tmp_path):
 
 def test_escaping_the_process_group_does_not_outlive_the_limit():
   tag = f"rsft_persist_{uuid.uuid4().hex[:8]}"
-  program = (LIBC + "libc.prctl(1, 0)\n"  # PR_SET_PDEATHSIG = 0
-             f"if os.fork() == 0:\n    os.setsid()\n    libc.prctl(1, 0)\n"
-             f"    os.execv('/bin/sleep', ['/bin/sleep', '60', '{tag}'])\n"
-             "print('parent done')")
+  program = (
+    LIBC + "libc.prctl(1, 0)\n"  # PR_SET_PDEATHSIG = 0
+    f"if os.fork() == 0:\n    os.setsid()\n    libc.prctl(1, 0)\n"
+    f"    os.execv('/bin/sleep', ['/bin/sleep', '60', '{tag}'])\n"
+    "print('parent done')"
+  )
   start = time.monotonic()
   r = run(program, seconds=2)
   assert time.monotonic() - start < 3.5
@@ -112,16 +129,22 @@ def test_escaping_the_process_group_does_not_outlive_the_limit():
   time.sleep(0.2)
   assert leftovers(tag) == []
   start = time.monotonic()
-  r = run(LIBC + f"libc.prctl(15, b'{tag[:15]}')\nimport time\nos.setsid() if os.fork() == 0 else None\n"
-          "time.sleep(60)", seconds=1)
+  r = run(
+    LIBC + f"libc.prctl(15, b'{tag[:15]}')\nimport time\nos.setsid() if os.fork() == 0 else None\ntime.sleep(60)",
+    seconds=1,
+  )
   assert r.status == "timeout" and time.monotonic() - start < 2.5 and leftovers(tag) == []
 
 
 def test_fork_bomb_is_capped_and_reaped():
   tag = f"bomb{uuid.uuid4().hex[:8]}"
   start = time.monotonic()
-  r = run(LIBC + f"libc.prctl(15, b'{tag}')\nimport time\nwhile True:\n    try:\n        os.fork()\n"
-          "    except OSError:\n        print('capped', flush=True); time.sleep(60)", seconds=2, processes=16)
+  r = run(
+    LIBC + f"libc.prctl(15, b'{tag}')\nimport time\nwhile True:\n    try:\n        os.fork()\n"
+    "    except OSError:\n        print('capped', flush=True); time.sleep(60)",
+    seconds=2,
+    processes=16,
+  )
   assert time.monotonic() - start < 3.5 and "capped" in r.stdout
   time.sleep(0.2)
   assert leftovers(tag) == []
@@ -129,8 +152,9 @@ def test_fork_bomb_is_capped_and_reaped():
 
 def test_output_bomb_is_cut_while_it_streams():
   start = time.monotonic()
-  r = run("import sys\nblock = 'x' * (1 << 20)\nwhile True:\n    sys.stdout.write(block)", seconds=20,
-          output_bytes=1 << 20)
+  r = run(
+    "import sys\nblock = 'x' * (1 << 20)\nwhile True:\n    sys.stdout.write(block)", seconds=20, output_bytes=1 << 20
+  )
   assert r.status == "error" and len(r.stdout) <= 1 << 20 and time.monotonic() - start < 5
 
 
@@ -140,10 +164,12 @@ def test_memory_is_limited_for_the_whole_program():
   groups.kill_and_remove()
   if not has_cgroups:
     pytest.skip("cgroups are not writable here: memory is limited per process only")
-  program = ("import os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
-             "        x = bytearray(600 << 20)\n        for i in range(0, len(x), 4096): x[i] = 1\n"
-             "        time.sleep(1); os._exit(0)\n    kids.append(pid)\n"
-             "print([os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids])")
+  program = (
+    "import os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+    "        x = bytearray(600 << 20)\n        for i in range(0, len(x), 4096): x[i] = 1\n"
+    "        time.sleep(1); os._exit(0)\n    kids.append(pid)\n"
+    "print([os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids])"
+  )
   r = run(program, seconds=10, memory_bytes=1 << 30)
   codes = eval(r.stdout.strip()) if r.stdout.strip().startswith("[") else None
   assert codes is None or any(c != 0 for c in codes), r.stdout  # 3 x 600 MB cannot all live in 1 GiB
@@ -160,24 +186,33 @@ def test_refuses_without_bubblewrap_unless_opted_in(monkeypatch):
 
 
 def test_private_tmp_is_bounded():
-  r = run("import os\nfor i in range(1000):\n    open(f'f{i}', 'wb').write(b'x' * (4 << 20))", tmp_bytes=16 << 20,
-          file_bytes=8 << 20)
+  r = run(
+    "import os\nfor i in range(1000):\n    open(f'f{i}', 'wb').write(b'x' * (4 << 20))",
+    tmp_bytes=16 << 20,
+    file_bytes=8 << 20,
+  )
   assert r.status == "error" and "No space left" in r.stderr
 
 
-@pytest.mark.parametrize("name,tail", [
+@pytest.mark.parametrize(
+  "name,tail",
+  [
     ("SystemExit(0)", "\nraise SystemExit(0)\n"),
     ("atexit os._exit(0)", "\nimport atexit, os\natexit.register(lambda: os._exit(0))\n"),
     ("excepthook", "\nimport sys, os\nsys.excepthook = lambda *a: os._exit(0)\n"),
-    ("own unittest.main", "\nimport unittest\nclass T(unittest.TestCase):\n    def test(self): pass\n"
-                          "unittest.main(exit=True)\n"),
+    (
+      "own unittest.main",
+      "\nimport unittest\nclass T(unittest.TestCase):\n    def test(self): pass\nunittest.main(exit=True)\n",
+    ),
     ("patch AssertionError", "\nimport builtins\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"),
     ("exit from inside the call", ""),
-])
+  ],
+)
 def test_forged_humaneval_passes_fail(name, tail):
   import json
 
   from rsft.evals.graders import code
+
   item = json.loads(open(os.path.join(ROOT, "..", "shared", "benchmarks", "humaneval.jsonl")).readline())
   wrong = "    import os\n    os._exit(0)\n" if name == "exit from inside the call" else "    return None\n"
   response = f"```python\n{item['prompt']}{wrong}{tail}```"
@@ -209,6 +244,7 @@ def test_a_line_without_newline_cannot_grow_the_callers_memory():
 
 def test_the_session_keyring_is_not_shared():
   import ctypes
+
   own = ctypes.CDLL(None).syscall(250, 0, -3, 0) if os.uname().machine == "x86_64" else None  # KEYCTL_GET_KEYRING_ID
   if own is None or own < 0:
     pytest.skip("keyctl unavailable")

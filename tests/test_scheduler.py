@@ -65,7 +65,7 @@ def test_compaction_moves_running_sequences_into_each_shards_lowest_slots():
   assert all(book.shard(src) == book.shard(dst) and dst < src for src, dst in moves)  # pages belong to the shard
   firsts = {0: set(range(0, 4)), 1: set(range(4, 8))}
   by_shard = {s: sorted(slot for slot in book.running if book.shard(slot) == s) for s in (0, 1)}
-  assert all(slots == sorted(firsts[s])[:len(slots)] for s, slots in by_shard.items())  # the lowest slots
+  assert all(slots == sorted(firsts[s])[: len(slots)] for s, slots in by_shard.items())  # the lowest slots
   assert book.busiest() == max(len(v) for v in by_shard.values())
   for slot, q in book.running.items():
     assert q.slot == slot and q.pages == pages[q.row] and book.shard(slot) == shard_of[q.row]
@@ -106,9 +106,9 @@ def test_the_prefix_cache_shares_written_pages_and_reuses_idle_ones_last():
   book = Scheduler(slots=4, shards=1, pages_per_shard=9, page_size=4, pages_per_row=4, prefix_cache=True)
   (a,) = _paged(book, 0, 10, ("k1", "k2"))  # 10 tokens: pages 0-1 shareable, its 10th token always computed
   assert a.computed == 0 and not a.waits and book.pending(a)
-  (b,) = _paged(book, 1, 9, ("k1", "k2"))   # admitted while a still writes them: shares both, waits for a
+  (b,) = _paged(book, 1, 9, ("k1", "k2"))  # admitted while a still writes them: shares both, waits for a
   assert b.pages[:2] == a.pages[:2] and b.computed == 8 and not book.ready(b)
-  (c,) = _paged(book, 2, 9, ("k1", "x2"))   # shares the first page only
+  (c,) = _paged(book, 2, 9, ("k1", "x2"))  # shares the first page only
   assert c.pages[0] == a.pages[0] and c.pages[1] != a.pages[1] and c.computed == 4
   a.computed = 4
   assert book.ready(c) and not book.ready(b)
@@ -120,10 +120,10 @@ def test_the_prefix_cache_shares_written_pages_and_reuses_idle_ones_last():
     book.release(q)
   # a's two pages and c's second are cached but held by nobody: idle, counted free, reused only when needed
   assert len(book.idle[0]) == 3 and book.available(0) == 8 and not book.refs[0]
-  (d,) = _paged(book, 3, 9, ("k1", "k2"))   # a later prompt hits them (they hold their cache still)
+  (d,) = _paged(book, 3, 9, ("k1", "k2"))  # a later prompt hits them (they hold their cache still)
   assert d.pages[:2] == held and d.computed == 8 and book.ready(d) and len(book.idle[0]) == 1
   book.release(d)
-  big = _paged(book, 4, 29, ())[0]          # 8 pages: takes the free ones first, then the idle ones, oldest first
+  big = _paged(book, 4, 29, ())[0]  # 8 pages: takes the free ones first, then the idle ones, oldest first
   assert len(big.pages) == 8 and not book.idle[0] and not book.cached[0]
 
 

@@ -54,26 +54,36 @@ def test_sharded_equals_single_device(qwen2_dir, mesh_shape):
 
 # The rules table applied to Qwen3 (untied, q/k-norm) on data=1, fsdp=4, tensor=2.
 EXPECTED_QWEN3_SPECS = {
-    "embed_tokens.embedding": P("tensor", "fsdp"),
-    "lm_head": P("fsdp", "tensor"),
-    "norm.scale": P(None),
-    "layers.input_layernorm.scale": P(None, None),
-    "layers.post_attention_layernorm.scale": P(None, None),
-    "layers.self_attn.q_proj.kernel": P(None, "fsdp", "tensor", None),
-    "layers.self_attn.k_proj.kernel": P(None, "fsdp", "tensor", None),
-    "layers.self_attn.v_proj.kernel": P(None, "fsdp", "tensor", None),
-    "layers.self_attn.o_proj.kernel": P(None, "tensor", None, "fsdp"),
-    "layers.self_attn.q_norm.scale": P(None, None),
-    "layers.self_attn.k_norm.scale": P(None, None),
-    "layers.mlp.gate_proj.kernel": P(None, "fsdp", "tensor"),
-    "layers.mlp.up_proj.kernel": P(None, "fsdp", "tensor"),
-    "layers.mlp.down_proj.kernel": P(None, "tensor", "fsdp"),
+  "embed_tokens.embedding": P("tensor", "fsdp"),
+  "lm_head": P("fsdp", "tensor"),
+  "norm.scale": P(None),
+  "layers.input_layernorm.scale": P(None, None),
+  "layers.post_attention_layernorm.scale": P(None, None),
+  "layers.self_attn.q_proj.kernel": P(None, "fsdp", "tensor", None),
+  "layers.self_attn.k_proj.kernel": P(None, "fsdp", "tensor", None),
+  "layers.self_attn.v_proj.kernel": P(None, "fsdp", "tensor", None),
+  "layers.self_attn.o_proj.kernel": P(None, "tensor", None, "fsdp"),
+  "layers.self_attn.q_norm.scale": P(None, None),
+  "layers.self_attn.k_norm.scale": P(None, None),
+  "layers.mlp.gate_proj.kernel": P(None, "fsdp", "tensor"),
+  "layers.mlp.up_proj.kernel": P(None, "fsdp", "tensor"),
+  "layers.mlp.down_proj.kernel": P(None, "tensor", "fsdp"),
 }
 
 
 def qwen3_cfg(**kw):
-  base = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4,
-              num_kv_heads=2, head_dim=24, rope_theta=5e6, qk_norm=True)
+  base = dict(
+    model_type="qwen3",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=96,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=24,
+    rope_theta=5e6,
+    qk_norm=True,
+  )
   return ModelConfig(**{**base, **kw})
 
 
@@ -96,8 +106,11 @@ def test_two_kv_heads_on_tensor_4_are_replicated_and_still_exact():
 
 def test_indivisible_layout_is_refused_with_an_explanation():
   cfg = qwen3_cfg(num_heads=14, num_kv_heads=2, hidden_size=224, head_dim=16)  # Qwen2.5-0.5B-like heads
-  with pytest.raises(ValueError, match=r"layers.self_attn.[qo]_proj.kernel: dimension q_heads=14 is not divisible "
-                                       r"by mesh axis tensor=4.*valid: \[1, 2, 7, 14\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"layers.self_attn.[qo]_proj.kernel: dimension q_heads=14 is not divisible "
+    r"by mesh axis tensor=4.*valid: \[1, 2, 7, 14\]",
+  ):
     abstract_model(cfg, mesh=sharding.make_mesh(1, 2, 4))
   with pytest.raises(ValueError, match="embed=100 is not divisible by mesh axis fsdp=8"):
     abstract_model(qwen3_cfg(hidden_size=100), mesh=sharding.make_mesh(1, 8, 1))

@@ -23,15 +23,27 @@ from rsft.train import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "..", "shared", "benchmarks")
-ARCH = dict(model_type="qwen3", vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-            num_kv_heads=2, head_dim=16, rope_theta=10000.0, qk_norm=True, tie_word_embeddings=True,
-            max_position_embeddings=4096)
+ARCH = dict(
+  model_type="qwen3",
+  vocab_size=512,
+  hidden_size=64,
+  intermediate_size=128,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=16,
+  rope_theta=10000.0,
+  qk_norm=True,
+  tie_word_embeddings=True,
+  max_position_embeddings=4096,
+)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   """A workdir with checkpoints 10 and 20 of a tiny random Qwen3 and its tokenizer."""
   from rsft.data import tiny_tokenizer
+
   root = tmp_path_factory.mktemp("sweep")
   tok = str(root / "tokenizer")
   puzzles = countdown.generate(0, 100)
@@ -51,8 +63,16 @@ def make_config(tok):
   c = rconfig.base_config()
   c.model.tokenizer = tok
   c.model.dtype = "float32"
-  c.eval.update(dict(benchmarks=("countdown", "math500", "gpqa_diamond"), limit=3, n=2, max_new_tokens=16,
-                     checkpoints="all", data_dir=BENCH))
+  c.eval.update(
+    dict(
+      benchmarks=("countdown", "math500", "gpqa_diamond"),
+      limit=3,
+      n=2,
+      max_new_tokens=16,
+      checkpoints="all",
+      data_dir=BENCH,
+    )
+  )
   c.sample.max_num_seqs = 2
   c.sample.chunk_steps = 8
   c.sample.prompt_buckets = (128, 512, 1024, 2048)
@@ -61,12 +81,22 @@ def make_config(tok):
 
 
 def flags(work, tok, benches=("countdown", "math500", "gpqa_diamond")):
-  return [f"--config={ROOT}/configs/base.py", f"--workdir={work}", f"--config.model.tokenizer={tok}",
-          "--config.model.dtype=float32", f"--config.eval.benchmarks={tuple(benches)!r}",
-          "--config.eval.limit=3", "--config.eval.n=2", "--config.eval.max_new_tokens=16",
-          f"--config.eval.data_dir={BENCH}", "--config.sample.max_num_seqs=2", "--config.sample.chunk_steps=8",
-          "--config.sample.prompt_buckets=(128,512,1024,2048)", "--config.sample.mesh.data=2",
-          "--config.sample.mesh.tensor=4"]
+  return [
+    f"--config={ROOT}/configs/base.py",
+    f"--workdir={work}",
+    f"--config.model.tokenizer={tok}",
+    "--config.model.dtype=float32",
+    f"--config.eval.benchmarks={tuple(benches)!r}",
+    "--config.eval.limit=3",
+    "--config.eval.n=2",
+    "--config.eval.max_new_tokens=16",
+    f"--config.eval.data_dir={BENCH}",
+    "--config.sample.max_num_seqs=2",
+    "--config.sample.chunk_steps=8",
+    "--config.sample.prompt_buckets=(128,512,1024,2048)",
+    "--config.sample.mesh.data=2",
+    "--config.sample.mesh.tensor=4",
+  ]
 
 
 def results(work):
@@ -92,21 +122,29 @@ def test_sweep_killed_midway_resumes_to_the_uninterrupted_results(run_dir, swept
   with open(os.path.join(work, "eval", "summary.md")) as f:
     assert "| 10 |" in f.read()
   from rsft.analysis import report, tokens  # the analysis report builds end to end on a real sweep's outputs
+
   config = make_config(tok)
   summary = tokens.analyze(config, work, lambda path: run.load(config, path))
   assert summary["labels"] == ["10", "20"] and summary["source"] == "countdown:20" and summary["responses"] == 6
   out = report.build([work], os.path.join(work, "report"), in_domain=("countdown",))
   assert os.path.exists(os.path.join(work, "report", "tokens.png"))
   page = open(out["html"], encoding="utf-8").read()
-  assert all(f"<h2>{t}</h2>" in page for t in report.SECTIONS) and "| work | countdown | avg@2 |" in \
-      open(out["markdown"]).read()
+  assert (
+    all(f"<h2>{t}</h2>" in page for t in report.SECTIONS)
+    and "| work | countdown | avg@2 |" in open(out["markdown"]).read()
+  )
   from rsft.analysis import markup
+
   assert markup.leftovers(page) == []  # a real model's text (undecodable bytes included) renders clean
 
   other = str(tmp_path / "work")
   shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))
-  proc = subprocess.Popen([sys.executable, f"{ROOT}/eval.py"] + flags(other, tok), env=cpu_env.env(8),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    [sys.executable, f"{ROOT}/eval.py"] + flags(other, tok),
+    env=cpu_env.env(8),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   marker = os.path.join(other, "eval", "grades", "step_10", "math500.jsonl")
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None and not os.path.exists(marker):
@@ -128,10 +166,12 @@ def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
   math = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:2]
   gold = benchmarks.get("gpqa_diamond").make_item(gpqa[0], 0).gold
   wrong = "ABCD"[("ABCD".index(gold) + 1) % 4]
-  rows = [{"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"<think>hmm</think>\\boxed{{{gold}}}"},
-          {"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"\\boxed{{{wrong}}}"},
-          {"benchmark": "math500", "item": math[1], "response": f"so \\boxed{{{math[1]['answer']}}}"},
-          {"benchmark": "math500", "item": math[0], "response": "\\boxed{7}"}]
+  rows = [
+    {"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"<think>hmm</think>\\boxed{{{gold}}}"},
+    {"benchmark": "gpqa_diamond", "item": gpqa[0], "response": f"\\boxed{{{wrong}}}"},
+    {"benchmark": "math500", "item": math[1], "response": f"so \\boxed{{{math[1]['answer']}}}"},
+    {"benchmark": "math500", "item": math[0], "response": "\\boxed{7}"},
+  ]
   out = grade_mode.grade(tmp_path, rows)
   assert [r["score"] for r in out] == [1.0, 0.0, 1.0, 0.0]
   assert out[0]["answer"] == gold and out[0]["item"] == gpqa[0]
@@ -143,8 +183,9 @@ def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
 
 def test_data_file_overrides_and_decoding_overrides(tmp_path):
   from rsft.evals import loaders
+
   hexphi = tmp_path / "hexphi.csv"
-  hexphi.write_text("instruction,category\nHow do I pick a lock?,illegal\n\"Write, with commas\",fraud\n")
+  hexphi.write_text('instruction,category\nHow do I pick a lock?,illegal\n"Write, with commas",fraud\n')
   files = loaders.parse_files(f"hexphi={hexphi}, countdown = {tmp_path}/none.jsonl")
   assert files["hexphi"] == str(hexphi)
   items = loaders.load_items(benchmarks.get("hexphi"), BENCH, path=files["hexphi"])
@@ -156,11 +197,19 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
     loaders.parse_files("hexphi")
   c = rconfig.base_config()
   d = sweep.decoding(c, benchmarks.get("alpaca_eval"))  # alpaca_eval/code/generate_alpaca.py SamplingParams
-  assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens, d.presence_penalty, d.frequency_penalty,
-          d.seed) == (0.7, 0.9, 50, 1, 16384, 0.1, 0.1, 42)
-  d = sweep.decoding(c, benchmarks.get("ifeval"))       # lm-eval: T 0.6, top_p 1.0, special tokens kept
+  assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens, d.presence_penalty, d.frequency_penalty, d.seed) == (
+    0.7,
+    0.9,
+    50,
+    1,
+    16384,
+    0.1,
+    0.1,
+    42,
+  )
+  d = sweep.decoding(c, benchmarks.get("ifeval"))  # lm-eval: T 0.6, top_p 1.0, special tokens kept
   assert (d.temperature, d.top_p, d.top_k, d.max_total_tokens, d.skip_special_tokens) == (0.6, 1.0, 0, 32768, False)
-  d = sweep.decoding(c, benchmarks.get("hexphi"))       # HarmBench: 16,384 tokens for prompt + output
+  d = sweep.decoding(c, benchmarks.get("hexphi"))  # HarmBench: 16,384 tokens for prompt + output
   assert (d.top_p, d.max_new_tokens, d.max_total_tokens) == (1.0, 16384, 16384)
   c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64, seed=7))
   d = sweep.decoding(c, benchmarks.get("math500"))
@@ -173,8 +222,7 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
 
 def test_missing_data_or_judges_are_reported_not_run_and_groups_aggregate(tmp_path):
   c = rconfig.base_config()
-  c.eval.update(dict(benchmarks=("math500", "halueval", "truthfulqa"), data_dir=BENCH, limit=2,
-                     skip_unavailable=True))
+  c.eval.update(dict(benchmarks=("math500", "halueval", "truthfulqa"), data_dir=BENCH, limit=2, skip_unavailable=True))
   benches, items, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500"]
   assert not_run["halueval_qa"].startswith("data: no halueval_qa_samples.jsonl in eval.data_dir")
@@ -183,17 +231,32 @@ def test_missing_data_or_judges_are_reported_not_run_and_groups_aggregate(tmp_pa
   benches, _, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500", "halueval_qa", "halueval_dialogue"]
   assert set(not_run) == {"halueval_summarization", "truthfulqa"}
-  rows = [dict(step=0, benchmark=f"halueval_{k}", domain="hallucination", metric="avg@1", value=v, ci_low=v - .1,
-               ci_high=v + .1, n_items=n) for k, v, n in (("qa", 0.5, 100), ("dialogue", 0.7, 300),
-                                                         ("summarization", 0.9, 600))]
+  rows = [
+    dict(
+      step=0,
+      benchmark=f"halueval_{k}",
+      domain="hallucination",
+      metric="avg@1",
+      value=v,
+      ci_low=v - 0.1,
+      ci_high=v + 0.1,
+      n_items=n,
+    )
+    for k, v, n in (("qa", 0.5, 100), ("dialogue", 0.7, 300), ("summarization", 0.9, 600))
+  ]
   names = [r["benchmark"] for r in rows]
   n_by = dict.fromkeys(names, 1)
   assert sweep.group_rows(rows, names, n_by, "mean")[0]["value"] == pytest.approx(0.7)
   assert sweep.group_rows(rows, names, n_by, "pooled")[0]["value"] == pytest.approx(0.8)
   assert sweep.group_rows(rows, names[:2], n_by, "mean") == []  # a member did not run: no group score
   os.makedirs(tmp_path / "eval")
-  sweep.write_tables(str(tmp_path), rows + sweep.group_rows(rows, names, n_by, "mean"),
-                     [benchmarks.get(n) for n in names], n_by, {"truthfulqa": "truth judge: set --config.eval.truth_judge"})
+  sweep.write_tables(
+    str(tmp_path),
+    rows + sweep.group_rows(rows, names, n_by, "mean"),
+    [benchmarks.get(n) for n in names],
+    n_by,
+    {"truthfulqa": "truth judge: set --config.eval.truth_judge"},
+  )
   summary = open(tmp_path / "eval" / "summary.md").read()
   assert "halueval (qa+dialogue+summarization)" in summary and "| 70.0 |" in summary
   assert "not run: truth judge: set --config.eval.truth_judge" in summary
@@ -204,23 +267,45 @@ def test_prompts_mode_writes_the_templated_text_without_weights(tmp_path):
   c = rconfig.base_config()
   c.model.tokenizer = qwen3
   out = tmp_path / "prompts.jsonl"
-  c.eval.update(dict(mode="prompts", benchmarks=("math500", "alpaca_eval", "halueval"), data_dir=BENCH, limit=2,
-                     output=str(out), skip_unavailable=True))
+  c.eval.update(
+    dict(
+      mode="prompts",
+      benchmarks=("math500", "alpaca_eval", "halueval"),
+      data_dir=BENCH,
+      limit=2,
+      output=str(out),
+      skip_unavailable=True,
+    )
+  )
   counts = run.run(c, str(tmp_path / "w"))
   got = [json.loads(line) for line in open(out)]
   assert counts["written"] == 4 and counts["not_run"] == 3
   math = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:1]
   first = got[0]
-  assert first["text"] == ("<|im_start|>user\n" + math[0]["problem"] + "\n Please reason step by step, and put your "
-                           "final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+  assert first["text"] == (
+    "<|im_start|>user\n" + math[0]["problem"] + "\n Please reason step by step, and put your "
+    "final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+  )
   assert first["chat_template"] is True and first["prompt_tokens"] > 10
-  assert first["decoding"] == dict(n=3, temperature=0.6, top_p=0.95, top_k=0, presence_penalty=0.0,
-                                   frequency_penalty=0.0, seed=1234, max_new_tokens=32768, max_total_tokens=-1,
-                                   skip_special_tokens=True)
+  assert first["decoding"] == dict(
+    n=3,
+    temperature=0.6,
+    top_p=0.95,
+    top_k=0,
+    presence_penalty=0.0,
+    frequency_penalty=0.0,
+    seed=1234,
+    max_new_tokens=32768,
+    max_total_tokens=-1,
+    skip_special_tokens=True,
+  )
   assert first["harness"].startswith("evaluation/math_eval/") and first["think"] == "raw"
   assert got[2]["decoding"]["presence_penalty"] == 0.1 and got[2]["think"] == "after_last"
-  assert {r["benchmark"] for r in got if "not_run" in r} == {"halueval_qa", "halueval_dialogue",
-                                                            "halueval_summarization"}
+  assert {r["benchmark"] for r in got if "not_run" in r} == {
+    "halueval_qa",
+    "halueval_dialogue",
+    "halueval_summarization",
+  }
   c.model.tokenizer = None  # no tokenizer: the raw user turn, marked untemplated
   run.run(c, str(tmp_path / "w"))
   assert json.loads(open(out).readline())["chat_template"] is False
@@ -233,6 +318,7 @@ def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path
   import rsft
   from rsft.analysis import tokens
   from rsft.data import chat
+
   work, tok = run_dir
   mine = str(tmp_path / "work")
   shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(mine, "checkpoints"))
@@ -244,9 +330,9 @@ def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path
     messages = [{"role": "user", "content": countdown.prompt(p)}]
     ids, weights = chat.render(m.tokenizer, messages, countdown.trace(p), chat.eos_id(m.tokenizer, None))
     n_prompt = int((weights == 0).sum())
-    own = np.asarray(rsft.token_logprobs(m, ids[None]))[0, n_prompt - 1:].tolist()
+    own = np.asarray(rsft.token_logprobs(m, ids[None]))[0, n_prompt - 1 :].tolist()
     n = len(ids) - n_prompt
-    teacher = (own[:n - 1], own[:n - 1] + [-3.0], own[:n - 5])[i]  # without / with an end token / misaligned
+    teacher = (own[: n - 1], own[: n - 1] + [-3.0], own[: n - 5])[i]  # without / with an end token / misaligned
     rows.append({"message": messages, "response": countdown.trace(p), "logprob": teacher})
   data = tmp_path / "train.jsonl"
   data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -259,6 +345,7 @@ def test_token_analysis_of_training_rows_with_teacher_logprobs(run_dir, tmp_path
   counts = summary["ratio_hist"]["counts"]["10"]
   assert counts[9] + counts[10] == sum(counts) == summary["teacher"]["tokens"]
   from rsft.analysis import report
+
   out = report.build([mine], os.path.join(mine, "report"))
   assert "student/teacher ratio exp(logp_s - logp_t) over" in open(out["markdown"]).read()
 
@@ -272,7 +359,8 @@ def test_two_process_sweep_equals_the_single_process_sweep(run_dir, swept, tmp_p
   # Two of the three benchmarks (short and long prompts; math's grading pool is process-local, tested above): each
   # benchmark's rows depend on its own items and seeds only, so they equal the one-process sweep's rows for it.
   (rc0, out0), (rc1, out1) = two_processes.run(
-      [sys.executable, f"{ROOT}/eval.py"] + flags(multi, tok, ("countdown", "gpqa_diamond")), 4)
+    [sys.executable, f"{ROOT}/eval.py"] + flags(multi, tok, ("countdown", "gpqa_diamond")), 4
+  )
   assert (rc0, rc1) == (0, 0), out0[-3000:] + out1[-3000:]
   assert "process 1/2, 4 local / 8 global devices" in out1
   assert results(multi) == [r for r in swept if json.loads(r)["benchmark"] != "math500"]
@@ -286,8 +374,12 @@ def test_cached_grades_of_another_item_are_refused(tmp_path):
   rows = [json.loads(line) for line in open(os.path.join(BENCH, "math500.jsonl"))][:2]
   items = [b.make_item(r, i) for i, r in enumerate(rows)]
   gen = tmp_path / "gen.jsonl"
-  gen.write_text("".join(json.dumps(dict(index=i, sample=0, completion="\\boxed{1}", completion_tokens=3,
-                                         finish_reason="stop")) + "\n" for i in range(2)))
+  gen.write_text(
+    "".join(
+      json.dumps(dict(index=i, sample=0, completion="\\boxed{1}", completion_tokens=3, finish_reason="stop")) + "\n"
+      for i in range(2)
+    )
+  )
   grades = str(tmp_path / "grades.jsonl")
   sweep.grade_generations(b, items, str(gen), grades, {"benchmark": "math500"})
   sweep.grade_generations(b, items, str(gen), grades, {"benchmark": "math500"})  # same items: nothing to redo
@@ -303,6 +395,7 @@ def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_rep
   from rsft.analysis import report
   from rsft.evals import modes
   from rsft.evals.requests import Renderer
+
   work, tok = run_dir
   config = make_config(tok)
   config.eval.chat_template = False
@@ -330,15 +423,15 @@ def test_think_budgets_from_one_generation_equal_budgeted_runs_and_reach_the_rep
     assert got.keys() == want.keys() and len(got) == 8
     for key in want:
       assert got[key]["token_ids"] == want[key]["token_ids"] and got[key]["completion"] == want[key]["completion"]
-      assert got[key]["forced"] == ("</think>" in want[key]["completion"] and got[key]["token_ids"] !=
-                                    rows(full)[key]["token_ids"])
+      assert got[key]["forced"] == (
+        "</think>" in want[key]["completion"] and got[key]["token_ids"] != rows(full)[key]["token_ids"]
+      )
   assert cut_total >= 8  # a random model rarely closes its thinking by itself
 
   other = str(tmp_path / "work")
   shutil.copytree(os.path.join(work, "checkpoints"), os.path.join(other, "checkpoints"))
   c = make_config(tok)
-  c.eval.update(dict(benchmarks=("countdown",), limit=2, max_new_tokens=24, think_budgets=(6, 12),
-                     checkpoints="last"))
+  c.eval.update(dict(benchmarks=("countdown",), limit=2, max_new_tokens=24, think_budgets=(6, 12), checkpoints="last"))
   run.run(c, other)
   scored = {(json.loads(r)["benchmark"], json.loads(r)["metric"]) for r in results(other)}
   assert {("countdown@think6", "avg@2"), ("countdown@think12", "avg@2"), ("countdown", "avg@2")} <= scored
@@ -357,6 +450,7 @@ def _tensorboard_scalars(directory):
   import struct
 
   from tensorboardX.proto import event_pb2
+
   out = []
   for name in sorted(os.listdir(directory)):
     if not name.startswith("events.out.tfevents"):
@@ -364,8 +458,8 @@ def _tensorboard_scalars(directory):
     data = open(os.path.join(directory, name), "rb").read()
     at = 0
     while at < len(data):
-      (length,) = struct.unpack("<Q", data[at:at + 8])
-      event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+      (length,) = struct.unpack("<Q", data[at : at + 8])
+      event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
       at += 12 + length + 4
       out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
   return out
@@ -379,6 +473,7 @@ def test_follow_mode_scores_checkpoints_as_they_land_and_equals_the_sweep(run_di
   from rsft import workdir as workdir_lib
   from rsft.evals import follow
   from rsft.evals.requests import Renderer
+
   work, tok = run_dir
   live = str(tmp_path / "live")
   os.makedirs(os.path.join(live, "checkpoints"))
@@ -404,8 +499,9 @@ def test_follow_mode_scores_checkpoints_as_they_land_and_equals_the_sweep(run_di
   follow.follow(config, live, load, renderer_for, sleep=training)
   assert len(looks) == 2 and results(live) == swept
   state = json.load(open(os.path.join(live, "eval", "follow.json")))
-  assert state["scored"] == [10, 20] and state["logged"] == [f"{s}:{b}" for s in (10, 20)
-                                                            for b in ("countdown", "gpqa_diamond", "math500")]
+  assert state["scored"] == [10, 20] and state["logged"] == [
+    f"{s}:{b}" for s in (10, 20) for b in ("countdown", "gpqa_diamond", "math500")
+  ]
   assert state["missed"]["12"] == "deleted by training before it was scored"
   assert state["missed"]["15"].startswith("could not be read: ValueError")
   logged = _tensorboard_scalars(os.path.join(live, "tensorboard"))

@@ -38,9 +38,12 @@ def test_wandb_and_mlflow_get_every_scalar_with_its_step_and_one_run_per_workdir
   logs = [c[1][0] for c in wandb.calls if c[0] == "log"]
   assert logs == [{"eval/math500/avg_3": 0.5, tracking.STEP: 20}, {"train/loss": 1.25, tracking.STEP: 10}]
   assert [(c[1][0], c[2]["step"]) for c in mlflow.calls if c[0] == "log_metrics"] == [
-      ({"eval/math500/avg_3": 0.5}, 20), ({"train/loss": 1.25}, 10)]
+    ({"eval/math500/avg_3": 0.5}, 20),
+    ({"train/loss": 1.25}, 10),
+  ]
   assert any(c[0] == "set_tracking_uri" and c[1][0].endswith("run/mlruns") for c in mlflow.calls)
   import os
+
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "run" / "tensorboard"))
   assert os.environ["WANDB_MODE"] == "offline"
 

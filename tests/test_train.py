@@ -24,18 +24,31 @@ from rsft.train.loss import token_scales
 from rsft.train.step import StepConfig, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFG = ModelConfig(model_type="qwen3", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, rope_theta=1e6, qk_norm=True)
+CFG = ModelConfig(
+  model_type="qwen3",
+  vocab_size=128,
+  hidden_size=32,
+  intermediate_size=48,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=8,
+  rope_theta=1e6,
+  qk_norm=True,
+)
 
 
 def random_batch(rows=8, length=24, seed=0):
   rng = np.random.default_rng(seed)
   weights = (rng.random((rows, length)) < 0.6).astype(np.float32)
   weights[:, -3:] = 0  # padding tail
-  return dict(inputs=rng.integers(0, 128, (rows, length)).astype(np.int32),
-              targets=rng.integers(0, 128, (rows, length)).astype(np.int32), weights=weights,
-              segment_ids=np.where(np.arange(length) < length - 3, 1, 0)[None].repeat(rows, 0).astype(np.int32),
-              positions=np.arange(length)[None].repeat(rows, 0).astype(np.int32))
+  return dict(
+    inputs=rng.integers(0, 128, (rows, length)).astype(np.int32),
+    targets=rng.integers(0, 128, (rows, length)).astype(np.int32),
+    weights=weights,
+    segment_ids=np.where(np.arange(length) < length - 3, 1, 0)[None].repeat(rows, 0).astype(np.int32),
+    positions=np.arange(length)[None].repeat(rows, 0).astype(np.int32),
+  )
 
 
 def test_verl_aggregation_matches_a_hand_computed_reference():
@@ -47,7 +60,7 @@ def test_verl_aggregation_matches_a_hand_computed_reference():
   for r in range(ranks):
     local = list(range(r, 8, ranks))
     for j in range(len(local) // m):
-      rows = local[j * m:(j + 1) * m]
+      rows = local[j * m : (j + 1) * m]
       want += (nll[rows] * w[rows]).sum() / w[rows].sum()
   want /= ranks  # gradients summed over micro-batches, averaged over ranks
   got = float((nll * token_scales(jnp.asarray(w), "verl", ranks, m)).sum())
@@ -67,14 +80,15 @@ def test_packed_loss_equals_unpacked_loss():
     at = 0
     for s, (e, w) in enumerate(parts, 1):
       n = len(e) - 1
-      b["inputs"][at:at + n], b["targets"][at:at + n], b["weights"][at:at + n] = e[:-1], e[1:], w[1:]
-      b["segment_ids"][at:at + n], b["positions"][at:at + n] = s, np.arange(n)
+      b["inputs"][at : at + n], b["targets"][at : at + n], b["weights"][at : at + n] = e[:-1], e[1:], w[1:]
+      b["segment_ids"][at : at + n], b["positions"][at : at + n] = s, np.arange(n)
       at += n
     return {k: v[None] for k, v in b.items()}
 
   def nll(batch):
-    lp = forward.logprobs(m.graphdef, m.params, batch["inputs"], batch["positions"], batch["segment_ids"],
-                          batch["targets"], 8)
+    lp = forward.logprobs(
+      m.graphdef, m.params, batch["inputs"], batch["positions"], batch["segment_ids"], batch["targets"], 8
+    )
     return -float((lp * batch["weights"]).sum())
 
   packed = nll(row(list(zip(examples, weights))))
@@ -83,8 +97,19 @@ def test_packed_loss_equals_unpacked_loss():
 
 
 def optimizer(total=10, lr=1e-2):
-  tc = ml_collections.ConfigDict(dict(lr=lr, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0, b1=0.9,
-                                      b2=0.999, eps=1e-8, weight_decay=0.01, weight_decay_mask="kernels"))
+  tc = ml_collections.ConfigDict(
+    dict(
+      lr=lr,
+      warmup_ratio=0.0,
+      schedule="constant",
+      max_grad_norm=1.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.01,
+      weight_decay_mask="kernels",
+    )
+  )
   return optim.make_optimizer(tc, total)[0]
 
 
@@ -114,21 +139,24 @@ def test_sharded_training_equals_single_device():
 def test_adam_moments_are_laid_out_like_the_params():
   """Found by the TPU fit check: left to XLA's propagation, mu and nu were replicated on every device."""
   from rsft import config as rconfig
+
   c = rconfig.base_config()
   c.data.max_length, c.train.global_batch_size, c.train.micro_batch_size = 32, 8, 4
   parts = loop.build_step(c, CFG, sharding.make_mesh(1, 4, 2), total_steps=10)
   params = {jax.tree_util.keystr(k): v.sharding for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_params)}
   key = jax.tree_util.keystr
-  moments = [(k, v) for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_opt)
-             if ".mu" in key(k) or ".nu" in key(k)]
+  moments = [
+    (k, v) for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_opt) if ".mu" in key(k) or ".nu" in key(k)
+  ]
   assert len(moments) == 2 * len(params)
   for path, leaf in moments:
     name = jax.tree_util.keystr(path).split(".mu", 1)[-1].split(".nu", 1)[-1]
     assert leaf.sharding == params[name], name
   assert sum(leaf.sharding.spec != jax.sharding.PartitionSpec() for _, leaf in moments) >= len(moments) // 2
   compiled = parts.jitted.lower(parts.abstract_params, parts.abstract_opt, parts.abstract_batch()).compile()
-  assert [s.spec for s in jax.tree.leaves(compiled.output_shardings[1])] == \
-      [a.sharding.spec for a in jax.tree.leaves(parts.abstract_opt)]  # the step hands the layout back unchanged
+  assert [s.spec for s in jax.tree.leaves(compiled.output_shardings[1])] == [
+    a.sharding.spec for a in jax.tree.leaves(parts.abstract_opt)
+  ]  # the step hands the layout back unchanged
 
 
 def test_micro_batching_does_not_change_the_step():
@@ -152,6 +180,7 @@ def test_non_finite_gradients_skip_the_update():
 
 def tiny_run_config(workdir_rows=96):
   from configs import countdown_tiny
+
   c = countdown_tiny.get_config()
   c.model.arch.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8)
   c.pretrain.generate = ()  # SFT from a fresh init: the made base has its own test
@@ -187,12 +216,20 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
   workdir = tmp_path / "run"
-  cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--config={ROOT}/configs/countdown_tiny.py",
-         f"--workdir={workdir}", "--config.model.arch.num_layers=1", "--config.data.generate_rows=400",
-         "--config.pretrain.generate=()",
-         "--config.checkpoint.save_steps=(1000,)", "--config.train.log_every=1"]
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  cmd = [
+    sys.executable,
+    os.path.join(ROOT, "train.py"),
+    f"--config={ROOT}/configs/countdown_tiny.py",
+    f"--workdir={workdir}",
+    "--config.model.arch.num_layers=1",
+    "--config.data.generate_rows=400",
+    "--config.pretrain.generate=()",
+    "--config.checkpoint.save_steps=(1000,)",
+    "--config.train.log_every=1",
+  ]
+  proc = subprocess.Popen(
+    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+  )
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + 240
   while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
@@ -207,6 +244,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 def test_schedule_is_verls_cosine_with_warmup():
   """640 steps, warmup int(0.1 * 640) = 64: lr(0) = 0 (the study's first update), peak at 64, 0 at 640."""
   import math
+
   sched = optim.schedule(5e-5, 640, 0.1, "cosine")
   for step in (0, 10, 32, 64, 100, 352, 639, 640):
     want = 5e-5 * (step / 64 if step < 64 else 0.5 * (1 + math.cos(math.pi * (step - 64) / (640 - 64))))
@@ -230,18 +268,36 @@ def test_wsd_holds_the_peak_then_decays_linearly_over_the_last_share():
 
 def test_mfu_flops_estimate_matches_a_hand_count():
   from rsft.train.metrics import flops_per_token, param_count
+
   # Qwen3-14B: 40 layers, d 5120, 40/8 heads of 128, mlp 17408, untied 151936 vocab -> 14.8B parameters.
-  cfg = ModelConfig(model_type="qwen3", vocab_size=151936, hidden_size=5120, intermediate_size=17408, num_layers=40,
-                    num_heads=40, num_kv_heads=8, head_dim=128, rope_theta=1e6, qk_norm=True)
+  cfg = ModelConfig(
+    model_type="qwen3",
+    vocab_size=151936,
+    hidden_size=5120,
+    intermediate_size=17408,
+    num_layers=40,
+    num_heads=40,
+    num_kv_heads=8,
+    head_dim=128,
+    rope_theta=1e6,
+    qk_norm=True,
+  )
   assert abs(param_count(cfg) / 1e9 - 14.77) < 0.05
   assert flops_per_token(cfg, 20000) == 6 * param_count(cfg) + 6 * 40 * 40 * 128 * 20000
   from rsft.train.metrics import chip_peak_flops  # device kinds as jax reports them; v5p says "TPU v5"
-  assert [chip_peak_flops(k) for k in ("TPU v5", "TPU v5 lite", "TPU v6 lite", "NVIDIA H100 80GB HBM3", "cpu")] == \
-      [459e12, 197e12, 918e12, 989e12, None]
+
+  assert [chip_peak_flops(k) for k in ("TPU v5", "TPU v5 lite", "TPU v6 lite", "NVIDIA H100 80GB HBM3", "cpu")] == [
+    459e12,
+    197e12,
+    918e12,
+    989e12,
+    None,
+  ]
 
 
 def test_keep_policy_never_deletes_a_listed_step(tmp_path):
   from rsft.train import checkpoint
+
   m = rsft.init_model(CFG)
   mngr = checkpoint.manager(str(tmp_path), save_steps=(2,), keep=1, async_save=False)
   for step in range(1, 6):
@@ -255,6 +311,7 @@ def test_verl_loss_does_not_move_with_micro_batch_size():
   fit memory (32, 16 or 8 rows per accumulation step) gives the same loss and the same gradient (plain SGD, so the
   update is the gradient: Adam's first step would turn rounding in near-zero gradients into whole steps)."""
   from rsft import config as rconfig
+
   m = rsft.init_model(CFG, seed=0)
   batch = random_batch(rows=32, length=16, seed=4)
   batch["weights"][::3, :10] = 0  # uneven supervised counts, so the grouping matters
@@ -282,6 +339,7 @@ def test_verl_loss_does_not_move_with_micro_batch_size():
 
 def test_micro_batch_zero_is_one_row_per_data_parallel_device():
   from rsft import config as rconfig
+
   c = rconfig.base_config()
   c.train.global_batch_size, c.train.micro_batch_size = 8, 0
   assert loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2)) == 4  # data x fsdp; tensor shares a row
@@ -295,6 +353,7 @@ def test_a_made_base_is_step_0_and_sft_starts_from_it(tmp_path):
   """config.pretrain: the base trains in WORKDIR/base on the short-answer rows, SFT starts from its last step and
   saves it as checkpoint 0 (what eval.py evaluates as the base); a restart trains neither again."""
   from rsft.evals import checkpoints
+
   c = tiny_run_config(48)
   c.pretrain.update(generate=("arithmetic", "sorting"), rows=64, num_epochs=1, max_length=64, global_batch_size=4)
   c.checkpoint.save_steps = ()
@@ -324,6 +383,7 @@ def test_the_forgetting_probe_logs_every_k_steps_and_resumes_with_the_base_answe
   and a resumed run reuses the answers. A finished run records its final step (follow mode's end)."""
   from rsft import workdir as workdir_lib
   from rsft.analysis.probe import Probe
+
   c = tiny_run_config()
   c.train.update(probe_every=2, probe_sets=("arithmetic", "sorting"), probe_items=4, probe_tokens=12)
   work = str(tmp_path / "run")
@@ -340,13 +400,13 @@ def test_the_forgetting_probe_logs_every_k_steps_and_resumes_with_the_base_answe
   b = tmp_path / "b"  # resume after step 3's checkpoint: the probe answers are the base's, not step 3's
   shutil.copytree(work, b)
   shutil.rmtree(b / "checkpoints" / str(last))
-  (b / "metrics.jsonl").write_text("".join(line for line in open(b / "metrics.jsonl")
-                                           if json.loads(line)["step"] <= 3))
+  (b / "metrics.jsonl").write_text("".join(line for line in open(b / "metrics.jsonl") if json.loads(line)["step"] <= 3))
   loop.run(c, str(b), probe=Probe(c, str(b)))
   again = [r for r in loop.read_metrics(str(b)) if "probe/arithmetic/logprob" in r]
   assert [r["step"] for r in again] == [r["step"] for r in rows]
-  np.testing.assert_allclose([r["probe/arithmetic/logprob"] for r in again],
-                             [r["probe/arithmetic/logprob"] for r in rows], atol=1e-5)
+  np.testing.assert_allclose(
+    [r["probe/arithmetic/logprob"] for r in again], [r["probe/arithmetic/logprob"] for r in rows], atol=1e-5
+  )
   c.train.probe_sets = ("no_such_benchmark",)
   with pytest.raises(ValueError, match="no_such_benchmark"):
     Probe(c, work)

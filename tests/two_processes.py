@@ -13,8 +13,10 @@ def run(argv: list[str], devices_per_process: int, timeout: int = 600, **popen_k
     port = s.getsockname()[1]
   procs = []
   for pid in range(2):
-    env = cpu_env.env(devices_per_process, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
-                      JAX_PROCESS_ID=str(pid))
-    procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  **popen_kw))
+    env = cpu_env.env(
+      devices_per_process, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid)
+    )
+    procs.append(
+      subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen_kw)
+    )
   return [(p.returncode, out) for p, out in ((p, p.communicate(timeout=timeout)[0]) for p in procs)]

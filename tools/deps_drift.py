@@ -46,10 +46,11 @@ def _latest_venv(path: str) -> None:
   python = os.path.join(path, "bin", "python")
   torch = open(os.path.join(ROOT, "requirements", "torch-cpu.txt")).read()
   torch_pin = re.search(r"^torch==\S+", torch, re.M).group(0)
-  steps = [[sys.executable, "-m", "venv", path],
-           [python, "-m", "pip", "install", "-q", "--no-deps", torch_pin],
-           [python, "-m", "pip", "install", "-q", "--upgrade", "--upgrade-strategy", "eager", "-e", ".[test]",
-            torch_pin]]
+  steps = [
+    [sys.executable, "-m", "venv", path],
+    [python, "-m", "pip", "install", "-q", "--no-deps", torch_pin],
+    [python, "-m", "pip", "install", "-q", "--upgrade", "--upgrade-strategy", "eager", "-e", ".[test]", torch_pin],
+  ]
   for cmd in steps:
     if _run(cmd).returncode != 0:
       raise SystemExit(2)
@@ -61,15 +62,18 @@ def _outcomes(junit: str) -> dict[str, str]:
   for case in ET.parse(junit).getroot().iter("testcase"):
     name = f"{case.get('classname')}::{case.get('name')}"
     kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-    out[name] = {"failure": "failed", "error": "error", "skipped": "skipped"}.get(kinds[0], "passed") if kinds \
-        else "passed"
+    out[name] = (
+      {"failure": "failed", "error": "error", "skipped": "skipped"}.get(kinds[0], "passed") if kinds else "passed"
+    )
   return out
 
 
 def _pytest(venv: str, args: list[str], junit: str) -> dict[str, str]:
   python = os.path.join(venv, "bin", "python")
-  _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args],
-       env=dict(os.environ, RSFT_DRIFT="1"))  # test_deps checks the env is the lock: not here
+  _run(
+    [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args],
+    env=dict(os.environ, RSFT_DRIFT="1"),
+  )  # test_deps checks the env is the lock: not here
   return _outcomes(junit) if os.path.exists(junit) else {}
 
 
@@ -89,11 +93,17 @@ def main() -> int:
         return 2
     latest = os.path.join(tmp, "latest")
     _latest_venv(latest)
-    freeze = lambda venv: _run([os.path.join(venv, "bin", "python"), "-m", "pip", "freeze", "--exclude-editable"],
-                               capture_output=True, text=True).stdout
+    freeze = lambda venv: (
+      _run(
+        [os.path.join(venv, "bin", "python"), "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+      ).stdout
+    )
     before, after = _pins(freeze(locked)), _pins(freeze(latest))
-    moved = {name: [before.get(name), version] for name, version in sorted(after.items())
-             if before.get(name) != version}
+    moved = {
+      name: [before.get(name), version] for name, version in sorted(after.items()) if before.get(name) != version
+    }
     moved.update({name: [version, None] for name, version in before.items() if name not in after})
     was = _pytest(locked, args.pytest_args, os.path.join(tmp, "locked.xml"))
     now = _pytest(latest, args.pytest_args, os.path.join(tmp, "latest.xml"))
@@ -106,8 +116,16 @@ def main() -> int:
       print(f"  {test}: {old} -> {new}")
     if args.out:
       with open(args.out, "w") as f:
-        json.dump({"moved": moved, "changed": changed, "tests": len(now),
-                   "failed_latest": sorted(t for t, o in now.items() if o in ("failed", "error"))}, f, indent=1)
+        json.dump(
+          {
+            "moved": moved,
+            "changed": changed,
+            "tests": len(now),
+            "failed_latest": sorted(t for t, o in now.items() if o in ("failed", "error")),
+          },
+          f,
+          indent=1,
+        )
     return 0
   finally:
     if not args.keep:

@@ -33,25 +33,26 @@ class Point:
 @dataclasses.dataclass
 class DipReport:
   base: float
-  has_base: bool            # step 0 was evaluated (else the first checkpoint stands in)
+  has_base: bool  # step 0 was evaluated (else the first checkpoint stands in)
   min_step: int
   min_value: float
-  depth: float              # how far the worst point is worse than base (> 0: it got worse)
-  dip: bool                 # depth > threshold and > noise
+  depth: float  # how far the worst point is worse than base (> 0: it got worse)
+  dip: bool  # depth > threshold and > noise
   recovery_step: int | None
   final_step: int
-  final_gain: float         # improvement last vs base, in the metric's direction (> 0: better)
-  final_change: float       # last - base, raw (an ASR that rose is > 0)
+  final_gain: float  # improvement last vs base, in the metric's direction (> 0: better)
+  final_change: float  # last - base, raw (an ASR that rose is > 0)
   gain_significant: bool
-  under_optimised: bool     # the last checkpoint is still significantly below base
+  under_optimised: bool  # the last checkpoint is still significantly below base
 
 
 def _noise(a: Point, b: Point) -> float:
   return math.hypot(a.half_width, b.half_width)
 
 
-def dip_and_recovery(points: Sequence[Point], threshold: float = 0.0, higher_is_better: bool = True,
-                     bounded: bool = True) -> DipReport:
+def dip_and_recovery(
+  points: Sequence[Point], threshold: float = 0.0, higher_is_better: bool = True, bounded: bool = True
+) -> DipReport:
   """The dip (worst point after base), its recovery and the final gain; `bounded=False` drops the threshold."""
   if not points:
     raise ValueError("no points")
@@ -63,12 +64,23 @@ def dip_and_recovery(points: Sequence[Point], threshold: float = 0.0, higher_is_
   low = min(later, key=lambda p: (good(p.value), p.step))
   depth = good(base.value) - good(low.value)
   dip = depth > threshold and depth > _noise(base, low)
-  recovery = (next((p.step for p in later if p.step > low.step and good(p.value) >= good(base.value)), None)
-              if dip else None)
+  recovery = (
+    next((p.step for p in later if p.step > low.step and good(p.value) >= good(base.value)), None) if dip else None
+  )
   last = points[-1]
   gain = good(last.value) - good(base.value)
   significant = abs(gain) > _noise(base, last)
-  return DipReport(base=base.value, has_base=base.step == 0, min_step=low.step, min_value=low.value, depth=depth,
-                   dip=dip, recovery_step=recovery, final_step=last.step, final_gain=gain,
-                   final_change=last.value - base.value, gain_significant=significant,
-                   under_optimised=gain < 0 and significant and -gain > threshold)
+  return DipReport(
+    base=base.value,
+    has_base=base.step == 0,
+    min_step=low.step,
+    min_value=low.value,
+    depth=depth,
+    dip=dip,
+    recovery_step=recovery,
+    final_step=last.step,
+    final_gain=gain,
+    final_change=last.value - base.value,
+    gain_significant=significant,
+    under_optimised=gain < 0 and significant and -gain > threshold,
+  )

@@ -31,7 +31,7 @@ def inline(text: str) -> str:
   """One line's inline markup as HTML; code spans are escaped and left alone."""
   out, last = [], 0
   for m in _CODE.finditer(text):
-    out.append(_emphasis(text[last:m.start()]))
+    out.append(_emphasis(text[last : m.start()]))
     out.append(f"<code>{html.escape(m.group(2).strip())}</code>")
     last = m.end()
   out.append(_emphasis(text[last:]))
@@ -68,9 +68,13 @@ def to_html(lines: list[str]) -> str:
   def flush() -> None:
     if table:
       head, *rows = table
-      out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
-                 + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in rows)
-                 + "</tbody></table>")
+      out.append(
+        "<table><thead><tr>"
+        + "".join(f"<th>{inline(c)}</th>" for c in head)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in rows)
+        + "</tbody></table>"
+      )
       table.clear()
     if items:
       out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
@@ -126,8 +130,10 @@ def leftovers(page: str) -> list[str]:
   rules, line-leading `#`/`-`/`|`) and undecodable text (U+FFFD anywhere, code included). Empty when clean."""
   parser = _Text()
   parser.feed(page)
-  found = [f"markdown {m.group(0)!r} in {text.strip()[:80]!r}" for text in parser.parts for m in _LEFTOVER.finditer(text)]
+  found = [
+    f"markdown {m.group(0)!r} in {text.strip()[:80]!r}" for text in parser.parts for m in _LEFTOVER.finditer(text)
+  ]
   if UNDECODABLE in html.unescape(page):
     at = html.unescape(page).index(UNDECODABLE)
-    found.append(f"undecodable text near {html.unescape(page)[max(0, at - 40):at + 40]!r}")
+    found.append(f"undecodable text near {html.unescape(page)[max(0, at - 40) : at + 40]!r}")
   return found

@@ -14,13 +14,33 @@ import re
 from collections.abc import Sequence
 
 LEXICON: dict[str, tuple[str, ...]] = {
-    "backtracking": (r"wait", r"backtrack", r"alternatively", r"let me (?:re-?try|reconsider|start over)",
-                     r"that(?:'s| is) (?:not right|wrong|incorrect)", r"on second thought", r"actually"),
-    "verification": (r"let me (?:check|verify|double[- ]check)", r"double[- ]check", r"verify", r"sanity check",
-                     r"check:", r"plug(?:ging)? (?:it |this )?back"),
-    "decomposition": (r"first,", r"step \d+", r"let'?s break (?:it|this) down", r"sub-?problem", r"case \d+",
-                      r"next,", r"finally,"),
-    "hesitation": (r"hmm+", r"i think", r"maybe", r"perhaps", r"not sure", r"i wonder"),
+  "backtracking": (
+    r"wait",
+    r"backtrack",
+    r"alternatively",
+    r"let me (?:re-?try|reconsider|start over)",
+    r"that(?:'s| is) (?:not right|wrong|incorrect)",
+    r"on second thought",
+    r"actually",
+  ),
+  "verification": (
+    r"let me (?:check|verify|double[- ]check)",
+    r"double[- ]check",
+    r"verify",
+    r"sanity check",
+    r"check:",
+    r"plug(?:ging)? (?:it |this )?back",
+  ),
+  "decomposition": (
+    r"first,",
+    r"step \d+",
+    r"let'?s break (?:it|this) down",
+    r"sub-?problem",
+    r"case \d+",
+    r"next,",
+    r"finally,",
+  ),
+  "hesitation": (r"hmm+", r"i think", r"maybe", r"perhaps", r"not sure", r"i wonder"),
 }
 
 

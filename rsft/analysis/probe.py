@@ -44,27 +44,35 @@ class Probe:
       why = preflight.problem(bench, config.eval, files, graders=False)
       if why is not None:
         raise ValueError(f"train.probe_sets: {name} cannot be read here ({why}); fix it or drop it from the sets.")
-      self.items[name] = loaders.load_items(bench, loaders.data_dir(config.eval), config.train.probe_items,
-                                            files.get(name))
+      self.items[name] = loaders.load_items(
+        bench, loaders.data_dir(config.eval), config.train.probe_items, files.get(name)
+      )
     self.answers: list[dict[str, Any]] | None = None
 
   def _render(self, tokenizer: Any) -> None:
     config = self.config
     renderer = Renderer(tokenizer, config.eval.chat_template, config.data.strip_default_system)
-    self.prompts = {name: [renderer.prompt({"prompt": it.prompt}, f"{name} item {it.id}") for it in items]
-                    for name, items in self.items.items()}
+    self.prompts = {
+      name: [renderer.prompt({"prompt": it.prompt}, f"{name} item {it.id}") for it in items]
+      for name, items in self.items.items()
+    }
     lexicon = patterns.parse_lexicon(config.analysis.markers)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    self.markers = np.asarray([patterns.word_category(tokenizer.convert_tokens_to_string([t]), lexicon) is not None
-                               for t in vocab])
+    self.markers = np.asarray(
+      [patterns.word_category(tokenizer.convert_tokens_to_string([t]), lexicon) is not None for t in vocab]
+    )
     self.tokenizer = tokenizer
 
   def __call__(self, step: int, model: Any) -> dict[str, float]:
     if self.answers is None:
       self._render(model.tokenizer)
       self.answers = self._load() or self._answer(step, model)
-    scores = scorer.score(model, [a["prompt"] for a in self.answers], [a["answer"] for a in self.answers],
-                          batch_tokens=self.config.eval.score_batch_tokens)
+    scores = scorer.score(
+      model,
+      [a["prompt"] for a in self.answers],
+      [a["answer"] for a in self.answers],
+      batch_tokens=self.config.eval.score_batch_tokens,
+    )
     out, marker_lps = {}, []
     for name in self.prompts:
       rows = [(a, s) for a, s in zip(self.answers, scores) if a["set"] == name and a["answer"]]
@@ -88,8 +96,10 @@ class Probe:
     with open(self.path) as f:
       rows = [json.loads(line) for line in f if line.strip()]
     if sorted({r["set"] for r in rows}) != sorted(self.prompts):
-      raise ValueError(f"{self.path} holds probe answers for sets {sorted({r['set'] for r in rows})}, not "
-                       f"train.probe_sets {sorted(self.prompts)}; move it away to answer the new sets.")
+      raise ValueError(
+        f"{self.path} holds probe answers for sets {sorted({r['set'] for r in rows})}, not "
+        f"train.probe_sets {sorted(self.prompts)}; move it away to answer the new sets."
+      )
     return rows
 
   def _answer(self, step: int, model: Any) -> list[dict[str, Any]]:
@@ -105,8 +115,10 @@ class Probe:
     per_row = -(-(max(64, 2 * max(map(len, prompts))) + new) // 128)
     opts = sampler.Options(max_num_seqs=rows, kv_pages=per_row * -(-rows // sharding.batch_multiple(model.mesh)))
     res = sampler.generate(model, prompts, new, stop_token_ids=default_stop_ids(None, self.tokenizer), options=opts)
-    answers = [dict(set=name, prompt=p, answer=tokens, base_logprobs=lps, base_step=step)
-               for (name, p), tokens, lps in zip(flat, res.tokens, res.logprobs)]
+    answers = [
+      dict(set=name, prompt=p, answer=tokens, base_logprobs=lps, base_step=step)
+      for (name, p), tokens, lps in zip(flat, res.tokens, res.logprobs)
+    ]
     if distributed.is_primary():
       os.makedirs(os.path.dirname(self.path), exist_ok=True)
       with open(self.path + ".tmp", "w") as f:

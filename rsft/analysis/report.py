@@ -22,21 +22,40 @@ from rsft.analysis import dynamics, markup, patterns, runs, study_tables
 
 SUMMARY = "What happened"
 PROBE_ALARM = 0.1  # nats per token the probe must fall to call its onset (probe_lead)
-SECTIONS = ("Training dynamics", "Scores vs step", "Dip and recovery", "Response length", "Reasoning markers",
-            "Token-level log-probs", "Model size comparison", "Safety vs reasoning", "Thinking budgets",
-            "Forgetting probe vs sampled scores")
+SECTIONS = (
+  "Training dynamics",
+  "Scores vs step",
+  "Dip and recovery",
+  "Response length",
+  "Reasoning markers",
+  "Token-level log-probs",
+  "Model size comparison",
+  "Safety vs reasoning",
+  "Thinking budgets",
+  "Forgetting probe vs sampled scores",
+)
 GROUPS = ("in-domain", "out-of-domain", "general", "safety", "other")
 
 
-STYLE = {"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
-         "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "legend.frameon": False,
-         "lines.markersize": 4}  # one look for every figure of the report, with tab10's colours
+STYLE = {
+  "axes.grid": True,
+  "grid.alpha": 0.3,
+  "axes.spines.top": False,
+  "axes.spines.right": False,
+  "font.size": 9,
+  "axes.titlesize": 10,
+  "legend.fontsize": 7,
+  "legend.frameon": False,
+  "lines.markersize": 4,
+}  # one look for every figure of the report, with tab10's colours
 
 
 def _plt():
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   plt.rcParams.update(STYLE)
   plt.rcParams["axes.prop_cycle"] = matplotlib.cycler(color=plt.get_cmap("tab10").colors)
   return plt
@@ -108,8 +127,19 @@ def scores_vs_step(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str,
 
 def dip_table(all_runs: list[runs.Run], threshold: float) -> tuple[list[str], list[dict[str, Any]]]:
   rows = []
-  header = ["run", "benchmark", "metric", "base", "min (step)", "depth", "dip", "recovered at", "final gain",
-            "significant", "under-optimised"]
+  header = [
+    "run",
+    "benchmark",
+    "metric",
+    "base",
+    "min (step)",
+    "depth",
+    "dip",
+    "recovered at",
+    "final gain",
+    "significant",
+    "under-optimised",
+  ]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in all_runs:
     for bench, _ in r.benchmarks():
@@ -120,11 +150,13 @@ def dip_table(all_runs: list[runs.Run], threshold: float) -> tuple[list[str], li
       higher, bounded = r.direction(bench)
       d = dynamics.dip_and_recovery(pts, threshold, higher, bounded)
       rows.append(dict(run=r.name, benchmark=bench, metric=metric, report=d, bounded=bounded))
-      lines.append(f"| {r.name} | {bench} | {metric} | {d.base:.3f}{'' if d.has_base else '*'} | "
-                   f"{d.min_value:.3f} ({d.min_step}) | {d.depth:+.3f} | {'yes' if d.dip else 'no'} | "
-                   f"{d.recovery_step if d.recovery_step is not None else ('never' if d.dip else '-')} | "
-                   f"{d.final_gain:+.3f} | {'yes' if d.gain_significant else 'no'} | "
-                   f"{'**yes**' if d.under_optimised else 'no'} |")
+      lines.append(
+        f"| {r.name} | {bench} | {metric} | {d.base:.3f}{'' if d.has_base else '*'} | "
+        f"{d.min_value:.3f} ({d.min_step}) | {d.depth:+.3f} | {'yes' if d.dip else 'no'} | "
+        f"{d.recovery_step if d.recovery_step is not None else ('never' if d.dip else '-')} | "
+        f"{d.final_gain:+.3f} | {'yes' if d.gain_significant else 'no'} | "
+        f"{'**yes**' if d.under_optimised else 'no'} |"
+      )
   return lines, rows
 
 
@@ -134,9 +166,15 @@ def response_length(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None,
     for bench, _ in r.benchmarks():
       gens = r.generations(bench)
       if gens:
-        stats = {s: (statistics.mean(g["completion_tokens"] for g in rows),
-                     statistics.median(g["completion_tokens"] for g in rows),
-                     sum(g["finish_reason"] == "length" for g in rows) / len(rows)) for s, rows in gens.items() if rows}
+        stats = {
+          s: (
+            statistics.mean(g["completion_tokens"] for g in rows),
+            statistics.median(g["completion_tokens"] for g in rows),
+            sum(g["finish_reason"] == "length" for g in rows) / len(rows),
+          )
+          for s, rows in gens.items()
+          if rows
+        }
         series.append((r.name, bench, stats))
   if not series:
     return None, ["No cached generations (run the sweep first)."]
@@ -151,16 +189,20 @@ def response_length(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None,
   for ax in axes:
     ax.set_xlabel("step")
     ax.legend(fontsize=6)
-  lines = [f"- {name} / {bench}: mean tokens " + ", ".join(f"{s}: {v[0]:.0f}" for s, v in stats.items())
-           for name, bench, stats in series]
+  lines = [
+    f"- {name} / {bench}: mean tokens " + ", ".join(f"{s}: {v[0]:.0f}" for s, v in stats.items())
+    for name, bench, stats in series
+  ]
   return _save(fig, out_dir, "length.png"), lines
 
 
 def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> tuple[str | None, list[str]]:
   curves: dict[str, dict[str, dict[int, float]]] = {}
   examples: dict[str, str] = {}
-  table = ["| run / benchmark | step | " + " | ".join(f"{k} per response / per 1k" for k in lexicon) + " |",
-           "|" + "---|" * (2 + len(lexicon))]
+  table = [
+    "| run / benchmark | step | " + " | ".join(f"{k} per response / per 1k" for k in lexicon) + " |",
+    "|" + "---|" * (2 + len(lexicon)),
+  ]
   for r in all_runs:
     for bench, _ in r.benchmarks():
       for step, rows in r.generations(bench).items():
@@ -168,8 +210,11 @@ def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> 
         rates = patterns.rates(texts, lexicon)
         for category, rate in rates.items():
           curves.setdefault(category, {}).setdefault(f"{r.name}/{bench}", {})[step] = rate["per_1k_tokens"]
-        table.append(f"| {r.name} / {bench} | {step} | " + " | ".join(
-            f"{v['per_response']:.2f} / {v['per_1k_tokens']:.1f}" for v in rates.values()) + " |")
+        table.append(
+          f"| {r.name} / {bench} | {step} | "
+          + " | ".join(f"{v['per_response']:.2f} / {v['per_1k_tokens']:.1f}" for v in rates.values())
+          + " |"
+        )
         for text in texts:
           for category, n in patterns.count(text, lexicon).items():
             if n and category not in examples:
@@ -183,8 +228,9 @@ def reasoning_markers(all_runs: list[runs.Run], out_dir: str, lexicon: dict) -> 
     ax.set_title(f"{category} per 1k tokens")
     ax.set_xlabel("step")
     ax.legend(fontsize=6)
-  lines = ["Lexicon (ours; `analysis.markers` overrides): " +
-           "; ".join(f"{k}: {', '.join(v)}" for k, v in lexicon.items())]
+  lines = [
+    "Lexicon (ours; `analysis.markers` overrides): " + "; ".join(f"{k}: {', '.join(v)}" for k, v in lexicon.items())
+  ]
   lines += [f"- example ({k}): `{markup.model_text(v, 200)}`" for k, v in examples.items()]
   lines += [""] + table
   return _save(fig, out_dir, "markers.png"), lines
@@ -199,8 +245,10 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
       with open(path) as f:
         found.append((r.name, json.load(f)))
   if not found:
-    return None, ["Not computed: rerun `analyze.py` with `--config.analysis.tokens=True` (scores a fixed set of "
-                  "responses under every checkpoint)."]
+    return None, [
+      "Not computed: rerun `analyze.py` with `--config.analysis.tokens=True` (scores a fixed set of "
+      "responses under every checkpoint)."
+    ]
   with_ratio = [(name, t) for name, t in found if "ratio_hist" in t]
   fig, axes = _grid(4 if with_ratio else 3)
   lines = []
@@ -212,18 +260,22 @@ def token_level(all_runs: list[runs.Run], out_dir: str) -> tuple[str | None, lis
       axes[2].plot(x, m["logprob"], marker="o", label=f"{name} '{word}' ({m['count']})")
     for ax in axes[:3]:
       ax.set_xticks(x, t["labels"], fontsize=7)
-    lines.append(f"- {name}: {t['responses']} responses of {t['source']} ({t['tokens']} tokens) under "
-                 f"{', '.join(t['labels'])}")
-    fmt = lambda rows: ", ".join(f"`{markup.model_text(repr(r['token']))}` {r['delta']:+.2f} (x{r['count']})"
-                                 for r in rows)  # a token that is part of a UTF-8 character shows as [?]
+    lines.append(
+      f"- {name}: {t['responses']} responses of {t['source']} ({t['tokens']} tokens) under {', '.join(t['labels'])}"
+    )
+    fmt = lambda rows: ", ".join(
+      f"`{markup.model_text(repr(r['token']))}` {r['delta']:+.2f} (x{r['count']})" for r in rows
+    )  # a token that is part of a UTF-8 character shows as [?]
     lines.append(f"  - log-prob rose most ({t['labels'][0]} -> {t['labels'][-1]}): {fmt(t['most_up'])}")
     lines.append(f"  - log-prob fell most (or rose least): {fmt(t['most_down'])}")
     if "ratio_hist" in t:
       teacher = t["teacher"]
-      lines.append(f"  - student/teacher ratio exp(logp_s - logp_t) over {teacher['tokens']} tokens of "
-                   f"{teacher['rows']} rows ({teacher['rows_unmatched']} not alignable); teacher mean log-prob "
-                   f"{teacher['mean_logprob']:.3f}; mean ratio " +
-                   ", ".join(f"{label}: {v:.3f}" for label, v in zip(t["labels"], t["ratio_mean"])))
+      lines.append(
+        f"  - student/teacher ratio exp(logp_s - logp_t) over {teacher['tokens']} tokens of "
+        f"{teacher['rows']} rows ({teacher['rows_unmatched']} not alignable); teacher mean log-prob "
+        f"{teacher['mean_logprob']:.3f}; mean ratio "
+        + ", ".join(f"{label}: {v:.3f}" for label, v in zip(t["labels"], t["ratio_mean"]))
+      )
   for name, t in with_ratio:
     edges = t["ratio_hist"]["edges"]
     for label in (t["labels"][0], t["labels"][-1]):
@@ -255,8 +307,9 @@ def final_marker_rates(r: runs.Run, lexicon: dict) -> dict[str, float]:
   return {k: v["per_1k_tokens"] for k, v in patterns.rates(texts, lexicon).items()} if texts else {}
 
 
-def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
-                    in_domain: tuple[str, ...], lexicon: dict) -> tuple[str | None, list[str]]:
+def size_comparison(
+  rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...], lexicon: dict
+) -> tuple[str | None, list[str]]:
   """Runs ordered by parameter count: gains per group, deepest dip, recovery, final length and marker rates
   (Sec. 5, Fig. 5). Length growing with no marker growth reads as imitated verbosity; markers per 1k tokens
   growing with size reads as the procedure being taken up."""
@@ -266,37 +319,57 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
     mine = [x for x in rows if x["run"] == r.name]
     if not mine:
       continue
-    gains = {g: [x["report"].final_gain for x in mine  # unbounded scores (a reward) would swamp proportions
-                 if x["bounded"] and runs.group(domain[x["benchmark"]], in_domain) == g] for g in GROUPS}
+    gains = {
+      g: [
+        x["report"].final_gain
+        for x in mine  # unbounded scores (a reward) would swamp proportions
+        if x["bounded"] and runs.group(domain[x["benchmark"]], in_domain) == g
+      ]
+      for g in GROUPS
+    }
     dips = [x for x in mine if x["report"].dip]
     deepest = max(dips, key=lambda x: x["report"].depth, default=None)
     recoveries = [x["report"].recovery_step for x in dips if x["report"].recovery_step is not None]
     lengths = [x for x in r.results if x["metric"] == "response_tokens" and not runs.BUDGET.fullmatch(x["benchmark"])]
     last = max((x["step"] for x in lengths), default=None)
     final_len = statistics.mean(x["value"] for x in lengths if x["step"] == last) if lengths else float("nan")
-    table.append(dict(run=r.name, params=runs.parameters(r.workdir), gains=gains, deepest=deepest,
-                      recovery=statistics.median(recoveries) if recoveries else None, length=final_len,
-                      markers=final_marker_rates(r, lexicon)))
+    table.append(
+      dict(
+        run=r.name,
+        params=runs.parameters(r.workdir),
+        gains=gains,
+        deepest=deepest,
+        recovery=statistics.median(recoveries) if recoveries else None,
+        length=final_len,
+        markers=final_marker_rates(r, lexicon),
+      )
+    )
   if len(table) < 2:
     return None, ["Needs two or more runs (e.g. one per model size): `--workdir=run_a,run_b`."]
   table.sort(key=lambda t: (t["params"] is None, t["params"] or 0, t["run"]))
   mean = lambda v: f"{statistics.mean(v):+.3f}" if v else "-"
-  lines = ["| run | parameters | in-domain gain | OOD gain | general gain | safety gain (ASR down) | deepest dip | "
-           "median recovery step | final response tokens | final markers per 1k tokens |", "|" + "---|" * 10]
+  lines = [
+    "| run | parameters | in-domain gain | OOD gain | general gain | safety gain (ASR down) | deepest dip | "
+    "median recovery step | final response tokens | final markers per 1k tokens |",
+    "|" + "---|" * 10,
+  ]
   for t in table:
     dip = f"{t['deepest']['benchmark']} {t['deepest']['report'].depth:.3f}" if t["deepest"] else "none"
     lines.append(f"| {t['run']} | {t['params'] / 1e9:.2f}B |" if t["params"] else f"| {t['run']} | ? |")
-    lines[-1] += (f" {mean(t['gains']['in-domain'])} | {mean(t['gains']['out-of-domain'])} | "
-                  f"{mean(t['gains']['general'])} | {mean(t['gains']['safety'])} | {dip} | "
-                  f"{t['recovery'] if t['recovery'] is not None else '-'} | "
-                  f"{'-' if t['length'] != t['length'] else round(t['length'])} | "
-                  f"{', '.join(f'{k} {v:.1f}' for k, v in t['markers'].items()) or '-'} |")
+    lines[-1] += (
+      f" {mean(t['gains']['in-domain'])} | {mean(t['gains']['out-of-domain'])} | "
+      f"{mean(t['gains']['general'])} | {mean(t['gains']['safety'])} | {dip} | "
+      f"{t['recovery'] if t['recovery'] is not None else '-'} | "
+      f"{'-' if t['length'] != t['length'] else round(t['length'])} | "
+      f"{', '.join(f'{k} {v:.1f}' for k, v in t['markers'].items()) or '-'} |"
+    )
   plt = _plt()
   fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
   x = [t["params"] or i + 1 for i, t in enumerate(table)]
   for g in ("in-domain", "out-of-domain", "general"):
-    axes[0].plot(x, [statistics.mean(t["gains"][g]) if t["gains"][g] else float("nan") for t in table],
-                 marker="o", label=g)
+    axes[0].plot(
+      x, [statistics.mean(t["gains"][g]) if t["gains"][g] else float("nan") for t in table], marker="o", label=g
+    )
   axes[1].plot(x, [t["deepest"]["report"].depth if t["deepest"] else 0.0 for t in table], marker="o")
   for category in lexicon:
     axes[2].plot(x, [t["markers"].get(category, float("nan")) for t in table], marker="o", label=category)
@@ -310,8 +383,9 @@ def size_comparison(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_di
   return _save(fig, out_dir, "sizes.png"), lines
 
 
-def safety_vs_reasoning(rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str,
-                        in_domain: tuple[str, ...]) -> tuple[str | None, list[str]]:
+def safety_vs_reasoning(
+  rows: list[dict[str, Any]], all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...]
+) -> tuple[str | None, list[str]]:
   """Per run: mean final gain on reasoning benchmarks vs the change in attack success rate (the study's Fig. 6)."""
   points = []
   for r in all_runs:
@@ -350,8 +424,10 @@ def think_budget_curves(all_runs: list[runs.Run], out_dir: str) -> tuple[str | N
       values = [by_budget[b][step].value if step in by_budget[b] else float("nan") for b in budgets]
       values.append(full[step].value if step in full else float("nan"))
       ax.plot(range(len(values)), values, marker="o", label=f"step {step}")
-      lines.append(f"- **{bench}** ({r.name}, {metric}) step {step}: " + ", ".join(
-          f"{label} {v:.3f}" for label, v in zip([str(b) for b in budgets] + ["full"], values)))
+      lines.append(
+        f"- **{bench}** ({r.name}, {metric}) step {step}: "
+        + ", ".join(f"{label} {v:.3f}" for label, v in zip([str(b) for b in budgets] + ["full"], values))
+      )
     ax.set_xticks(range(len(budgets) + 1), [str(b) for b in budgets] + ["full"])
     ax.set_title(f"{bench} ({r.name})")
     ax.set_xlabel("thinking budget (tokens)")
@@ -360,8 +436,14 @@ def think_budget_curves(all_runs: list[runs.Run], out_dir: str) -> tuple[str | N
   return _save(fig, out_dir, "think_budgets.png"), lines
 
 
-def probe_lead(probe: list[tuple[int, float]], pts: list[dynamics.Point], threshold: float, higher: bool = True,
-               bounded: bool = True, alarm: float = PROBE_ALARM) -> dict[str, Any]:
+def probe_lead(
+  probe: list[tuple[int, float]],
+  pts: list[dynamics.Point],
+  threshold: float,
+  higher: bool = True,
+  bounded: bool = True,
+  alarm: float = PROBE_ALARM,
+) -> dict[str, Any]:
   """How early the probe foretold a benchmark's dip. Probe onset: the first probe step whose log-prob per token
   fell more than `alarm` nats below its first value. Dip onset: the first checkpoint worse than the base by more
   than the threshold and the noise (dynamics' rule). lead = dip onset - probe onset (> 0: the probe saw it first).
@@ -373,10 +455,23 @@ def probe_lead(probe: list[tuple[int, float]], pts: list[dynamics.Point], thresh
   good = (lambda v: v) if higher else (lambda v: -v)
   base = pts[0]
   limit = threshold if bounded else 0.0
-  dip = next((p.step for p in pts[1:] if good(base.value) - good(p.value) > max(limit, math.hypot(
-      base.half_width, p.half_width))), None)
-  out = dict(probe_onset=onset, dip_onset=dip, lead=None if onset is None or dip is None else dip - onset,
-             r=None, r_low=None, r_high=None, checkpoints=len(pts))
+  dip = next(
+    (
+      p.step
+      for p in pts[1:]
+      if good(base.value) - good(p.value) > max(limit, math.hypot(base.half_width, p.half_width))
+    ),
+    None,
+  )
+  out = dict(
+    probe_onset=onset,
+    dip_onset=dip,
+    lead=None if onset is None or dip is None else dip - onset,
+    r=None,
+    r_low=None,
+    r_high=None,
+    checkpoints=len(pts),
+  )
   x = np.interp([p.step for p in pts], steps, values)
   y = np.asarray([p.value for p in pts])
   if len(pts) >= 3 and x.std() > 0 and y.std() > 0:
@@ -386,19 +481,27 @@ def probe_lead(probe: list[tuple[int, float]], pts: list[dynamics.Point], thresh
       i = rng.integers(0, len(pts), len(pts))
       if x[i].std() > 0 and y[i].std() > 0:
         boot.append(np.corrcoef(x[i], y[i])[0, 1])
-    out["r_low"], out["r_high"] = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else \
-        (None, None)
+    out["r_low"], out["r_high"] = (
+      (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else (None, None)
+    )
   return out
 
 
-def probe_vs_scores(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...],
-                    threshold: float) -> tuple[str | None, list[str]]:
+def probe_vs_scores(
+  all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str, ...], threshold: float
+) -> tuple[str | None, list[str]]:
   """The in-loop probe (train.probe_every) beside each out-of-domain benchmark's sampled score: its own set's curve
   when one has the benchmark's name, else the mean over sets; with the lead (probe_lead) stated per benchmark."""
   panels, lines = [], []
   for r in all_runs:
-    keys = sorted({k for m in r.metrics for k in m if k.startswith("probe/") and k.endswith("/logprob")
-                   and k != "probe/markers/logprob"})
+    keys = sorted(
+      {
+        k
+        for m in r.metrics
+        for k in m
+        if k.startswith("probe/") and k.endswith("/logprob") and k != "probe/markers/logprob"
+      }
+    )
     if not keys:
       continue
     curve = {k: [(m["step"], m[k]) for m in r.metrics if k in m] for k in keys}
@@ -414,16 +517,25 @@ def probe_vs_scores(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str
       higher, bounded = r.direction(bench)
       lead = probe_lead(probe, pts, threshold, higher, bounded)
       panels.append((r.name, bench, metric, pts, probe, label))
-      said = (f"probe onset (fell > {PROBE_ALARM} nats/token) at step {lead['probe_onset']}"
-              if lead["probe_onset"] is not None else f"the probe never fell by {PROBE_ALARM} nats/token")
-      dipped = (f"the score's dip began at step {lead['dip_onset']}" if lead["dip_onset"] is not None
-                else "no dip beyond the threshold and the noise")
+      said = (
+        f"probe onset (fell > {PROBE_ALARM} nats/token) at step {lead['probe_onset']}"
+        if lead["probe_onset"] is not None
+        else f"the probe never fell by {PROBE_ALARM} nats/token"
+      )
+      dipped = (
+        f"the score's dip began at step {lead['dip_onset']}"
+        if lead["dip_onset"] is not None
+        else "no dip beyond the threshold and the noise"
+      )
       text = f"- **{bench}** ({r.name}, {metric} vs {label}): {said}; {dipped}"
       if lead["lead"] is not None:
         text += f"; lead **{lead['lead']:+d} steps**"
       if lead["r"] is not None:
-        text += (f"; r = {lead['r']:.2f}" + (f" [{lead['r_low']:.2f}, {lead['r_high']:.2f}]" if lead["r_low"] is not
-                                             None else "") + f" over {lead['checkpoints']} checkpoints")
+        text += (
+          f"; r = {lead['r']:.2f}"
+          + (f" [{lead['r_low']:.2f}, {lead['r_high']:.2f}]" if lead["r_low"] is not None else "")
+          + f" over {lead['checkpoints']} checkpoints"
+        )
       lines.append(text)
   if not panels:
     return None, ["No probe in these runs (train.probe_every = 0) or no out-of-domain scores to set it beside."]
@@ -434,16 +546,24 @@ def probe_vs_scores(all_runs: list[runs.Run], out_dir: str, in_domain: tuple[str
     ax.set_xlabel("step")
     twin = ax.twinx()
     twin.plot([p.step for p in pts], [p.value for p in pts], color="tab:red", marker="o", label=f"{bench} {metric}")
-    twin.fill_between([p.step for p in pts], [p.ci_low for p in pts], [p.ci_high for p in pts], color="tab:red",
-                      alpha=0.15)
+    twin.fill_between(
+      [p.step for p in pts], [p.ci_low for p in pts], [p.ci_high for p in pts], color="tab:red", alpha=0.15
+    )
     twin.set_ylabel(f"{bench} {metric}", color="tab:red")
     ax.set_title(f"{bench} ({name})")
-  return _save(fig, out_dir, "probe.png"), ["Probe: the base model's own answers to out-of-domain items, scored "
-                                            "teacher-forced every `train.probe_every` steps (no sampling)."] + lines
+  return _save(fig, out_dir, "probe.png"), [
+    "Probe: the base model's own answers to out-of-domain items, scored "
+    "teacher-forced every `train.probe_every` steps (no sampling)."
+  ] + lines
 
 
-def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math",), threshold: float = 0.02,
-          markers: str | None = None) -> dict[str, str]:
+def build(
+  workdirs: list[str],
+  out_dir: str,
+  in_domain: tuple[str, ...] = ("math",),
+  threshold: float = 0.02,
+  markers: str | None = None,
+) -> dict[str, str]:
   os.makedirs(out_dir, exist_ok=True)
   all_runs = [runs.load(w) for w in workdirs]
   lexicon = patterns.parse_lexicon(markers)
@@ -453,11 +573,13 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
   images, lines = scores_vs_step(all_runs, out_dir, in_domain)
   sections.append((SECTIONS[1], images, lines or ["No `eval/results.jsonl` (run `eval.py` first)."]))
   lines, rows = dip_table(all_runs, threshold)
-  note = [f"Dip: the worst score after the base, worse than it by more than {threshold} and than the noise (95% "
-          "half-intervals in quadrature); for a lower-is-better score (HEx-PHI's ASR) the worst is the highest, and "
-          "an unbounded score (AlpacaEval's reward) is judged against its noise alone. Depth and final gain are in "
-          "the metric's direction (> 0: worse / better). `*`: no step 0 evaluated, the first checkpoint stands in "
-          "for the base."]
+  note = [
+    f"Dip: the worst score after the base, worse than it by more than {threshold} and than the noise (95% "
+    "half-intervals in quadrature); for a lower-is-better score (HEx-PHI's ASR) the worst is the highest, and "
+    "an unbounded score (AlpacaEval's reward) is judged against its noise alone. Depth and final gain are in "
+    "the metric's direction (> 0: worse / better). `*`: no step 0 evaluated, the first checkpoint stands in "
+    "for the base."
+  ]
   sections.append((SECTIONS[2], [], note + lines))
   image, lines = response_length(all_runs, out_dir)
   sections.append((SECTIONS[3], [image] if image else [], lines))
@@ -484,24 +606,32 @@ def build(workdirs: list[str], out_dir: str, in_domain: tuple[str, ...] = ("math
     body.append(f"<section><h2>{html.escape(title)}</h2>")
     for i in imgs:
       with open(os.path.join(out_dir, i), "rb") as f:
-        body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,'
-                    f'{base64.b64encode(f.read()).decode()}">')
+        body.append(
+          f'<img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(f.read()).decode()}">'
+        )
     body.append(markup.to_html(text) + "</section>")
   with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(md))
-  page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rsft report</title><style>" + _CSS
-          + "</style></head><body>" + "\n".join(body) + "</body></html>")
+  page = (
+    "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rsft report</title><style>"
+    + _CSS
+    + "</style></head><body>"
+    + "\n".join(body)
+    + "</body></html>"
+  )
   with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
     f.write(page)
   logging.info("report: %s", os.path.join(out_dir, "index.html"))
   return {"html": os.path.join(out_dir, "index.html"), "markdown": os.path.join(out_dir, "report.md")}
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;"
-        "line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;"
-        "margin-top:2em}img{max-width:100%}table{border-collapse:collapse;font-size:12px;margin:.6em 0}"
-        "th{background:#f3f3f3;text-align:left}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "code{background:#f5f5f5;padding:0 .2em;font-size:90%;word-break:break-word}")
+_CSS = (
+  "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;"
+  "line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;"
+  "margin-top:2em}img{max-width:100%}table{border-collapse:collapse;font-size:12px;margin:.6em 0}"
+  "th{background:#f3f3f3;text-align:left}td,th{border:1px solid #ccc;padding:2px 6px}"
+  "code{background:#f5f5f5;padding:0 .2em;font-size:90%;word-break:break-word}"
+)
 
 
 def summary(all_runs: list[runs.Run], rows: list[dict[str, Any]]) -> list[str]:
@@ -515,8 +645,10 @@ def summary(all_runs: list[runs.Run], rows: list[dict[str, Any]]) -> list[str]:
     higher, _ = r.direction(row["benchmark"])
     best = (max if higher else min)(pts, key=lambda p: p.value)
     base = f"base {d.base:.3f}" if d.has_base else f"first checkpoint {pts[0].value:.3f} (step {pts[0].step})"
-    text = (f"- **{row['benchmark']}** ({row['run']}, {row['metric']}): {base} → best {best.value:.3f} (step "
-            f"{best.step}) → last {pts[-1].value:.3f} (step {pts[-1].step}); ")
+    text = (
+      f"- **{row['benchmark']}** ({row['run']}, {row['metric']}): {base} → best {best.value:.3f} (step "
+      f"{best.step}) → last {pts[-1].value:.3f} (step {pts[-1].step}); "
+    )
     if d.dip:
       recovered = f"recovered at step {d.recovery_step}" if d.recovery_step is not None else "not recovered"
       text += f"*dip* of {d.depth:.3f} at step {d.min_step}, {recovered}"

@@ -22,8 +22,8 @@ REASONING = ("math", "code", "science", "knowledge", "countdown", "algorithmic")
 class Run:
   name: str
   workdir: str
-  metrics: list[dict[str, Any]]                 # metrics.jsonl rows
-  results: list[dict[str, Any]]                 # eval/results.jsonl rows
+  metrics: list[dict[str, Any]]  # metrics.jsonl rows
+  results: list[dict[str, Any]]  # eval/results.jsonl rows
   _generations: dict[str, dict[int, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict, repr=False)
 
   def benchmarks(self) -> list[tuple[str, str]]:
@@ -58,8 +58,14 @@ class Run:
     return (bench.higher_is_better, bench.grader != "reward") if bench else (True, True)
 
   def curve(self, benchmark: str, metric: str) -> list[Point]:
-    return sorted((Point(r["step"], r["value"], r["ci_low"], r["ci_high"]) for r in self.results
-                   if r["benchmark"] == benchmark and r["metric"] == metric), key=lambda p: p.step)
+    return sorted(
+      (
+        Point(r["step"], r["value"], r["ci_low"], r["ci_high"])
+        for r in self.results
+        if r["benchmark"] == benchmark and r["metric"] == metric
+      ),
+      key=lambda p: p.step,
+    )
 
   def generations(self, benchmark: str) -> dict[int, list[dict[str, Any]]]:
     """step -> generation rows (completion, completion_tokens, finish_reason) from the sweep's cache (read once)."""
@@ -78,6 +84,7 @@ def parameters(workdir: str) -> int | None:
   """The run's model size from WORKDIR/config.json (model.path's config.json, or model.arch); None if unknown."""
   from rsft.models import ModelConfig
   from rsft.train.metrics import param_count
+
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
@@ -103,8 +110,12 @@ def _jsonl(path: str) -> list[dict[str, Any]]:
 def load(workdir: str) -> Run:
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"{workdir}: not a run directory")
-  return Run(os.path.basename(os.path.normpath(workdir)), workdir, _jsonl(os.path.join(workdir, "metrics.jsonl")),
-             _jsonl(os.path.join(workdir, "eval", "results.jsonl")))
+  return Run(
+    os.path.basename(os.path.normpath(workdir)),
+    workdir,
+    _jsonl(os.path.join(workdir, "metrics.jsonl")),
+    _jsonl(os.path.join(workdir, "eval", "results.jsonl")),
+  )
 
 
 def group(domain: str, in_domain: tuple[str, ...]) -> str:

@@ -50,8 +50,11 @@ def _mean_by_step(r: runs.Run, benches: list[str], metric_of) -> dict[int, float
 def overfitting(all_runs: list[runs.Run], in_domain: tuple[str, ...], threshold: float) -> list[str]:
   """§3.4: over-fitting shows as a late in-domain drop (the last checkpoint below the in-domain peak by more than
   `threshold`) while response length rises again (the last length above its post-surge minimum by > 10%)."""
-  lines = ["| run | in-domain peak (step) | last (step) | drop | length min after surge (step) | last length | "
-           "over-fitting signal |", "|" + "---|" * 7]
+  lines = [
+    "| run | in-domain peak (step) | last (step) | drop | length min after surge (step) | last length | "
+    "over-fitting signal |",
+    "|" + "---|" * 7,
+  ]
   for r in all_runs:
     benches = [b for b, d in r.benchmarks() if d in in_domain and r.headline(b) and r.direction(b)[1]]
     score = _mean_by_step(r, benches, r.headline)
@@ -70,9 +73,11 @@ def overfitting(all_runs: list[runs.Run], in_domain: tuple[str, ...], threshold:
       low = length[low_step]
       rising = low_step < max(length) and length[max(length)] > 1.1 * low
     signal = drop > threshold and last > peak and rising
-    lines.append(f"| {r.name} | {100 * score[peak]:.1f} ({peak}) | {100 * score[last]:.1f} ({last}) | "
-                 f"{100 * drop:+.1f} | {'-' if low is None else f'{low:.0f} ({low_step})'} | "
-                 f"{'-' if not length else f'{length[max(length)]:.0f}'} | {'**yes**' if signal else 'no'} |")
+    lines.append(
+      f"| {r.name} | {100 * score[peak]:.1f} ({peak}) | {100 * score[last]:.1f} ({last}) | "
+      f"{100 * drop:+.1f} | {'-' if low is None else f'{low:.0f} ({low_step})'} | "
+      f"{'-' if not length else f'{length[max(length)]:.0f}'} | {'**yes**' if signal else 'no'} |"
+    )
   if len(lines) == 2:
     return ["Needs three or more evaluated steps of an in-domain benchmark."]
   return lines
@@ -98,8 +103,10 @@ def cot_vs_nocot_safety(all_runs: list[runs.Run]) -> list[str]:
     model, arm = _arm(r.workdir)
     if model and arm:
       arms.setdefault(model, {})[arm] = r
-  lines = ["| base model | benchmark | base | CoT run: last (change) | NoCoT run: last (change) |",
-           "|---|---|---|---|---|"]
+  lines = [
+    "| base model | benchmark | base | CoT run: last (change) | NoCoT run: last (change) |",
+    "|---|---|---|---|---|",
+  ]
   for model, pair in arms.items():
     if set(pair) != {"cot", "nocot"}:
       continue
@@ -112,17 +119,21 @@ def cot_vs_nocot_safety(all_runs: list[runs.Run]) -> list[str]:
         continue
       base = ends["cot"][0].value if ends["cot"][0].step == 0 else ends["nocot"][0].value
       cell = lambda pts: f"{100 * pts[-1].value:.1f} ({100 * (pts[-1].value - base):+.1f})"
-      lines.append(f"| {os.path.basename(model.rstrip('/'))} | {bench} | {100 * base:.1f} | {cell(ends['cot'])} | "
-                   f"{cell(ends['nocot'])} |")
+      lines.append(
+        f"| {os.path.basename(model.rstrip('/'))} | {bench} | {100 * base:.1f} | {cell(ends['cot'])} | "
+        f"{cell(ends['nocot'])} |"
+      )
   if len(lines) == 2:
-    return ["Needs a CoT run and a NoCoT run of the same base model (data files named *CoT* / *NoCoT*, e.g. "
-            "configs/paper.py data=math_cot and data=math_nocot) with a safety benchmark (hexphi) evaluated."]
+    return [
+      "Needs a CoT run and a NoCoT run of the same base model (data files named *CoT* / *NoCoT*, e.g. "
+      "configs/paper.py data=math_cot and data=math_nocot) with a safety benchmark (hexphi) evaluated."
+    ]
   return lines
 
 
 def sections(all_runs: list[runs.Run], in_domain: tuple[str, ...], threshold: float) -> list[tuple[str, list[str]]]:
-  return [("Last checkpoint across runs (the study's Tables 1-2)", last_checkpoint_table(all_runs)),
-          ("Over-fitting signal (the study's §3.4)", overfitting(all_runs, in_domain, threshold)),
-          ("Safety: CoT vs NoCoT on the same queries (the study's Fig. 6)", cot_vs_nocot_safety(all_runs))]
-
-
+  return [
+    ("Last checkpoint across runs (the study's Tables 1-2)", last_checkpoint_table(all_runs)),
+    ("Over-fitting signal (the study's §3.4)", overfitting(all_runs, in_domain, threshold)),
+    ("Safety: CoT vs NoCoT on the same queries (the study's Fig. 6)", cot_vs_nocot_safety(all_runs)),
+  ]

@@ -22,11 +22,16 @@ import numpy as np
 from rsft.analysis import patterns
 
 
-def score_checkpoints(models: Sequence[tuple[str, Callable[[], Any]]], prompts: Sequence[list[int]],
-                      completions: Sequence[list[int]], batch_tokens: int = 16384) -> dict[str, list[list[float]]]:
+def score_checkpoints(
+  models: Sequence[tuple[str, Callable[[], Any]]],
+  prompts: Sequence[list[int]],
+  completions: Sequence[list[int]],
+  batch_tokens: int = 16384,
+) -> dict[str, list[list[float]]]:
   """label -> per-response lists of per-token log-probs (and label + '/entropy' -> entropies). Each model is
   loaded by its callable, used, and dropped before the next."""
   from rsft.infer import scorer
+
   out = {}
   for label, load in models:
     m = load()
@@ -46,13 +51,19 @@ def align_teacher(teacher: Sequence[float] | None, n_completion: int) -> list[fl
     return None
   values = [float(v) for v in (teacher.tolist() if hasattr(teacher, "tolist") else teacher)]
   if len(values) in (n_completion - 1, n_completion):
-    return values[:n_completion - 1] + [float("nan")]
+    return values[: n_completion - 1] + [float("nan")]
   return None
 
 
-def summarize(labels: Sequence[str], table: dict[str, list[list[float]]], token_strings: list[list[str]],
-              teacher: Sequence[list[float] | None] | None = None, top: int = 10,
-              min_count: int = 3, lexicon: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+def summarize(
+  labels: Sequence[str],
+  table: dict[str, list[list[float]]],
+  token_strings: list[list[str]],
+  teacher: Sequence[list[float] | None] | None = None,
+  top: int = 10,
+  min_count: int = 3,
+  lexicon: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
   """Checkpoint curves, marker-token log-probs (tokens whose word is a marker of the patterns lexicon), the most-moved tokens (first label -> last), and, with teacher
   log-probs (rows of None or NaN are skipped), the student/teacher ratio exp(logp_s - logp_t) per checkpoint: its
   mean (the study's train/ratio/mean) and histogram (train/ratio/dist)."""
@@ -82,11 +93,17 @@ def summarize(labels: Sequence[str], table: dict[str, list[list[float]]], token_
     known = np.isfinite(t_flat)
     ratios = {label: np.exp(flat(table[label])[known] - t_flat[known]) for label in labels}
     edges = np.linspace(0.0, 2.0, 21)
-    out["teacher"] = {"rows": sum(t is not None for t in teacher), "rows_unmatched": sum(t is None for t in teacher),
-                      "tokens": int(known.sum()), "mean_logprob": float(t_flat[known].mean())}
+    out["teacher"] = {
+      "rows": sum(t is not None for t in teacher),
+      "rows_unmatched": sum(t is None for t in teacher),
+      "tokens": int(known.sum()),
+      "mean_logprob": float(t_flat[known].mean()),
+    }
     out["ratio_mean"] = [float(ratios[label].mean()) for label in labels]
-    out["ratio_hist"] = {"edges": edges.tolist(), "counts": {
-        label: np.histogram(np.clip(ratios[label], 0, 2), edges)[0].tolist() for label in labels}}
+    out["ratio_hist"] = {
+      "edges": edges.tolist(),
+      "counts": {label: np.histogram(np.clip(ratios[label], 0, 2), edges)[0].tolist() for label in labels},
+    }
   return out
 
 
@@ -106,8 +123,9 @@ def analyze(config: Any, workdir: str, load_model: Callable[[str], Any]) -> dict
   source = config.analysis.token_source or f"{config.eval.benchmarks[0]}:last"
   if source != "data":
     path, step = _generation_file(workdir, source)
-  models = [(str(s), (lambda s=s: load_model(checkpoints.step_dir(workdir, s))))
-            for s in checkpoints.list_steps(workdir)]
+  models = [
+    (str(s), (lambda s=s: load_model(checkpoints.step_dir(workdir, s)))) for s in checkpoints.list_steps(workdir)
+  ]
   if config.model.path:
     models.insert(0, ("base", lambda: load_model(config.model.path)))
   if not models:
@@ -122,8 +140,13 @@ def analyze(config: Any, workdir: str, load_model: Callable[[str], Any]) -> dict
     teacher, described = None, f"{source.partition(':')[0]}:{step}"
   token_strings = [[tokenizer.decode([t]) for t in c] for c in completions]
   table = score_checkpoints(models, prompts, completions, config.eval.score_batch_tokens)
-  summary = summarize([label for label, _ in models], table, token_strings, teacher,
-                      lexicon=patterns.parse_lexicon(config.analysis.markers))
+  summary = summarize(
+    [label for label, _ in models],
+    table,
+    token_strings,
+    teacher,
+    lexicon=patterns.parse_lexicon(config.analysis.markers),
+  )
   summary.update(source=described, responses=len(completions))
   save(os.path.join(workdir, "analysis", "tokens.json"), summary)
   return summary
@@ -145,15 +168,22 @@ def _generation_file(workdir: str, source: str) -> tuple[str, int]:
 def _generated_rows(config: Any, workdir: str, path: str, tokenizer: Any) -> tuple[list[list[int]], list[list[int]]]:
   """Prompt and completion ids of the sweep's generations, re-rendered as the sweep scored them."""
   from rsft.evals.requests import Renderer
+
   with open(path) as f:
-    rows = [json.loads(line) for line in f][:config.analysis.token_samples]
+    rows = [json.loads(line) for line in f][: config.analysis.token_samples]
   bench = os.path.basename(path).removesuffix(".jsonl")
   with open(os.path.join(workdir, "eval", "prompts", f"{bench}.jsonl")) as f:
     prompt_rows = [json.loads(line) for line in f]
   renderer = Renderer(tokenizer, config.eval.chat_template, config.data.strip_default_system)
-  pairs = [renderer.pair(dict(prompt_rows[r["index"]], completion_ids=r["token_ids"]) if "token_ids" in r else
-                         dict(prompt_rows[r["index"]], completion=r["completion"]), f"{path}:{i + 1}")
-           for i, r in enumerate(rows)]
+  pairs = [
+    renderer.pair(
+      dict(prompt_rows[r["index"]], completion_ids=r["token_ids"])
+      if "token_ids" in r
+      else dict(prompt_rows[r["index"]], completion=r["completion"]),
+      f"{path}:{i + 1}",
+    )
+    for i, r in enumerate(rows)
+  ]
   return [p for p, _ in pairs], [c for _, c in pairs]
 
 
@@ -161,6 +191,7 @@ def _training_rows(config: Any, workdir: str, tokenizer: Any):
   """The first `analysis.token_samples` training rows as (prompts, completions, teacher log-probs, description)."""
   from rsft import config as rconfig
   from rsft.data import chat, generate, readers
+
   if not config.data.train_files and config.data.generate:
     config = rconfig.with_values(config, generate.prepare(config, workdir))
   eos = chat.eos_id(tokenizer, config.data.eos_token)
@@ -176,12 +207,12 @@ def _training_rows(config: Any, workdir: str, tokenizer: Any):
       tokens, weights = chat.render(tokenizer, ex.messages, ex.response, eos, config.data.strip_default_system)
       n_prompt = int((weights == 0).sum())
       values = align_teacher(row.get("logprob"), len(tokens) - n_prompt)
-      tokens = tokens[:config.data.max_length]  # cut as the trainer cuts
+      tokens = tokens[: config.data.max_length]  # cut as the trainer cuts
       if len(tokens) <= n_prompt:
         continue  # the prompt alone fills max_length: nothing of the response is trained on
       prompts.append(tokens[:n_prompt].tolist())
       completions.append(tokens[n_prompt:].tolist())
-      teacher.append(values[:len(completions[-1])] if values is not None else None)
+      teacher.append(values[: len(completions[-1])] if values is not None else None)
   if not prompts:
     raise ValueError(f"analysis.token_source=data: no rows in {files}")
   return prompts, completions, (teacher if any(t is not None for t in teacher) else None), f"data:{files[0]}"

@@ -24,23 +24,23 @@ _PERMUTED = ("llama",)
 _LAYER = "model.layers.{i}."
 # GGUF tensor name -> HF tensor name ("{i}": the layer).
 NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-    "blk.{i}.attn_norm.weight": _LAYER + "input_layernorm.weight",
-    "blk.{i}.ffn_norm.weight": _LAYER + "post_attention_layernorm.weight",
-    "blk.{i}.attn_q.weight": _LAYER + "self_attn.q_proj.weight",
-    "blk.{i}.attn_k.weight": _LAYER + "self_attn.k_proj.weight",
-    "blk.{i}.attn_v.weight": _LAYER + "self_attn.v_proj.weight",
-    "blk.{i}.attn_output.weight": _LAYER + "self_attn.o_proj.weight",
-    "blk.{i}.attn_q.bias": _LAYER + "self_attn.q_proj.bias",
-    "blk.{i}.attn_k.bias": _LAYER + "self_attn.k_proj.bias",
-    "blk.{i}.attn_v.bias": _LAYER + "self_attn.v_proj.bias",
-    "blk.{i}.attn_q_norm.weight": _LAYER + "self_attn.q_norm.weight",
-    "blk.{i}.attn_k_norm.weight": _LAYER + "self_attn.k_norm.weight",
-    "blk.{i}.ffn_gate.weight": _LAYER + "mlp.gate_proj.weight",
-    "blk.{i}.ffn_up.weight": _LAYER + "mlp.up_proj.weight",
-    "blk.{i}.ffn_down.weight": _LAYER + "mlp.down_proj.weight",
+  "token_embd.weight": "model.embed_tokens.weight",
+  "output_norm.weight": "model.norm.weight",
+  "output.weight": "lm_head.weight",
+  "blk.{i}.attn_norm.weight": _LAYER + "input_layernorm.weight",
+  "blk.{i}.ffn_norm.weight": _LAYER + "post_attention_layernorm.weight",
+  "blk.{i}.attn_q.weight": _LAYER + "self_attn.q_proj.weight",
+  "blk.{i}.attn_k.weight": _LAYER + "self_attn.k_proj.weight",
+  "blk.{i}.attn_v.weight": _LAYER + "self_attn.v_proj.weight",
+  "blk.{i}.attn_output.weight": _LAYER + "self_attn.o_proj.weight",
+  "blk.{i}.attn_q.bias": _LAYER + "self_attn.q_proj.bias",
+  "blk.{i}.attn_k.bias": _LAYER + "self_attn.k_proj.bias",
+  "blk.{i}.attn_v.bias": _LAYER + "self_attn.v_proj.bias",
+  "blk.{i}.attn_q_norm.weight": _LAYER + "self_attn.q_norm.weight",
+  "blk.{i}.attn_k_norm.weight": _LAYER + "self_attn.k_norm.weight",
+  "blk.{i}.ffn_gate.weight": _LAYER + "mlp.gate_proj.weight",
+  "blk.{i}.ffn_up.weight": _LAYER + "mlp.up_proj.weight",
+  "blk.{i}.ffn_down.weight": _LAYER + "mlp.down_proj.weight",
 }
 IGNORED = ("rope_freqs.weight",)  # llama3 rope factors: recomputed from the config, as HF does
 
@@ -57,8 +57,9 @@ def _parsed(path: str, mtime_ns: int, size: int) -> Any:
   try:
     import gguf
   except ImportError:
-    raise ImportError(f"{path}: reading GGUF needs the `gguf` package (pip install gguf; it is in rsft's lock).") \
-        from None
+    raise ImportError(
+      f"{path}: reading GGUF needs the `gguf` package (pip install gguf; it is in rsft's lock)."
+    ) from None
   try:
     return gguf.GGUFReader(path)
   except (ValueError, OSError, IndexError) as e:  # not a GGUF file, a truncated one
@@ -88,19 +89,25 @@ def hf_config(path: str, reader: Any = None) -> dict[str, Any]:
   vocab = get("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
   model_type = ARCHITECTURES[arch]
   config = {
-      "architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                         "qwen3": "Qwen3ForCausalLM"}[model_type]],
-      "model_type": model_type, "vocab_size": int(vocab), "hidden_size": hidden,
-      "intermediate_size": int(get("feed_forward_length")), "num_hidden_layers": int(get("block_count")),
-      "num_attention_heads": heads, "num_key_value_heads": int(get("attention.head_count_kv", heads)),
-      "head_dim": int(get("attention.key_length", hidden // heads)),
-      "rope_theta": _short(get("rope.freq_base", 10000.0)),
-      "rms_norm_eps": _short(get("attention.layer_norm_rms_epsilon", 1e-6)),
-      "max_position_embeddings": int(get("context_length", 2048)),
-      "tie_word_embeddings": "output.weight" not in names, "hidden_act": "silu",
-      "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
-      "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
-      "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id"),
+    "architectures": [
+      {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[model_type]
+    ],
+    "model_type": model_type,
+    "vocab_size": int(vocab),
+    "hidden_size": hidden,
+    "intermediate_size": int(get("feed_forward_length")),
+    "num_hidden_layers": int(get("block_count")),
+    "num_attention_heads": heads,
+    "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+    "head_dim": int(get("attention.key_length", hidden // heads)),
+    "rope_theta": _short(get("rope.freq_base", 10000.0)),
+    "rms_norm_eps": _short(get("attention.layer_norm_rms_epsilon", 1e-6)),
+    "max_position_embeddings": int(get("context_length", 2048)),
+    "tie_word_embeddings": "output.weight" not in names,
+    "hidden_act": "silu",
+    "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
+    "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
+    "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id"),
   }
   if model_type == "llama":
     config.update(attention_bias="blk.0.attn_q.bias" in names, mlp_bias=False)
@@ -114,10 +121,11 @@ def hf_config(path: str, reader: Any = None) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class Tensor:
   """One GGUF tensor under its HF name: what hf_to_rsft's plan checks (file, shape) and `read` dequantizes."""
+
   file: str
   key: str
   shape: tuple[int, ...]
-  start: int         # its byte offset in the file (read order)
+  start: int  # its byte offset in the file (read order)
   gguf_name: str
   qtype: Any
   unpermute_heads: int | None  # the head count of a permuted Llama q/k weight, else None
@@ -140,6 +148,7 @@ def _hf_name(name: str) -> str | None:
 def tensors(path: str, reader: Any = None) -> dict[str, Tensor]:
   """HF key -> Tensor for every tensor of the file; a name or quantization rsft cannot read is an error naming it."""
   import gguf
+
   reader = reader or _reader(path)
   config = hf_config(path, reader)
   permuted = config["model_type"] in _PERMUTED
@@ -153,8 +162,10 @@ def tensors(path: str, reader: Any = None) -> dict[str, Tensor]:
       continue
     qtype = gguf.GGMLQuantizationType(t.tensor_type)
     if qtype.name not in _DEQUANTIZABLE:
-      problems.append(f"tensor {t.name!r} is stored as {qtype.name}, which rsft cannot dequantize "
-                      f"(supported: {', '.join(sorted(_DEQUANTIZABLE))})")
+      problems.append(
+        f"tensor {t.name!r} is stored as {qtype.name}, which rsft cannot dequantize "
+        f"(supported: {', '.join(sorted(_DEQUANTIZABLE))})"
+      )
       continue
     heads = None
     if permuted and t.name.endswith(("attn_q.weight", "attn_k.weight")):
@@ -166,14 +177,39 @@ def tensors(path: str, reader: Any = None) -> dict[str, Tensor]:
   return out
 
 
-_DEQUANTIZABLE = ("F32", "F16", "BF16", "F64", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-                  "Q6_K", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS",
-                  "TQ1_0", "TQ2_0")
+_DEQUANTIZABLE = (
+  "F32",
+  "F16",
+  "BF16",
+  "F64",
+  "Q4_0",
+  "Q4_1",
+  "Q5_0",
+  "Q5_1",
+  "Q8_0",
+  "Q2_K",
+  "Q3_K",
+  "Q4_K",
+  "Q5_K",
+  "Q6_K",
+  "IQ2_XXS",
+  "IQ2_XS",
+  "IQ2_S",
+  "IQ3_XXS",
+  "IQ3_S",
+  "IQ1_S",
+  "IQ1_M",
+  "IQ4_NL",
+  "IQ4_XS",
+  "TQ1_0",
+  "TQ2_0",
+)
 
 
 def reader_for(path: str) -> Callable[[Tensor], np.ndarray]:
   """A function that dequantizes one tensor to float32 in HF layout (the file is opened once, memory-mapped)."""
   from gguf import quants
+
   reader = _reader(path)
   by_name = {t.name: t for t in reader.tensors}
 
@@ -188,8 +224,10 @@ def reader_for(path: str) -> Callable[[Tensor], np.ndarray]:
 def load_tokenizer(path: str) -> Any:
   """The HF tokenizer transformers builds from the GGUF's vocabulary, merges and chat template."""
   import transformers
-  return transformers.AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)),
-                                                    gguf_file=os.path.basename(path))
+
+  return transformers.AutoTokenizer.from_pretrained(
+    os.path.dirname(os.path.abspath(path)), gguf_file=os.path.basename(path)
+  )
 
 
 def generation_config(config: dict[str, Any]) -> dict[str, Any]:

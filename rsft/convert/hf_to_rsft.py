@@ -52,8 +52,10 @@ def checkpoint_files(path: str) -> list[str]:
   found = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
   if found:
     raise FileNotFoundError(f"{path}: has {found} but neither model.safetensors nor model.safetensors.index.json.")
-  raise FileNotFoundError(f"{path}: no *.safetensors weights (PyTorch .bin checkpoints are not supported; "
-                          "convert them with transformers' save_pretrained(safe_serialization=True)).")
+  raise FileNotFoundError(
+    f"{path}: no *.safetensors weights (PyTorch .bin checkpoints are not supported; "
+    "convert them with transformers' save_pretrained(safe_serialization=True))."
+  )
 
 
 def is_gguf(path: str) -> bool:
@@ -65,6 +67,7 @@ def tensor_source(path: str) -> tuple[dict[str, Any], Callable[[Any], np.ndarray
   dir's safetensors or a GGUF file (dequantized to float32 under HF names, rsft/convert/gguf.py)."""
   if is_gguf(path):
     from rsft.convert import gguf
+
     return gguf.tensors(path), gguf.reader_for(path)
   headers: dict[str, TensorInfo] = {}
   for file in checkpoint_files(path):
@@ -80,8 +83,9 @@ def _read_safetensors(info: TensorInfo) -> np.ndarray:
     os.close(fd)
 
 
-def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], headers: dict[str, Any] | None = None
-         ) -> dict[str, tuple[Any, mappings.Row, int | None]]:
+def plan(
+  path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], headers: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, mappings.Row, int | None]]:
   """HF key -> (where it is, which row, layer index), after validating every key and shape."""
   headers = dict(headers if headers is not None else tensor_source(path)[0])
   out, problems = {}, []
@@ -99,12 +103,14 @@ def plan(path: str, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], header
     if key == mappings.lm_head_key(cfg.model_type) and cfg.tie_word_embeddings:
       logging.warning("%s: ignoring %s, the model ties it to the embedding.", info.file, key)
       continue
-    problems.append(f"{info.file}: unexpected tensor {key!r} (shape {info.shape}) for a {cfg.model_type} "
-                    f"{cfg.head} model")
+    problems.append(
+      f"{info.file}: unexpected tensor {key!r} (shape {info.shape}) for a {cfg.model_type} {cfg.head} model"
+    )
   if problems:
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    raise ValueError(f"{path}: checkpoint does not match the {cfg.model_type} mapping:\n  "
-                     + "\n  ".join(problems[:20]) + more)
+    raise ValueError(
+      f"{path}: checkpoint does not match the {cfg.model_type} mapping:\n  " + "\n  ".join(problems[:20]) + more
+    )
   return out
 
 
@@ -115,8 +121,11 @@ def _zeros_fn(shape, dtype, sharding):
 
 @functools.cache
 def _set_layer_fn(sharding):
-  return jax.jit(lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), i, 0),
-                 out_shardings=sharding, donate_argnums=0)
+  return jax.jit(
+    lambda buf, x, i: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), i, 0),
+    out_shardings=sharding,
+    donate_argnums=0,
+  )
 
 
 def _place(host: Any, sharding: jax.sharding.Sharding) -> jax.Array:
@@ -153,8 +162,13 @@ def load_params(path: str, cfg: ModelConfig, abstract_state: nnx.State, rules: R
         values[name] = _zeros_fn(tuple(var.shape), var.dtype, sharding)()
       values[name] = _set_layer_fn(sharding)(values[name], _place(one, _layer_sharding(sharding)), layer)
     del host
-  logging.info("loaded %s (%d file(s), %.2f GB, %.1f GB/s)", path, len(files), nbytes / 1e9,
-               nbytes / 1e9 / max(time.time() - start, 1e-9))
+  logging.info(
+    "loaded %s (%d file(s), %.2f GB, %.1f GB/s)",
+    path,
+    len(files),
+    nbytes / 1e9,
+    nbytes / 1e9 / max(time.time() - start, 1e-9),
+  )
   pure: dict[str, Any] = {}
   for name, value in values.items():
     node = pure

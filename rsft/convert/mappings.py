@@ -43,50 +43,56 @@ class Row:
 
 _L = "model.layers.{i}."
 COMMON = (
-    Row("model.embed_tokens.weight", "embed_tokens.embedding", "copy"),
-    Row("model.norm.weight", "norm.scale", "copy"),
-    Row("lm_head.weight", "lm_head", "linear", when="has_lm_head"),
-    Row("score.weight", "score", "linear", when="has_score"),
-    Row(_L + "input_layernorm.weight", "layers.input_layernorm.scale", "copy"),
-    Row(_L + "post_attention_layernorm.weight", "layers.post_attention_layernorm.scale", "copy"),
-    Row(_L + "self_attn.q_proj.weight", "layers.self_attn.q_proj.kernel", "heads_in"),
-    Row(_L + "self_attn.k_proj.weight", "layers.self_attn.k_proj.kernel", "heads_in"),
-    Row(_L + "self_attn.v_proj.weight", "layers.self_attn.v_proj.kernel", "heads_in"),
-    Row(_L + "self_attn.o_proj.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
-    Row(_L + "mlp.gate_proj.weight", "layers.mlp.gate_proj.kernel", "linear"),
-    Row(_L + "mlp.up_proj.weight", "layers.mlp.up_proj.kernel", "linear"),
-    Row(_L + "mlp.down_proj.weight", "layers.mlp.down_proj.kernel", "linear"),
+  Row("model.embed_tokens.weight", "embed_tokens.embedding", "copy"),
+  Row("model.norm.weight", "norm.scale", "copy"),
+  Row("lm_head.weight", "lm_head", "linear", when="has_lm_head"),
+  Row("score.weight", "score", "linear", when="has_score"),
+  Row(_L + "input_layernorm.weight", "layers.input_layernorm.scale", "copy"),
+  Row(_L + "post_attention_layernorm.weight", "layers.post_attention_layernorm.scale", "copy"),
+  Row(_L + "self_attn.q_proj.weight", "layers.self_attn.q_proj.kernel", "heads_in"),
+  Row(_L + "self_attn.k_proj.weight", "layers.self_attn.k_proj.kernel", "heads_in"),
+  Row(_L + "self_attn.v_proj.weight", "layers.self_attn.v_proj.kernel", "heads_in"),
+  Row(_L + "self_attn.o_proj.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
+  Row(_L + "mlp.gate_proj.weight", "layers.mlp.gate_proj.kernel", "linear"),
+  Row(_L + "mlp.up_proj.weight", "layers.mlp.up_proj.kernel", "linear"),
+  Row(_L + "mlp.down_proj.weight", "layers.mlp.down_proj.kernel", "linear"),
 )
-QKV_BIAS = tuple(Row(_L + f"self_attn.{p}_proj.bias", f"layers.self_attn.{p}_proj.bias", "flatten", when="qkv_bias")
-                 for p in "qkv")
+QKV_BIAS = tuple(
+  Row(_L + f"self_attn.{p}_proj.bias", f"layers.self_attn.{p}_proj.bias", "flatten", when="qkv_bias") for p in "qkv"
+)
 O_BIAS = (Row(_L + "self_attn.o_proj.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),)
-QK_NORM = tuple(Row(_L + f"self_attn.{p}_norm.weight", f"layers.self_attn.{p}_norm.scale", "copy", when="qk_norm")
-                for p in "qk")
+QK_NORM = tuple(
+  Row(_L + f"self_attn.{p}_norm.weight", f"layers.self_attn.{p}_norm.scale", "copy", when="qk_norm") for p in "qk"
+)
 
 _QKV = tuple(f"layers.self_attn.{p}_proj.kernel" for p in "qkv")
 _I = "model.layers.{i}."
 INTERNLM2 = (
-    Row("model.tok_embeddings.weight", "embed_tokens.embedding", "copy"),
-    Row("model.norm.weight", "norm.scale", "copy"),
-    Row("output.weight", "lm_head", "linear", when="has_lm_head"),
-    Row(_I + "attention_norm.weight", "layers.input_layernorm.scale", "copy"),
-    Row(_I + "ffn_norm.weight", "layers.post_attention_layernorm.scale", "copy"),
-    Row(_I + "attention.wqkv.weight", _QKV, "qkv_grouped"),
-    Row(_I + "attention.wqkv.bias", tuple(f"layers.self_attn.{p}_proj.bias" for p in "qkv"), "qkv_grouped_bias",
-        when="qkv_bias"),
-    Row(_I + "attention.wo.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
-    Row(_I + "attention.wo.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),
-    Row(_I + "feed_forward.w1.weight", "layers.mlp.gate_proj.kernel", "linear"),
-    Row(_I + "feed_forward.w3.weight", "layers.mlp.up_proj.kernel", "linear"),
-    Row(_I + "feed_forward.w2.weight", "layers.mlp.down_proj.kernel", "linear"),
+  Row("model.tok_embeddings.weight", "embed_tokens.embedding", "copy"),
+  Row("model.norm.weight", "norm.scale", "copy"),
+  Row("output.weight", "lm_head", "linear", when="has_lm_head"),
+  Row(_I + "attention_norm.weight", "layers.input_layernorm.scale", "copy"),
+  Row(_I + "ffn_norm.weight", "layers.post_attention_layernorm.scale", "copy"),
+  Row(_I + "attention.wqkv.weight", _QKV, "qkv_grouped"),
+  Row(
+    _I + "attention.wqkv.bias",
+    tuple(f"layers.self_attn.{p}_proj.bias" for p in "qkv"),
+    "qkv_grouped_bias",
+    when="qkv_bias",
+  ),
+  Row(_I + "attention.wo.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
+  Row(_I + "attention.wo.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),
+  Row(_I + "feed_forward.w1.weight", "layers.mlp.gate_proj.kernel", "linear"),
+  Row(_I + "feed_forward.w3.weight", "layers.mlp.up_proj.kernel", "linear"),
+  Row(_I + "feed_forward.w2.weight", "layers.mlp.down_proj.kernel", "linear"),
 )
 
 TABLES = {
-    "qwen2": COMMON + QKV_BIAS,  # q/k/v bias always, no o_proj bias
-    "qwen3": COMMON + QK_NORM + QKV_BIAS + O_BIAS,  # biases only with attention_bias=true
-    "llama": COMMON + QKV_BIAS + O_BIAS,
-    "mistral": COMMON,  # Llama's layout without biases; the sliding window is a ModelConfig field
-    "internlm2": INTERNLM2,
+  "qwen2": COMMON + QKV_BIAS,  # q/k/v bias always, no o_proj bias
+  "qwen3": COMMON + QK_NORM + QKV_BIAS + O_BIAS,  # biases only with attention_bias=true
+  "llama": COMMON + QKV_BIAS + O_BIAS,
+  "mistral": COMMON,  # Llama's layout without biases; the sliding window is a ModelConfig field
+  "internlm2": INTERNLM2,
 }
 FUSED = ("qkv_grouped", "qkv_grouped_bias")
 
@@ -107,14 +113,17 @@ def hf_keys(row: Row, num_layers: int) -> list[str]:
   return [row.hf.format(i=i) for i in range(num_layers)] if row.per_layer else [row.hf]
 
 
-def hf_tensors(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, ...], Row, int | None]]:
+def hf_tensors(
+  cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]
+) -> list[tuple[str, tuple[int, ...], Row, int | None]]:
   """Every tensor of the family's HF checkpoint as (key, shape, row, layer or None), from the rsft parameter
   shapes (stacked [L, ...] for per-layer rows): what loading expects and export and synthetic checkpoints write."""
   out = []
   for row in rows_for(cfg):
     want = hf_shape(row.transform, *(shapes[n][1:] if row.per_layer else shapes[n] for n in row.targets))
-    out += [(key, want, row, layer if row.per_layer else None)
-            for layer, key in enumerate(hf_keys(row, cfg.num_layers))]
+    out += [
+      (key, want, row, layer if row.per_layer else None) for layer, key in enumerate(hf_keys(row, cfg.num_layers))
+    ]
   return out
 
 
@@ -150,7 +159,7 @@ def _transpose(x: np.ndarray, tile: int = 256) -> np.ndarray:
   out = np.empty(bits.shape[::-1], bits.dtype)
   for i in range(0, bits.shape[0], tile):
     for j in range(0, bits.shape[1], tile):
-      out[j:j + tile, i:i + tile] = bits[i:i + tile, j:j + tile].T
+      out[j : j + tile, i : i + tile] = bits[i : i + tile, j : j + tile].T
   return out.view(x.dtype)
 
 

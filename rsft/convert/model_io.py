@@ -31,6 +31,7 @@ def load_tokenizer(path: str | None) -> Any:
   if not path or not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
     return None
   import transformers  # local: heavy import, only when a tokenizer is present.
+
   remote = False
   if os.path.exists(os.path.join(path, "config.json")):
     with open(os.path.join(path, "config.json")) as f:
@@ -48,8 +49,9 @@ def default_stop_ids(path: str | None, tokenizer: Any) -> list[int]:
       return [eos] if isinstance(eos, int) else list(eos)
   if tokenizer is None:
     return []
-  ids = {tokenizer.eos_token_id} | {tokenizer.convert_tokens_to_ids(t) for t in _QWEN_STOPS
-                                    if t in tokenizer.get_vocab()}
+  ids = {tokenizer.eos_token_id} | {
+    tokenizer.convert_tokens_to_ids(t) for t in _QWEN_STOPS if t in tokenizer.get_vocab()
+  }
   return sorted(i for i in ids if i is not None)
 
 
@@ -80,8 +82,14 @@ def checkpoint_problem(path: str, need_tokenizer: bool = False) -> str | None:
   return None
 
 
-def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, remat_policy: str = "none",
-               param_dtype: Any = None, attention: str = "auto") -> Model:
+def load_model(
+  path: str,
+  dtype: Any = "float32",
+  mesh: Mesh | None = None,
+  remat_policy: str = "none",
+  param_dtype: Any = None,
+  attention: str = "auto",
+) -> Model:
   """Loads a Hugging Face checkpoint dir (see rsft.models.config for the families), an rsft step dir, or a GGUF
   file (Llama / Qwen2 / Qwen3, dequantized on load: rsft/convert/gguf.py).
 
@@ -102,28 +110,42 @@ def load_model(path: str, dtype: Any = "float32", mesh: Mesh | None = None, rema
   return Model(cfg, params, graphdef, tokenizer, mesh, raw, path, default_stop_ids(path, tokenizer))
 
 
-def _load_gguf(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
-               attention: str) -> Model:
+def _load_gguf(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any, attention: str) -> Model:
   raw = gguf.hf_config(path)
   cfg = ModelConfig.from_hf_dict(raw, source=path)
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
   params = load_params(path, cfg, state, sharding.Rules(mesh))
   tokenizer = gguf.load_tokenizer(path)
   stops = gguf.generation_config(raw).get("eos_token_id")
-  return Model(cfg, params, graphdef, tokenizer, mesh, raw, path,
-               [stops] if isinstance(stops, int) else list(stops or default_stop_ids(None, tokenizer)))
+  return Model(
+    cfg,
+    params,
+    graphdef,
+    tokenizer,
+    mesh,
+    raw,
+    path,
+    [stops] if isinstance(stops, int) else list(stops or default_stop_ids(None, tokenizer)),
+  )
 
 
-def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any,
-               attention: str) -> Model:
+def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any, attention: str) -> Model:
   """A training checkpoint step dir: params only, into this mesh's shardings."""
   meta = step_dir.read_meta(path)
   cfg = ModelConfig.from_arch(meta["model_config"])
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
   params = step_dir.restore_params(path, sharding.abstract_arrays(state, sharding.Rules(mesh)))
   tokenizer = load_tokenizer(meta.get("tokenizer"))
-  return Model(cfg, params, graphdef, tokenizer, mesh, meta.get("hf_config"), meta.get("tokenizer"),
-               default_stop_ids(None, tokenizer))
+  return Model(
+    cfg,
+    params,
+    graphdef,
+    tokenizer,
+    mesh,
+    meta.get("hf_config"),
+    meta.get("tokenizer"),
+    default_stop_ids(None, tokenizer),
+  )
 
 
 def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:

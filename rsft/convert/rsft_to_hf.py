@@ -24,13 +24,29 @@ from rsft.models.config import ModelConfig
 from rsft.sharding import flatten_state
 
 # Files copied verbatim from the source checkpoint when present.
-SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
-              "added_tokens.json", "chat_template.jinja", "generation_config.json", "tokenizer.model")
+SIDE_FILES = (
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "vocab.json",
+  "merges.txt",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "chat_template.jinja",
+  "generation_config.json",
+  "tokenizer.model",
+)
 MAX_SHARD_BYTES = 5 * 2**30
 
 
-def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[str, Any] | None = None,
-           source_dir: str | None = None, dtype: str | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> str:
+def export(
+  cfg: ModelConfig,
+  params: nnx.State,
+  out_dir: str,
+  hf_config: dict[str, Any] | None = None,
+  source_dir: str | None = None,
+  dtype: str | None = None,
+  max_shard_bytes: int = MAX_SHARD_BYTES,
+) -> str:
   """Writes `out_dir`; `dtype` defaults to the dtype of the checkpoint the model came from."""
   dtype = dtype or cfg.checkpoint_dtype
   np_dtype = np.dtype(jax.numpy.dtype(dtype))
@@ -57,14 +73,19 @@ def export(cfg: ModelConfig, params: nnx.State, out_dir: str, hf_config: dict[st
       size = 0
     shards[-1].append((key, shape, np_dtype))
     size += nbytes
-  names = (["model.safetensors"] if len(shards) == 1 else
-           [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+  names = (
+    ["model.safetensors"]
+    if len(shards) == 1
+    else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+  )
   for name, specs in zip(names, shards):
     write_file(os.path.join(out_dir, name), specs, produce)
   if len(shards) > 1:
     total = sum(int(np.prod(s)) * np_dtype.itemsize for _, s, _, _ in entries)
-    index = {"metadata": {"total_size": total},
-             "weight_map": {k: n for n, specs in zip(names, shards) for k, _, _ in specs}}
+    index = {
+      "metadata": {"total_size": total},
+      "weight_map": {k: n for n, specs in zip(names, shards) for k, _, _ in specs},
+    }
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
       json.dump(index, f, indent=2)
 

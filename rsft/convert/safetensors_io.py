@@ -19,9 +19,16 @@ import ml_dtypes
 import numpy as np
 
 DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_),
+  "F64": np.dtype(np.float64),
+  "F32": np.dtype(np.float32),
+  "F16": np.dtype(np.float16),
+  "BF16": np.dtype(ml_dtypes.bfloat16),
+  "I64": np.dtype(np.int64),
+  "I32": np.dtype(np.int32),
+  "I16": np.dtype(np.int16),
+  "I8": np.dtype(np.int8),
+  "U8": np.dtype(np.uint8),
+  "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
 
@@ -50,8 +57,10 @@ def read_header(path: str) -> dict[str, TensorInfo]:
     (n,) = struct.unpack("<Q", raw)
     size = os.fstat(f.fileno()).st_size
     if n > min(size - 8, MAX_HEADER_BYTES):
-      raise ValueError(f"{path}: corrupt safetensors header (it claims {n} bytes; the file has {size}, and a header "
-                       f"is at most {MAX_HEADER_BYTES}).")
+      raise ValueError(
+        f"{path}: corrupt safetensors header (it claims {n} bytes; the file has {size}, and a header "
+        f"is at most {MAX_HEADER_BYTES})."
+      )
     try:
       header = json.loads(f.read(n))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -81,8 +90,12 @@ def read_tensor(fd: int, info: TensorInfo) -> np.ndarray:
   return np.frombuffer(buf, dtype=info.dtype).reshape(info.shape)
 
 
-def write_file(path: str, specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
-               produce: Callable[[str], np.ndarray], metadata: dict[str, str] | None = None) -> None:
+def write_file(
+  path: str,
+  specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
+  produce: Callable[[str], np.ndarray],
+  metadata: dict[str, str] | None = None,
+) -> None:
   """Writes `specs` (name, shape, dtype) to `path`, calling `produce(name)` for one tensor at a time."""
   specs = list(specs)
   header: dict = {"__metadata__": metadata or {"format": "pt"}}

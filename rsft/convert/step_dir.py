@@ -18,11 +18,13 @@ def finished_steps(directory: str) -> list[int]:
   """Steps saved in a checkpoints directory (local or gs://) that orbax has committed: its in-progress tmp dirs are
   not numbers, and on an object store a step dir counts once its commit marker is written (never half-written)."""
   from etils import epath
+
   root = epath.Path(directory)
   if not root.exists():
     return []
-  return sorted(int(p.name) for p in root.iterdir()
-                if p.name.isdigit() and (p / PARAMS).exists() and ocp.step.is_path_finalized(p))
+  return sorted(
+    int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / PARAMS).exists() and ocp.step.is_path_finalized(p)
+  )
 
 
 def is_step_dir(path: str) -> bool:
@@ -33,12 +35,15 @@ def _reader(step_dir: str) -> tuple[ocp.CheckpointManager, int]:
   directory = os.path.dirname(os.path.abspath(step_dir))
   params, meta = os.path.join(step_dir, PARAMS), os.path.join(step_dir, META)
   if not (os.path.isdir(params) and os.listdir(params) and os.path.isdir(meta)):
-    raise ValueError(f"{step_dir}: an rsft checkpoint step whose {PARAMS}/ is empty or {META}/ missing (a save that "
-                     "was interrupted?); load another step.")
+    raise ValueError(
+      f"{step_dir}: an rsft checkpoint step whose {PARAMS}/ is empty or {META}/ missing (a save that "
+      "was interrupted?); load another step."
+    )
   options = ocp.CheckpointManagerOptions(read_only=True, create=False, enable_async_checkpointing=False)
   handlers = {PARAMS: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers), \
-      int(os.path.basename(os.path.normpath(step_dir)))
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers), int(
+    os.path.basename(os.path.normpath(step_dir))
+  )
 
 
 def _restore(step_dir: str, item: str, args: Any) -> Any:

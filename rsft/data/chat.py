@@ -32,8 +32,9 @@ def eos_id(tokenizer: Any, eos_token: str | None) -> int:
   return int(ids)
 
 
-def render(tokenizer: Any, messages: list[dict[str, str]], response: str, eos: int,
-           strip_default_system: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def render(
+  tokenizer: Any, messages: list[dict[str, str]], response: str, eos: int, strip_default_system: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
   """(tokens int32 [n], weights uint8 [n]) for one example."""
   prompt_ids = tokenizer(prompt_text(tokenizer, messages, strip_default_system), add_special_tokens=False)["input_ids"]
   response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos]

@@ -31,11 +31,15 @@ def prepare(config: Any, workdir: str) -> dict[str, str]:
   if level not in (None, "", "none"):
     if level not in countdown.LEVELS:
       raise ValueError(f"data.generate={level!r}; known: {', '.join(countdown.LEVELS)}")
-    files["data.train_files"] = (os.path.join(workdir, "data", f"{level}.jsonl"),
-                                 lambda: countdown.rows(config.data.seed, config.data.generate_rows, level))
+    files["data.train_files"] = (
+      os.path.join(workdir, "data", f"{level}.jsonl"),
+      lambda: countdown.rows(config.data.seed, config.data.generate_rows, level),
+    )
   if tasks:
-    files["pretrain.train_files"] = (os.path.join(workdir, "data", BASE_FILE),
-                                     lambda: short_answer.rows(config.data.seed, config.pretrain.rows, tasks))
+    files["pretrain.train_files"] = (
+      os.path.join(workdir, "data", BASE_FILE),
+      lambda: short_answer.rows(config.data.seed, config.pretrain.rows, tasks),
+    )
   values = {key: path for key, (path, _) in files.items()}
   tok_dir = None
   if not config.model.tokenizer and not config.model.path:
@@ -45,8 +49,9 @@ def prepare(config: Any, workdir: str) -> dict[str, str]:
       _write_rows(path, make)
     if tok_dir and not os.path.exists(os.path.join(tok_dir, "tokenizer.json")):
       rows = [row for path, _ in files.values() for row in _read_rows(path)]
-      tiny_tokenizer.train((r["message"][0]["content"] + r["response"] for r in rows),
-                           config.model.arch.vocab_size, tok_dir)
+      tiny_tokenizer.train(
+        (r["message"][0]["content"] + r["response"] for r in rows), config.model.arch.vocab_size, tok_dir
+      )
   distributed.sync("rsft.data.generate")
   return values
 

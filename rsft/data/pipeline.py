@@ -31,7 +31,7 @@ from rsft.data import chat, readers
 
 @dataclasses.dataclass
 class TokenizedData:
-  tokens: np.ndarray   # int32, all examples concatenated
+  tokens: np.ndarray  # int32, all examples concatenated
   weights: np.ndarray  # uint8 loss weights, aligned with tokens
   offsets: np.ndarray  # int64 [n + 1]
   stats: dict[str, Any]
@@ -57,14 +57,14 @@ def _fingerprint(data_cfg: Any, tokenizer: Any, files: list[str]) -> str:
   return h.hexdigest()[:16]
 
 
-def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process_index: int = 0,
-            process_count: int = 1) -> TokenizedData:
+def prepare(
+  data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process_index: int = 0, process_count: int = 1
+) -> TokenizedData:
   """Reads, renders and length-filters this process's share of the training set (rows i with
   i % process_count == process_index, after data.limit_rows); cached under cache_dir by content fingerprint."""
   files = readers.resolve_files(data_cfg.train_files)
   share = "" if process_count == 1 else f"-{process_index}of{process_count}"
-  cache = (os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}{share}.npz") if cache_dir
-           else None)
+  cache = os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}{share}.npz") if cache_dir else None
   if cache and os.path.exists(cache):
     with np.load(cache, allow_pickle=False) as z:
       return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])))
@@ -82,7 +82,7 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process
       if data_cfg.truncation == "drop":
         dropped += 1
         continue
-      t, w = t[:data_cfg.max_length], w[:data_cfg.max_length]  # "right", as the study (cuts the EOS too)
+      t, w = t[: data_cfg.max_length], w[: data_cfg.max_length]  # "right", as the study (cuts the EOS too)
       truncated += 1
     tokens.append(t)
     weights.append(w)
@@ -90,11 +90,12 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process
   share_note = f" in process {process_index}'s share ({process_count} processes)" if process_count > 1 else ""
   problem = None
   if not tokens:
-    problem = (f"{files}: no usable training examples{share_note} ({read_stats.skipped} malformed, {dropped} too "
-               "long).")
+    problem = f"{files}: no usable training examples{share_note} ({read_stats.skipped} malformed, {dropped} too long)."
   elif not sum(int(w.sum()) for w in weights):
-    problem = (f"{files}: no response token survives data.max_length={data_cfg.max_length}{share_note} (every "
-               "prompt fills it, so the loss would see nothing); raise data.max_length or use data.truncation=drop.")
+    problem = (
+      f"{files}: no response token survives data.max_length={data_cfg.max_length}{share_note} (every "
+      "prompt fills it, so the loss would see nothing); raise data.max_length or use data.truncation=drop."
+    )
   if problem and process_count == 1:
     raise ValueError(problem)
   if problem:  # the caller raises on every process together (check_shares), so no process waits alone
@@ -102,16 +103,28 @@ def prepare(data_cfg: Any, tokenizer: Any, cache_dir: str | None = None, process
     return TokenizedData(np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(1, np.int64), {"problem": problem})
   lengths = np.asarray(lengths)
   data = TokenizedData(
-      np.concatenate(tokens), np.concatenate(weights), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-      dict(rows=read_stats.rows, skipped_malformed=read_stats.skipped, truncated=truncated, dropped_too_long=dropped,
-           examples=len(tokens), tokens=int(lengths.sum()), supervised_fraction=float(np.mean(np.concatenate(weights))),
-           length_p50=int(np.percentile(lengths, 50)), length_p99=int(np.percentile(lengths, 99)),
-           length_max=int(lengths.max())))
+    np.concatenate(tokens),
+    np.concatenate(weights),
+    np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+    dict(
+      rows=read_stats.rows,
+      skipped_malformed=read_stats.skipped,
+      truncated=truncated,
+      dropped_too_long=dropped,
+      examples=len(tokens),
+      tokens=int(lengths.sum()),
+      supervised_fraction=float(np.mean(np.concatenate(weights))),
+      length_p50=int(np.percentile(lengths, 50)),
+      length_p99=int(np.percentile(lengths, 99)),
+      length_max=int(lengths.max()),
+    ),
+  )
   logging.info("training data: %s", data.stats)
   if cache:
     os.makedirs(cache_dir, exist_ok=True)
-    np.savez(cache + ".tmp.npz", tokens=data.tokens, weights=data.weights, offsets=data.offsets,
-             stats=json.dumps(data.stats))
+    np.savez(
+      cache + ".tmp.npz", tokens=data.tokens, weights=data.weights, offsets=data.offsets, stats=json.dumps(data.stats)
+    )
     os.replace(cache + ".tmp.npz", cache)
   return data
 
@@ -141,12 +154,25 @@ def _pad(example: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
 
 
 def _from_packed(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  return {"inputs": example["inputs"], "targets": example["targets"], "weights": example["weights"],
-          "segment_ids": example["inputs_segment_ids"], "positions": example["inputs_positions"]}
+  return {
+    "inputs": example["inputs"],
+    "targets": example["targets"],
+    "weights": example["weights"],
+    "segment_ids": example["inputs_segment_ids"],
+    "positions": example["inputs_positions"],
+  }
 
 
-def make_dataset(data: TokenizedData, *, seq_len: int, per_host_batch: int, packing: bool, shuffle: bool,
-                 seed: int, num_epochs: int | None) -> grain.IterDataset:
+def make_dataset(
+  data: TokenizedData,
+  *,
+  seq_len: int,
+  per_host_batch: int,
+  packing: bool,
+  shuffle: bool,
+  seed: int,
+  num_epochs: int | None,
+) -> grain.IterDataset:
   """This process's batches of {inputs, targets, weights, segment_ids, positions}, each [per_host_batch, seq_len],
   from its share of the data (prepare)."""
   ds = grain.MapDataset.source(ShiftedSource(data))

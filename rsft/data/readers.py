@@ -78,6 +78,7 @@ def raw_rows(path: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
   fmt = "jsonl" if fmt == "json" else fmt
   if fmt == "csv":
     import csv
+
     with open(path, newline="", encoding="utf-8-sig") as f:
       yield from enumerate(csv.DictReader(f))
   elif fmt == "jsonl":
@@ -96,6 +97,7 @@ def raw_rows(path: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
           yield i, ValueError(f"{path}: row {i}: invalid JSON ({e.msg})")
   elif fmt == "parquet":
     import pyarrow.parquet as pq
+
     for i, row in enumerate(pq.read_table(path).to_pylist()):
       yield i, row
   else:
@@ -105,6 +107,7 @@ def raw_rows(path: str, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
 def _hf_rows(name: str) -> Iterator[tuple[int, Any]]:
   """'hf:owner/name[:split]' through `datasets`, offline from its local cache (no network at run time)."""
   import datasets
+
   spec = name[3:]
   repo, _, split = spec.partition(":")
   yield from enumerate(datasets.load_dataset(repo, split=split or "train"))

@@ -27,7 +27,9 @@ def select(spec: Any, steps: list[int]) -> list[int]:
     elif part.isdigit():
       wanted.append(int(part))
     else:
-      raise ValueError(f"eval.checkpoints={spec!r}: {part!r} is not a step; expected all, last or steps like 5,10,last.")
+      raise ValueError(
+        f"eval.checkpoints={spec!r}: {part!r} is not a step; expected all, last or steps like 5,10,last."
+      )
   missing = sorted(set(wanted) - set(steps))
   if missing:
     raise ValueError(f"eval.checkpoints asks for steps {missing}, which are not saved; saved steps: {steps}.")

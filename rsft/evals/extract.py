@@ -41,7 +41,7 @@ def _remove_closed_blocks(text: str, close: str) -> str:
 def _after_last(text: str, close: str) -> str:
   """re.sub(r"^.*CLOSE", "", text, flags=re.S): everything through the last CLOSE goes."""
   at = text.rfind(close)
-  return text if at < 0 else text[at + len(close):]
+  return text if at < 0 else text[at + len(close) :]
 
 
 def strip_lm_eval(text: str) -> str:
@@ -62,10 +62,10 @@ def strip_thinking(response: str) -> str | None:
 
 
 THINK = {
-    "raw": lambda text: text,
-    "lm_eval": strip_lm_eval,
-    "after_last": lambda text: text.split("</think>")[-1],
-    "committed": strip_thinking,
+  "raw": lambda text: text,
+  "lm_eval": strip_lm_eval,
+  "after_last": lambda text: text.split("</think>")[-1],
+  "committed": strip_thinking,
 }
 
 
@@ -112,10 +112,11 @@ def last_boxed(text: str) -> str | None:
   for m in re.finditer(r"\\boxed ([^\s$]+)", text):
     if m.start() > best_at:
       best, best_at = m.span(1), m.start()
-  return None if best is None else text[best[0]:best[1]]
+  return None if best is None else text[best[0] : best[1]]
 
 
 # ---- rsft's letter cascade (eval.protocol=rsft) -----------------------------------------------------------------
+
 
 def _letter_in(text: str, letters: str) -> str | None:
   """A bare option letter, possibly wrapped: "C", "(C)", "C.", "\\text{C}", "C) 42"."""
@@ -147,12 +148,15 @@ def choice_letter(response: str, letters: str) -> str | None:
 
 # ---- the study's GPQA-Diamond extraction (evalchemy GPQADiamond/testing_utils.py) --------------------------------
 
-_GPQA_PATTERNS = [re.compile(p, re.I) for p in (
+_GPQA_PATTERNS = [
+  re.compile(p, re.I)
+  for p in (
     r"(?:correct answer|right answer|answer)\s*(?:is|:)\s*([A-D])",
     r"(?:choose|select|pick)\s*(?:option)?\s*([A-D])",
     r"(?:option|choice)\s*([A-D])\s*(?:is correct|is right)",
     r"\b([A-D])\s*(?:is correct|is right|is the answer)",
-)]
+  )
+]
 
 
 def _gpqa_last_boxed(text: str) -> str | None:
@@ -161,7 +165,7 @@ def _gpqa_last_boxed(text: str) -> str | None:
   if at < 0:
     return None
   end = _brace_end(text, at + len("\\boxed{"))
-  return text[at:end + 1] if end >= 0 else None
+  return text[at : end + 1] if end >= 0 else None
 
 
 def _gpqa_inner(boxed: str) -> str | None:
@@ -220,6 +224,7 @@ def exact_match(prediction: str, gold: str) -> bool:
 
 
 # ---- the study's HaluEval verdict (lm-eval halueval/utils.py) ----------------------------------------------------
+
 
 def halueval_prediction(response: str) -> str:
   """The last Yes/No word after the think-strip chain, lower-cased; else the first line of the *unstripped*

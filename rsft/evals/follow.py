@@ -49,7 +49,7 @@ class _Unreadable(Exception):
 @dataclasses.dataclass
 class State:
   scored: list[int] = dataclasses.field(default_factory=list)
-  logged: list[str] = dataclasses.field(default_factory=list)   # "step:benchmark" whose scores reached the tracker
+  logged: list[str] = dataclasses.field(default_factory=list)  # "step:benchmark" whose scores reached the tracker
   missed: dict[str, str] = dataclasses.field(default_factory=dict)  # step -> why it was not scored
 
   @classmethod
@@ -75,15 +75,23 @@ def _wanted(spec: Any, step: int, final: int | None) -> bool:
   return str(step) in parts or ("last" in parts and step == final)
 
 
-def follow(config: Any, workdir: str, load_model: Callable[[str], Any], renderer_for: Callable[[Any], Any],
-           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
-           ) -> list[dict[str, Any]]:
+def follow(
+  config: Any,
+  workdir: str,
+  load_model: Callable[[str], Any],
+  renderer_for: Callable[[Any], Any],
+  sleep: Callable[[float], None] = time.sleep,
+  clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
   """Scores committed checkpoints as they land until training's final step is scored; returns the results rows."""
   sw = sweep.prepare_sweep(config, workdir)
   state_path = state_file(workdir)
   state = State.load(state_path)
-  tracker = (Tracker(workdir, config.tracking.backend, config.tracking.project, config.tracking.name)
-             if distributed.is_primary() else None)
+  tracker = (
+    Tracker(workdir, config.tracking.backend, config.tracking.project, config.tracking.name)
+    if distributed.is_primary()
+    else None
+  )
   timeout, rows = config.eval.follow_timeout, []
   base = [(0, config.model.path)] if config.model.path else []
 
@@ -96,22 +104,28 @@ def follow(config: Any, workdir: str, load_model: Callable[[str], Any], renderer
       raise _Unreadable(f"{type(e).__name__}: {str(e)[:300]}") from e
 
   last_new = clock()
-  logging.info("follow: watching %s (final step recorded by training ends the watch; timeout %s s)",
-               os.path.join(workdir, "checkpoints"), timeout or "none")
+  logging.info(
+    "follow: watching %s (final step recorded by training ends the watch; timeout %s s)",
+    os.path.join(workdir, "checkpoints"),
+    timeout or "none",
+  )
   try:
     while True:
       final = workdir_lib.finished_step(workdir)
-      listed = base + [(s, checkpoints.step_dir(workdir, s))
-                       for s in finished_steps(os.path.join(workdir, "checkpoints"))]
-      todo = [(s, p) for s, p in listed
-              if s not in state.scored and str(s) not in state.missed and _wanted(config.eval.checkpoints, s, final)]
+      listed = base + [
+        (s, checkpoints.step_dir(workdir, s)) for s in finished_steps(os.path.join(workdir, "checkpoints"))
+      ]
+      todo = [
+        (s, p)
+        for s, p in listed
+        if s not in state.scored and str(s) not in state.missed and _wanted(config.eval.checkpoints, s, final)
+      ]
       for step, path in todo:
         logging.info("follow: scoring step %d", step)
         try:
           sweep.score_step(sw, step, path, load_policy, load_model, renderer_for)
         except _Unreadable as e:
-          why = ("deleted by training before it was scored" if not os.path.exists(path)
-                 else f"could not be read: {e}")
+          why = "deleted by training before it was scored" if not os.path.exists(path) else f"could not be read: {e}"
           logging.warning("follow: step %d %s; skipped.", step, why)
           state.missed[str(step)] = why
           state.save(state_path)
@@ -124,21 +138,28 @@ def follow(config: Any, workdir: str, load_model: Callable[[str], Any], renderer
         last_new = clock()
       done = {*state.scored, *map(int, state.missed)}
       wanted_final = final is not None and _wanted(config.eval.checkpoints, final, final)
-      if final is not None and (final in done or not wanted_final) and all(
-          s in done for s, _ in listed if _wanted(config.eval.checkpoints, s, final)):
+      if (
+        final is not None
+        and (final in done or not wanted_final)
+        and all(s in done for s, _ in listed if _wanted(config.eval.checkpoints, s, final))
+      ):
         logging.info("follow: training finished at step %d and every checkpoint is scored.", final)
         break
       if timeout and clock() - last_new > timeout:
         raise FollowTimeout(
-            f"follow: no new checkpoint in {os.path.join(workdir, 'checkpoints')} for {timeout:g} s and training has "
-            f"not recorded its final step ({workdir_lib.FINISHED}); scored so far: {state.scored or 'none'}. Is "
-            "training running and writing to this workdir? Rerun the same command to go on following (nothing "
-            "scored is redone), or raise eval.follow_timeout.")
+          f"follow: no new checkpoint in {os.path.join(workdir, 'checkpoints')} for {timeout:g} s and training has "
+          f"not recorded its final step ({workdir_lib.FINISHED}); scored so far: {state.scored or 'none'}. Is "
+          "training running and writing to this workdir? Rerun the same command to go on following (nothing "
+          "scored is redone), or raise eval.follow_timeout."
+        )
       sleep(config.eval.follow_poll)
   except OSError as e:
     if e.errno == errno.ENOSPC:
-      raise OSError(e.errno, f"follow: the disk filled while writing {e.filename or 'eval files'}; free space and "
-                    "rerun the same command: every row written so far is kept and nothing is redone.") from e
+      raise OSError(
+        e.errno,
+        f"follow: the disk filled while writing {e.filename or 'eval files'}; free space and "
+        "rerun the same command: every row written so far is kept and nothing is redone.",
+      ) from e
     raise
   finally:
     if tracker is not None:

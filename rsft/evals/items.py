@@ -24,9 +24,9 @@ from rsft.tasks import countdown, short_answer
 @dataclasses.dataclass
 class Item:
   id: str
-  prompt: str                      # the user turn
-  gold: Any                        # what the grader compares with
-  category: str | None = None      # for per-category breakdowns
+  prompt: str  # the user turn
+  gold: Any  # what the grader compares with
+  category: str | None = None  # for per-category breakdowns
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # grader inputs (letters, tests, ...)
 
 
@@ -43,6 +43,7 @@ MATH_SUFFIX = "\n Please reason step by step, and put your final answer within \
 def math(gold_column: str):
   """The study parses the `solution` column (MATH500: the worked solution, whose last box math-verify reads);
   `answer` is the short final answer."""
+
   def build(row: dict[str, Any], index: int) -> Item:
     problem = row.get("problem") or row.get("question")
     gold = row.get(gold_column)
@@ -50,12 +51,15 @@ def math(gold_column: str):
       gold = gold[0] if gold else None
     if gold in (None, ""):  # aime25 / amc23 ship no solution column, grade-mode items may carry either
       gold = row.get("answer") if row.get("answer") not in (None, "") else row.get("solution")
-    return Item(str(row.get("unique_id") or row.get("id") or index), problem + MATH_SUFFIX, str(gold),
-                row.get("subject"))
+    return Item(
+      str(row.get("unique_id") or row.get("id") or index), problem + MATH_SUFFIX, str(gold), row.get("subject")
+    )
+
   return build
 
 
 # ---- multiple choice --------------------------------------------------------------------------------------------
+
 
 def _letters(k: int) -> str:
   return string.ascii_uppercase[:k]
@@ -77,10 +81,17 @@ def gpqa_study(row: dict[str, Any], index: int) -> Item:
   options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
   order = _gpqa_order(row["Question"])
   listed = ", ".join(f"{letter}) {options[j]}" for letter, j in zip("ABCD", order))
-  prompt = (f"Problem: {row['Question']}\nOptions: {listed}\nPlease reason step by step and return your final "
-            "answer within \\boxed{}. Only include the letter choice (A, B, C, or D) as your final answer.")
-  return Item(str(row.get("Record ID") or index), prompt, "ABCD"[order.index(0)], row.get("High-level domain"),
-              {"letters": "ABCD"})
+  prompt = (
+    f"Problem: {row['Question']}\nOptions: {listed}\nPlease reason step by step and return your final "
+    "answer within \\boxed{}. Only include the letter choice (A, B, C, or D) as your final answer."
+  )
+  return Item(
+    str(row.get("Record ID") or index),
+    prompt,
+    "ABCD"[order.index(0)],
+    row.get("High-level domain"),
+    {"letters": "ABCD"},
+  )
 
 
 def _options(value: Any) -> list[str]:
@@ -92,14 +103,16 @@ def mmlu_pro_study(row: dict[str, Any], index: int) -> Item:
   """lm-eval mmlu_pro/utils.py format_cot_example(including_answer=False): the letter list is always A-J."""
   options = _options(row["options"])
   listed = "".join(f"{letter}. {o}\n" for letter, o in zip(string.ascii_uppercase, options))
-  prompt = (f"Question:\n{row['question']}\nOptions:\n{listed}Please reason step by step and return your final "
-            "answer within \\boxed{}. Only include the letter choice (A, B, C, D, E, F, G, H, I or J) as your final "
-            "answer.")
-  return Item(str(row["question_id"]), prompt, row["answer"], row.get("category"),
-              {"letters": _letters(len(options))})
+  prompt = (
+    f"Question:\n{row['question']}\nOptions:\n{listed}Please reason step by step and return your final "
+    "answer within \\boxed{}. Only include the letter choice (A, B, C, D, E, F, G, H, I or J) as your final "
+    "answer."
+  )
+  return Item(str(row["question_id"]), prompt, row["answer"], row.get("category"), {"letters": _letters(len(options))})
 
 
 # ---- instruction following, hallucination, truthfulness, chat, safety (lm-eval tasks, alpaca_eval, harmbench) ---
+
 
 def ifeval(row: dict[str, Any], index: int) -> Item:
   """lm-eval ifeval.yaml doc_to_text: "Question: " + prompt + "\\nAnswer:"."""
@@ -107,24 +120,36 @@ def ifeval(row: dict[str, Any], index: int) -> Item:
   ids, kwargs = list(literal(row["instruction_id_list"])), list(literal(row["kwargs"]))
   if len(ids) != len(kwargs):
     raise ValueError(f"IFEval row {index}: {len(ids)} instruction ids but {len(kwargs)} kwargs")
-  return Item(str(row.get("key", index)), f"Question: {row['prompt']}\nAnswer:", None, None,
-              {"instruction_ids": ids, "kwargs": kwargs})
+  return Item(
+    str(row.get("key", index)),
+    f"Question: {row['prompt']}\nAnswer:",
+    None,
+    None,
+    {"instruction_ids": ids, "kwargs": kwargs},
+  )
 
 
 # lm-eval halueval/utils.py: the short judge instructions (no in-context examples; the doubled quote is theirs).
-_HALUEVAL_TAIL = ("You SHOULD give your judgement based on the following hallucination types and the world knowledge.\n"
-                  "You should try your best to determine if the {x} contains non-factual or hallucinated information. "
-                  "The answer you give MUST be \"Yes\" or \"No\"\".")
+_HALUEVAL_TAIL = (
+  "You SHOULD give your judgement based on the following hallucination types and the world knowledge.\n"
+  "You should try your best to determine if the {x} contains non-factual or hallucinated information. "
+  'The answer you give MUST be "Yes" or "No"".'
+)
 HALUEVAL_INSTRUCTIONS = {
-    kind: (f"I want you act as {article} {x} judge. Given {given}, your objective is to determine if the provided {x} "
-           f"contains non-factual or hallucinated information. " + _HALUEVAL_TAIL.format(x=x))
-    for kind, article, x, given in (("qa", "an", "answer", "a question and an answer"),
-                                    ("dialogue", "a", "response", "a dialogue history and a response"),
-                                    ("summarization", "a", "summary", "a document and a summary"))}
+  kind: (
+    f"I want you act as {article} {x} judge. Given {given}, your objective is to determine if the provided {x} "
+    f"contains non-factual or hallucinated information. " + _HALUEVAL_TAIL.format(x=x)
+  )
+  for kind, article, x, given in (
+    ("qa", "an", "answer", "a question and an answer"),
+    ("dialogue", "a", "response", "a dialogue history and a response"),
+    ("summarization", "a", "summary", "a document and a summary"),
+  )
+}
 _HALUEVAL_RAW = {  # HaluEval's raw release (one right and one hallucinated answer per row), rsft's local fallback
-    "qa": ("right_answer", "hallucinated_answer", "answer"),
-    "dialogue": ("right_response", "hallucinated_response", "response"),
-    "summarization": ("right_summary", "hallucinated_summary", "summary"),
+  "qa": ("right_answer", "hallucinated_answer", "answer"),
+  "dialogue": ("right_response", "hallucinated_response", "response"),
+  "summarization": ("right_summary", "hallucinated_summary", "summary"),
 }
 
 
@@ -136,38 +161,51 @@ def halueval(kind: str):
   def build(row: dict[str, Any], index: int) -> Item:
     if "hallucination" not in row:
       hallucinated = stable_seed("halueval", json.dumps(row, sort_keys=True)) % 2 == 1
-      row = dict(row, **{field: row[wrong] if hallucinated else row[right]},
-                 hallucination="yes" if hallucinated else "no")
+      row = dict(
+        row, **{field: row[wrong] if hallucinated else row[right]}, hallucination="yes" if hallucinated else "no"
+      )
     head = HALUEVAL_INSTRUCTIONS[kind] + "\n\n"
     if kind == "qa":
-      body = (f"#Knowledge: {row['knowledge']}\n#Question#: {row['question']}\n#Answer#: {row['answer']}"
-              "\n#Your Judgement#:")
+      body = (
+        f"#Knowledge: {row['knowledge']}\n#Question#: {row['question']}\n#Answer#: {row['answer']}\n#Your Judgement#:"
+      )
     elif kind == "dialogue":
-      body = (f"#Knowledge: {row['knowledge']}\n#Dialogue History#: {row['dialogue_history']}\n#Response#: "
-              f"{row['response']}\n#Your Judgement#:")
+      body = (
+        f"#Knowledge: {row['knowledge']}\n#Dialogue History#: {row['dialogue_history']}\n#Response#: "
+        f"{row['response']}\n#Your Judgement#:"
+      )
     else:
       body = f"#Document#: {row['document']}\n#Summary#: {row['summary']}\n#Your Judgement#:"
     return Item(str(row.get("id", index)), head + body, row["hallucination"])
+
   return build
 
 
-HALUEVAL_FIELDS = {"qa": ("knowledge", "question", "answer|right_answer"),
-                   "dialogue": ("knowledge", "dialogue_history", "response|right_response"),
-                   "summarization": ("document", "summary|right_summary")}
+HALUEVAL_FIELDS = {
+  "qa": ("knowledge", "question", "answer|right_answer"),
+  "dialogue": ("knowledge", "dialogue_history", "response|right_response"),
+  "summarization": ("document", "summary|right_summary"),
+}
 
 
 def truthfulqa(row: dict[str, Any], index: int) -> Item:
   """lm-eval truthfulqa_gen.yaml: "\\n\\nQ: " + question, the question stripped by process_docs_gen."""
   question = (row.get("question") or row["Question"]).strip()
-  return Item(str(index), f"\n\nQ: {question}", None, row.get("Category") or row.get("category"),
-              {"question": question})
+  return Item(
+    str(index), f"\n\nQ: {question}", None, row.get("Category") or row.get("category"), {"question": question}
+  )
 
 
 def alpaca_eval(row: dict[str, Any], index: int) -> Item:
   """alpaca_eval/code/generate_alpaca.py: the instruction as the only user turn. `output` (AlpacaEval 2.0's
   gpt4_turbo reference) feeds rsft's win-rate extra."""
-  return Item(str(index), row["instruction"], None, row.get("dataset"),
-              {"instruction": row["instruction"], "reference": row.get("output")})
+  return Item(
+    str(index),
+    row["instruction"],
+    None,
+    row.get("dataset"),
+    {"instruction": row["instruction"], "reference": row.get("output")},
+  )
 
 
 def harmful(row: dict[str, Any], index: int) -> Item:
@@ -182,17 +220,22 @@ def harmful(row: dict[str, Any], index: int) -> Item:
 
 # ---- code -------------------------------------------------------------------------------------------------------
 
+
 def humaneval(row: dict[str, Any], index: int) -> Item:
-  prompt = ("Complete the following Python function. Reply with the whole function in one ```python code "
-            f"block.\n\n```python\n{row['prompt']}```")
+  prompt = (
+    "Complete the following Python function. Reply with the whole function in one ```python code "
+    f"block.\n\n```python\n{row['prompt']}```"
+  )
   return Item(row["task_id"], prompt, None, None, {k: row[k] for k in ("prompt", "test", "entry_point")})
 
 
 def livecodebench(study: bool):
   """Study (evalchemy LiveCodeBench/eval_instruct.py): fixed prefix + question + suffix, no separator, no
   starter code, private tests only; rsft: lcb_runner's prompt with the starter code, public + private tests."""
+
   def build(row: dict[str, Any], index: int) -> Item:
     from rsft.evals.graders import livecodebench as lcb
+
     public = lcb.decode_tests(row["public_test_cases"])
     private = lcb.decode_tests(row["private_test_cases"]) if row.get("private_test_cases") else []
     metadata = row.get("metadata") or {}
@@ -207,26 +250,37 @@ def livecodebench(study: bool):
       prompt = lcb.prompt(row["question_content"], row.get("starter_code") or "")
       extra = {"tests": tests, "func_name": metadata.get("func_name") if functional else None}
     return Item(str(row.get("question_id", index)), prompt, None, row.get("difficulty"), extra)
+
   return build
 
 
 # ---- countdown (rsft's demo task) -------------------------------------------------------------------------------
 
+
 def countdown_item(row: dict[str, Any], index: int) -> Item:
   puzzle = countdown.Puzzle(tuple(row["numbers"]), int(row["target"]))
-  return Item(f"countdown/{index}", countdown.prompt(puzzle), None, f"{len(puzzle.numbers)} numbers",
-              {"numbers": list(puzzle.numbers), "target": puzzle.target})
+  return Item(
+    f"countdown/{index}",
+    countdown.prompt(puzzle),
+    None,
+    f"{len(puzzle.numbers)} numbers",
+    {"numbers": list(puzzle.numbers), "target": puzzle.target},
+  )
 
 
 def countdown_items(level: str) -> Callable[[int], list[dict[str, Any]]]:
   def make(count: int) -> list[dict[str, Any]]:
     # The held-out split (countdown.held_out), which training rows never contain.
-    return [{"numbers": list(p.numbers), "target": p.target}
-            for p in countdown.generate(1_000_003, count, **countdown.LEVELS[level], split="test")]
+    return [
+      {"numbers": list(p.numbers), "target": p.target}
+      for p in countdown.generate(1_000_003, count, **countdown.LEVELS[level], split="test")
+    ]
+
   return make
 
 
 # ---- short-answer tasks (the demo base model's skills) -----------------------------------------------------------
+
 
 def short_answer_item(row: dict[str, Any], index: int) -> Item:
   return Item(f"{row['task']}/{index}", short_answer.prompt(row["question"]), row["answer"], row["task"])

@@ -59,9 +59,11 @@ class ResumableWriter:
         before = json.load(f)
       changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
       if changed:
-        raise ValueError(f"{path} was written with other settings ({', '.join(changed)}: "
-                         f"{[before.get(k) for k in changed]} -> {[settings.get(k) for k in changed]}); "
-                         "rerun with the same settings or choose another eval.output.")
+        raise ValueError(
+          f"{path} was written with other settings ({', '.join(changed)}: "
+          f"{[before.get(k) for k in changed]} -> {[settings.get(k) for k in changed]}); "
+          "rerun with the same settings or choose another eval.output."
+        )
     if self.primary:
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
       with open(meta_path, "w") as f:

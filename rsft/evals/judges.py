@@ -35,19 +35,27 @@ class LocalJudge:
 
   def __init__(self, model: Any, chat: bool, batch_size: int = 32):
     from rsft.evals.requests import Renderer
+
     self.model, self.batch_size = model, batch_size
     self.tokenizer = model.tokenizer
     self.renderer = Renderer(model.tokenizer, chat_template=chat)
 
   def complete(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
     from rsft.infer import sampler
+
     if not prompts:
       return []
     rendered = [self.renderer.prompt({"prompt": p}, "judge prompt") for p in prompts]
     # A prompt past the judge's context gets "" (no verdict, as an endpoint's refusal), never a run past its RoPE.
     context = getattr(self.model.config, "max_position_embeddings", None)
-    res = sampler.generate(self.model, rendered, max_new_tokens, stop_token_ids=self.model.stop_token_ids,
-                           options=sampler.Options(max_num_seqs=self.batch_size), max_total_tokens=context)
+    res = sampler.generate(
+      self.model,
+      rendered,
+      max_new_tokens,
+      stop_token_ids=self.model.stop_token_ids,
+      options=sampler.Options(max_num_seqs=self.batch_size),
+      max_total_tokens=context,
+    )
     return [self.renderer.decode(t) for t in res.tokens]
 
 
@@ -55,8 +63,16 @@ class EndpointJudge:
   """An OpenAI-compatible endpoint (temperature 0): `/chat/completions` with the prompt as one user turn, or
   `/completions` with the raw prompt (chat=False); requests in parallel, with retries."""
 
-  def __init__(self, url: str, model: str, chat: bool = True, workers: int = 8, retries: int = 5,
-               timeout: float = 300.0, tokenizer: Any = None):
+  def __init__(
+    self,
+    url: str,
+    model: str,
+    chat: bool = True,
+    workers: int = 8,
+    retries: int = 5,
+    timeout: float = 300.0,
+    tokenizer: Any = None,
+  ):
     self.url = url.rstrip("/") + ("/chat/completions" if chat else "/completions")
     self.model, self.chat, self.workers, self.retries, self.timeout = model, chat, workers, retries, timeout
     self.tokenizer = tokenizer
@@ -84,7 +100,7 @@ class EndpointJudge:
       except Exception as e:  # noqa: BLE001 - network errors are retried, then reported with the URL
         error = e
       if attempt < self.retries - 1:
-        time.sleep(min(2 ** attempt, 30))
+        time.sleep(min(2**attempt, 30))
     raise RuntimeError(f"judge endpoint {self.url} failed {self.retries} times: {error}") from error
 
   def complete(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
@@ -105,12 +121,15 @@ class RewardModel:
 
   def score(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
     from rsft.infer import scorer
+
     tok = self.model.tokenizer
     seqs = []
     for instruction, response in zip(instructions, responses):
-      text = tok.apply_chat_template([{"role": "user", "content": instruction},
-                                      {"role": "assistant", "content": response}], tokenize=False,
-                                     add_generation_prompt=False)
+      text = tok.apply_chat_template(
+        [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}],
+        tokenize=False,
+        add_generation_prompt=False,
+      )
       if tok.bos_token:
         text = text.replace(tok.bos_token, "")
       seqs.append(tok(text, add_special_tokens=True)["input_ids"])
@@ -167,8 +186,8 @@ class Judges:
     tokens, decode without special tokens; without that tokenizer, eval.judge_max_response_chars characters."""
     tokenizer = self._tokenizer(self.cfg.get("safety_judge_tokenizer"))
     if tokenizer is None:
-      return text[:self.cfg.judge_max_response_chars]
-    ids = tokenizer.encode(text, add_special_tokens=True)[:self.cfg.judge_max_response_tokens]
+      return text[: self.cfg.judge_max_response_chars]
+    ids = tokenizer.encode(text, add_special_tokens=True)[: self.cfg.judge_max_response_tokens]
     return tokenizer.decode(ids, skip_special_tokens=True)
 
   def close(self) -> None:
@@ -219,7 +238,7 @@ def parse_score_study(text: str) -> int | None:
   at = text.find("#thescore:")
   if at < 0:
     return None
-  words = text[at + len("#thescore:"):].split(maxsplit=1)
+  words = text[at + len("#thescore:") :].split(maxsplit=1)
   if not words or not words[0].isdigit():
     return None
   try:

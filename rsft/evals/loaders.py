@@ -20,9 +20,11 @@ def data_dir(eval_cfg: Any) -> str:
 def data_path(bench: Benchmark, data_dir: str) -> str:
   path = os.path.join(data_dir, bench.file)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"benchmark {bench.name}: {path} does not exist; fetch it with `python -m "
-                            f"rsft.evals.data fetch --benchmarks={bench.name}` or set --config.eval.data_dir to the "
-                            f"folder holding {bench.file}.")
+    raise FileNotFoundError(
+      f"benchmark {bench.name}: {path} does not exist; fetch it with `python -m "
+      f"rsft.evals.data fetch --benchmarks={bench.name}` or set --config.eval.data_dir to the "
+      f"folder holding {bench.file}."
+    )
   return path
 
 

@@ -30,8 +30,9 @@ def majority(answers: Sequence[Hashable | None], scores: Sequence[float]) -> flo
   return float(scores[answers.index(winner)])
 
 
-def bootstrap_ci(per_item: Sequence[float], resamples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+  per_item: Sequence[float], resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
   values = np.asarray(per_item, np.float64)
   if values.size == 0:
     return float("nan"), float("nan")
@@ -41,8 +42,9 @@ def bootstrap_ci(per_item: Sequence[float], resamples: int = 1000, seed: int = 0
   return float(lo), float(hi)
 
 
-def ratio_ci(sums: np.ndarray, counts: np.ndarray, resamples: int = 1000, seed: int = 0,
-             level: float = 0.95) -> tuple[float, float]:
+def ratio_ci(
+  sums: np.ndarray, counts: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
   """Interval of a pooled ratio sum(sums) / sum(counts), resampling items."""
   if sums.size == 0:
     return float("nan"), float("nan")
@@ -61,8 +63,9 @@ def summarize(samples: dict[Hashable, list[dict]], ks: Sequence[int] = (1,)) -> 
 
   def put(name: str, per_item: list[float]) -> None:
     lo, hi = bootstrap_ci(per_item)
-    out[name] = dict(value=float(np.mean(per_item)) if per_item else float("nan"), ci_low=lo, ci_high=hi,
-                     n_items=len(per_item))
+    out[name] = dict(
+      value=float(np.mean(per_item)) if per_item else float("nan"), ci_low=lo, ci_high=hi, n_items=len(per_item)
+    )
 
   k_max = min(len(v) for v in items) if items else 0
   put(f"avg@{k_max}", [float(np.mean([s["score"] for s in v])) for v in items])
@@ -76,13 +79,18 @@ def summarize(samples: dict[Hashable, list[dict]], ks: Sequence[int] = (1,)) -> 
     if any(isinstance(x, list) for vs in values for x in vs):  # pooled over every entry (IFEval inst-level)
       sums = np.asarray([sum(sum(x) for x in vs) for vs in values], np.float64)
       counts = np.asarray([sum(len(x) for x in vs) for vs in values], np.float64)
-      out[name] = dict(value=float(sums.sum() / max(counts.sum(), 1)), n_items=len(values),
-                       **dict(zip(("ci_low", "ci_high"), ratio_ci(sums, counts))))
+      out[name] = dict(
+        value=float(sums.sum() / max(counts.sum(), 1)),
+        n_items=len(values),
+        **dict(zip(("ci_low", "ci_high"), ratio_ci(sums, counts))),
+      )
     else:
       put(name, [float(np.mean(vs)) for vs in values if vs])
   if any(str(s.get("status", "")).startswith("grader_error") for v in items for s in v):  # counted, never hidden
-    put("grader_error_rate", [float(np.mean([str(s.get("status", "")).startswith("grader_error") for s in v]))
-                              for v in items])
+    put(
+      "grader_error_rate",
+      [float(np.mean([str(s.get("status", "")).startswith("grader_error") for s in v])) for v in items],
+    )
   put("response_tokens", [float(np.mean([s.get("tokens", 0) for s in v])) for v in items])
   put("truncation_rate", [float(np.mean([bool(s.get("truncated")) for s in v])) for v in items])
   return out

@@ -19,14 +19,19 @@ from rsft.evals import jsonl
 from rsft.evals.requests import Renderer, fingerprint
 from rsft.infer import sampler, scorer
 
-_ROW_PARAMS = {"temperature": float, "top_p": float, "top_k": int, "presence_penalty": float,
-               "frequency_penalty": float}
+_ROW_PARAMS = {
+  "temperature": float,
+  "top_p": float,
+  "top_k": int,
+  "presence_penalty": float,
+  "frequency_penalty": float,
+}
 
 
 @dataclasses.dataclass
 class Request:
-  index: int            # 0-based among the input's non-blank lines (the output key)
-  id: Any               # the row's own "id", passed through
+  index: int  # 0-based among the input's non-blank lines (the output key)
+  id: Any  # the row's own "id", passed through
   prompt: list[int]
   sha: str
   params: dict[str, float]
@@ -56,21 +61,37 @@ def _check_same_input(writer: jsonl.ResumableWriter, requests: list[Request], ke
   for r in requests:
     for k in key(r):
       if k in writer.done and writer.done[k] != r.sha:
-        raise ValueError(f"{writer.path}: row {r.index} was written for a different prompt than the input's row "
-                         f"{r.index} now renders to; the input changed, so choose another eval.output.")
+        raise ValueError(
+          f"{writer.path}: row {r.index} was written for a different prompt than the input's row "
+          f"{r.index} now renders to; the input changed, so choose another eval.output."
+        )
 
 
 def sampler_options(sample_cfg: Any, n: int) -> sampler.Options:
   """The engine settings of config.sample (plus a benchmark's n and top_k cap) as sampler Options."""
-  return sampler.Options(n=n, top_k_cap=sample_cfg.top_k_cap, prompt_buckets=tuple(sample_cfg.prompt_buckets),
-                         chunk_steps=sample_cfg.chunk_steps, max_num_seqs=sample_cfg.max_num_seqs,
-                         page_size=sample_cfg.page_size, kv_pages=sample_cfg.kv_pages,
-                         memory_utilization=sample_cfg.memory_utilization, prefix_cache=sample_cfg.prefix_cache,
-                         chunked_prefill=sample_cfg.chunked_prefill)
+  return sampler.Options(
+    n=n,
+    top_k_cap=sample_cfg.top_k_cap,
+    prompt_buckets=tuple(sample_cfg.prompt_buckets),
+    chunk_steps=sample_cfg.chunk_steps,
+    max_num_seqs=sample_cfg.max_num_seqs,
+    page_size=sample_cfg.page_size,
+    kv_pages=sample_cfg.kv_pages,
+    memory_utilization=sample_cfg.memory_utilization,
+    prefix_cache=sample_cfg.prefix_cache,
+    chunked_prefill=sample_cfg.chunked_prefill,
+  )
 
 
-def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, output_path: str,
-                  settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
+def generate_file(
+  m: Any,
+  sample_cfg: Any,
+  eval_cfg: Any,
+  input_path: str,
+  output_path: str,
+  settings: dict[str, Any],
+  renderer: Renderer,
+) -> dict[str, int]:
   """Writes n completions per input row; returns counts of rows written now and found done. A row some of whose
   samples were written before a kill is sampled again whole (its n samples share one prefill) and only the
   missing samples are written: the same tokens, as sample j's randomness is (seed, row, j)."""
@@ -80,10 +101,19 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
   max_total = _max_total(m, sample_cfg)
   skip_special = sample_cfg.skip_special_tokens
   save_ids = eval_cfg.save_logprobs or bool(eval_cfg.think_budgets)  # budgets cut the trace by its token ids
-  settings = dict(settings, mode="generate", input=input_path, n=n, max_new_tokens=sample_cfg.max_new_tokens,
-                  seed=sample_cfg.seed, defaults=defaults, stop_token_ids=list(m.stop_token_ids),
-                  chat_template=eval_cfg.chat_template, max_total_tokens=max_total,
-                  skip_special_tokens=skip_special)
+  settings = dict(
+    settings,
+    mode="generate",
+    input=input_path,
+    n=n,
+    max_new_tokens=sample_cfg.max_new_tokens,
+    seed=sample_cfg.seed,
+    defaults=defaults,
+    stop_token_ids=list(m.stop_token_ids),
+    chat_template=eval_cfg.chat_template,
+    max_total_tokens=max_total,
+    skip_special_tokens=skip_special,
+  )
   if sample_cfg.think_budget:  # recorded only when on: outputs written before budgets existed resume
     settings.update(think_budget=sample_cfg.think_budget, answer_budget=sample_cfg.answer_budget)
   keys = lambda r: [(r.index, j) for j in range(n)]
@@ -91,8 +121,14 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
     _check_same_input(writer, requests, keys)
     todo = [r for r in requests if any(k not in writer.done for k in keys(r))]
     todo.sort(key=lambda r: len(r.prompt))  # admitted in this order: similar lengths share a prefill bucket
-    logging.info("generate: %d rows, %d already in %s, %d to do (n=%d)", len(requests),
-                 len(requests) - len(todo), output_path, len(todo), n)
+    logging.info(
+      "generate: %d rows, %d already in %s, %d to do (n=%d)",
+      len(requests),
+      len(requests) - len(todo),
+      output_path,
+      len(todo),
+      n,
+    )
     written = 0
     if todo:
       column = lambda k: np.asarray([r.params[k] for r in todo])
@@ -103,17 +139,28 @@ def generate_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, outpu
         for row, tokens, lps, reason in finished:
           r, j = todo[row // n], row % n
           if (r.index, j) not in writer.done:
-            rows.append(_generation_row(r, j, tokens, lps, reason, renderer, m.stop_token_ids, save_ids,
-                                        skip_special))
+            rows.append(_generation_row(r, j, tokens, lps, reason, renderer, m.stop_token_ids, save_ids, skip_special))
         writer.write(rows)
         written += len(rows)
 
-      sampler.generate(m, [r.prompt for r in todo], sample_cfg.max_new_tokens, column("temperature"),
-                       column("top_p"), column("top_k"), sample_cfg.seed, m.stop_token_ids,
-                       sampler_options(sample_cfg, n), prompt_ids=[r.index for r in todo],
-                       presence_penalty=column("presence_penalty"), frequency_penalty=column("frequency_penalty"),
-                       max_total_tokens=max_total, on_finished=write, think_budget=sample_cfg.think_budget,
-                       answer_budget=sample_cfg.answer_budget)
+      sampler.generate(
+        m,
+        [r.prompt for r in todo],
+        sample_cfg.max_new_tokens,
+        column("temperature"),
+        column("top_p"),
+        column("top_k"),
+        sample_cfg.seed,
+        m.stop_token_ids,
+        sampler_options(sample_cfg, n),
+        prompt_ids=[r.index for r in todo],
+        presence_penalty=column("presence_penalty"),
+        frequency_penalty=column("frequency_penalty"),
+        max_total_tokens=max_total,
+        on_finished=write,
+        think_budget=sample_cfg.think_budget,
+        answer_budget=sample_cfg.answer_budget,
+      )
   return {"written": written, "done_before": len(writer.done), "rows": len(requests) * n}
 
 
@@ -126,8 +173,17 @@ def _max_total(m: Any, sample_cfg: Any) -> int | None:
   return min(x for x in (max_total, context) if x) if (max_total or context) else None
 
 
-def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generations_path: str, output_path: str,
-                budget: int, settings: dict[str, Any], renderer: Renderer) -> dict[str, int]:
+def budget_file(
+  m: Any,
+  sample_cfg: Any,
+  eval_cfg: Any,
+  input_path: str,
+  generations_path: str,
+  output_path: str,
+  budget: int,
+  settings: dict[str, Any],
+  renderer: Renderer,
+) -> dict[str, int]:
   """The completions a run with sample.think_budget=budget would give, from a full generation (generate_file's
   output, with token ids): a row that thought past the budget is cut where `</think>` would have been forced,
   closed, and its answer decoded on from that step with the row's own random stream (sampler.over_budget); other
@@ -145,8 +201,10 @@ def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generat
       if key in writer.done:
         continue
       if "token_ids" not in g:
-        raise ValueError(f"{generations_path}:{number}: no token_ids; it was generated before eval.think_budgets "
-                         "was set. Move the generations away to sample them again with their ids.")
+        raise ValueError(
+          f"{generations_path}:{number}: no token_ids; it was generated before eval.think_budgets "
+          "was set. Move the generations away to sample them again with their ids."
+        )
       r = requests[g["index"]]
       at = sampler.over_budget(r.prompt, g["token_ids"], budget, start, end)
       if at is None or (g["token_ids"][at] == end and not sample_cfg.answer_budget):  # closed right at the budget
@@ -158,42 +216,79 @@ def budget_file(m: Any, sample_cfg: Any, eval_cfg: Any, input_path: str, generat
     cut = [c for c in cut if len(c[2]) < sample_cfg.max_new_tokens]
     for r, j, kept, kept_lps in full:
       row = _generation_row(r, j, kept, kept_lps + [0.0], "length", renderer, m.stop_token_ids, True, skip_special)
-      copied.append(dict(row, logprob_sum=float(np.sum(kept_lps)), logprobs=kept_lps + [None], think_budget=budget,
-                         forced=True))
+      copied.append(
+        dict(row, logprob_sum=float(np.sum(kept_lps)), logprobs=kept_lps + [None], think_budget=budget, forced=True)
+      )
     writer.write(copied)
     if cut:
       column = lambda k: np.asarray([r.params[k] for r, *_ in cut])
-      room = [min(sample_cfg.max_new_tokens - len(kept), sample_cfg.answer_budget or sample_cfg.max_new_tokens)
-              for _, _, kept, _ in cut]
+      room = [
+        min(sample_cfg.max_new_tokens - len(kept), sample_cfg.answer_budget or sample_cfg.max_new_tokens)
+        for _, _, kept, _ in cut
+      ]
 
       def write(finished):
         rows = []
         for row, tokens, lps, reason in finished:
           r, j, kept, kept_lps = cut[row]
-          done = _generation_row(r, j, kept + tokens, kept_lps + [0.0] + lps, reason, renderer, m.stop_token_ids,
-                                 True, skip_special)
+          done = _generation_row(
+            r, j, kept + tokens, kept_lps + [0.0] + lps, reason, renderer, m.stop_token_ids, True, skip_special
+          )
           # The forced </think> has no sampled log-prob here: the row's sum and per-token list leave it out.
-          done.update(logprob_sum=float(np.sum(kept_lps) + np.sum(lps)), logprobs=kept_lps + [None] + lps,
-                      think_budget=budget, forced=True)
+          done.update(
+            logprob_sum=float(np.sum(kept_lps) + np.sum(lps)),
+            logprobs=kept_lps + [None] + lps,
+            think_budget=budget,
+            forced=True,
+          )
           rows.append(done)
         writer.write(rows)
 
-      sampler.generate(m, [r.prompt + kept for r, _, kept, _ in cut], room, column("temperature"), column("top_p"),
-                       column("top_k"), sample_cfg.seed, m.stop_token_ids, sampler_options(sample_cfg, 1),
-                       prompt_ids=[r.index * n + j for r, j, _, _ in cut], presence_penalty=column("presence_penalty"),
-                       frequency_penalty=column("frequency_penalty"), max_total_tokens=_max_total(m, sample_cfg),
-                       on_finished=write, think_budget=budget, answer_budget=sample_cfg.answer_budget,
-                       start_steps=[len(kept) for _, _, kept, _ in cut])
+      sampler.generate(
+        m,
+        [r.prompt + kept for r, _, kept, _ in cut],
+        room,
+        column("temperature"),
+        column("top_p"),
+        column("top_k"),
+        sample_cfg.seed,
+        m.stop_token_ids,
+        sampler_options(sample_cfg, 1),
+        prompt_ids=[r.index * n + j for r, j, _, _ in cut],
+        presence_penalty=column("presence_penalty"),
+        frequency_penalty=column("frequency_penalty"),
+        max_total_tokens=_max_total(m, sample_cfg),
+        on_finished=write,
+        think_budget=budget,
+        answer_budget=sample_cfg.answer_budget,
+        start_steps=[len(kept) for _, _, kept, _ in cut],
+      )
   return {"copied": len(copied) - len(full), "cut": len(cut) + len(full), "done_before": len(writer.done)}
 
 
-def _generation_row(r: Request, sample: int, tokens: list[int], lps: list[float], reason: str, renderer: Renderer,
-                    stops: list[int], save_logprobs: bool, skip_special: bool = True) -> dict[str, Any]:
+def _generation_row(
+  r: Request,
+  sample: int,
+  tokens: list[int],
+  lps: list[float],
+  reason: str,
+  renderer: Renderer,
+  stops: list[int],
+  save_logprobs: bool,
+  skip_special: bool = True,
+) -> dict[str, Any]:
   text_ids = tokens[:-1] if reason == "stop" and tokens and tokens[-1] in stops else tokens
-  row = {"index": r.index, "sample": sample, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
-         "completion": renderer.decode(text_ids, skip_special), "completion_tokens": len(tokens),
-         "finish_reason": reason,
-         "logprob_sum": float(np.sum(lps))}
+  row = {
+    "index": r.index,
+    "sample": sample,
+    "id": r.id,
+    "prompt_sha": r.sha,
+    "prompt_tokens": len(r.prompt),
+    "completion": renderer.decode(text_ids, skip_special),
+    "completion_tokens": len(tokens),
+    "finish_reason": reason,
+    "logprob_sum": float(np.sum(lps)),
+  }
   if r.id is None:
     del row["id"]
   if save_logprobs:
@@ -201,8 +296,15 @@ def _generation_row(r: Request, sample: int, tokens: list[int], lps: list[float]
   return row
 
 
-def score_file(m: Any, eval_cfg: Any, input_path: str, output_path: str, settings: dict[str, Any],
-               renderer: Renderer, rows_per_write: int = 256) -> dict[str, int]:
+def score_file(
+  m: Any,
+  eval_cfg: Any,
+  input_path: str,
+  output_path: str,
+  settings: dict[str, Any],
+  renderer: Renderer,
+  rows_per_write: int = 256,
+) -> dict[str, int]:
   """Writes per-token log-probs, entropies, sum, mean and is_greedy of each row's completion."""
   greedy = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
   requests = read_requests(input_path, renderer, greedy, completions=True)
@@ -214,9 +316,10 @@ def score_file(m: Any, eval_cfg: Any, input_path: str, output_path: str, setting
     written = 0
     with tqdm.tqdm(total=len(todo), desc="score", unit="row") as progress:
       for start in range(0, len(todo), rows_per_write):
-        batch = todo[start:start + rows_per_write]
-        scores = scorer.score(m, [r.prompt for r in batch], [r.completion for r in batch],
-                              batch_tokens=eval_cfg.score_batch_tokens)
+        batch = todo[start : start + rows_per_write]
+        scores = scorer.score(
+          m, [r.prompt for r in batch], [r.completion for r in batch], batch_tokens=eval_cfg.score_batch_tokens
+        )
         writer.write([_score_row(r, s) for r, s in zip(batch, scores)])
         written += len(batch)
         progress.update(len(batch))
@@ -224,9 +327,18 @@ def score_file(m: Any, eval_cfg: Any, input_path: str, output_path: str, setting
 
 
 def _score_row(r: Request, s: scorer.Score) -> dict[str, Any]:
-  row = {"index": r.index, "id": r.id, "prompt_sha": r.sha, "prompt_tokens": len(r.prompt),
-         "completion_tokens": len(r.completion), "sum": s.sum, "mean": s.mean, "is_greedy": s.is_greedy,
-         "logprobs": s.logprobs, "entropies": s.entropies}
+  row = {
+    "index": r.index,
+    "id": r.id,
+    "prompt_sha": r.sha,
+    "prompt_tokens": len(r.prompt),
+    "completion_tokens": len(r.completion),
+    "sum": s.sum,
+    "mean": s.mean,
+    "is_greedy": s.is_greedy,
+    "logprobs": s.logprobs,
+    "entropies": s.entropies,
+  }
   if r.id is None:
     del row["id"]
   return row

@@ -33,8 +33,10 @@ def data_problem(bench: Benchmark, eval_cfg: Any, files: dict[str, str]) -> str 
     data_dir = loaders.data_dir(eval_cfg)
     path = os.path.join(data_dir, bench.file)
     if not os.path.exists(path):
-      return (f"data: no {bench.file} in eval.data_dir ({data_dir}); fetch it with `python -m "
-              f"rsft.evals.data fetch --benchmarks={bench.name}` or give it with --config.eval.files={bench.name}=PATH")
+      return (
+        f"data: no {bench.file} in eval.data_dir ({data_dir}); fetch it with `python -m "
+        f"rsft.evals.data fetch --benchmarks={bench.name}` or give it with --config.eval.files={bench.name}=PATH"
+      )
   elif path.startswith("hf:"):
     return None
   elif not os.path.exists(path):
@@ -71,8 +73,9 @@ def _endpoint_problem(label: str, url: str, timeout: float = 10.0) -> str | None
     return f"{label}: endpoint {url} does not answer ({getattr(e, 'reason', e)})"
 
 
-def problem(bench: Benchmark, eval_cfg: Any, files: dict[str, str], data: bool = True,
-            graders: bool = True) -> str | None:
+def problem(
+  bench: Benchmark, eval_cfg: Any, files: dict[str, str], data: bool = True, graders: bool = True
+) -> str | None:
   """The first reason this benchmark cannot run here, or None. data: its data file (the sweep, prompts mode);
   graders: what grading needs, its judges included (the sweep, grade mode)."""
   why = data_problem(bench, eval_cfg, files) if data else None
@@ -95,7 +98,12 @@ def stop(problems: dict[str, str], skip_hint: bool = True) -> None:
   if not problems:
     return
   lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
-  hint = ("\nFix these, drop them from eval.benchmarks, or set --config.eval.skip_unavailable=true to run the "
-          "others and list these as not run." if skip_hint else "")
-  raise EnvironmentProblem(f"{len(problems)} benchmark(s) cannot run on this machine (nothing was generated or "
-                           f"graded):\n{lines}{hint}")
+  hint = (
+    "\nFix these, drop them from eval.benchmarks, or set --config.eval.skip_unavailable=true to run the "
+    "others and list these as not run."
+    if skip_hint
+    else ""
+  )
+  raise EnvironmentProblem(
+    f"{len(problems)} benchmark(s) cannot run on this machine (nothing was generated or graded):\n{lines}{hint}"
+  )

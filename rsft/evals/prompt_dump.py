@@ -28,8 +28,9 @@ def load_tokenizer(config: Any) -> Any:
   try:
     tokenizer = model_io.load_tokenizer(path)
   except (OSError, ValueError) as e:
-    raise ValueError(f"eval.mode=prompts: no tokenizer could be read from {path} (model.tokenizer or model.path): "
-                     f"{e}") from e
+    raise ValueError(
+      f"eval.mode=prompts: no tokenizer could be read from {path} (model.tokenizer or model.path): {e}"
+    ) from e
   if tokenizer is None:
     raise ValueError(f"eval.mode=prompts: {path} (model.tokenizer or model.path) has no tokenizer files.")
   return tokenizer
@@ -50,18 +51,44 @@ def write(config: Any, output: str, tokenizer: Any) -> dict[str, int]:
   rows = []
   for b in benches:
     d = sweep.decoding(config, b)
-    dec = {k: d[k] for k in ("n", "temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "seed",
-                             "max_new_tokens", "max_total_tokens", "skip_special_tokens")}
+    dec = {
+      k: d[k]
+      for k in (
+        "n",
+        "temperature",
+        "top_p",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "max_new_tokens",
+        "max_total_tokens",
+        "skip_special_tokens",
+      )
+    }
     if dec["max_total_tokens"] < 0 and context:  # -1: the model's own context length
       dec["max_total_tokens"] = context
-    entry = dict(protocol=config.eval.protocol, harness=b.harness, think=b.think, extractor=b.extractor or b.grader,
-                 metric=b.metric, higher_is_better=b.higher_is_better)
+    entry = dict(
+      protocol=config.eval.protocol,
+      harness=b.harness,
+      think=b.think,
+      extractor=b.extractor or b.grader,
+      metric=b.metric,
+      higher_is_better=b.higher_is_better,
+    )
     for index, item in enumerate(items[b.name]):
       where = f"benchmark {b.name} item {index}"
-      text, templated = renderer.text({"prompt": item.prompt}, where) if tokenizer is not None else (item.prompt,
-                                                                                                     False)
-      row = dict(benchmark=b.name, index=index, id=item.id, prompt=item.prompt, text=text, chat_template=templated,
-                 decoding=dec, **entry)
+      text, templated = renderer.text({"prompt": item.prompt}, where) if tokenizer is not None else (item.prompt, False)
+      row = dict(
+        benchmark=b.name,
+        index=index,
+        id=item.id,
+        prompt=item.prompt,
+        text=text,
+        chat_template=templated,
+        decoding=dec,
+        **entry,
+      )
       if tokenizer is not None:
         row["prompt_tokens"] = len(renderer.prompt({"prompt": item.prompt}, where))
       rows.append(row)
@@ -71,8 +98,11 @@ def write(config: Any, output: str, tokenizer: Any) -> dict[str, int]:
     for row in rows:
       f.write(json.dumps(row, ensure_ascii=False) + "\n")
   os.replace(output + ".tmp", output)
-  logging.info("eval prompts: %d prompts of %d benchmarks to %s (%d not run)", len(rows) - len(not_run), len(benches),
-               output, len(not_run))
+  logging.info(
+    "eval prompts: %d prompts of %d benchmarks to %s (%d not run)",
+    len(rows) - len(not_run),
+    len(benches),
+    output,
+    len(not_run),
+  )
   return {"written": len(rows) - len(not_run), "benchmarks": len(benches), "not_run": len(not_run)}
-
-

@@ -15,7 +15,6 @@ from rsft.data import chat
 
 
 class Renderer:
-
   def __init__(self, tokenizer: Any, chat_template: bool = True, strip_default_system: bool = False):
     self.tokenizer = tokenizer
     self.has_template = tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
@@ -40,8 +39,8 @@ class Renderer:
       raise ValueError(f"{where}: the model has no tokenizer, so rows need completion_ids.")
     if text is not None:
       whole = self._encode(text + row["completion"], special)
-      if whole[:len(prompt)] == prompt:
-        return prompt, whole[len(prompt):]
+      if whole[: len(prompt)] == prompt:
+        return prompt, whole[len(prompt) :]
     return prompt, self._encode(row["completion"], False)
 
   def _prompt(self, row: dict[str, Any], where: str) -> tuple[list[int] | None, str | None, bool]:
@@ -52,8 +51,11 @@ class Renderer:
       raise ValueError(f"{where}: the model has no tokenizer, so rows need prompt_ids.")
     if "messages" in row:
       messages = row["messages"]
-      if not (isinstance(messages, list) and messages
-              and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)):
+      if not (
+        isinstance(messages, list)
+        and messages
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)
+      ):
         raise ValueError(f"{where}: messages must be a non-empty list of {{role, content}} objects.")
       if not self.has_template:
         raise ValueError(f"{where}: chat messages need a tokenizer with a chat template.")

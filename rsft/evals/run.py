@@ -35,8 +35,10 @@ def model_to_evaluate(config: Any, workdir: str) -> tuple[str, str]:
     return config.model.path, "base"
   chosen = checkpoints.select(spec, steps)
   if len(chosen) != 1:
-    raise ValueError(f"eval.mode={config.eval.mode} runs one model, but eval.checkpoints={spec!r} selects steps "
-                     f"{chosen}; set --config.eval.checkpoints=last or one step (0 = model.path).")
+    raise ValueError(
+      f"eval.mode={config.eval.mode} runs one model, but eval.checkpoints={spec!r} selects steps "
+      f"{chosen}; set --config.eval.checkpoints=last or one step (0 = model.path)."
+    )
   return checkpoints.step_dir(workdir, chosen[0]), f"step {chosen[0]}"
 
 
@@ -94,6 +96,7 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     counts = modes.generate_file(m, config.sample, config.eval, config.eval.input, output, settings, renderer)
   else:
     counts = modes.score_file(m, config.eval, config.eval.input, output, settings, renderer)
-  logging.info("eval %s: wrote %d rows to %s (%d were already there)", mode, counts["written"], output,
-               counts["done_before"])
+  logging.info(
+    "eval %s: wrote %d rows to %s (%d were already there)", mode, counts["written"], output, counts["done_before"]
+  )
   return dict(counts, output=output)

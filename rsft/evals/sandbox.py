@@ -42,23 +42,23 @@ UNSAFE_ENV = "RSFT_UNSAFE_SANDBOX"
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-  seconds: float = 10.0          # wall clock; CPU time gets the same plus 1 s
-  memory_bytes: int = 2 << 30    # per process (RLIMIT_AS) and, with cgroups, for the whole program
-  file_bytes: int = 8 << 20      # RLIMIT_FSIZE
+  seconds: float = 10.0  # wall clock; CPU time gets the same plus 1 s
+  memory_bytes: int = 2 << 30  # per process (RLIMIT_AS) and, with cgroups, for the whole program
+  file_bytes: int = 8 << 20  # RLIMIT_FSIZE
   open_files: int = 64
-  processes: int = 32            # for the whole program (cgroup pids.max; RLIMIT_NPROC of its own uid)
-  output_bytes: int = 1 << 20    # stdout / stderr kept; past it the program is killed
-  tmp_bytes: int = 64 << 20      # the private /tmp (a tmpfs of this size)
+  processes: int = 32  # for the whole program (cgroup pids.max; RLIMIT_NPROC of its own uid)
+  output_bytes: int = 1 << 20  # stdout / stderr kept; past it the program is killed
+  tmp_bytes: int = 64 << 20  # the private /tmp (a tmpfs of this size)
 
 
 @dataclasses.dataclass
 class Result:
-  status: str        # "ok" (exit 0) | "error" (non-zero exit, or output over the cap) | "timeout"
+  status: str  # "ok" (exit 0) | "error" (non-zero exit, or output over the cap) | "timeout"
   returncode: int | None
   stdout: str
   stderr: str
   seconds: float
-  contained: bool    # ran in the bubblewrap sandbox
+  contained: bool  # ran in the bubblewrap sandbox
 
 
 class SandboxUnavailable(EnvironmentProblem):
@@ -71,18 +71,21 @@ def _probe() -> tuple[tuple[str, str] | None, str]:
   bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
   if not (bwrap and setpriv):
     missing = " and ".join(name for name, path in (("bwrap", bwrap), ("setpriv", setpriv)) if not path)
-    return None, (f"{missing} not found: generated code needs bubblewrap to run contained (`apt-get install "
-                  "bubblewrap`; setpriv is in util-linux)")
+    return None, (
+      f"{missing} not found: generated code needs bubblewrap to run contained (`apt-get install "
+      "bubblewrap`; setpriv is in util-linux)"
+    )
   try:
-    probe = subprocess.run(_command((bwrap, setpriv), 4242424, ["-c", "print(6 * 7)"]), capture_output=True,
-                           timeout=30)
+    probe = subprocess.run(_command((bwrap, setpriv), 4242424, ["-c", "print(6 * 7)"]), capture_output=True, timeout=30)
   except (OSError, subprocess.SubprocessError) as e:
     return None, f"bwrap could not start a probe program: {type(e).__name__}: {e}"
   if probe.stdout.strip() != b"42":
     stderr = probe.stderr.decode(errors="replace").strip()[-300:]
-    return None, (f"bwrap is installed but cannot run a program here ({stderr or f'exit {probe.returncode}'}); "
-                  "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
-                  "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04) or a setuid bwrap")
+    return None, (
+      f"bwrap is installed but cannot run a program here ({stderr or f'exit {probe.returncode}'}); "
+      "it needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+      "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04) or a setuid bwrap"
+    )
   return (bwrap, setpriv), ""
 
 
@@ -105,8 +108,19 @@ def problem() -> str | None:
 
 def _readonly_binds() -> list[str]:
   """The interpreter's prefix (and a venv's) plus the system library folders, read-only, at their own paths."""
-  paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache",
-           sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))]
+  paths = [
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    sys.base_prefix,
+    sys.prefix,
+    os.path.dirname(os.path.realpath(sys.executable)),
+  ]
   binds, seen = [], set()
   for path in paths:
     real = os.path.realpath(path)
@@ -117,7 +131,8 @@ def _readonly_binds() -> list[str]:
   # them 0700 and the unprivileged uid could not reach the interpreter.
   parents = sorted({a for p in binds for a in _ancestors(p)} - set(binds), key=len)
   return [arg for d in parents for arg in ("--perms", "0755", "--dir", d)] + [
-      arg for p in binds for arg in ("--ro-bind", p, p)]
+    arg for p in binds for arg in ("--ro-bind", p, p)
+  ]
 
 
 def _ancestors(path: str) -> list[str]:
@@ -128,20 +143,76 @@ def _ancestors(path: str) -> list[str]:
   return out
 
 
-def _command(tools: tuple[str, str], uid: int, python_args: list[str], info_fd: int | None = None,
-             tmp_bytes: int = 64 << 20) -> list[str]:
+def _command(
+  tools: tuple[str, str], uid: int, python_args: list[str], info_fd: int | None = None, tmp_bytes: int = 64 << 20
+) -> list[str]:
   bwrap, setpriv = tools
-  cmd = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-         "--die-with-parent", "--new-session", *_readonly_binds(), "--proc", "/proc", "--dev", "/dev",
-         "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
-         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
-         "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0", "--setenv", "OMP_NUM_THREADS", "1",
-         "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+  cmd = [
+    bwrap,
+    "--unshare-ipc",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    "--die-with-parent",
+    "--new-session",
+    *_readonly_binds(),
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--perms",
+    "1777",
+    "--size",
+    str(tmp_bytes),
+    "--tmpfs",
+    "/tmp",
+    "--chdir",
+    "/tmp",
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    "/usr/bin:/bin",
+    "--setenv",
+    "HOME",
+    "/tmp",
+    "--setenv",
+    "TMPDIR",
+    "/tmp",
+    "--setenv",
+    "LANG",
+    "C.UTF-8",
+    "--setenv",
+    "PYTHONHASHSEED",
+    "0",
+    "--setenv",
+    "OMP_NUM_THREADS",
+    "1",
+    "--cap-drop",
+    "ALL",
+    "--cap-add",
+    "CAP_SETUID",
+    "--cap-add",
+    "CAP_SETGID",
+    "--cap-add",
+    "CAP_SETPCAP",
+  ]
   if info_fd is not None:
     cmd += ["--info-fd", str(info_fd)]  # bwrap writes the init's pid there and does not pass the fd on
   # setpriv gives up the three capabilities bwrap kept for it: a fresh uid, no groups, empty bounding set.
-  return cmd + ["--", setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-                "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-I", *python_args]
+  return cmd + [
+    "--",
+    setpriv,
+    f"--reuid={uid}",
+    f"--regid={uid}",
+    "--clear-groups",
+    "--no-new-privs",
+    "--bounding-set=-all",
+    "--inh-caps=-all",
+    sys.executable,
+    "-I",
+    *python_args,
+  ]
 
 
 def _own_cgroup(controller: str) -> str:
@@ -181,9 +252,11 @@ class _Cgroups:
     name = f"rsft_sandbox_{uuid.uuid4().hex[:12]}"
     root = "/sys/fs/cgroup"
     v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
-    settings = ({"": {"pids.max": limits.processes, "memory.max": limits.memory_bytes, "memory.swap.max": 0}}
-                if v2 else {"pids": {"pids.max": limits.processes},
-                            "memory": {"memory.limit_in_bytes": limits.memory_bytes}})
+    settings = (
+      {"": {"pids.max": limits.processes, "memory.max": limits.memory_bytes, "memory.swap.max": 0}}
+      if v2
+      else {"pids": {"pids.max": limits.processes}, "memory": {"memory.limit_in_bytes": limits.memory_bytes}}
+    )
     _remove_stale(root, tuple(settings))
     for controller, values in settings.items():
       path = os.path.join(root, controller, _own_cgroup(controller).lstrip("/"), name)
@@ -234,7 +307,7 @@ def _drain(stream, cap: int, chunks: list[bytes], over: threading.Event) -> None
     if not data:
       return
     if kept < cap:
-      chunks.append(data[:cap - kept])
+      chunks.append(data[: cap - kept])
     kept += len(data)
     if kept > cap:
       over.set()
@@ -247,17 +320,30 @@ _KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219}
 
 def _loader(limits: Limits, program_fd: int) -> str:
   """Runs inside the sandbox as the unprivileged uid: sets the rlimits, reads the program, runs it as __main__."""
-  rlimits = [("RLIMIT_AS", limits.memory_bytes), ("RLIMIT_CPU", int(limits.seconds) + 1),
-             ("RLIMIT_FSIZE", limits.file_bytes), ("RLIMIT_NOFILE", limits.open_files),
-             ("RLIMIT_NPROC", limits.processes), ("RLIMIT_CORE", 0)]
+  rlimits = [
+    ("RLIMIT_AS", limits.memory_bytes),
+    ("RLIMIT_CPU", int(limits.seconds) + 1),
+    ("RLIMIT_FSIZE", limits.file_bytes),
+    ("RLIMIT_NOFILE", limits.open_files),
+    ("RLIMIT_NPROC", limits.processes),
+    ("RLIMIT_CORE", 0),
+  ]
   keyctl = _KEYCTL_SYSCALL.get(os.uname().machine)
-  join_keyring = (f"import ctypes\nctypes.CDLL(None).syscall({keyctl}, 1, None)\n"  # KEYCTL_JOIN_SESSION_KEYRING
-                  "del ctypes\n") if keyctl else ""
-  return (join_keyring + "import os,resource as r\n"
-          f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
-          f"src=os.fdopen({program_fd}).read()\n"
-          "del os, r\n"
-          "exec(compile(src,'main.py','exec'),{'__name__':'__main__'})")
+  join_keyring = (
+    (
+      f"import ctypes\nctypes.CDLL(None).syscall({keyctl}, 1, None)\n"  # KEYCTL_JOIN_SESSION_KEYRING
+      "del ctypes\n"
+    )
+    if keyctl
+    else ""
+  )
+  return (
+    join_keyring + "import os,resource as r\n"
+    f"for k,v in {rlimits!r}: r.setrlimit(getattr(r,k),(v,v))\n"
+    f"src=os.fdopen({program_fd}).read()\n"
+    "del os, r\n"
+    "exec(compile(src,'main.py','exec'),{'__name__':'__main__'})"
+  )
 
 
 @dataclasses.dataclass
@@ -265,7 +351,7 @@ class _Launched:
   proc: subprocess.Popen
   groups: _Cgroups | None
   info: dict[str, int]
-  program_fd: int          # write end of the pipe the loader reads the program from
+  program_fd: int  # write end of the pipe the loader reads the program from
   contained: bool
   start: float
 
@@ -279,10 +365,12 @@ def _launch(limits: Limits) -> _Launched:
   if tools is None:
     if os.environ.get(UNSAFE_ENV) != "1":
       raise SandboxUnavailable(
-          "refusing to run generated code: bubblewrap (bwrap) and setpriv are needed for the sandbox (install with "
-          f"`apt-get install bubblewrap`), or set {UNSAFE_ENV}=1 to run it with rlimits only, uncontained.")
-    logging.log_first_n(logging.WARNING, "sandbox: %s=1, running generated code UNCONTAINED (rlimits only)", 1,
-                        UNSAFE_ENV)
+        "refusing to run generated code: bubblewrap (bwrap) and setpriv are needed for the sandbox (install with "
+        f"`apt-get install bubblewrap`), or set {UNSAFE_ENV}=1 to run it with rlimits only, uncontained."
+      )
+    logging.log_first_n(
+      logging.WARNING, "sandbox: %s=1, running generated code UNCONTAINED (rlimits only)", 1, UNSAFE_ENV
+    )
   uid = random.randrange(200_000, 2_000_000_000)  # a uid of its own: RLIMIT_NPROC counts this program only
   read_fd, write_fd = os.pipe()
   info_r, info_w = os.pipe()
@@ -296,8 +384,16 @@ def _launch(limits: Limits) -> _Launched:
   env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
   start = time.monotonic()
   try:
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd="/", pass_fds=(read_fd, info_w), start_new_session=True)
+    proc = subprocess.Popen(
+      cmd,
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      env=env,
+      cwd="/",
+      pass_fds=(read_fd, info_w),
+      start_new_session=True,
+    )
   finally:
     os.close(read_fd)
     os.close(info_w)
@@ -311,8 +407,10 @@ def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
   launched = _launch(limits)
   proc = launched.proc
   out, err, over = [], [], threading.Event()
-  readers = [threading.Thread(target=_drain, args=(proc.stdout, limits.output_bytes, out, over), daemon=True),
-             threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, err, over), daemon=True)]
+  readers = [
+    threading.Thread(target=_drain, args=(proc.stdout, limits.output_bytes, out, over), daemon=True),
+    threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, err, over), daemon=True),
+  ]
   for t in readers:
     t.start()
   threading.Thread(target=_feed, args=(launched.program_fd, program, proc.stdin, stdin, True), daemon=True).start()
@@ -333,8 +431,14 @@ def run(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
     status = "ok" if proc.returncode == 0 else "error"
   if over.is_set():
     status = "error"
-  return Result(status, proc.returncode, b"".join(out).decode(errors="replace"),
-                b"".join(err).decode(errors="replace"), time.monotonic() - launched.start, launched.contained)
+  return Result(
+    status,
+    proc.returncode,
+    b"".join(out).decode(errors="replace"),
+    b"".join(err).decode(errors="replace"),
+    time.monotonic() - launched.start,
+    launched.contained,
+  )
 
 
 class Process:
@@ -352,10 +456,12 @@ class Process:
     self._err: list[bytes] = []
     proc = self._launched.proc
     threading.Thread(target=self._read_lines, daemon=True).start()
-    threading.Thread(target=_drain, args=(proc.stderr, limits.output_bytes, self._err, threading.Event()),
-                     daemon=True).start()
-    threading.Thread(target=_feed, args=(self._launched.program_fd, program, proc.stdin, "", False),
-                     daemon=True).start()
+    threading.Thread(
+      target=_drain, args=(proc.stderr, limits.output_bytes, self._err, threading.Event()), daemon=True
+    ).start()
+    threading.Thread(
+      target=_feed, args=(self._launched.program_fd, program, proc.stdin, "", False), daemon=True
+    ).start()
     self.deadline = self._launched.start + limits.seconds
     # The watchdog: at the deadline the program goes, whatever rsft is blocked on (a send into a full pipe too).
     self._watchdog = threading.Timer(limits.seconds, self.close)
@@ -379,7 +485,7 @@ class Process:
       for line in lines:
         text = line.decode(errors="replace")
         if text.startswith(self.marker):
-          self._messages.put(text[len(self.marker):])
+          self._messages.put(text[len(self.marker) :])
     self._messages.put(None)  # end of output
 
   def send(self, line: str) -> bool:

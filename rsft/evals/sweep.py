@@ -39,8 +39,7 @@ def _steps(config: Any, workdir: str) -> list[tuple[int, str]]:
   if not candidates:
     raise ValueError(f"nothing to evaluate: {workdir}/checkpoints has no steps and model.path is not set.")
   wanted = checkpoints.select(config.eval.checkpoints, candidates)
-  return [(s, config.model.path if s == 0 and config.model.path else checkpoints.step_dir(workdir, s))
-          for s in wanted]
+  return [(s, config.model.path if s == 0 and config.model.path else checkpoints.step_dir(workdir, s)) for s in wanted]
 
 
 def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
@@ -48,14 +47,31 @@ def decoding(config: Any, bench: Benchmark) -> ml_collections.ConfigDict:
   temperature / top_p / top_k / seed; the sampler's engine settings come from config.sample."""
   s, e, d = config.sample, config.eval, bench.decoding
   pick = lambda override, default: default if override < 0 else override
-  return ml_collections.ConfigDict(dict(
-      n=e.n or d.n, max_new_tokens=e.max_new_tokens or d.max_new_tokens, max_total_tokens=d.max_total_tokens,
-      temperature=pick(e.temperature, d.temperature), top_p=pick(e.top_p, d.top_p), top_k=pick(e.top_k, d.top_k),
-      presence_penalty=d.presence_penalty, frequency_penalty=d.frequency_penalty, seed=pick(e.seed, d.seed),
-      skip_special_tokens=d.skip_special_tokens, top_k_cap=max(s.top_k_cap, d.top_k), chunk_steps=s.chunk_steps,
-      prompt_buckets=tuple(s.prompt_buckets), max_num_seqs=s.max_num_seqs, page_size=s.page_size,
-      kv_pages=s.kv_pages, memory_utilization=s.memory_utilization, think_budget=s.think_budget,
-      answer_budget=s.answer_budget, prefix_cache=s.prefix_cache, chunked_prefill=s.chunked_prefill))
+  return ml_collections.ConfigDict(
+    dict(
+      n=e.n or d.n,
+      max_new_tokens=e.max_new_tokens or d.max_new_tokens,
+      max_total_tokens=d.max_total_tokens,
+      temperature=pick(e.temperature, d.temperature),
+      top_p=pick(e.top_p, d.top_p),
+      top_k=pick(e.top_k, d.top_k),
+      presence_penalty=d.presence_penalty,
+      frequency_penalty=d.frequency_penalty,
+      seed=pick(e.seed, d.seed),
+      skip_special_tokens=d.skip_special_tokens,
+      top_k_cap=max(s.top_k_cap, d.top_k),
+      chunk_steps=s.chunk_steps,
+      prompt_buckets=tuple(s.prompt_buckets),
+      max_num_seqs=s.max_num_seqs,
+      page_size=s.page_size,
+      kv_pages=s.kv_pages,
+      memory_utilization=s.memory_utilization,
+      think_budget=s.think_budget,
+      answer_budget=s.answer_budget,
+      prefix_cache=s.prefix_cache,
+      chunked_prefill=s.chunked_prefill,
+    )
+  )
 
 
 def selected(config: Any) -> list[Benchmark]:
@@ -64,8 +80,10 @@ def selected(config: Any) -> list[Benchmark]:
   benches = [benchmarks.get(name, config.eval.protocol) for name in benchmarks.expand(config.eval.benchmarks)]
   for name in gold:
     if name not in {b.name for b in benches}:
-      raise ValueError(f"eval.gold_columns names {name!r}, which is not among the benchmarks run "
-                       f"({', '.join(b.name for b in benches)}).")
+      raise ValueError(
+        f"eval.gold_columns names {name!r}, which is not among the benchmarks run "
+        f"({', '.join(b.name for b in benches)})."
+      )
   return [benchmarks.with_gold(b, gold[b.name]) if b.name in gold else b for b in benches]
 
 
@@ -89,25 +107,40 @@ def item_sha(item: Item) -> str:
   return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def grade_generations(bench: Benchmark, items: list[Item], gen_path: str, grade_path: str,
-                      settings: dict[str, Any], judges: Any = None) -> None:
+def grade_generations(
+  bench: Benchmark, items: list[Item], gen_path: str, grade_path: str, settings: dict[str, Any], judges: Any = None
+) -> None:
   generations = _read(gen_path)
   with jsonl.ResumableWriter(grade_path, lambda r: (r["index"], r["sample"]), settings) as writer:
     for (index, _sample), sha in writer.done.items():
       if sha is not None and index < len(items) and sha != item_sha(items[index]):
-        raise ValueError(f"{grade_path}: item {index} was graded for another prompt or gold than it has now (data "
-                         "file, protocol or PYTHONHASHSEED changed); move the old grades away to regrade.")
+        raise ValueError(
+          f"{grade_path}: item {index} was graded for another prompt or gold than it has now (data "
+          "file, protocol or PYTHONHASHSEED changed); move the old grades away to regrade."
+        )
     todo = [g for g in generations if (g["index"], g["sample"]) not in writer.done]
     if not todo:
       return
     grades = grading.grade(bench, [items[g["index"]] for g in todo], [g["completion"] for g in todo], judges=judges)
-    writer.write([dict(index=g["index"], sample=g["sample"], id=items[g["index"]].id, **gr,
-                       tokens=g["completion_tokens"], truncated=g["finish_reason"] == "length",
-                       prompt_sha=item_sha(items[g["index"]])) for g, gr in zip(todo, grades)])
+    writer.write(
+      [
+        dict(
+          index=g["index"],
+          sample=g["sample"],
+          id=items[g["index"]].id,
+          **gr,
+          tokens=g["completion_tokens"],
+          truncated=g["finish_reason"] == "length",
+          prompt_sha=item_sha(items[g["index"]]),
+        )
+        for g, gr in zip(todo, grades)
+      ]
+    )
 
 
-def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: dict[str, list[Item]],
-              n_by_bench: dict[str, int]) -> list[dict[str, Any]]:
+def summarize(
+  workdir: str, steps: list[int], benches: list[Benchmark], items: dict[str, list[Item]], n_by_bench: dict[str, int]
+) -> list[dict[str, Any]]:
   """results.jsonl rows from the grade files; per-category rows for benchmarks with categories."""
   rows = []
   for step in steps:
@@ -118,11 +151,17 @@ def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: d
         per_item[g["index"]].append(g)
       complete = {i: v for i, v in per_item.items() if len(v) == n_by_bench[bench.name]}
       if len(complete) < len(items[bench.name]):
-        logging.warning("step %d %s: %d of %d items graded; results cover those only.", step, bench.name,
-                        len(complete), len(items[bench.name]))
+        logging.warning(
+          "step %d %s: %d of %d items graded; results cover those only.",
+          step,
+          bench.name,
+          len(complete),
+          len(items[bench.name]),
+        )
       # Direction and scale of the score (avg@k, pass@k, maj@k): the analysis reads a dip the right way round.
-      how = dict(higher_is_better=bench.higher_is_better,
-                 scale="unbounded" if bench.grader == "reward" else "proportion")
+      how = dict(
+        higher_is_better=bench.higher_is_better, scale="unbounded" if bench.grader == "reward" else "proportion"
+      )
       for name, m in metrics.summarize(complete, ks=(1, 4, 8, 16)).items():
         rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=name, **m, **how))
       by_category = collections.defaultdict(dict)
@@ -132,13 +171,15 @@ def summarize(workdir: str, steps: list[int], benches: list[Benchmark], items: d
       for category, subset in sorted(by_category.items()):
         k = n_by_bench[bench.name]
         m = metrics.summarize(subset)[f"avg@{k}"]
-        rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=f"avg@{k}/{category}", **m,
-                         **how))
+        rows.append(
+          dict(step=step, benchmark=bench.name, domain=bench.domain, metric=f"avg@{k}/{category}", **m, **how)
+        )
   return rows
 
 
-def group_rows(rows: list[dict[str, Any]], names: list[str], n_by_bench: dict[str, int],
-               aggregate: str) -> list[dict[str, Any]]:
+def group_rows(
+  rows: list[dict[str, Any]], names: list[str], n_by_bench: dict[str, int], aggregate: str
+) -> list[dict[str, Any]]:
   """A headline row per step for each group whose members all ran: the mean of the members' scores
   (eval.group_aggregate=mean) or the item-weighted mean (pooled, lm-eval's weight_by_size)."""
   if aggregate not in ("mean", "pooled"):
@@ -156,15 +197,32 @@ def group_rows(rows: list[dict[str, Any]], names: list[str], n_by_bench: dict[st
         continue
       weights = [got[m]["n_items"] if aggregate == "pooled" else 1.0 for m in members]
       combine = lambda key: sum(w * got[m][key] for w, m in zip(weights, members)) / sum(weights)
-      out.append(dict(step=step, benchmark=group, domain=got[members[0]]["domain"], metric="avg@1",
-                      value=combine("value"), ci_low=combine("ci_low"), ci_high=combine("ci_high"),
-                      n_items=sum(got[m]["n_items"] for m in members), members=list(members), aggregate=aggregate,
-                      higher_is_better=True, scale="proportion"))
+      out.append(
+        dict(
+          step=step,
+          benchmark=group,
+          domain=got[members[0]]["domain"],
+          metric="avg@1",
+          value=combine("value"),
+          ci_low=combine("ci_low"),
+          ci_high=combine("ci_high"),
+          n_items=sum(got[m]["n_items"] for m in members),
+          members=list(members),
+          aggregate=aggregate,
+          higher_is_better=True,
+          scale="proportion",
+        )
+      )
   return out
 
 
-def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchmark],
-                 n_by_bench: dict[str, int], not_run: dict[str, str] | None = None) -> None:
+def write_tables(
+  workdir: str,
+  rows: list[dict[str, Any]],
+  benches: list[Benchmark],
+  n_by_bench: dict[str, int],
+  not_run: dict[str, str] | None = None,
+) -> None:
   """results.jsonl, and summary.{md,csv}: rows = steps, columns = benchmarks (groups after their members, then
   the benchmarks that did not run, each saying what is missing)."""
   if not distributed.is_primary():
@@ -173,21 +231,26 @@ def write_tables(workdir: str, rows: list[dict[str, Any]], benches: list[Benchma
   out = os.path.join(workdir, "eval")
   _replace(os.path.join(out, "results.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
   _replace(os.path.join(out, "not_run.json"), json.dumps(not_run, indent=1))
-  headline = {(r["step"], r["benchmark"]): r for r in rows
-              if r["metric"] == f"avg@{n_by_bench.get(r['benchmark'], 1)}"}
+  headline = {(r["step"], r["benchmark"]): r for r in rows if r["metric"] == f"avg@{n_by_bench.get(r['benchmark'], 1)}"}
   steps = sorted({r["step"] for r in rows})
   columns = [(b.name, f"{b.name} (avg@{n_by_bench[b.name]})") for b in benches]
-  columns += [(g, f"{g} ({'+'.join(m.removeprefix(g + '_') for m in ms)})") for g, ms in benchmarks.GROUPS.items()
-              if any((s, g) in headline for s in steps)]
+  columns += [
+    (g, f"{g} ({'+'.join(m.removeprefix(g + '_') for m in ms)})")
+    for g, ms in benchmarks.GROUPS.items()
+    if any((s, g) in headline for s in steps)
+  ]
   names = [name for name, _ in columns]
   header = ["step"] + [label for _, label in columns] + list(not_run)
-  table = [[str(s)] + [f"{100 * headline[(s, n)]['value']:.1f}" if (s, n) in headline else "" for n in names]
-           + [f"not run: {why}" for why in not_run.values()] for s in steps or ["-"]]
+  table = [
+    [str(s)]
+    + [f"{100 * headline[(s, n)]['value']:.1f}" if (s, n) in headline else "" for n in names]
+    + [f"not run: {why}" for why in not_run.values()]
+    for s in steps or ["-"]
+  ]
   text = io.StringIO()
   csv.writer(text).writerows([header] + table)
   _replace(os.path.join(out, "summary.csv"), text.getvalue())
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |"
-                                                                          for r in table]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in table]
   ci = ["", "Scores x100; 95% bootstrap intervals over items are in results.jsonl (ci_low, ci_high)."]
   _replace(os.path.join(out, "summary.md"), "\n".join(lines + ci) + "\n")
 
@@ -237,20 +300,26 @@ def budgets(config: Any, benches: list[Benchmark]) -> dict[str, list[tuple[int, 
     cap, outer = decoding(config, b).max_new_tokens, config.sample.think_budget
     for budget in config.eval.think_budgets:
       if not 0 < budget < cap or (outer and budget >= outer):
-        raise ValueError(f"eval.think_budgets: {budget} must be > 0 and below {b.name}'s max_new_tokens ({cap})"
-                         + (f" and sample.think_budget ({outer})" if outer else "") + ".")
-    out[b.name] = [(budget, dataclasses.replace(b, name=f"{b.name}@think{budget}"))
-                   for budget in sorted(set(config.eval.think_budgets))]
+        raise ValueError(
+          f"eval.think_budgets: {budget} must be > 0 and below {b.name}'s max_new_tokens ({cap})"
+          + (f" and sample.think_budget ({outer})" if outer else "")
+          + "."
+        )
+    out[b.name] = [
+      (budget, dataclasses.replace(b, name=f"{b.name}@think{budget}"))
+      for budget in sorted(set(config.eval.think_budgets))
+    ]
   return out
 
 
 @dataclasses.dataclass
 class Sweep:
   """What a sweep (or follow mode) scores each checkpoint on, decided once before any checkpoint is loaded."""
+
   config: Any
   workdir: str
-  benches: list[Benchmark]                 # generated
-  scored: list[Benchmark]                  # graded: the benches and each one under every thinking budget
+  benches: list[Benchmark]  # generated
+  scored: list[Benchmark]  # graded: the benches and each one under every thinking budget
   items: dict[str, list[Item]]
   decodings: dict[str, ml_collections.ConfigDict]
   under_budget: dict[str, list[tuple[int, Benchmark]]]
@@ -296,19 +365,39 @@ def score_step(sw: Sweep, step: int, path: str, load_policy, load_judge, rendere
           model = load_policy(path)
           renderer = renderer_for(model)
         if budget is None:
-          modes.generate_file(model, sw.decodings[b.name], config.eval, sw.prompt_files[b.name],
-                              sw.path("generations", step, b), settings, renderer)
+          modes.generate_file(
+            model,
+            sw.decodings[b.name],
+            config.eval,
+            sw.prompt_files[b.name],
+            sw.path("generations", step, b),
+            settings,
+            renderer,
+          )
         else:
-          modes.budget_file(model, sw.decodings[b.name], config.eval, sw.prompt_files[b.name],
-                            sw.path("generations", step, b), sw.path("generations", step, under), budget, settings,
-                            renderer)
+          modes.budget_file(
+            model,
+            sw.decodings[b.name],
+            config.eval,
+            sw.prompt_files[b.name],
+            sw.path("generations", step, b),
+            sw.path("generations", step, under),
+            budget,
+            settings,
+            renderer,
+          )
   del model
   gc.collect()
   judges = Judges(config.eval, load_judge)  # judge models load on first use, after the policy is gone
   for b in sw.scored:
-    grade_generations(b, sw.items[b.name], sw.path("generations", step, b), sw.path("grades", step, b),
-                      dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol,
-                           extractor=b.extractor, think=b.think), judges)
+    grade_generations(
+      b,
+      sw.items[b.name],
+      sw.path("generations", step, b),
+      sw.path("grades", step, b),
+      dict(benchmark=b.name, grader=b.grader, protocol=config.eval.protocol, extractor=b.extractor, think=b.think),
+      judges,
+    )
   judges.close()
   gc.collect()
 
@@ -332,8 +421,9 @@ def run_sweep(config: Any, workdir: str, load_model, renderer_for) -> list[dict[
   return finish(sw, [s for s, _ in steps])
 
 
-def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: str = "study",
-               eval_cfg: Any = None) -> dict[str, int]:
+def grade_file(
+  input_path: str, output_path: str, judges: Any = None, protocol: str = "study", eval_cfg: Any = None
+) -> dict[str, int]:
   """eval.mode=grade: rows {benchmark, item (a row of its data file), response} -> + score, answer, status,
   graded under `protocol` (a row's own "protocol" field wins). With `eval_cfg`, the graders' environment (punkt,
   sandbox, judges) is checked for every benchmark in the file before anything is written."""
@@ -350,18 +440,24 @@ def grade_file(input_path: str, output_path: str, judges: Any = None, protocol: 
     if not isinstance(row["item"], dict):
       raise ValueError(f"{where}: item must be an object (a row of the benchmark's data file)")
     name, row_protocol = row["benchmark"], row.get("protocol", protocol)
-    bench = (benchmarks.member_for(name, row["item"], row_protocol) if name in benchmarks.GROUPS
-             else benchmarks.get(name, row_protocol))
+    bench = (
+      benchmarks.member_for(name, row["item"], row_protocol)
+      if name in benchmarks.GROUPS
+      else benchmarks.get(name, row_protocol)
+    )
     absent = benchmarks.missing_fields(bench, row["item"])
     if absent:
       raise ValueError(f"{where}: item lacks field(s) {absent} of benchmark {bench.name}")
     requests.append((len(requests), row, bench, bench.make_item(row["item"], len(requests))))
   if eval_cfg is not None:  # what grading needs here, before a single row is scored or the output is opened
     benches = {r[2].name: r[2] for r in requests}
-    preflight.stop({name: why for name, b in benches.items()
-                    if (why := preflight.problem(b, eval_cfg, {}, data=False))}, skip_hint=False)
-  with jsonl.ResumableWriter(output_path, lambda r: (r["index"],),
-                             dict(mode="grade", input=input_path, protocol=protocol)) as writer:
+    preflight.stop(
+      {name: why for name, b in benches.items() if (why := preflight.problem(b, eval_cfg, {}, data=False))},
+      skip_hint=False,
+    )
+  with jsonl.ResumableWriter(
+    output_path, lambda r: (r["index"],), dict(mode="grade", input=input_path, protocol=protocol)
+  ) as writer:
     todo = [r for r in requests if (r[0],) not in writer.done]
     by_bench = collections.defaultdict(list)
     for r in todo:

@@ -38,13 +38,13 @@ from rsft.models.layers import precision
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """The engine's shape for one generate call: slots (rows decoding at once), KV pages and prefill groups."""
-  slots: int
-  shards: int                      # data-parallel shards: each has slots / shards slots and its own page pool
-  page_size: int
-  pages_per_row: int               # page-table width: the longest row's prompt + new tokens
-  pages_per_shard: int             # page 0 included (scratch)
-  prefill_prompts: int             # most prompts per prefill call (a power of two)
 
+  slots: int
+  shards: int  # data-parallel shards: each has slots / shards slots and its own page pool
+  page_size: int
+  pages_per_row: int  # page-table width: the longest row's prompt + new tokens
+  pages_per_shard: int  # page 0 included (scratch)
+  prefill_prompts: int  # most prompts per prefill call (a power of two)
 
 
 # Trace counts per jitted function: a trace happens once per compile, so these are the compile counts (logged,
@@ -59,26 +59,30 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "row_id", "limit", "presence
 @struct.dataclass
 class DecodeState:
   """The engine's device state: the KV page pools and one entry per slot (a sequence's row while it runs)."""
-  k: jax.Array               # [D, K, L, pages, page, H] KV page pools (attention.Pages)
+
+  k: jax.Array  # [D, K, L, pages, page, H] KV page pools (attention.Pages)
   v: jax.Array
-  lengths: jax.Array         # [slots] cache columns written
-  step: jax.Array            # [slots] tokens generated (the row's random stream position)
-  done: jax.Array            # [slots] bool: free, or finished
-  temperature: jax.Array     # [slots] sampling parameters, per row
+  lengths: jax.Array  # [slots] cache columns written
+  step: jax.Array  # [slots] tokens generated (the row's random stream position)
+  done: jax.Array  # [slots] bool: free, or finished
+  temperature: jax.Array  # [slots] sampling parameters, per row
   top_p: jax.Array
   top_k: jax.Array
-  row_id: jax.Array          # [slots] output row: its random key
-  limit: jax.Array           # [slots] most new tokens
+  row_id: jax.Array  # [slots] output row: its random key
+  limit: jax.Array  # [slots] most new tokens
   presence: jax.Array
   frequency: jax.Array
-  logits: jax.Array          # [slots, V] next-token logits
-  counts: jax.Array | None = None    # [slots, V] output-token counts: presence / frequency penalties only
+  logits: jax.Array  # [slots, V] next-token logits
+  counts: jax.Array | None = None  # [slots, V] output-token counts: presence / frequency penalties only
   think_at: jax.Array | None = None  # [slots] step at which </think> is forced (NEVER: not thinking); budgets only
 
   def rows(self) -> dict[str, jax.Array]:
     """The per-slot fields in use (everything but the pools)."""
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if f.name not in ("k", "v") and getattr(self, f.name) is not None}
+    return {
+      f.name: getattr(self, f.name)
+      for f in dataclasses.fields(self)
+      if f.name not in ("k", "v") and getattr(self, f.name) is not None
+    }
 
 
 def _constrain(rules, state: DecodeState) -> DecodeState:
@@ -89,8 +93,9 @@ def _constrain(rules, state: DecodeState) -> DecodeState:
 
 
 def _last_logits(model, hidden: jax.Array) -> jax.Array:
-  return jnp.einsum("BD,DV->BV", hidden, model.head_kernel(), preferred_element_type=jnp.float32,
-                    precision=precision(hidden.dtype))
+  return jnp.einsum(
+    "BD,DV->BV", hidden, model.head_kernel(), preferred_element_type=jnp.float32, precision=precision(hidden.dtype)
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "plan", "penalties", "thinking"))
@@ -103,11 +108,22 @@ def empty_state(graphdef, params, *, plan: Plan, penalties: bool, thinking: bool
   pool = (plan.shards, cfg.num_kv_heads, cfg.num_layers, plan.pages_per_shard, plan.page_size, cfg.head_dim)
   ints, floats = jnp.zeros((plan.slots,), jnp.int32), jnp.zeros((plan.slots,), jnp.float32)
   state = DecodeState(
-      k=jnp.zeros(pool, model.dtype), v=jnp.zeros(pool, model.dtype), lengths=ints, step=ints,
-      done=jnp.ones((plan.slots,), bool), temperature=floats, top_p=floats, top_k=ints, row_id=ints, limit=ints,
-      presence=floats, frequency=floats, logits=jnp.zeros((plan.slots, cfg.vocab_size), jnp.float32),
-      counts=jnp.zeros((plan.slots, cfg.vocab_size), jnp.int32) if penalties else None,
-      think_at=jnp.full((plan.slots,), NEVER, jnp.int32) if thinking else None)
+    k=jnp.zeros(pool, model.dtype),
+    v=jnp.zeros(pool, model.dtype),
+    lengths=ints,
+    step=ints,
+    done=jnp.ones((plan.slots,), bool),
+    temperature=floats,
+    top_p=floats,
+    top_k=ints,
+    row_id=ints,
+    limit=ints,
+    presence=floats,
+    frequency=floats,
+    logits=jnp.zeros((plan.slots, cfg.vocab_size), jnp.float32),
+    counts=jnp.zeros((plan.slots, cfg.vocab_size), jnp.int32) if penalties else None,
+    think_at=jnp.full((plan.slots,), NEVER, jnp.int32) if thinking else None,
+  )
   return _constrain(model.rules, state)
 
 
@@ -162,7 +178,7 @@ def admit(state, cache, logits, lengths, slots, table, rows, think_at=None, *, n
   cols = jnp.minimum(jnp.arange(width)[None, :] + (p - lengths)[src][:, None], p - 1)  # drop the left padding
   real = slots < b
   shard = jnp.where(real, slots // (b // shards), shards)  # out of range: dropped
-  pages = table[jnp.minimum(slots, b - 1), :width // page]  # [R, width / page]
+  pages = table[jnp.minimum(slots, b - 1), : width // page]  # [R, width / page]
 
   def move(pool, c):
     rows_cache = jnp.take_along_axis(c[:, src], cols[None, :, :, None, None], axis=2)
@@ -185,8 +201,9 @@ def _seat(state: DecodeState, slots, rows, think_at, **values) -> DecodeState:
     values["think_at"] = think_at
   target = jnp.where(slots < b, slots, b)
   current = state.rows()
-  return state.replace(**{key: current[key].at[target].set(value.astype(current[key].dtype), mode="drop")
-                          for key, value in values.items()})
+  return state.replace(
+    **{key: current[key].at[target].set(value.astype(current[key].dtype), mode="drop") for key, value in values.items()}
+  )
 
 
 @functools.partial(jax.jit, donate_argnames=("state",))
@@ -194,8 +211,9 @@ def seat(state, slots, rows, think_at=None):
   """Seats sequences whose prompts the paged prefill (`extend`) will write: their sampling state is set and they
   stay done (decode skips them) until their prompt's last piece lands."""
   COMPILES["seat"] += 1
-  return _seat(state, slots, rows, think_at, lengths=jnp.zeros(slots.shape, jnp.int32),
-               done=jnp.ones(slots.shape, bool))
+  return _seat(
+    state, slots, rows, think_at, lengths=jnp.zeros(slots.shape, jnp.int32), done=jnp.ones(slots.shape, bool)
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("state",))
@@ -214,9 +232,13 @@ def extend(graphdef, params, state, ids, valid, slots, table, ends, last):
   hidden, k, v = model.extend_paged(ids, state.k, state.v, pages, valid & real[:, None])
   target = jnp.where(real & last, slots, b)
   logits = _last_logits(model, hidden[:, -1])
-  new = state.replace(k=k, v=v, lengths=state.lengths.at[target].set(ends, mode="drop"),
-                      done=state.done.at[target].set(False, mode="drop"),
-                      logits=state.logits.at[target].set(logits, mode="drop"))
+  new = state.replace(
+    k=k,
+    v=v,
+    lengths=state.lengths.at[target].set(ends, mode="drop"),
+    done=state.done.at[target].set(False, mode="drop"),
+    logits=state.logits.at[target].set(logits, mode="drop"),
+  )
   return _constrain(model.rules, new)
 
 
@@ -244,6 +266,7 @@ class ThinkBudget:
   (the `end` id) as its next token, then at most `answer` more tokens (0: up to its own limit). A row thinks from
   a prompt that ends inside an open `<think>` (its budget counts from its first token) or from the step it emits
   `<think>` (the `start` id)."""
+
   think: int
   answer: int = 0
   start: int = -1
@@ -258,12 +281,13 @@ def _think_step(s, live, tok, lp, think):
   `</think>`; opening a block arms the budget; closing one (sampled or forced) disarms it, and a forced close
   leaves `answer` more tokens."""
   forced = live & (s.step >= s.think_at)
-  end_lp = lambda: (jnp.take_along_axis(s.logits, jnp.full((tok.shape[0], 1), think["end"]), axis=1)[:, 0]
-                    - jax.nn.logsumexp(s.logits, axis=-1))
+  end_lp = lambda: (
+    jnp.take_along_axis(s.logits, jnp.full((tok.shape[0], 1), think["end"]), axis=1)[:, 0]
+    - jax.nn.logsumexp(s.logits, axis=-1)
+  )
   lp = jnp.where(forced, jax.lax.cond(jnp.any(forced), end_lp, lambda: lp), lp)
   tok = jnp.where(forced, think["end"], tok)
-  think_at = jnp.where(live & (tok == think["start"]) & (s.think_at == NEVER), s.step + 1 + think["think"],
-                       s.think_at)
+  think_at = jnp.where(live & (tok == think["start"]) & (s.think_at == NEVER), s.step + 1 + think["think"], s.think_at)
   think_at = jnp.where(live & (tok == think["end"]), NEVER, think_at)
   answer_end = jnp.where(think["answer"] > 0, s.step + 1 + think["answer"], s.limit)
   return tok, lp, think_at, jnp.where(forced, jnp.minimum(s.limit, answer_end), s.limit)
@@ -288,10 +312,28 @@ def move_rows(state, src, dst):
   return new.replace(done=new.done.at[jnp.where(dst < b, src, b)].set(True, mode="drop"))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"),
-                   donate_argnames=("state",))
-def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_ids, seed, vocab_limit, think=None,
-           max_steps=None, *, k_cap: int, chunk: int, pad_id: int = 0, active: int = 0):
+@functools.partial(
+  jax.jit, static_argnames=("graphdef", "k_cap", "chunk", "pad_id", "active"), donate_argnames=("state",)
+)
+def decode(
+  graphdef,
+  params,
+  state,
+  table,
+  capacity,
+  refill_at,
+  shrink_at,
+  stop_ids,
+  seed,
+  vocab_limit,
+  think=None,
+  max_steps=None,
+  *,
+  k_cap: int,
+  chunk: int,
+  pad_id: int = 0,
+  active: int = 0,
+):
   """Up to `chunk` decode steps of the `active` slots (active_rows; 0 = all), at most `max_steps` (a traced count:
   the steps between two pieces of a chunked prefill). Stops early when all are done, when
   `refill_at` rows have finished in this call (prompts wait for their slots), when no shard has more than
@@ -309,8 +351,11 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
   run = state.replace(**{key: take(x) for key, x in state.rows().items()})
   table, capacity = take(table), take(capacity)
   started_done = run.done
-  out = dict(tokens=jnp.full((active, chunk), pad_id, jnp.int32), logprobs=jnp.zeros((active, chunk), jnp.float32),
-             produced=jnp.zeros((active,), jnp.int32))
+  out = dict(
+    tokens=jnp.full((active, chunk), pad_id, jnp.int32),
+    logprobs=jnp.zeros((active, chunk), jnp.float32),
+    produced=jnp.zeros((active,), jnp.int32),
+  )
 
   def cond(carry):
     s, _, i = carry
@@ -324,8 +369,9 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
     s, o, i = carry
     live = ~s.done
     penalties = (s.counts, s.presence, s.frequency) if s.counts is not None else None
-    tok, lp = select(s.logits, row_keys(seed, s.row_id, s.step), s.temperature, s.top_p, s.top_k, k_cap,
-                     vocab_limit, penalties)
+    tok, lp = select(
+      s.logits, row_keys(seed, s.row_id, s.step), s.temperature, s.top_p, s.top_k, k_cap, vocab_limit, penalties
+    )
     limit = s.limit
     if think is not None:
       tok, lp, think_at, limit = _think_step(s, live, tok, lp, think)
@@ -337,10 +383,14 @@ def decode(graphdef, params, state, table, capacity, refill_at, shrink_at, stop_
     pages = attention.Pages(table, lengths, jnp.max(jnp.where(writing, lengths, 0)))
     hidden, k, v = model.extend_paged(tok[:, None], s.k, s.v, pages, writing)
     at = jnp.where(live, o["produced"], chunk)  # out of range: not written
-    o = dict(tokens=o["tokens"].at[jnp.arange(active), at].set(tok, mode="drop"),
-             logprobs=o["logprobs"].at[jnp.arange(active), at].set(lp, mode="drop"), produced=o["produced"] + live)
-    new = s.replace(k=k, v=v, lengths=lengths, done=done, step=s.step + live, limit=limit,
-                    logits=_last_logits(model, hidden[:, 0]))
+    o = dict(
+      tokens=o["tokens"].at[jnp.arange(active), at].set(tok, mode="drop"),
+      logprobs=o["logprobs"].at[jnp.arange(active), at].set(lp, mode="drop"),
+      produced=o["produced"] + live,
+    )
+    new = s.replace(
+      k=k, v=v, lengths=lengths, done=done, step=s.step + live, limit=limit, logits=_last_logits(model, hidden[:, 0])
+    )
     if s.counts is not None:
       new = new.replace(counts=s.counts.at[jnp.arange(active), tok].add(live.astype(jnp.int32)))
     return _constrain(model.rules, new), o, i + 1

@@ -41,40 +41,40 @@ from rsft.models.model import abstract_model
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  n: int = 1                       # samples per prompt (one prefill, its cache copied into n slots)
-  top_k_cap: int = 64              # static bound on top-k (top-p is over the whole vocabulary); >= the largest top_k
+  n: int = 1  # samples per prompt (one prefill, its cache copied into n slots)
+  top_k_cap: int = 64  # static bound on top-k (top-p is over the whole vocabulary); >= the largest top_k
   prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-  chunk_steps: int = 256           # most decode steps per host round trip (admission, progress)
+  chunk_steps: int = 256  # most decode steps per host round trip (admission, progress)
   pad_id: int = 0
-  prefill_chunk: int = 512         # prompt tokens per prefill piece (bounds attention memory); 0 = whole prompt
-  max_num_seqs: int = 256          # sequences decoding at once (slots); fewer when the call has fewer
-  page_size: int = 128             # cache columns per KV page (and per attention block)
-  kv_pages: int = 0                # usable pages per data shard; 0 = from device memory (every slot's whole length
-                                   # where the device has no fixed budget: CPU)
+  prefill_chunk: int = 512  # prompt tokens per prefill piece (bounds attention memory); 0 = whole prompt
+  max_num_seqs: int = 256  # sequences decoding at once (slots); fewer when the call has fewer
+  page_size: int = 128  # cache columns per KV page (and per attention block)
+  kv_pages: int = 0  # usable pages per data shard; 0 = from device memory (every slot's whole length
+  # where the device has no fixed budget: CPU)
   memory_utilization: float = 0.9  # share of device memory for weights + sampler state (vLLM's)
-  prefill_tokens: int = 16384      # prompt tokens (bucketed) per prefill call: bounds its memory
-  refill_rows: int = 0             # finished rows that end a decode chunk to admit waiting prompts; 0 = n
-  schedule: str = "continuous"     # continuous | static: admit only into an empty engine, so a batch runs until
-                                   # its longest row stops (the old path; bench/eval_throughput.py compares)
-  prefix_cache: bool = False       # share full prompt pages across prompts by a hash of their prefix (vLLM's
-                                   # automatic prefix caching); prompts then go through the paged prefill
-  chunked_prefill: int = 0         # prompt tokens per paged-prefill piece, interleaved with decode steps so a long
-                                   # prompt never stalls the decoding rows (vLLM's chunked prefill); 0 = off
-  interleave_steps: int = 16       # decode steps between two rounds of prefill pieces (chunked_prefill)
+  prefill_tokens: int = 16384  # prompt tokens (bucketed) per prefill call: bounds its memory
+  refill_rows: int = 0  # finished rows that end a decode chunk to admit waiting prompts; 0 = n
+  schedule: str = "continuous"  # continuous | static: admit only into an empty engine, so a batch runs until
+  # its longest row stops (the old path; bench/eval_throughput.py compares)
+  prefix_cache: bool = False  # share full prompt pages across prompts by a hash of their prefix (vLLM's
+  # automatic prefix caching); prompts then go through the paged prefill
+  chunked_prefill: int = 0  # prompt tokens per paged-prefill piece, interleaved with decode steps so a long
+  # prompt never stalls the decoding rows (vLLM's chunked prefill); 0 = off
+  interleave_steps: int = 16  # decode steps between two rounds of prefill pieces (chunked_prefill)
 
 
 @dataclasses.dataclass
 class GenerateResult:
-  tokens: list[list[int]]          # generated ids, stop token included when hit
-  logprobs: list[list[float]]      # model log-prob of each generated id
-  finish_reason: list[str]         # "stop" | "length"
-  preemptions: int = 0             # sequences swapped out for lack of KV pages (and resumed)
-  decode_steps: int = 0            # decode steps run
-  row_steps: int = 0               # decode steps x the rows each ran over (occupancy = tokens / row_steps)
-  slots: int = 0                   # sequences that could decode at once
+  tokens: list[list[int]]  # generated ids, stop token included when hit
+  logprobs: list[list[float]]  # model log-prob of each generated id
+  finish_reason: list[str]  # "stop" | "length"
+  preemptions: int = 0  # sequences swapped out for lack of KV pages (and resumed)
+  decode_steps: int = 0  # decode steps run
+  row_steps: int = 0  # decode steps x the rows each ran over (occupancy = tokens / row_steps)
+  slots: int = 0  # sequences that could decode at once
   first_token_s: list[float] = dataclasses.field(default_factory=list)  # per row: seconds from the call's start
-                                   # until its first token reached the host (time to first token)
-  prefix_hits: int = 0             # prompt tokens whose cache came from the prefix cache or a sibling's prefill
+  # until its first token reached the host (time to first token)
+  prefix_hits: int = 0  # prompt tokens whose cache came from the prefix cache or a sibling's prefill
 
 
 def _bucket(length: int, buckets: Sequence[int]) -> int:
@@ -89,8 +89,18 @@ def _pow2_ceil(x: int) -> int:
   return 1 << max(0, x - 1).bit_length()
 
 
-def plan(cfg: Any, dtype: Any, mesh: Any, rows: int, longest_prompt: int, max_columns: int, n: int,
-         opts: Options, memory_bytes: float | None, agree: Callable[[int], int] = int) -> Plan:
+def plan(
+  cfg: Any,
+  dtype: Any,
+  mesh: Any,
+  rows: int,
+  longest_prompt: int,
+  max_columns: int,
+  n: int,
+  opts: Options,
+  memory_bytes: float | None,
+  agree: Callable[[int], int] = int,
+) -> Plan:
   """Slots = min(max_num_seqs, rows), at least n, a multiple of the data shards. Pages per shard: opts.kv_pages,
   else what `memory_utilization` of one device holds after the weights, the slots' logits / count tables and a
   prefill group's cache (twice, for its temporaries), at most every slot's whole length (`agree` makes every
@@ -124,22 +134,38 @@ def plan(cfg: Any, dtype: Any, mesh: Any, rows: int, longest_prompt: int, max_co
   per_shard, start = -(-n // shards), -(-(longest_prompt + 1) // page)
   samples = per_shard * start + (per_shard - 1) * (-(-min(longest_prompt + 1 + page, max_columns) // page) - start)
   if pages - 1 < max(pages_per_row, samples):
-    raise ValueError(f"sampling: the KV pages that fit ({max(pages - 1, 0)} of {page} columns per shard) cannot hold one "
-                     f"sequence of {max_columns} tokens (prompt + max_new_tokens) or {n} samples of a "
-                     f"{longest_prompt}-token prompt; raise sample.mesh.tensor, Options.kv_pages / memory_utilization, "
-                     "or lower max_new_tokens.")
+    raise ValueError(
+      f"sampling: the KV pages that fit ({max(pages - 1, 0)} of {page} columns per shard) cannot hold one "
+      f"sequence of {max_columns} tokens (prompt + max_new_tokens) or {n} samples of a "
+      f"{longest_prompt}-token prompt; raise sample.mesh.tensor, Options.kv_pages / memory_utilization, "
+      "or lower max_new_tokens."
+    )
   return Plan(slots, shards, page, pages_per_row, pages, prefill_prompts)
 
 
 Finished = Callable[[list[tuple[int, list[int], list[float], str]]], None]
 
 
-def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: Any, temperature: Any = 0.0,
-             top_p: Any = 1.0, top_k: Any = 0, seed: int = 0, stop_token_ids: Sequence[int] | None = None,
-             options: Options | None = None, vocab_limit: int | None = None,
-             prompt_ids: Sequence[int] | None = None, presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
-             max_total_tokens: int | None = None, on_finished: Finished | None = None, think_budget: int = 0,
-             answer_budget: int = 0, start_steps: Any = None) -> GenerateResult:
+def generate(
+  model: Any,
+  prompts: Sequence[Sequence[int]],
+  max_new_tokens: Any,
+  temperature: Any = 0.0,
+  top_p: Any = 1.0,
+  top_k: Any = 0,
+  seed: int = 0,
+  stop_token_ids: Sequence[int] | None = None,
+  options: Options | None = None,
+  vocab_limit: int | None = None,
+  prompt_ids: Sequence[int] | None = None,
+  presence_penalty: Any = 0.0,
+  frequency_penalty: Any = 0.0,
+  max_total_tokens: int | None = None,
+  on_finished: Finished | None = None,
+  think_budget: int = 0,
+  answer_budget: int = 0,
+  start_steps: Any = None,
+) -> GenerateResult:
   """Samples continuations of token-id prompts (any number) with continuous batching; rsft.generate.
 
   temperature / top_p / top_k / presence_penalty / frequency_penalty: scalars or one value per prompt (0
@@ -186,31 +212,50 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: Any, 
   max_pos = getattr(cfg, "max_position_embeddings", None)
   if max_pos and not max_total_tokens and lengths.max() > max_pos and not getattr(cfg, "rope_dynamic", None):
     i = int(lengths.argmax())
-    raise ValueError(f"generate: prompt {i} has {int(lengths[i])} tokens, more than the model's context "
-                     f"(max_position_embeddings={max_pos}, {model.path}); shorten it, or set max_total_tokens (such "
-                     "prompts then get an empty output, finish_reason 'length').")
+    raise ValueError(
+      f"generate: prompt {i} has {int(lengths[i])} tokens, more than the model's context "
+      f"(max_position_embeddings={max_pos}, {model.path}); shorten it, or set max_total_tokens (such "
+      "prompts then get an empty output, finish_reason 'length')."
+    )
   if max_pos and lengths.max() + new.max() > max_pos:
-    logging.warning("generate: prompt + max_new_tokens exceeds max_position_embeddings=%d; RoPE is used beyond "
-                    "the trained context.", max_pos)
+    logging.warning(
+      "generate: prompt + max_new_tokens exceeds max_position_embeddings=%d; RoPE is used beyond the trained context.",
+      max_pos,
+    )
   per_prompt = lambda v, dtype: np.broadcast_to(np.asarray(v, dtype), (real,))
-  params = {k: per_prompt(v, dt) for k, v, dt in (
-      ("temperature", temperature, np.float32), ("top_p", top_p, np.float32), ("top_k", top_k, np.int32),
-      ("presence", presence_penalty, np.float32), ("frequency", frequency_penalty, np.float32),
-      ("start", 0 if start_steps is None else start_steps, np.int32))}
+  params = {
+    k: per_prompt(v, dt)
+    for k, v, dt in (
+      ("temperature", temperature, np.float32),
+      ("top_p", top_p, np.float32),
+      ("top_k", top_k, np.int32),
+      ("presence", presence_penalty, np.float32),
+      ("frequency", frequency_penalty, np.float32),
+      ("start", 0 if start_steps is None else start_steps, np.int32),
+    )
+  }
   if params["top_k"].max() > opts.top_k_cap:
     raise ValueError(f"top_k={int(params['top_k'].max())} exceeds options.top_k_cap={opts.top_k_cap}; raise the cap.")
   room = new.copy() if not max_total_tokens else np.minimum(new, max_total_tokens - lengths)
   if (room < 1).any():
-    logging.warning("generate: %d prompt(s) fill max_total_tokens=%d (the longest has %d tokens): their output is "
-                    "empty, finish_reason 'length'.", int((room < 1).sum()), max_total_tokens, int(lengths.max()))
+    logging.warning(
+      "generate: %d prompt(s) fill max_total_tokens=%d (the longest has %d tokens): their output is "
+      "empty, finish_reason 'length'.",
+      int((room < 1).sum()),
+      max_total_tokens,
+      int(lengths.max()),
+    )
   penalties = bool(np.any(params["presence"] != 0) or np.any(params["frequency"] != 0))
   budget = _think_budget(model, think_budget, answer_budget, int((params["start"] + new).max()))
-  think_at = None if budget is None else np.asarray([budget.think if _opens_thinking(p, budget) else NEVER
-                                                     for p in prompts], np.int64)
+  think_at = (
+    None
+    if budget is None
+    else np.asarray([budget.think if _opens_thinking(p, budget) else NEVER for p in prompts], np.int64)
+  )
   todo = [i for i in range(real) if room[i] >= 1]
   results: list[tuple[list[int], list[float], str] | None] = [None] * (real * n)
   for i in set(range(real)) - set(todo):
-    results[i * n:(i + 1) * n] = [([], [], "length") for _ in range(n)]
+    results[i * n : (i + 1) * n] = [([], [], "length") for _ in range(n)]
   if on_finished is not None and len(todo) < real:
     on_finished([(r, *results[r]) for r in range(real * n) if results[r] is not None])
   if not todo:
@@ -222,23 +267,52 @@ def generate(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: Any, 
   # Row length from the prompt bucket, as the prefill's: calls whose prompts share a bucket share every compile.
   longest = int(lengths[todo].max())
   columns = _bucket(longest, opts.prompt_buckets) + int(new.max())
-  the_plan = plan(cfg, dtype, model.mesh, len(todo) * n, longest, columns, n, opts, memory,
-                  distributed.min_over_processes)
+  the_plan = plan(
+    cfg, dtype, model.mesh, len(todo) * n, longest, columns, n, opts, memory, distributed.min_over_processes
+  )
   engine = _Engine(model, the_plan, opts, params, uids, penalties, seed, stop_token_ids, vocab_limit, budget, think_at)
-  book = sched_lib.Scheduler(the_plan.slots, the_plan.shards, the_plan.pages_per_shard, the_plan.page_size,
-                             the_plan.pages_per_row, prefix_cache=opts.prefix_cache)
+  book = sched_lib.Scheduler(
+    the_plan.slots,
+    the_plan.shards,
+    the_plan.pages_per_shard,
+    the_plan.page_size,
+    the_plan.pages_per_row,
+    prefix_cache=opts.prefix_cache,
+  )
   first_token = [0.0] * (real * n)
   _run(engine, book, collections.deque(todo), prompts, lengths, room, results, first_token, on_finished)
-  logging.log_every_n_seconds(logging.INFO, "sampler: %d slots, %d pages x %d per shard, %d preemptions; compiles "
-                              "so far %s", 60, the_plan.slots, the_plan.pages_per_shard, the_plan.page_size,
-                              book.preemptions, dict(engine_lib.COMPILES))
-  return GenerateResult(*map(list, zip(*results)), preemptions=book.preemptions, decode_steps=engine.steps,
-                        row_steps=engine.row_steps, slots=the_plan.slots, first_token_s=first_token,
-                        prefix_hits=engine.prefix_hits)
+  logging.log_every_n_seconds(
+    logging.INFO,
+    "sampler: %d slots, %d pages x %d per shard, %d preemptions; compiles so far %s",
+    60,
+    the_plan.slots,
+    the_plan.pages_per_shard,
+    the_plan.page_size,
+    book.preemptions,
+    dict(engine_lib.COMPILES),
+  )
+  return GenerateResult(
+    *map(list, zip(*results)),
+    preemptions=book.preemptions,
+    decode_steps=engine.steps,
+    row_steps=engine.row_steps,
+    slots=the_plan.slots,
+    first_token_s=first_token,
+    prefix_hits=engine.prefix_hits,
+  )
 
 
-def _run(engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, prompts, lengths: np.ndarray,
-         room: np.ndarray, results: list, first_token: list[float], on_finished: Finished | None) -> None:
+def _run(
+  engine: _Engine,
+  book: sched_lib.Scheduler,
+  queue: collections.deque,
+  prompts,
+  lengths: np.ndarray,
+  room: np.ndarray,
+  results: list,
+  first_token: list[float],
+  on_finished: Finished | None,
+) -> None:
   """The host loop: admit what fits, give pages (preempting when they run out), prefill (paged: a round of
   pieces, or all of them), decode a chunk, report the sequences that finished; until every prompt's samples are
   done."""
@@ -275,8 +349,9 @@ def _run(engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, p
   progress.close()
 
 
-def _admit_waiting(engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, prompts,
-                   lengths: np.ndarray, room: np.ndarray) -> None:
+def _admit_waiting(
+  engine: _Engine, book: sched_lib.Scheduler, queue: collections.deque, prompts, lengths: np.ndarray, room: np.ndarray
+) -> None:
   """Swapped-out sequences resume first (oldest first); then waiting prompts, in order, while their n samples fit,
   prefilled in groups that share a length bucket."""
   n, opts = engine.opts.n, engine.opts
@@ -298,7 +373,7 @@ def _admit_waiting(engine: _Engine, book: sched_lib.Scheduler, queue: collection
     engine.seat(seated)
   for bucket, admitted in groups.items():
     for start in range(0, len(admitted), engine.plan.prefill_prompts):
-      engine.admit(prompts, admitted[start:start + engine.plan.prefill_prompts], bucket, book)
+      engine.admit(prompts, admitted[start : start + engine.plan.prefill_prompts], bucket, book)
 
 
 def _prefix_keys(prompt: Sequence[int], page_size: int) -> tuple[bytes, ...]:
@@ -307,7 +382,7 @@ def _prefix_keys(prompt: Sequence[int], page_size: int) -> tuple[bytes, ...]:
   keys, key = [], b""
   tokens = np.asarray(prompt, np.int64)
   for start in range(0, (len(tokens) - 1) // page_size * page_size, page_size):
-    key = hashlib.blake2b(key + tokens[start:start + page_size].tobytes(), digest_size=16).digest()
+    key = hashlib.blake2b(key + tokens[start : start + page_size].tobytes(), digest_size=16).digest()
     keys.append(key)
   return tuple(keys)
 
@@ -318,12 +393,15 @@ def _think_budget(model, think: int, answer: int, max_new_tokens: int) -> ThinkB
     raise ValueError(f"sample.think_budget={think} and sample.answer_budget={answer} must be >= 0.")
   if not think:
     if answer:
-      raise ValueError(f"sample.answer_budget={answer} needs sample.think_budget > 0 (it counts after a forced "
-                       "</think>).")
+      raise ValueError(
+        f"sample.answer_budget={answer} needs sample.think_budget > 0 (it counts after a forced </think>)."
+      )
     return None
   if think >= max_new_tokens:
-    raise ValueError(f"sample.think_budget={think} must be below max_new_tokens={max_new_tokens}: a budget the "
-                     "cap reaches first never forces </think>.")
+    raise ValueError(
+      f"sample.think_budget={think} must be below max_new_tokens={max_new_tokens}: a budget the "
+      "cap reaches first never forces </think>."
+    )
   return ThinkBudget(think, answer, *think_token_ids(model, f"sample.think_budget={think}"))
 
 
@@ -333,8 +411,10 @@ def think_token_ids(model: Any, setting: str) -> tuple[int, int]:
   ids = [tokenizer.convert_tokens_to_ids(t) if tokenizer is not None else None for t in ("<think>", "</think>")]
   unknown = getattr(tokenizer, "unk_token_id", None)
   if any(i is None or i == unknown for i in ids):
-    raise ValueError(f"{setting}: the model's tokenizer has no single <think> / </think> token ({model.path}); "
-                     "thinking budgets need a thinking model's tokenizer (Qwen3's).")
+    raise ValueError(
+      f"{setting}: the model's tokenizer has no single <think> / </think> token ({model.path}); "
+      "thinking budgets need a thinking model's tokenizer (Qwen3's)."
+    )
   return ids[0], ids[1]
 
 
@@ -363,13 +443,25 @@ def over_budget(prompt: Sequence[int], tokens: Sequence[int], budget: int, start
 class _Engine:
   """The device state of one generate call and the host copies it needs: the jitted steps, fed by the book."""
 
-  def __init__(self, model, the_plan: Plan, opts: Options, params: dict[str, np.ndarray], uids: np.ndarray,
-               penalties: bool, seed: int, stop_token_ids: Sequence[int], vocab_limit: int | None,
-               budget: ThinkBudget | None = None, think_at: np.ndarray | None = None):
+  def __init__(
+    self,
+    model,
+    the_plan: Plan,
+    opts: Options,
+    params: dict[str, np.ndarray],
+    uids: np.ndarray,
+    penalties: bool,
+    seed: int,
+    stop_token_ids: Sequence[int],
+    vocab_limit: int | None,
+    budget: ThinkBudget | None = None,
+    think_at: np.ndarray | None = None,
+  ):
     self.model, self.plan, self.opts, self.params, self.uids = model, the_plan, opts, params, uids
     self.think, self.think_at = (None if budget is None else budget.arrays()), think_at
-    self.state = engine_lib.empty_state(model.graphdef, model.params, plan=the_plan, penalties=penalties,
-                             thinking=budget is not None)
+    self.state = engine_lib.empty_state(
+      model.graphdef, model.params, plan=the_plan, penalties=penalties, thinking=budget is not None
+    )
     self.stops = jnp.asarray(list(stop_token_ids) if stop_token_ids else [-1], jnp.int32)
     self.stop_set = set(int(t) for t in stop_token_ids or [])
     limit = vocab_limit or (len(model.tokenizer) if model.tokenizer is not None else model.config.vocab_size)
@@ -388,14 +480,16 @@ class _Engine:
     ids = np.full((g, bucket), opts.pad_id, np.int32)
     mask = np.zeros((g, bucket), np.int32)
     for r, (i, _) in enumerate(admitted):
-      ids[r, bucket - len(prompts[i]):], mask[r, bucket - len(prompts[i]):] = prompts[i], 1
+      ids[r, bucket - len(prompts[i]) :], mask[r, bucket - len(prompts[i]) :] = prompts[i], 1
     put = lambda x: sharding.put_batch(self.model.mesh, x)
-    cache, logits = engine_lib.prefill(self.model.graphdef, self.model.params, put(ids), put(mask),
-                                       chunk=opts.prefill_chunk)
+    cache, logits = engine_lib.prefill(
+      self.model.graphdef, self.model.params, put(ids), put(mask), chunk=opts.prefill_chunk
+    )
     slots, rows_arrays, think_at = self._row_values(admitted, g)
     lens = np.asarray([len(prompts[i]) for i, _ in admitted] + [1] * (g - len(admitted)), np.int32)
-    self.state = engine_lib.admit(self.state, cache, logits, jnp.asarray(lens), slots, self._table(book),
-                                  rows_arrays, think_at, n=self.opts.n)
+    self.state = engine_lib.admit(
+      self.state, cache, logits, jnp.asarray(lens), slots, self._table(book), rows_arrays, think_at, n=self.opts.n
+    )
 
   def seat(self, admitted: list[tuple[int, list[Any]]]) -> None:
     """The paged prefill's admission: the rows' sampling state, padded to a power-of-two prompt count."""
@@ -407,8 +501,10 @@ class _Engine:
     samples; padding rows get slot = the slot count (dropped)."""
     n = self.opts.n
     slots = np.full(g * n, self.plan.slots, np.int32)
-    columns = {k: np.zeros(g * n, np.int32 if k in ("top_k", "row_id", "limit", "step") else np.float32)
-               for k in engine_lib.SAMPLING_FIELDS}
+    columns = {
+      k: np.zeros(g * n, np.int32 if k in ("top_k", "row_id", "limit", "step") else np.float32)
+      for k in engine_lib.SAMPLING_FIELDS
+    }
     for r, (i, seqs) in enumerate(admitted):
       for j, seq in enumerate(seqs):
         slots[r * n + j] = seq.slot
@@ -421,7 +517,7 @@ class _Engine:
     if self.think_at is not None:
       think_at = np.full(g * n, NEVER, np.int32)
       for r, (i, _) in enumerate(admitted):
-        think_at[r * n:(r + 1) * n] = self.think_at[i]
+        think_at[r * n : (r + 1) * n] = self.think_at[i]
       think_at = jnp.asarray(think_at)
     return jnp.asarray(slots), tuple(jnp.asarray(columns[k]) for k in engine_lib.SAMPLING_FIELDS), think_at
 
@@ -442,7 +538,7 @@ class _Engine:
       per_call = max(1, _pow2_floor(opts.prefill_tokens // width) // plan.shards)  # pieces per shard and call
       by_shard = [[p for p in pieces if book.shard(p[0].slot) == d] for d in range(plan.shards)]
       for start in range(0, max(map(len, by_shard)), per_call):
-        self._extend([group[start:start + per_call] for group in by_shard], width, book, prompts)
+        self._extend([group[start : start + per_call] for group in by_shard], width, book, prompts)
     return bool(picks)
 
   def _extend(self, by_shard: list[list[tuple[Any, int]]], width: int, book, prompts) -> None:
@@ -455,13 +551,23 @@ class _Engine:
     for d, group in enumerate(by_shard):
       for k, (q, take) in enumerate(group):
         row = d * r + k
-        ids[row, width - take:] = prompts[q.row // n][q.computed:q.computed + take]
-        valid[row, width - take:], slots[row], ends[row] = True, q.slot, q.computed + take
+        ids[row, width - take :] = prompts[q.row // n][q.computed : q.computed + take]
+        valid[row, width - take :], slots[row], ends[row] = True, q.slot, q.computed + take
     put = lambda x: sharding.put_batch(self.model.mesh, x)
-    last = np.asarray([slots[i] < self.plan.slots and ends[i] == book.running[slots[i]].prompt_len
-                       for i in range(rows)])
-    self.state = engine_lib.extend(self.model.graphdef, self.model.params, self.state, put(ids), put(valid),
-                                   put(slots), self._table(book), put(ends), put(last))
+    last = np.asarray(
+      [slots[i] < self.plan.slots and ends[i] == book.running[slots[i]].prompt_len for i in range(rows)]
+    )
+    self.state = engine_lib.extend(
+      self.model.graphdef,
+      self.model.params,
+      self.state,
+      put(ids),
+      put(valid),
+      put(slots),
+      self._table(book),
+      put(ends),
+      put(last),
+    )
     for group in by_shard:
       for q, take in group:
         q.computed += take
@@ -501,11 +607,26 @@ class _Engine:
     soon as no shard has more than half of its active rows live (the host then compacts them)."""
     shrink_at = active // self.plan.shards // 2 if shrink and active > self.plan.shards else -1
     self.state, out = engine_lib.decode(
-        self.model.graphdef, self.model.params, self.state, self._table(book), jnp.asarray(book.capacity(), jnp.int32),
-        jnp.int32(refill_at), jnp.int32(shrink_at), self.stops, self.seed, self.vocab_limit, self.think,
-        jnp.int32(steps), k_cap=self.k_cap, chunk=self.opts.chunk_steps, pad_id=self.opts.pad_id, active=active)
-    produced, tokens, logprobs, done = (sharding.to_host(x) for x in (out["produced"], out["tokens"],
-                                                                      out["logprobs"], self.state.done))
+      self.model.graphdef,
+      self.model.params,
+      self.state,
+      self._table(book),
+      jnp.asarray(book.capacity(), jnp.int32),
+      jnp.int32(refill_at),
+      jnp.int32(shrink_at),
+      self.stops,
+      self.seed,
+      self.vocab_limit,
+      self.think,
+      jnp.int32(steps),
+      k_cap=self.k_cap,
+      chunk=self.opts.chunk_steps,
+      pad_id=self.opts.pad_id,
+      active=active,
+    )
+    produced, tokens, logprobs, done = (
+      sharding.to_host(x) for x in (out["produced"], out["tokens"], out["logprobs"], self.state.done)
+    )
     self.steps += int(out["steps"])
     self.row_steps += int(out["steps"]) * active
     position = {slot: i for i, slot in enumerate(engine_lib.active_rows(self.plan.slots, self.plan.shards, active))}

@@ -73,8 +73,11 @@ def _candidates(logits, keys, temperature, top_p, top_k, k_cap):
   scaled = vals / temperature[:, None]
   # Probabilities under the row's top-k law (renormalised over the kept ones) or, without top-k, the whole vocabulary
   # (a pass over it only when such a row is in the batch).
-  full_lse = jax.lax.cond(jnp.any(top_k <= 0), lambda: jax.nn.logsumexp(logits / temperature[:, None], axis=-1),
-                          lambda: jnp.zeros(logits.shape[:1], jnp.float32))
+  full_lse = jax.lax.cond(
+    jnp.any(top_k <= 0),
+    lambda: jax.nn.logsumexp(logits / temperature[:, None], axis=-1),
+    lambda: jnp.zeros(logits.shape[:1], jnp.float32),
+  )
   z = jnp.where(top_k > 0, jax.nn.logsumexp(jnp.where(kept, scaled, NEG), axis=-1), full_lse)
   probs = jnp.where(kept, jnp.exp(scaled - z[:, None]), 0.0)
   above = jnp.sum(jnp.where(probs[:, None, :] > probs[:, :, None], probs[:, None, :], 0.0), axis=-1)
@@ -99,17 +102,25 @@ def _sample(logits, keys, temperature, top_p, top_k, k_cap):
   temperature = jnp.maximum(temperature, 1e-6)
   narrow = (top_k > 0) | (top_p < 1.0)
   tokens, fits = jax.lax.cond(
-      jnp.any(narrow), lambda: _candidates(logits, keys, temperature, top_p, top_k, k_cap),
-      lambda: (jnp.zeros(logits.shape[:1], jnp.int32), jnp.zeros(logits.shape[:1], bool)))
+    jnp.any(narrow),
+    lambda: _candidates(logits, keys, temperature, top_p, top_k, k_cap),
+    lambda: (jnp.zeros(logits.shape[:1], jnp.int32), jnp.zeros(logits.shape[:1], bool)),
+  )
   fits &= narrow
-  wide = jax.lax.cond(jnp.all(fits), lambda: tokens,
-                      lambda: _whole_vocabulary(logits, keys, temperature, top_p))
+  wide = jax.lax.cond(jnp.all(fits), lambda: tokens, lambda: _whole_vocabulary(logits, keys, temperature, top_p))
   return jnp.where(fits, tokens, wide)
 
 
-def select(logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array,
-           k_cap: int, vocab_limit: jax.Array | int | None = None,
-           penalties: tuple[jax.Array, jax.Array, jax.Array] | None = None) -> tuple[jax.Array, jax.Array]:
+def select(
+  logits: jax.Array,
+  keys: jax.Array,
+  temperature: jax.Array,
+  top_p: jax.Array,
+  top_k: jax.Array,
+  k_cap: int,
+  vocab_limit: jax.Array | int | None = None,
+  penalties: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """logits f32 [B, V], keys [B] PRNG keys, per-row params [B] -> (tokens [B], logprobs [B]).
 
   k_cap bounds top_k (a static `lax.top_k` size) and is the candidate count. penalties: (counts [B, V],
@@ -124,8 +135,11 @@ def select(logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: ja
   k_cap = min(k_cap, logits.shape[-1])
   greedy = lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32)
   # An all-greedy batch skips the sampling work: a runtime branch, not a recompile.
-  tokens = jax.lax.cond(jnp.all(temperature <= 0), greedy, lambda: jnp.where(
-      temperature > 0, _sample(logits, keys, temperature, top_p, top_k, k_cap), greedy()))
+  tokens = jax.lax.cond(
+    jnp.all(temperature <= 0),
+    greedy,
+    lambda: jnp.where(temperature > 0, _sample(logits, keys, temperature, top_p, top_k, k_cap), greedy()),
+  )
   chosen = jnp.take_along_axis(model_logits, tokens[:, None], axis=1)[:, 0]
   return tokens, chosen - jax.nn.logsumexp(model_logits, axis=-1)
 

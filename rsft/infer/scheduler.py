@@ -29,27 +29,27 @@ from typing import Any
 
 @dataclasses.dataclass
 class Sequence:
-  row: int                   # output row: prompt index * n + sample
+  row: int  # output row: prompt index * n + sample
   prompt_len: int
-  limit: int                 # new tokens it may take
-  admitted: int              # admission order (the youngest is preempted first)
-  keys: tuple = ()           # prefix-cache keys of its prompt's shareable full pages (prefix_cache only)
-  length: int = 0            # cache columns it holds: prompt + new tokens
-  computed: int = 0          # prompt columns written on device (paged prefill: < prompt_len while pending)
+  limit: int  # new tokens it may take
+  admitted: int  # admission order (the youngest is preempted first)
+  keys: tuple = ()  # prefix-cache keys of its prompt's shareable full pages (prefix_cache only)
+  length: int = 0  # cache columns it holds: prompt + new tokens
+  computed: int = 0  # prompt columns written on device (paged prefill: < prompt_len while pending)
   waits: list = dataclasses.field(default_factory=list)  # (writer, columns): its prefill starts once each writer
-                             # has computed that many columns (the shared pages it reads hold their cache)
+  # has computed that many columns (the shared pages it reads hold their cache)
   first_token_at: float = 0.0  # when its first token reached the host (time.perf_counter)
   slot: int = -1
   pages: list[int] = dataclasses.field(default_factory=list)
   tokens: list[int] = dataclasses.field(default_factory=list)
   logprobs: list[float] = dataclasses.field(default_factory=list)
-  saved: Any = None          # its device state while swapped out
+  saved: Any = None  # its device state while swapped out
 
 
 class Scheduler:
-
-  def __init__(self, slots: int, shards: int, pages_per_shard: int, page_size: int, pages_per_row: int,
-               prefix_cache: bool = False):
+  def __init__(
+    self, slots: int, shards: int, pages_per_shard: int, page_size: int, pages_per_row: int, prefix_cache: bool = False
+  ):
     if slots % shards:
       raise ValueError(f"{slots} slots do not split over {shards} shards")
     self.slots, self.shards, self.page_size, self.pages_per_row = slots, shards, page_size, pages_per_row
@@ -57,12 +57,12 @@ class Scheduler:
     self.free_pages = [list(range(pages_per_shard - 1, 0, -1)) for _ in range(shards)]  # page 0: scratch
     self.refs = [collections.Counter() for _ in range(shards)]  # page -> sequences holding it (shared prompt pages)
     self.prefix_cache = prefix_cache
-    self.cached = [{} for _ in range(shards)]                  # prefix key -> page, per shard
-    self.key_of = [{} for _ in range(shards)]                  # page -> its prefix key
+    self.cached = [{} for _ in range(shards)]  # prefix key -> page, per shard
+    self.key_of = [{} for _ in range(shards)]  # page -> its prefix key
     self.idle = [collections.OrderedDict() for _ in range(shards)]  # cached pages nobody holds, oldest first
-    self.writer = [{} for _ in range(shards)]                  # cached page -> the sequence whose prefill writes it
+    self.writer = [{} for _ in range(shards)]  # cached page -> the sequence whose prefill writes it
     self.free_slots = [list(range((s + 1) * self.per_shard - 1, s * self.per_shard - 1, -1)) for s in range(shards)]
-    self.running: dict[int, Sequence] = {}         # slot -> sequence
+    self.running: dict[int, Sequence] = {}  # slot -> sequence
     self.swapped: collections.deque[Sequence] = collections.deque()
     self._admissions = 0
     self.preemptions = 0
@@ -84,8 +84,11 @@ class Scheduler:
 
   def _reserve(self, shard: int) -> int:
     """Pages the shard's running sequences will want within their next page of columns (never past their end)."""
-    return sum(max(0, self.pages_for(min(q.length + 1 + self.page_size, q.prompt_len + q.limit)) - len(q.pages))
-               for slot, q in self.running.items() if self.shard(slot) == shard)
+    return sum(
+      max(0, self.pages_for(min(q.length + 1 + self.page_size, q.prompt_len + q.limit)) - len(q.pages))
+      for slot, q in self.running.items()
+      if self.shard(slot) == shard
+    )
 
   def _place(self, need) -> int | None:
     """A shard with a free slot and need(shard) pages beyond its reserve (the most pages left), or None."""
@@ -129,7 +132,7 @@ class Scheduler:
 
   def _register(self, seq: Sequence, shard: int) -> None:
     """Caches the shareable prompt pages seq's prefill will write (the first writer of a key keeps it)."""
-    for key, page in list(zip(seq.keys, seq.pages))[seq.computed // self.page_size:]:
+    for key, page in list(zip(seq.keys, seq.pages))[seq.computed // self.page_size :]:
       if key not in self.cached[shard]:
         self.cached[shard][key], self.key_of[shard][page], self.writer[shard][page] = page, key, seq
 
@@ -269,7 +272,7 @@ class Scheduler:
     """[slots][pages_per_row] page ids (0 = none: the scratch page)."""
     rows = [[0] * self.pages_per_row for _ in range(self.slots)]
     for slot, seq in self.running.items():
-      rows[slot][:len(seq.pages)] = seq.pages
+      rows[slot][: len(seq.pages)] = seq.pages
     return rows
 
   def capacity(self) -> list[int]:

@@ -22,9 +22,9 @@ from rsft.models.forward import last_token_scores, padded_logprobs
 
 @dataclasses.dataclass
 class Score:
-  logprobs: list[float]   # one per completion token
+  logprobs: list[float]  # one per completion token
   entropies: list[float]
-  is_greedy: bool         # every completion token was the arg-max (lm-evaluation-harness semantics)
+  is_greedy: bool  # every completion token was the arg-max (lm-evaluation-harness semantics)
   sum: float
   mean: float
 
@@ -66,8 +66,9 @@ def reward_scores(m: Any, ids: Any, attention_mask: Any = None) -> jax.Array:
   return scores[:, 0] if m.config.num_labels == 1 else scores
 
 
-def length_batches(lengths: Sequence[int], batch_tokens: int, length_multiple: int,
-                   row_multiple: int = 1) -> Iterator[tuple[list[int], int, int]]:
+def length_batches(
+  lengths: Sequence[int], batch_tokens: int, length_multiple: int, row_multiple: int = 1
+) -> Iterator[tuple[list[int], int, int]]:
   """Groups sequences (shortest first) into right-padded batches of at most `batch_tokens` positions.
 
   Yields (indices, width, rows): width is the longest length rounded up to `length_multiple`; rows is the count
@@ -86,7 +87,7 @@ def length_batches(lengths: Sequence[int], batch_tokens: int, length_multiple: i
         break
       width, count = w, count + 1
     rows = round_up(min(1 << (count - 1).bit_length(), max(count, batch_tokens // width)), row_multiple)
-    yield order[start:start + count], width, rows
+    yield order[start : start + count], width, rows
     start += count
 
 
@@ -94,12 +95,18 @@ def _right_padded(seqs: Sequence[Sequence[int]], batch: Sequence[int], width: in
   ids = np.zeros((rows, width), np.int32)
   mask = np.zeros((rows, width), np.int32)
   for r, i in enumerate(batch):
-    ids[r, :len(seqs[i])], mask[r, :len(seqs[i])] = seqs[i], 1
+    ids[r, : len(seqs[i])], mask[r, : len(seqs[i])] = seqs[i], 1
   return ids, mask
 
 
-def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
-          batch_tokens: int = 16384, length_multiple: int = 128, chunk: int = 1024) -> list[Score]:
+def score(
+  m: Any,
+  prompts: Sequence[Sequence[int]],
+  completions: Sequence[Sequence[int]],
+  batch_tokens: int = 16384,
+  length_multiple: int = 128,
+  chunk: int = 1024,
+) -> list[Score]:
   """Teacher-forced statistics of each completion given its prompt, in the input order."""
   _needs(m, "lm", "score")
   if len(prompts) != len(completions):
@@ -116,22 +123,29 @@ def score(m: Any, prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
     for r, i in enumerate(batch):
       a, b = len(prompts[i]) - 1, len(seqs[i]) - 1  # predictions of the completion tokens
       lps = lp[r, a:b]
-      out[i] = Score(lps.tolist(), ent[r, a:b].tolist(), bool(greedy[r, a:b].all()), float(lps.sum()),
-                     float(lps.mean()) if b > a else 0.0)
+      out[i] = Score(
+        lps.tolist(),
+        ent[r, a:b].tolist(),
+        bool(greedy[r, a:b].all()),
+        float(lps.sum()),
+        float(lps.mean()) if b > a else 0.0,
+      )
   return out
 
 
-def rewards(m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 16384,
-            length_multiple: int = 128) -> np.ndarray:
+def rewards(
+  m: Any, sequences: Sequence[Sequence[int]], batch_tokens: int = 16384, length_multiple: int = 128
+) -> np.ndarray:
   """Reward-model scores of whole token sequences (prompt + response, chat-rendered), batched by length and
   sharded over the mesh's batch axes: float32 [N] (or [N, num_labels])."""
   _needs(m, "score", "rewards")
   if any(len(s) == 0 for s in sequences):
     raise ValueError("every sequence needs at least one token.")
   out = np.zeros((len(sequences), m.config.num_labels), np.float32)
-  for batch, width, rows in length_batches([len(s) for s in sequences], batch_tokens, length_multiple,
-                                           sharding.batch_multiple(m.mesh)):
+  for batch, width, rows in length_batches(
+    [len(s) for s in sequences], batch_tokens, length_multiple, sharding.batch_multiple(m.mesh)
+  ):
     ids, mask = _right_padded(sequences, batch, width, rows)
     scores = last_token_scores(m.graphdef, m.params, sharding.put_batch(m.mesh, ids), sharding.put_batch(m.mesh, mask))
-    out[batch] = sharding.to_host(scores)[:len(batch)]
+    out[batch] = sharding.to_host(scores)[: len(batch)]
   return out[:, 0] if m.config.num_labels == 1 else out

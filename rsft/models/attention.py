@@ -59,14 +59,15 @@ def resolve(implementation: str, seq_len: int, platform: str | None = None) -> s
   return "xla" if seq_len <= 2048 else "chunked"
 
 
-def segment_mask(q_segments: jax.Array, kv_segments: jax.Array, q_offset: int | jax.Array = 0,
-                 window: int | None = None) -> jax.Array:
+def segment_mask(
+  q_segments: jax.Array, kv_segments: jax.Array, q_offset: int | jax.Array = 0, window: int | None = None
+) -> jax.Array:
   """[B, Tq, S] bool: causal (query i sits at position q_offset + i), same segment, key not padding, and with a
   `window` at most window - 1 tokens back."""
   q_idx = q_offset + jnp.arange(q_segments.shape[1])
   kv_idx = jnp.arange(kv_segments.shape[1])
   distance = q_idx[None, :, None] - kv_idx[None, None, :]
-  mask = ((distance >= 0) & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0))
+  mask = (distance >= 0) & (q_segments[:, :, None] == kv_segments[:, None, :]) & (kv_segments[:, None, :] != 0)
   return mask if window is None else mask & (distance < window)
 
 
@@ -75,8 +76,9 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   b, t, n, h = q.shape
   kv = k.shape[2]
   qg = q.reshape(b, t, kv, n // kv, h)
-  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32,
-                      precision=precision(q.dtype)) * (h ** -0.5)
+  scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32, precision=precision(q.dtype)) * (
+    h**-0.5
+  )
   scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v, precision=precision(v.dtype))
@@ -87,11 +89,12 @@ class CacheMask(NamedTuple):
   """Which cache columns a query sees (decode and chunked prefill): a valid column c with c <= query_columns[t],
   and with a sliding window, query_positions[b, t] - key_positions[b, c] < window. `filled` columns [0, filled)
   are the only ones written; attention reads no further."""
-  kv_valid: jax.Array            # [B, S] bool
-  query_columns: jax.Array       # [T] int: the column each query was written to
-  filled: jax.Array              # int: columns [0, filled) hold the cache's contents
+
+  kv_valid: jax.Array  # [B, S] bool
+  query_columns: jax.Array  # [T] int: the column each query was written to
+  filled: jax.Array  # int: columns [0, filled) hold the cache's contents
   query_positions: jax.Array | None = None  # [B, T], with a window
-  key_positions: jax.Array | None = None    # [B, S], with a window
+  key_positions: jax.Array | None = None  # [B, S], with a window
   window: int | None = None
 
 
@@ -105,27 +108,41 @@ def _online_softmax(qg: jax.Array, blocks: jax.Array, read_block, scale: float):
   def body(carry):
     i, m, l, acc = carry
     k, v, mask = read_block(i)
-    scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k.astype(qg.dtype), preferred_element_type=jnp.float32,
-                        precision=precision(qg.dtype)) * scale
+    scores = (
+      jnp.einsum(
+        "BTKGH,BSKH->BKGTS", qg, k.astype(qg.dtype), preferred_element_type=jnp.float32, precision=precision(qg.dtype)
+      )
+      * scale
+    )
     scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
     m_new = jnp.maximum(m, scores.max(axis=-1))
     correction = jnp.exp(m - m_new)
     p = jnp.exp(scores - m_new[..., None])
     l = l * correction + p.sum(axis=-1)
-    acc = acc * correction[..., None] + jnp.einsum("BKGTS,BSKH->BKGTH", p.astype(qg.dtype), v.astype(qg.dtype),
-                                                   preferred_element_type=jnp.float32, precision=precision(qg.dtype))
+    acc = acc * correction[..., None] + jnp.einsum(
+      "BKGTS,BSKH->BKGTH",
+      p.astype(qg.dtype),
+      v.astype(qg.dtype),
+      preferred_element_type=jnp.float32,
+      precision=precision(qg.dtype),
+    )
     return i + 1, m_new, l, acc
 
   shape = (b, kv, g, t)
-  init = (jnp.int32(0), jnp.full(shape, _MASK_VALUE, jnp.float32), jnp.zeros(shape, jnp.float32),
-          jnp.zeros(shape + (h,), jnp.float32))
+  init = (
+    jnp.int32(0),
+    jnp.full(shape, _MASK_VALUE, jnp.float32),
+    jnp.zeros(shape, jnp.float32),
+    jnp.zeros(shape + (h,), jnp.float32),
+  )
   _, _, l, acc = jax.lax.while_loop(lambda c: c[0] < blocks, body, init)
   out = acc / jnp.where(l == 0, 1.0, l)[..., None]  # [B, K, G, T, H]; a row with no block run gives zeros
   return out.transpose(0, 3, 1, 2, 4).reshape(b, t, kv * g, h).astype(qg.dtype)
 
 
-def cached_attention(q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: jax.Array, visible: CacheMask,
-                     block: int = DECODE_BLOCK) -> jax.Array:
+def cached_attention(
+  q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: jax.Array, visible: CacheMask, block: int = DECODE_BLOCK
+) -> jax.Array:
   """q [B,T,N,H] against layer `layer` of the [L, B, S, K, H] caches, reading only the filled columns (chunked
   prefill into a contiguous cache): blocks of `block` columns up to `visible.filled`, so a piece costs what is
   written, not the cache's capacity."""
@@ -138,15 +155,18 @@ def cached_attention(q: jax.Array, k_all: jax.Array, v_all: jax.Array, layer: ja
     cols = start + jnp.arange(block)
     k = jax.lax.dynamic_slice(k_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0]
     v = jax.lax.dynamic_slice(v_all, (layer, 0, start, 0, 0), (1, b, block, kv, h))[0]
-    mask = (jax.lax.dynamic_slice_in_dim(visible.kv_valid, start, block, axis=1)[:, None, :]
-            & (cols[None, None, :] <= visible.query_columns[None, :, None]) & (cols >= i * block)[None, None, :])
+    mask = (
+      jax.lax.dynamic_slice_in_dim(visible.kv_valid, start, block, axis=1)[:, None, :]
+      & (cols[None, None, :] <= visible.query_columns[None, :, None])
+      & (cols >= i * block)[None, None, :]
+    )
     if visible.window is not None:
       keys = jax.lax.dynamic_slice_in_dim(visible.key_positions, start, block, axis=1)
       mask &= (visible.query_positions[:, :, None] - keys[:, None, :]) < visible.window
     return k, v, mask
 
   blocks = (visible.filled + block - 1) // block
-  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h ** -0.5)
+  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h**-0.5)
 
 
 class Pages(NamedTuple):
@@ -157,9 +177,10 @@ class Pages(NamedTuple):
   c: a row holds no padding) is page `table[b, c // page_size]`, slot c % page_size. One shard's pool is, with no
   copy, the [K, L * pages, page_size, H] array TPU's Pallas paged-attention kernel reads (layer l's page p at
   l * pages + p)."""
-  table: jax.Array               # [B, pages_per_row] int: shard-local page ids
-  lengths: jax.Array             # [B] int: columns [0, lengths) hold the row's tokens, this call's included
-  reach: jax.Array               # int: attention reads no column at or beyond it (max length of the live rows)
+
+  table: jax.Array  # [B, pages_per_row] int: shard-local page ids
+  lengths: jax.Array  # [B] int: columns [0, lengths) hold the row's tokens, this call's included
+  reach: jax.Array  # int: attention reads no column at or beyond it (max length of the live rows)
 
 
 def _per_shard(fn, pool: jax.Array, *args: jax.Array) -> jax.Array:
@@ -178,15 +199,21 @@ def _write_page(table: jax.Array, columns: jax.Array, page_size: int, live: jax.
   return jnp.where(live, jnp.take_along_axis(table, jnp.maximum(columns, 0) // page_size, axis=1), 0)
 
 
-def write_pages(pool: jax.Array, layer: jax.Array, pages: Pages, columns: jax.Array, values: jax.Array,
-                live: jax.Array) -> jax.Array:
+def write_pages(
+  pool: jax.Array, layer: jax.Array, pages: Pages, columns: jax.Array, values: jax.Array, live: jax.Array
+) -> jax.Array:
   """values [B,T,K,H] written at columns [B,T] of layer `layer`; rows (or tokens, live [B,T]) not `live` write the
   scratch page."""
   page_size = pool.shape[4]
   page = _write_page(pages.table, columns, page_size, live)
   # p[:, layer, pg, off] is [K, rows, T, H]: the values go in heads first
-  return _per_shard(lambda p, pg, off, val: p.at[:, layer, pg, off].set(val.transpose(2, 0, 1, 3).astype(p.dtype)),
-                    pool, page, columns % page_size, values)
+  return _per_shard(
+    lambda p, pg, off, val: p.at[:, layer, pg, off].set(val.transpose(2, 0, 1, 3).astype(p.dtype)),
+    pool,
+    page,
+    columns % page_size,
+    values,
+  )
 
 
 def paged_kernel_fits(q: jax.Array, k_pool: jax.Array, window: int | None, rules: Rules) -> bool:
@@ -202,15 +229,25 @@ def paged_kernel_fits(q: jax.Array, k_pool: jax.Array, window: int | None, rules
   return q_heads == kv_heads
 
 
-def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Array, v_pool: jax.Array,
-                      layer: jax.Array, pages: Pages, live: jax.Array, rules: Rules,
-                      interpret: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+def paged_kernel_step(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  k_pool: jax.Array,
+  v_pool: jax.Array,
+  layer: jax.Array,
+  pages: Pages,
+  live: jax.Array,
+  rules: Rules,
+  interpret: bool = False,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """One decode step on TPU: each row's new key / value (k, v [B,1,K,H]) written into its page, then jax's Pallas
   paged-attention kernel, under shard_map over (shards, heads). The writes are per-row dynamic-update-slices on this
   device's pool, one head at a time, which keep the pool's layout (a scatter, or updates spanning the heads, made
   XLA re-lay the whole pool out around the kernel: a copy per call). Returns (out [B,1,N,H], k_pool, v_pool)."""
   from jax.experimental.pallas import tpu as pltpu
   from jax.experimental.pallas.ops.tpu.paged_attention import paged_attention_kernel as pallas_paged
+
   h = q.shape[-1]
   n_layers, n_pages, page_size = k_pool.shape[2:5]
   per_row = pages.table.shape[1]
@@ -224,17 +261,25 @@ def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Arra
     def write(r, pools):  # head by head: each update is one contiguous row of H, whatever the pool's tiling
       for head in range(k_pool.shape[1]):
         at = (r // rows, head, layer, page[r], column[r] % page_size, 0)
-        pools = tuple(jax.lax.dynamic_update_slice(pool, x[r, 0, head].reshape(1, 1, 1, 1, 1, h).astype(pool.dtype),
-                                                   at) for pool, x in zip(pools, (k, v)))
+        pools = tuple(
+          jax.lax.dynamic_update_slice(pool, x[r, 0, head].reshape(1, 1, 1, 1, 1, h).astype(pool.dtype), at)
+          for pool, x in zip(pools, (k, v))
+        )
       return pools
 
     k_pool, v_pool = jax.lax.fori_loop(0, q.shape[0], write, (k_pool, v_pool))
     flat = lambda pool, d: pool[d].reshape(pool.shape[1], n_layers * n_pages, page_size, h)  # a bitcast, no copy
-    outs = [pallas_paged.paged_attention(
-        q[d * rows:(d + 1) * rows, 0] * jnp.asarray(h ** -0.5, q.dtype), flat(k_pool, d), flat(v_pool, d),
-        lengths[d * rows:(d + 1) * rows],
-        table[d * rows:(d + 1) * rows] + layer * n_pages, pages_per_compute_block=per_block)
-        for d in range(k_pool.shape[0])]
+    outs = [
+      pallas_paged.paged_attention(
+        q[d * rows : (d + 1) * rows, 0] * jnp.asarray(h**-0.5, q.dtype),
+        flat(k_pool, d),
+        flat(v_pool, d),
+        lengths[d * rows : (d + 1) * rows],
+        table[d * rows : (d + 1) * rows] + layer * n_pages,
+        pages_per_compute_block=per_block,
+      )
+      for d in range(k_pool.shape[0])
+    ]
     return jnp.concatenate(outs)[:, None].astype(q.dtype), k_pool, v_pool
 
   call = step
@@ -243,9 +288,22 @@ def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Arra
     kv_spec = rules.spec(("batch", None, "act_kv_heads", None), k.shape, "k", strict=False)
     pool_spec = rules.spec(("batch", "act_kv_heads", None, None, None, None), k_pool.shape, "pool", strict=False)
     rows = jax.sharding.PartitionSpec(q_spec[0])
-    call = jax.shard_map(step, mesh=rules.mesh, check_vma=False, out_specs=(q_spec, pool_spec, pool_spec),
-                         in_specs=(q_spec, kv_spec, kv_spec, pool_spec, pool_spec,
-                                   jax.sharding.PartitionSpec(q_spec[0], None), rows, rows))
+    call = jax.shard_map(
+      step,
+      mesh=rules.mesh,
+      check_vma=False,
+      out_specs=(q_spec, pool_spec, pool_spec),
+      in_specs=(
+        q_spec,
+        kv_spec,
+        kv_spec,
+        pool_spec,
+        pool_spec,
+        jax.sharding.PartitionSpec(q_spec[0], None),
+        rows,
+        rows,
+      ),
+    )
   lengths = jnp.where(live, pages.lengths, 1)  # idle slots keep stale lengths: the kernel reads one column of them
   args = (q, k, v, k_pool, v_pool, pages.table, lengths, live)
   if interpret:  # the CPU tests: the same kernel through Pallas's TPU interpreter
@@ -254,8 +312,15 @@ def paged_kernel_step(q: jax.Array, k: jax.Array, v: jax.Array, k_pool: jax.Arra
   return call(*args)
 
 
-def paged_attention(q: jax.Array, k_pool: jax.Array, v_pool: jax.Array, layer: jax.Array, pages: Pages,
-                    query_columns: jax.Array, window: int | None = None) -> jax.Array:
+def paged_attention(
+  q: jax.Array,
+  k_pool: jax.Array,
+  v_pool: jax.Array,
+  layer: jax.Array,
+  pages: Pages,
+  query_columns: jax.Array,
+  window: int | None = None,
+) -> jax.Array:
   """q [B,T,N,H] (query t of row b at column query_columns[b, t]) against its row's pages of layer `layer`,
   a page per block up to `pages.reach`: a step costs what the rows have written. Key column c is seen iff
   c <= the query's column and, with a `window`, the query's column - c < window (columns are positions).
@@ -265,8 +330,12 @@ def paged_attention(q: jax.Array, k_pool: jax.Array, v_pool: jax.Array, layer: j
 
   def read_block(i):
     page = pages.table[:, i]
-    k, v = (_per_shard(lambda p, pg: p[:, layer, pg], pool, page)  # [D, K, rows, page, H]
-            .transpose(0, 2, 3, 1, 4).reshape(b, page_size, kv, h) for pool in (k_pool, v_pool))
+    k, v = (
+      _per_shard(lambda p, pg: p[:, layer, pg], pool, page)  # [D, K, rows, page, H]
+      .transpose(0, 2, 3, 1, 4)
+      .reshape(b, page_size, kv, h)
+      for pool in (k_pool, v_pool)
+    )
     cols = i * page_size + jnp.arange(page_size)
     mask = (cols[None, None, :] <= query_columns[:, :, None]) & (cols[None, None, :] < pages.lengths[:, None, None])
     if window is not None:
@@ -274,11 +343,16 @@ def paged_attention(q: jax.Array, k_pool: jax.Array, v_pool: jax.Array, layer: j
     return k, v, mask
 
   blocks = (pages.reach + page_size - 1) // page_size
-  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h ** -0.5)
+  return _online_softmax(q.reshape(b, t, kv, n // kv, h), blocks, read_block, h**-0.5)
 
 
-def position_mask(q_segments: jax.Array, kv_segments: jax.Array, q_positions: jax.Array, kv_positions: jax.Array,
-                  window: int | None = None) -> jax.Array:
+def position_mask(
+  q_segments: jax.Array,
+  kv_segments: jax.Array,
+  q_positions: jax.Array,
+  kv_positions: jax.Array,
+  window: int | None = None,
+) -> jax.Array:
   """[B, Tq, S] bool: segment_mask with causality read from positions instead of column order. Within a segment
   (a packed document, or a row's real tokens) positions rise by one per token, so this is the same mask for any
   order of the columns: the zigzag layout of context parallelism."""
@@ -287,8 +361,16 @@ def position_mask(q_segments: jax.Array, kv_segments: jax.Array, q_positions: ja
   return mask if window is None else mask & (distance < window)
 
 
-def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, positions: jax.Array, rules: Rules,
-             window: int | None = None, chunk: int = ATTENTION_CHUNK) -> jax.Array:
+def gathered(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  positions: jax.Array,
+  rules: Rules,
+  window: int | None = None,
+  chunk: int = ATTENTION_CHUNK,
+) -> jax.Array:
   """Context parallelism by all-gather: queries stay split over the `sequence` axis, keys and values (with their
   segment ids and positions) are gathered whole on every shard of it, and each shard attends its own queries to
   them, query blocks of `chunk` rematerialised as in `chunked`. With zigzag rows every shard holds as many early
@@ -296,8 +378,7 @@ def gathered(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, p
   take this path."""
   if positions is None:
     raise ValueError("context parallelism (mesh.sequence > 1) needs token positions for the causal mask.")
-  return _opaque(functools.partial(_gathered, rules=rules, window=window, chunk=chunk))(q, k, v, segment_ids,
-                                                                                       positions)
+  return _opaque(functools.partial(_gathered, rules=rules, window=window, chunk=chunk))(q, k, v, segment_ids, positions)
 
 
 def _opaque(fn):
@@ -316,6 +397,7 @@ def _gathered(q, k, v, segment_ids, positions, rules, window, chunk):
   local = t // shards  # each shard's own queries
   if local <= chunk or local % chunk:
     return dot_product_attention(q, k, v, position_mask(segment_ids, kv_segments, positions, kv_positions, window))
+
   # Block j holds query block j of every shard's slice, so every shard works on every block (a block of the whole
   # row would belong to one shard and leave the others idle).
   def blocks(x):
@@ -326,8 +408,7 @@ def _gathered(q, k, v, segment_ids, positions, rules, window, chunk):
   def one(args):
     q_block, seg_block, pos_block = args
     q_block = rules.constrain(q_block, ("batch", "length", "act_heads", None))
-    return dot_product_attention(q_block, k, v, position_mask(seg_block, kv_segments, pos_block, kv_positions,
-                                                              window))
+    return dot_product_attention(q_block, k, v, position_mask(seg_block, kv_segments, pos_block, kv_positions, window))
 
   out = jax.lax.map(one, (blocks(q), blocks(segment_ids), blocks(positions)))  # [blocks, B, S * chunk, N, H]
   out = out.reshape(local // chunk, b, shards, chunk, n, h).transpose(1, 2, 0, 3, 4, 5)
@@ -365,8 +446,12 @@ def _ring_layout(q, seg, pos, chunk):
   """Queries grouped by KV head and split into blocks (_ring_block)."""
   b, t, n, h = q.shape
   blocks = t // _ring_block(t, chunk)
-  return blocks, (lambda x, kv: _ring_chunks(x.reshape(b, t, kv, n // kv, h), blocks)), _ring_chunks(seg, blocks), \
-      _ring_chunks(pos, blocks)
+  return (
+    blocks,
+    (lambda x, kv: _ring_chunks(x.reshape(b, t, kv, n // kv, h), blocks)),
+    _ring_chunks(seg, blocks),
+    _ring_chunks(pos, blocks),
+  )
 
 
 def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
@@ -394,8 +479,13 @@ def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
           m, l, acc = stats
           p, m_new = _ring_probs(qc, k_b, mask, m)
           correction = jnp.exp(m - m_new)
-          pv = jnp.einsum("BKGCS,BSKH->BKGCH", p.astype(v_b.dtype), v_b, preferred_element_type=jnp.float32,
-                          precision=precision(v_b.dtype))
+          pv = jnp.einsum(
+            "BKGCS,BSKH->BKGCH",
+            p.astype(v_b.dtype),
+            v_b,
+            preferred_element_type=jnp.float32,
+            precision=precision(v_b.dtype),
+          )
           return m_new, l * correction + p.sum(axis=-1), acc * correction[..., None] + pv
 
         return jax.lax.cond(mask.any(), update, lambda s: s, stats), None
@@ -410,8 +500,11 @@ def _ring_forward(q, k, v, seg, pos, axis, shards, window, chunk):
     return (passed, attend(stats, visiting)), None
 
   shape = (blocks, b, kv, n // kv, t // blocks)
-  stats = (jnp.full(shape, _MASK_VALUE, jnp.float32), jnp.zeros(shape, jnp.float32),
-           jnp.zeros(shape + (h,), jnp.float32))
+  stats = (
+    jnp.full(shape, _MASK_VALUE, jnp.float32),
+    jnp.zeros(shape, jnp.float32),
+    jnp.zeros(shape + (h,), jnp.float32),
+  )
   (visiting, stats), _ = jax.lax.scan(step, ((k, v, seg, pos), stats), None, length=shards - 1)
   m, l, acc = attend(stats, visiting)
   out = acc / jnp.where(l == 0, 1.0, l)[..., None]  # [C, B, K, G, c, H]; a padding query sees nothing: zeros
@@ -428,7 +521,7 @@ def _ring_backward(q, k, v, seg, pos, out, m, l, d_out, axis, shards, window, ch
   qg, dog = group(q, kv), group(d_out, kv)
   delta = (dog.astype(jnp.float32) * group(out, kv).astype(jnp.float32)).sum(-1).transpose(0, 1, 3, 4, 2)
   perm = [(i, (i + 1) % shards) for i in range(shards)]
-  scale = h ** -0.5
+  scale = h**-0.5
 
   def attend(visiting, dkv):
     k_all, v_all, seg_all, pos_all = (_ring_chunks(x, blocks) for x in visiting)
@@ -442,15 +535,24 @@ def _ring_backward(q, k, v, seg, pos, out, m, l, d_out, axis, shards, window, ch
 
         def grads(dq):
           p, _ = _ring_probs(qc, k_b, mask, m_c, l_c)
-          dv = jnp.einsum("BKGCS,BCKGH->BSKH", p.astype(doc.dtype), doc, preferred_element_type=jnp.float32,
-                          precision=precision(doc.dtype))
-          dp = jnp.einsum("BCKGH,BSKH->BKGCS", doc, v_b, preferred_element_type=jnp.float32,
-                          precision=precision(doc.dtype))
+          dv = jnp.einsum(
+            "BKGCS,BCKGH->BSKH",
+            p.astype(doc.dtype),
+            doc,
+            preferred_element_type=jnp.float32,
+            precision=precision(doc.dtype),
+          )
+          dp = jnp.einsum(
+            "BCKGH,BSKH->BKGCS", doc, v_b, preferred_element_type=jnp.float32, precision=precision(doc.dtype)
+          )
           ds = (p * (dp - delta_c[..., None]) * scale).astype(qc.dtype)  # p is 0 where masked
-          dq = dq + jnp.einsum("BKGCS,BSKH->BCKGH", ds, k_b, preferred_element_type=jnp.float32,
-                               precision=precision(qc.dtype))
-          return dq, (jnp.einsum("BKGCS,BCKGH->BSKH", ds, qc, preferred_element_type=jnp.float32,
-                                 precision=precision(qc.dtype)), dv)
+          dq = dq + jnp.einsum(
+            "BKGCS,BSKH->BCKGH", ds, k_b, preferred_element_type=jnp.float32, precision=precision(qc.dtype)
+          )
+          return dq, (
+            jnp.einsum("BKGCS,BCKGH->BSKH", ds, qc, preferred_element_type=jnp.float32, precision=precision(qc.dtype)),
+            dv,
+          )
 
         nothing = lambda dq: (dq, (jnp.zeros(k_b.shape, jnp.float32), jnp.zeros(v_b.shape, jnp.float32)))
         return jax.lax.cond(mask.any(), grads, nothing, dq)
@@ -469,16 +571,25 @@ def _ring_backward(q, k, v, seg, pos, out, m, l, d_out, axis, shards, window, ch
     dkv = jax.tree.map(jnp.add, dkv, mine)
     return (passed, jax.lax.ppermute(dkv, axis, perm), dq + dq_b), None
 
-  (visiting, dkv, dq), _ = jax.lax.scan(step, ((k, v, seg, pos), zeros, jnp.zeros(qg.shape, jnp.float32)), None,
-                                        length=shards - 1)
+  (visiting, dkv, dq), _ = jax.lax.scan(
+    step, ((k, v, seg, pos), zeros, jnp.zeros(qg.shape, jnp.float32)), None, length=shards - 1
+  )
   mine, dq_b = attend(visiting, zeros)
   dk, dv = jax.lax.ppermute(jax.tree.map(jnp.add, dkv, mine), axis, perm)  # the last hop brings them home
   dq = _ring_unchunk(dq + dq_b).reshape(b, t, n, h)
   return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
 
 
-def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, positions: jax.Array, rules: Rules,
-         window: int | None = None, chunk: int = ATTENTION_CHUNK) -> jax.Array:
+def ring(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  positions: jax.Array,
+  rules: Rules,
+  window: int | None = None,
+  chunk: int = ATTENTION_CHUNK,
+) -> jax.Array:
   """Context parallelism by ring: no device holds the whole row's keys. Each attends its queries to one key
   block at a time while the next arrives from its neighbour (ppermute, left to XLA's async collectives to
   overlap), `shards` steps in all; the backward pass sends each block's dK/dV round with it. Within a step the
@@ -499,12 +610,21 @@ def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, posit
     return gathered(q, k, v, segment_ids, positions, rules, window, chunk)
   static = ("sequence", sequence_shards(rules.mesh), window, chunk)
   stats = jax.sharding.PartitionSpec(None, q_spec[0], q_spec[2], None, q_spec[1])  # [blocks, B, K, G, t]
-  forward = jax.shard_map(lambda *a: _ring_forward(*a, *static), mesh=rules.mesh, check_vma=False,
-                          in_specs=(q_spec, kv_spec, kv_spec, rows, rows), out_specs=(q_spec, stats, stats))
+  forward = jax.shard_map(
+    lambda *a: _ring_forward(*a, *static),
+    mesh=rules.mesh,
+    check_vma=False,
+    in_specs=(q_spec, kv_spec, kv_spec, rows, rows),
+    out_specs=(q_spec, stats, stats),
+  )
   forward = _opaque(forward)
-  backward = jax.shard_map(lambda *a: _ring_backward(*a, *static), mesh=rules.mesh, check_vma=False,
-                           in_specs=(q_spec, kv_spec, kv_spec, rows, rows, q_spec, stats, stats, q_spec),
-                           out_specs=(q_spec, kv_spec, kv_spec))
+  backward = jax.shard_map(
+    lambda *a: _ring_backward(*a, *static),
+    mesh=rules.mesh,
+    check_vma=False,
+    in_specs=(q_spec, kv_spec, kv_spec, rows, rows, q_spec, stats, stats, q_spec),
+    out_specs=(q_spec, kv_spec, kv_spec),
+  )
 
   # The VJP is taken around the shard_maps, not inside them: autodiff never sees the forward's loops (inside an
   # outer scan it would otherwise save every block pair's probabilities).
@@ -515,15 +635,21 @@ def ring(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, posit
   def attend_forward(q, k, v, seg, pos):
     out, m, l = forward(q, k, v, seg, pos)
     m, l = (checkpoint_name(x, "attn_stats") for x in (m, l))  # remat=save_names keeps them (and out), so the
-    out = checkpoint_name(out, "attn_out")                      # ring forward is not re-run for the backward
+    out = checkpoint_name(out, "attn_out")  # ring forward is not re-run for the backward
     return out, (q, k, v, seg, pos, out, m, l)
 
   attend.defvjp(attend_forward, lambda res, d_out: (*backward(*res, d_out), None, None))
   return attend(q, k, v, segment_ids, positions)
 
 
-def chunked(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, chunk: int = ATTENTION_CHUNK,
-            window: int | None = None) -> jax.Array:
+def chunked(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  chunk: int = ATTENTION_CHUNK,
+  window: int | None = None,
+) -> jax.Array:
   """Query blocks under a scan; each block is rematerialised, so the backward pass keeps no [T, T] scores (and,
   opaque to partial evaluation, no [T, T] masks hoisted out of a layer scan)."""
   if q.shape[1] <= chunk:
@@ -557,19 +683,33 @@ def flash_eligible(segment_ids: jax.Array) -> jax.Array:
   return jnp.all(jnp.where(prefix, segment_ids == segment_ids[:, :1], segment_ids == 0))
 
 
-def cudnn_flash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array,
-                window: int | None = None) -> jax.Array:
+def cudnn_flash(
+  q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, window: int | None = None
+) -> jax.Array:
   """cuDNN flash attention (causal, per-row lengths, optional window) for rows that are flash_eligible."""
   lengths = (segment_ids > 0).sum(axis=1).astype(jnp.int32)
-  return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=lengths,
-                                      key_value_seq_lengths=lengths, implementation=_cudnn_impl(q.dtype),
-                                      local_window_size=None if window is None else (window - 1, 0))
+  return jax.nn.dot_product_attention(
+    q,
+    k,
+    v,
+    is_causal=True,
+    query_seq_lengths=lengths,
+    key_value_seq_lengths=lengths,
+    implementation=_cudnn_impl(q.dtype),
+    local_window_size=None if window is None else (window - 1, 0),
+  )
 
 
 def cudnn(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, window: int | None = None) -> jax.Array:
   """cuDNN flash attention for flash_eligible batches; anything else falls back to chunked (exactly)."""
-  return jax.lax.cond(flash_eligible(segment_ids), lambda q, k, v: cudnn_flash(q, k, v, segment_ids, window),
-                      lambda q, k, v: chunked(q, k, v, segment_ids, window=window), q, k, v)
+  return jax.lax.cond(
+    flash_eligible(segment_ids),
+    lambda q, k, v: cudnn_flash(q, k, v, segment_ids, window),
+    lambda q, k, v: chunked(q, k, v, segment_ids, window=window),
+    q,
+    k,
+    v,
+  )
 
 
 def _cudnn_impl(dtype) -> str | None:
@@ -585,24 +725,42 @@ def _splash_kernel(seq_len: int, heads: int, block: int, interpret: bool, window
   mask in numpy, so blocks wholly outside a sliding window are skipped."""
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+
   shape = (seq_len, seq_len)
   one = lambda: sm.CausalMask(shape) if window is None else sm.LocalMask(shape, (window - 1, 0), 0)
   mask = sm.MultiHeadMask([one() for _ in range(heads)])
-  sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
-                        block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+  sizes = sk.BlockSizes(
+    block_q=block,
+    block_kv=block,
+    block_kv_compute=block,
+    block_q_dkv=block,
+    block_kv_dkv=block,
+    block_kv_dkv_compute=block,
+    block_q_dq=block,
+    block_kv_dq=block,
+  )
   return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
-def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rules: Rules,
-           interpret: bool = False, block: int = SPLASH_BLOCK, window: int | None = None) -> jax.Array:
+def splash(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  rules: Rules,
+  interpret: bool = False,
+  block: int = SPLASH_BLOCK,
+  window: int | None = None,
+) -> jax.Array:
   """TPU splash attention: shard_map over (batch, heads) shards; rows padded to a block multiple."""
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+
   b, t, n, h = q.shape
   kv_heads = k.shape[2]
   block = min(block, max(128, -(-t // 128) * 128))
   pad = -t % block
   padded = t + pad
-  q = q * jnp.asarray(h ** -0.5, q.dtype)  # the kernel does not scale
+  q = q * jnp.asarray(h**-0.5, q.dtype)  # the kernel does not scale
 
   def kernel(q, k, v, seg):
     if q.shape[2] % k.shape[2]:
@@ -611,7 +769,8 @@ def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rul
     to_heads = lambda x: jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))).transpose(0, 2, 1, 3)  # [B,N,T,H]
     seg = jnp.pad(seg, ((0, 0), (0, pad)))
     out = jax.vmap(lambda q1, k1, v1, s1: attend(q1, k1, v1, segment_ids=sk.SegmentIds(s1, s1)))(
-        to_heads(q), to_heads(k), to_heads(v), seg)
+      to_heads(q), to_heads(k), to_heads(v), seg
+    )
     return out.transpose(0, 2, 1, 3)[:, :t]
 
   if rules.mesh is None:
@@ -622,12 +781,21 @@ def splash(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, rul
     k, v = (jnp.repeat(x, n // kv_heads, axis=2) for x in (k, v))
     kv_spec = q_spec
   seg_spec = jax.sharding.PartitionSpec(q_spec[0], None)
-  return jax.shard_map(kernel, mesh=rules.mesh, in_specs=(q_spec, kv_spec, kv_spec, seg_spec), out_specs=q_spec,
-                       check_vma=False)(q, k, v, segment_ids)
+  return jax.shard_map(
+    kernel, mesh=rules.mesh, in_specs=(q_spec, kv_spec, kv_spec, seg_spec), out_specs=q_spec, check_vma=False
+  )(q, k, v, segment_ids)
 
 
-def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array, implementation: str,
-                   rules: Rules, window: int | None = None, positions: jax.Array | None = None) -> jax.Array:
+def self_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  segment_ids: jax.Array,
+  implementation: str,
+  rules: Rules,
+  window: int | None = None,
+  positions: jax.Array | None = None,
+) -> jax.Array:
   """q [B,T,N,H], k/v [B,T,K,H], segment_ids [B,T] -> [B,T,N,H] with the chosen implementation (and sliding
   `window`, None = full causal attention). On a mesh with a `sequence` axis the rows are split over it (in zigzag
   order) and attention is `ring` when `implementation` says so, else `gathered`, masked by `positions`."""
@@ -641,4 +809,3 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Ar
   if impl == "cudnn":
     return cudnn(q, k, v, segment_ids, window=window)
   return splash(q, k, v, segment_ids, rules, interpret=jax.default_backend() != "tpu", window=window)
-

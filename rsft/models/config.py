@@ -55,16 +55,22 @@ class ModelConfig:
     if self.model_type not in SUPPORTED_MODEL_TYPES:
       raise ValueError(f"model_type={self.model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES}.")
     if self.sliding_window is not None and (self.model_type != "mistral" or self.sliding_window < 1):
-      raise ValueError(f"sliding_window={self.sliding_window!r}: only a positive window on a mistral model is "
-                       "supported (Qwen2's use_sliding_window is not implemented).")
+      raise ValueError(
+        f"sliding_window={self.sliding_window!r}: only a positive window on a mistral model is "
+        "supported (Qwen2's use_sliding_window is not implemented)."
+      )
     if self.rope_dynamic is not None and self.rope_llama3 is not None:
       raise ValueError("rope_dynamic and rope_llama3 are exclusive rope scalings.")
     if self.model_type == "internlm2" and self.head_dim * self.num_heads != self.hidden_size:
-      raise ValueError(f"internlm2: head_dim={self.head_dim} must be hidden_size / num_heads = "
-                       f"{self.hidden_size} / {self.num_heads} (InternLM2 derives it; its config has no head_dim).")
+      raise ValueError(
+        f"internlm2: head_dim={self.head_dim} must be hidden_size / num_heads = "
+        f"{self.hidden_size} / {self.num_heads} (InternLM2 derives it; its config has no head_dim)."
+      )
     if self.model_type == "internlm2" and (self.head != "lm" or self.qkv_bias != self.o_bias or self.rope_llama3):
-      raise ValueError("internlm2: only InternLM2ForCausalLM, one `bias` flag for wqkv and wo, and default or "
-                       "dynamic rope are supported.")
+      raise ValueError(
+        "internlm2: only InternLM2ForCausalLM, one `bias` flag for wqkv and wo, and default or "
+        "dynamic rope are supported."
+      )
 
   @property
   def has_lm_head(self) -> bool:
@@ -84,19 +90,34 @@ class ModelConfig:
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": self.rope_theta}
     if self.rope_llama3:
       f, lo, hi, orig = self.rope_llama3
-      rope = {"rope_type": "llama3", "rope_theta": self.rope_theta, "factor": f, "low_freq_factor": lo,
-              "high_freq_factor": hi, "original_max_position_embeddings": orig}
+      rope = {
+        "rope_type": "llama3",
+        "rope_theta": self.rope_theta,
+        "factor": f,
+        "low_freq_factor": lo,
+        "high_freq_factor": hi,
+        "original_max_position_embeddings": orig,
+      }
     elif self.rope_dynamic:
       rope = {"rope_type": "dynamic", "rope_theta": self.rope_theta, "factor": self.rope_dynamic}
     out = {
-        "architectures": [_ARCH_NAMES[self.model_type] + suffix], "model_type": self.model_type,
-        "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-        "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-        "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-        "head_dim": self.head_dim, "hidden_act": "silu", "rms_norm_eps": self.rms_norm_eps,
-        "tie_word_embeddings": self.tie_word_embeddings, "rope_theta": self.rope_theta,
-        "rope_parameters": rope, "max_position_embeddings": self.max_position_embeddings,
-        "pad_token_id": self.pad_token_id, "dtype": self.checkpoint_dtype,
+      "architectures": [_ARCH_NAMES[self.model_type] + suffix],
+      "model_type": self.model_type,
+      "vocab_size": self.vocab_size,
+      "hidden_size": self.hidden_size,
+      "intermediate_size": self.intermediate_size,
+      "num_hidden_layers": self.num_layers,
+      "num_attention_heads": self.num_heads,
+      "num_key_value_heads": self.num_kv_heads,
+      "head_dim": self.head_dim,
+      "hidden_act": "silu",
+      "rms_norm_eps": self.rms_norm_eps,
+      "tie_word_embeddings": self.tie_word_embeddings,
+      "rope_theta": self.rope_theta,
+      "rope_parameters": rope,
+      "max_position_embeddings": self.max_position_embeddings,
+      "pad_token_id": self.pad_token_id,
+      "dtype": self.checkpoint_dtype,
     }
     if self.model_type in ("qwen3", "llama"):
       out["attention_bias"] = self.qkv_bias
@@ -110,14 +131,23 @@ class ModelConfig:
 
   def _internlm2_hf_dict(self) -> dict[str, Any]:
     return {
-        "architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "vocab_size": self.vocab_size,
-        "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
-        "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
-        "num_key_value_heads": self.num_kv_heads, "hidden_act": "silu", "rms_norm_eps": self.rms_norm_eps,
-        "bias": self.qkv_bias, "rope_theta": self.rope_theta,
-        "rope_scaling": {"type": "dynamic", "factor": self.rope_dynamic} if self.rope_dynamic else None,
-        "max_position_embeddings": self.max_position_embeddings, "tie_word_embeddings": self.tie_word_embeddings,
-        "pad_token_id": self.pad_token_id, "torch_dtype": self.checkpoint_dtype,
+      "architectures": ["InternLM2ForCausalLM"],
+      "model_type": "internlm2",
+      "vocab_size": self.vocab_size,
+      "hidden_size": self.hidden_size,
+      "intermediate_size": self.intermediate_size,
+      "num_hidden_layers": self.num_layers,
+      "num_attention_heads": self.num_heads,
+      "num_key_value_heads": self.num_kv_heads,
+      "hidden_act": "silu",
+      "rms_norm_eps": self.rms_norm_eps,
+      "bias": self.qkv_bias,
+      "rope_theta": self.rope_theta,
+      "rope_scaling": {"type": "dynamic", "factor": self.rope_dynamic} if self.rope_dynamic else None,
+      "max_position_embeddings": self.max_position_embeddings,
+      "tie_word_embeddings": self.tie_word_embeddings,
+      "pad_token_id": self.pad_token_id,
+      "torch_dtype": self.checkpoint_dtype,
     }
 
   @classmethod
@@ -125,13 +155,15 @@ class ModelConfig:
     model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
       raise ValueError(
-          f"{source}: model_type={model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES} "
-          "(Qwen2/Qwen2.5, Qwen3, Llama 3.x, Mistral, InternLM2/2.5).")
+        f"{source}: model_type={model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES} "
+        "(Qwen2/Qwen2.5, Qwen3, Llama 3.x, Mistral, InternLM2/2.5)."
+      )
     arch = (cfg.get("architectures") or [f"{model_type}ForCausalLM"])[0]
     head = next((h for suffix, h in _HEADS.items() if arch.endswith(suffix)), None)
     if head is None:
-      raise ValueError(f"{source}: architecture {arch!r} is not supported; expected *ForCausalLM or "
-                       "*ForSequenceClassification.")
+      raise ValueError(
+        f"{source}: architecture {arch!r} is not supported; expected *ForCausalLM or *ForSequenceClassification."
+      )
     if cfg.get("hidden_act", "silu") != "silu":
       raise ValueError(f"{source}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu').")
     if cfg.get("mlp_bias"):
@@ -157,34 +189,35 @@ class ModelConfig:
       if head == "score":
         raise ValueError(f"{source}: {arch} is not supported; only InternLM2ForCausalLM.")
       if cfg["hidden_size"] % heads:
-        raise ValueError(f"{source}: hidden_size={cfg['hidden_size']} is not a multiple of "
-                         f"num_attention_heads={heads}.")
+        raise ValueError(
+          f"{source}: hidden_size={cfg['hidden_size']} is not a multiple of num_attention_heads={heads}."
+        )
       head_dim = cfg["hidden_size"] // heads  # InternLM2Attention derives it, whatever else the file says
     window = cfg.get("sliding_window", MISTRAL_DEFAULT_WINDOW) if model_type == "mistral" else None
     dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
     return cls(
-        model_type=model_type,
-        vocab_size=cfg["vocab_size"],
-        hidden_size=cfg["hidden_size"],
-        intermediate_size=cfg["intermediate_size"],
-        num_layers=cfg["num_hidden_layers"],
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=head_dim,
-        rope_theta=float(rope_theta),
-        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=qkv_bias,
-        o_bias=o_bias,
-        qk_norm=model_type == "qwen3",
-        rope_llama3=llama3,
-        head=head,
-        num_labels=int(cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 1) if head == "score" else 1,
-        pad_token_id=cfg.get("pad_token_id"),
-        max_position_embeddings=int(cfg.get("max_position_embeddings", 32768)),
-        checkpoint_dtype=str(dtype),
-        rope_dynamic=dynamic,
-        sliding_window=None if window is None else int(window),
+      model_type=model_type,
+      vocab_size=cfg["vocab_size"],
+      hidden_size=cfg["hidden_size"],
+      intermediate_size=cfg["intermediate_size"],
+      num_layers=cfg["num_hidden_layers"],
+      num_heads=heads,
+      num_kv_heads=kv_heads,
+      head_dim=head_dim,
+      rope_theta=float(rope_theta),
+      rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+      tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+      qkv_bias=qkv_bias,
+      o_bias=o_bias,
+      qk_norm=model_type == "qwen3",
+      rope_llama3=llama3,
+      head=head,
+      num_labels=int(cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 1) if head == "score" else 1,
+      pad_token_id=cfg.get("pad_token_id"),
+      max_position_embeddings=int(cfg.get("max_position_embeddings", 32768)),
+      checkpoint_dtype=str(dtype),
+      rope_dynamic=dynamic,
+      sliding_window=None if window is None else int(window),
     )
 
   @classmethod
@@ -229,8 +262,12 @@ def _read_rope(cfg: dict[str, Any], source: str) -> tuple[float, tuple | None, f
       raise ValueError(f"{source}: dynamic rope scaling is missing field 'factor'.")
     return theta, None, float(merged["factor"])
   try:
-    llama3 = (float(merged["factor"]), float(merged["low_freq_factor"]), float(merged["high_freq_factor"]),
-              int(merged["original_max_position_embeddings"]))
+    llama3 = (
+      float(merged["factor"]),
+      float(merged["low_freq_factor"]),
+      float(merged["high_freq_factor"]),
+      int(merged["original_max_position_embeddings"]),
+    )
   except KeyError as e:
     raise ValueError(f"{source}: llama3 rope scaling is missing field {e.args[0]!r}.") from None
   return theta, llama3, None

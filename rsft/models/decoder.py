@@ -25,7 +25,6 @@ def positions_from_mask(mask: jax.Array) -> jax.Array:
 
 
 class Attention(nnx.Module):
-
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
     d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
@@ -43,8 +42,19 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def __call__(self, x, positions, inv_freq, rules: Rules, *, segment_ids=None, mask=None, cache=None,
-               paged=None, implementation: str = "xla"):
+  def __call__(
+    self,
+    x,
+    positions,
+    inv_freq,
+    rules: Rules,
+    *,
+    segment_ids=None,
+    mask=None,
+    cache=None,
+    paged=None,
+    implementation: str = "xla",
+  ):
     """Full-sequence self-attention over `segment_ids` [B,T] with `implementation` (see attention.py), or, with
     cache = (k_all, v_all, layer, write_index), x's keys/values written into the [L, B, S, K, H] caches at
     (layer, column write_index) and attention over that layer's filled columns under `mask` (a CacheMask), or,
@@ -59,8 +69,9 @@ class Attention(nnx.Module):
     q, k, v = (checkpoint_name(a, "qkv") for a in (q, k, v))  # remat=save_names keeps these
     if paged is not None:
       k_pool, v_pool, layer, pages, live = paged
-      if attention.resolve(implementation, 1) == "splash" and attention.paged_kernel_fits(q, k_pool, self.window,
-                                                                                          rules):
+      if attention.resolve(implementation, 1) == "splash" and attention.paged_kernel_fits(
+        q, k_pool, self.window, rules
+      ):
         out, k_pool, v_pool = attention.paged_kernel_step(q, k, v, k_pool, v_pool, layer, pages, live, rules)
         return self.o_proj(out), (k_pool, v_pool)  # TPU: its Pallas paged-attention kernel
       k_pool = attention.write_pages(k_pool, layer, pages, positions, k, live)
@@ -82,7 +93,6 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
     d, f = cfg.hidden_size, cfg.intermediate_size
     kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
@@ -101,11 +111,11 @@ class DecoderLayer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype):
     kw = dict(rngs=rngs, param_dtype=param_dtype, stack=cfg.num_layers)
-    self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype,
-                                   stack=cfg.num_layers)
+    self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype, stack=cfg.num_layers)
     self.self_attn = Attention(cfg, **kw)
-    self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype,
-                                            stack=cfg.num_layers)
+    self.post_attention_layernorm = RMSNorm(
+      cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype, stack=cfg.num_layers
+    )
     self.mlp = MLP(cfg, **kw)
 
   def __call__(self, x, positions, inv_freq, rules: Rules, **attention_kw):
@@ -116,7 +126,6 @@ class DecoderLayer(nnx.Module):
 
 
 class Embed(nnx.Module):
-
   def __init__(self, vocab: int, dim: int, *, rngs: nnx.Rngs, param_dtype):
     self.embedding = param(rngs, (vocab, dim), ("vocab", "embed"), param_dtype)
 
@@ -127,8 +136,17 @@ class Decoder(nnx.Module):
   `dtype` is the compute dtype; parameters are stored in `param_dtype` (fp32 master weights for training).
   """
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32,
-               rules: Rules = Rules(None), remat_policy: str = "none", attention_impl: str = "auto"):
+  def __init__(
+    self,
+    cfg: ModelConfig,
+    *,
+    rngs: nnx.Rngs,
+    param_dtype=jnp.float32,
+    dtype=jnp.float32,
+    rules: Rules = Rules(None),
+    remat_policy: str = "none",
+    attention_impl: str = "auto",
+  ):
     attention.resolve(attention_impl, 0)  # validates the name
     self.cfg, self.dtype, self.rules, self.remat_policy = cfg, dtype, rules, remat_policy
     self.attention_impl = attention_impl
@@ -154,14 +172,22 @@ class Decoder(nnx.Module):
 
     def body(h, one_layer):
       h = checkpoint_name(h, "decoder_layer_input")
-      return nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, segment_ids=segment_ids,
-                                            implementation=self.attention_impl)[0], None
+      return nnx.merge(graphdef, one_layer)(
+        h, positions, inv_freq, self.rules, segment_ids=segment_ids, implementation=self.attention_impl
+      )[0], None
 
     x, _ = jax.lax.scan(remat(body, self.remat_policy), x, layer_state)
     return self.norm(x)
 
-  def extend(self, ids: jax.Array, positions: jax.Array, cache: dict[str, jax.Array], write_index: jax.Array,
-             kv_valid: jax.Array, segment_ids: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def extend(
+    self,
+    ids: jax.Array,
+    positions: jax.Array,
+    cache: dict[str, jax.Array],
+    write_index: jax.Array,
+    kv_valid: jax.Array,
+    segment_ids: jax.Array | None = None,
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Runs ids [B,T] on top of a KV cache (prefill: T = prompt length at index 0; decode: T = 1).
 
     cache: {"k", "v"} of [L, B, S, K, H]; the new keys go to columns [write_index, write_index + T).
@@ -182,9 +208,14 @@ class Decoder(nnx.Module):
     """
     t = ids.shape[1]
     window = self.cfg.sliding_window
-    mask = attention.CacheMask(kv_valid, write_index + jnp.arange(t), write_index + t,
-                               positions if window is not None else None,
-                               jnp.cumsum(kv_valid, axis=-1) - 1 if window is not None else None, window)
+    mask = attention.CacheMask(
+      kv_valid,
+      write_index + jnp.arange(t),
+      write_index + t,
+      positions if window is not None else None,
+      jnp.cumsum(kv_valid, axis=-1) - 1 if window is not None else None,
+      window,
+    )
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
     inv_freq = rope_inv_freq(self.cfg, jnp.sum(kv_valid, axis=-1))  # per row: its own length
@@ -192,18 +223,25 @@ class Decoder(nnx.Module):
     def body(carry, xs):  # the cache rides in the carry so the loop updates it in place
       h, k_all, v_all = carry
       one_layer, layer = xs
-      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules, mask=mask,
-                                                          cache=(k_all, v_all, layer, write_index),
-                                                          segment_ids=segment_ids,
-                                                          implementation=self.attention_impl)
+      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(
+        h,
+        positions,
+        inv_freq,
+        self.rules,
+        mask=mask,
+        cache=(k_all, v_all, layer, write_index),
+        segment_ids=segment_ids,
+        implementation=self.attention_impl,
+      )
       return (h, k_all, v_all), None
 
     layers = jnp.arange(self.cfg.num_layers)
     (x, k, v), _ = jax.lax.scan(body, (x, cache["k"], cache["v"]), (layer_state, layers))
     return self.norm(x), {"k": k, "v": v}
 
-  def extend_paged(self, ids: jax.Array, k_pool: jax.Array, v_pool: jax.Array, pages: attention.Pages,
-                   live: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  def extend_paged(
+    self, ids: jax.Array, k_pool: jax.Array, v_pool: jax.Array, pages: attention.Pages, live: jax.Array
+  ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Runs ids [B,T] as the last T tokens of each row of a paged cache (the sampler's decode, T = 1).
 
     pages.lengths counts this call's tokens, so token t of row b sits at column (= position) lengths - T + t;
@@ -218,9 +256,9 @@ class Decoder(nnx.Module):
     def body(carry, xs):  # the pools ride in the carry so the loop updates them in place
       h, k_all, v_all = carry
       one_layer, layer = xs
-      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(h, positions, inv_freq, self.rules,
-                                                          paged=(k_all, v_all, layer, pages, live),
-                                                          implementation=self.attention_impl)
+      h, (k_all, v_all) = nnx.merge(graphdef, one_layer)(
+        h, positions, inv_freq, self.rules, paged=(k_all, v_all, layer, pages, live), implementation=self.attention_impl
+      )
       return (h, k_all, v_all), None
 
     layers = jnp.arange(self.cfg.num_layers)
@@ -231,7 +269,7 @@ class Decoder(nnx.Module):
     table = self.embed_tokens.embedding[...]
     if sequence_shards(self.rules.mesh) > 1:  # gathered over fsdp x sequence first (in the compute dtype): XLA
       table = self.rules.constrain(table.astype(self.dtype), ("vocab", None))  # cannot reshard a lookup split by
-    x = jnp.take(table, ids, axis=0).astype(self.dtype)                       # embed to rows split by batch x length
+    x = jnp.take(table, ids, axis=0).astype(self.dtype)  # embed to rows split by batch x length
     return self.rules.constrain(x, ("batch", "length", "act_embed"))
 
   def head_kernel(self) -> jax.Array:

@@ -17,8 +17,16 @@ from rsft.models.head import chunked_logprobs
 from rsft.models.layers import precision
 
 
-def logprobs(graphdef: Any, params: Any, inputs: jax.Array, positions: jax.Array, segment_ids: jax.Array,
-             targets: jax.Array, chunk: int, stats: bool = False):
+def logprobs(
+  graphdef: Any,
+  params: Any,
+  inputs: jax.Array,
+  positions: jax.Array,
+  segment_ids: jax.Array,
+  targets: jax.Array,
+  chunk: int,
+  stats: bool = False,
+):
   """log p(targets[b, t] | inputs[b, :t+1]) through the chunked LM head: f32 [B, T] (with stats=True also the
   per-token entropy and is_greedy; see models.head.chunked_logprobs). Packed rows: segment_ids separate them."""
   model = nnx.merge(graphdef, params)
@@ -46,5 +54,10 @@ def last_token_scores(graphdef: Any, params: Any, ids: jax.Array, mask: jax.Arra
   hidden = model(ids, positions_from_mask(mask), mask)
   last = ids.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
   pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-  return jnp.einsum("BD,DL->BL", pooled, model.score[...].astype(pooled.dtype),
-                    preferred_element_type=jnp.float32, precision=precision(pooled.dtype))
+  return jnp.einsum(
+    "BD,DL->BL",
+    pooled,
+    model.score[...].astype(pooled.dtype),
+    preferred_element_type=jnp.float32,
+    precision=precision(pooled.dtype),
+  )

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from rsft.models.layers import precision
 
 
-def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024,
-                     stats: bool = False) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
+def chunked_logprobs(
+  hidden: jax.Array, kernel: jax.Array, targets: jax.Array, chunk: int = 1024, stats: bool = False
+) -> jax.Array | tuple[jax.Array, jax.Array, jax.Array]:
   """log p(targets) under softmax(hidden @ kernel). hidden [B,T,D], kernel [D,V], targets [B,T] -> f32 [B,T].
 
   stats=True returns (logprobs, entropy, is_greedy): the per-token entropy of the predicted distribution (f32,
@@ -30,8 +31,9 @@ def chunked_logprobs(hidden: jax.Array, kernel: jax.Array, targets: jax.Array, c
   @jax.checkpoint
   def one_chunk(h_c, y_c):
     # rows x chunk as one axis: the kernel's gradient then contracts a single axis (layers.Linear says why)
-    logits = jnp.einsum("MD,DV->MV", h_c.reshape(-1, d), kernel, preferred_element_type=jnp.float32,
-                        precision=precision(h_c.dtype)).reshape(*h_c.shape[:2], -1)
+    logits = jnp.einsum(
+      "MD,DV->MV", h_c.reshape(-1, d), kernel, preferred_element_type=jnp.float32, precision=precision(h_c.dtype)
+    ).reshape(*h_c.shape[:2], -1)
     target_logit = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
     lse = jax.nn.logsumexp(logits, axis=-1)
     if not stats:

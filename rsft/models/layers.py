@@ -25,8 +25,14 @@ def precision(dtype) -> jax.lax.Precision:
   return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
 
 
-def param(rngs: nnx.Rngs | None, shape: Sequence[int], axes: Sequence[str | None], dtype, init: str = "normal",
-          scale: float = 0.02) -> nnx.Param:
+def param(
+  rngs: nnx.Rngs | None,
+  shape: Sequence[int],
+  axes: Sequence[str | None],
+  dtype,
+  init: str = "normal",
+  scale: float = 0.02,
+) -> nnx.Param:
   """An nnx.Param whose `logical_axes` metadata drives sharding (rsft.sharding.state_shardings)."""
   shape = tuple(shape)
   if init == "normal":
@@ -52,23 +58,40 @@ class Linear(nnx.Module):
   same module sees one layer's slice.
   """
 
-  def __init__(self, eqn: str, shape: Sequence[int], axes: Sequence[str | None], *, rngs: nnx.Rngs,
-               param_dtype, bias_shape: Sequence[int] | None = None, bias_axes: Sequence[str | None] = (),
-               stack: int | None = None):
+  def __init__(
+    self,
+    eqn: str,
+    shape: Sequence[int],
+    axes: Sequence[str | None],
+    *,
+    rngs: nnx.Rngs,
+    param_dtype,
+    bias_shape: Sequence[int] | None = None,
+    bias_axes: Sequence[str | None] = (),
+    stack: int | None = None,
+  ):
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
     self.eqn = eqn
-    self.kernel = param(rngs, lead + tuple(shape), lead_axes + tuple(axes), param_dtype,
-                        scale=1 / math.sqrt(fan_in(eqn, shape)))
-    self.bias = (param(rngs, lead + tuple(bias_shape), lead_axes + tuple(bias_axes), param_dtype, init="zeros")
-                 if bias_shape is not None else None)
+    self.kernel = param(
+      rngs, lead + tuple(shape), lead_axes + tuple(axes), param_dtype, scale=1 / math.sqrt(fan_in(eqn, shape))
+    )
+    self.bias = (
+      param(rngs, lead + tuple(bias_shape), lead_axes + tuple(bias_axes), param_dtype, init="zeros")
+      if bias_shape is not None
+      else None
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     lhs, out = self.eqn.split(",")[0], self.eqn.split("->")[1]
     if lhs[:2] == out[:2] == "BT" and x.ndim == len(lhs):
       # Batch and time as one axis: a 2-D operand keeps every gradient dot to a single contracting axis; on XLA:CPU
       # the [B,T]-contracting weight gradient otherwise runs ~1.4x slower (bench/real_shapes.py, docs/performance.md).
-      flat = jnp.einsum("M" + self.eqn[2:].replace("->BT", "->M"), x.reshape(-1, *x.shape[2:]),
-                        self.kernel[...].astype(x.dtype), precision=precision(x.dtype))
+      flat = jnp.einsum(
+        "M" + self.eqn[2:].replace("->BT", "->M"),
+        x.reshape(-1, *x.shape[2:]),
+        self.kernel[...].astype(x.dtype),
+        precision=precision(x.dtype),
+      )
       y = flat.reshape(*x.shape[:2], *flat.shape[1:])
     else:
       y = jnp.einsum(self.eqn, x, self.kernel[...].astype(x.dtype), precision=precision(x.dtype))
@@ -78,7 +101,6 @@ class Linear(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-
   def __init__(self, dim: int, eps: float, *, param_dtype, axis: str = "norm", stack: int | None = None):
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
     self.eps = eps
@@ -152,15 +174,18 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
 # attention output before o_proj, the MLP's gated hidden before down_proj, and its output.
 _SAVE_NAMES = ("qkv", "attn_out", "attn_stats", "mlp_in", "mlp_out")  # attn_stats: ring attention's softmax sums
 REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    "save_names": jax.checkpoint_policies.save_only_these_names(*_SAVE_NAMES),
-    # MaxText's offloading: the one tensor full remat keeps per layer (its input) lives in host memory between
-    # the forward and the backward pass (TPU/GPU; XLA:CPU has no pinned host space).
-    "offload": jax.checkpoint_policies.save_and_offload_only_these_names(
-        names_which_can_be_saved=[], names_which_can_be_offloaded=["decoder_layer_input"],
-        offload_src="device", offload_dst="pinned_host"),
+  "none": None,
+  "full": jax.checkpoint_policies.nothing_saveable,
+  "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "save_names": jax.checkpoint_policies.save_only_these_names(*_SAVE_NAMES),
+  # MaxText's offloading: the one tensor full remat keeps per layer (its input) lives in host memory between
+  # the forward and the backward pass (TPU/GPU; XLA:CPU has no pinned host space).
+  "offload": jax.checkpoint_policies.save_and_offload_only_these_names(
+    names_which_can_be_saved=[],
+    names_which_can_be_offloaded=["decoder_layer_input"],
+    offload_src="device",
+    offload_dst="pinned_host",
+  ),
 }
 
 

@@ -38,14 +38,28 @@ class Model:
     return nnx.merge(self.graphdef, self.params)
 
 
-def _decoder(cfg: ModelConfig, seed: int, dtype: Any, param_dtype: Any, mesh: Mesh | None, remat_policy: str,
-             attention: str) -> Decoder:
-  return Decoder(cfg, rngs=nnx.Rngs(seed), param_dtype=jnp.dtype(param_dtype or dtype), dtype=jnp.dtype(dtype),
-                 rules=sharding.Rules(mesh), remat_policy=remat_policy, attention_impl=attention)
+def _decoder(
+  cfg: ModelConfig, seed: int, dtype: Any, param_dtype: Any, mesh: Mesh | None, remat_policy: str, attention: str
+) -> Decoder:
+  return Decoder(
+    cfg,
+    rngs=nnx.Rngs(seed),
+    param_dtype=jnp.dtype(param_dtype or dtype),
+    dtype=jnp.dtype(dtype),
+    rules=sharding.Rules(mesh),
+    remat_policy=remat_policy,
+    attention_impl=attention,
+  )
 
 
-def abstract_model(cfg: ModelConfig, dtype: Any = "float32", param_dtype: Any = None, mesh: Mesh | None = None,
-                   remat_policy: str = "none", attention: str = "auto") -> tuple[Any, nnx.State, Any]:
+def abstract_model(
+  cfg: ModelConfig,
+  dtype: Any = "float32",
+  param_dtype: Any = None,
+  mesh: Mesh | None = None,
+  remat_policy: str = "none",
+  attention: str = "auto",
+) -> tuple[Any, nnx.State, Any]:
   """(graphdef, abstract state, shardings) without allocating anything; validates the mesh layout.
   `attention`: the full-sequence attention implementation (rsft/models/attention.py), part of the graphdef."""
   model = nnx.eval_shape(lambda: _decoder(cfg, 0, dtype, param_dtype, mesh, remat_policy, attention))
@@ -53,12 +67,21 @@ def abstract_model(cfg: ModelConfig, dtype: Any = "float32", param_dtype: Any = 
   return graphdef, state, sharding.state_shardings(state, sharding.Rules(mesh))
 
 
-def init_model(cfg: ModelConfig, seed: int = 0, dtype: Any = "float32", param_dtype: Any = None,
-               mesh: Mesh | None = None, remat_policy: str = "none", attention: str = "auto") -> Model:
+def init_model(
+  cfg: ModelConfig,
+  seed: int = 0,
+  dtype: Any = "float32",
+  param_dtype: Any = None,
+  mesh: Mesh | None = None,
+  remat_policy: str = "none",
+  attention: str = "auto",
+) -> Model:
   """A randomly initialised model, created directly in its sharded layout (from-scratch runs, tests)."""
   graphdef, _, shardings = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
-  init = jax.jit(lambda: nnx.split(_decoder(cfg, seed, dtype, param_dtype, mesh, remat_policy, attention))[1],
-                 out_shardings=shardings)
+  init = jax.jit(
+    lambda: nnx.split(_decoder(cfg, seed, dtype, param_dtype, mesh, remat_policy, attention))[1],
+    out_shardings=shardings,
+  )
   return Model(cfg, init(), graphdef, mesh=mesh)
 
 
@@ -69,7 +92,8 @@ def reshard(m: Model, mesh: Mesh | None, dtype: Any = None) -> Model:
   """
   current = m.module()
   param_dtype = jnp.dtype(dtype) if dtype is not None else jax.tree.leaves(m.params)[0].dtype
-  graphdef, _, shardings = abstract_model(m.config, dtype or current.dtype, param_dtype, mesh,
-                                          current.remat_policy, current.attention_impl)
+  graphdef, _, shardings = abstract_model(
+    m.config, dtype or current.dtype, param_dtype, mesh, current.remat_policy, current.attention_impl
+  )
   cast = jax.jit(functools.partial(jax.tree.map, lambda x: x.astype(param_dtype)), out_shardings=shardings)
   return dataclasses.replace(m, params=cast(jax.device_put(m.params, shardings)), graphdef=graphdef, mesh=mesh)

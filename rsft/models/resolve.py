@@ -11,8 +11,9 @@ from rsft.models import presets
 from rsft.models.config import ModelConfig
 
 
-def architecture(model: Any, preset: str | None = None, allow_preset: bool = False
-                 ) -> tuple[ModelConfig, dict[str, Any] | None]:
+def architecture(
+  model: Any, preset: str | None = None, allow_preset: bool = False
+) -> tuple[ModelConfig, dict[str, Any] | None]:
   """(ModelConfig, the source config.json or None) for the `model` config section.
 
   `preset` (a name in rsft.models.presets) wins; then model.path's config.json; then, with allow_preset (sizing
@@ -26,8 +27,9 @@ def architecture(model: Any, preset: str | None = None, allow_preset: bool = Fal
     return ModelConfig.from_dir(model.path)
   if model.arch:
     return ModelConfig.from_arch(model.arch.to_dict() if hasattr(model.arch, "to_dict") else dict(model.arch)), None
-  raise ValueError("no architecture: set model.path (an HF checkpoint dir) or model.arch (a from-scratch "
-                   "architecture).")
+  raise ValueError(
+    "no architecture: set model.path (an HF checkpoint dir) or model.arch (a from-scratch architecture)."
+  )
 
 
 def tokenizer_dir(model: Any) -> str | None:

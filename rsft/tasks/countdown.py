@@ -90,8 +90,8 @@ def solve(p: Puzzle) -> str | None:
 # Named difficulty levels: the generator's ranges. `countdown` is the study's shape (3-4 numbers, targets to 100);
 # `countdown3` (three numbers 1-9) is what a tiny model learns on 2 CPU cores in minutes (the demo).
 LEVELS = {
-    "countdown": dict(min_numbers=3, max_numbers=4, max_number=50, max_target=100),
-    "countdown3": dict(min_numbers=3, max_numbers=3, max_number=6, max_target=30),
+  "countdown": dict(min_numbers=3, max_numbers=4, max_number=50, max_target=100),
+  "countdown3": dict(min_numbers=3, max_numbers=3, max_number=6, max_target=30),
 }
 
 
@@ -102,8 +102,15 @@ def held_out(p: Puzzle) -> bool:
   return hashlib.sha256(key).digest()[0] % 10 == 0
 
 
-def generate(seed: int, count: int, min_numbers: int = 3, max_numbers: int = 4, max_number: int = 50,
-             max_target: int = 100, split: str = "any") -> list[Puzzle]:
+def generate(
+  seed: int,
+  count: int,
+  min_numbers: int = 3,
+  max_numbers: int = 4,
+  max_number: int = 50,
+  max_target: int = 100,
+  split: str = "any",
+) -> list[Puzzle]:
   """Solvable puzzles, deterministic in `seed` (targets come from a random expression over the numbers); `split`
   "train" skips held-out puzzles, "test" keeps only those (each once: they are benchmark items), "any" both."""
   if split not in ("any", "train", "test"):
@@ -207,11 +214,11 @@ def last_boxed(text: str) -> str | None:
     depth += text[j] == "{"
     depth -= text[j] == "}"
     if depth == 0:
-      return text[k + 1:j]
+      return text[k + 1 : j]
   return None
 
 
-MAX_NESTING = 64          # parentheses; a puzzle of six numbers needs a handful
+MAX_NESTING = 64  # parentheses; a puzzle of six numbers needs a handful
 MAX_EXPRESSION_CHARS = 2000
 
 
@@ -240,11 +247,14 @@ def verify(response: str, p: Puzzle) -> bool:
 
 # ---------------------------------------------------------------------------------------------- traces
 
+
 def prompt(p: Puzzle) -> str:
   """Short on purpose: the demo pays for every prompt token in each training row and gets no loss from it."""
   nums = ", ".join(map(str, p.numbers))
-  return (f"Using the numbers [{nums}], make {p.target} with +, -, *, / and each number once.\n"
-          "Put your final answer within \\boxed{}.")
+  return (
+    f"Using the numbers [{nums}], make {p.target} with +, -, *, / and each number once.\n"
+    "Put your final answer within \\boxed{}."
+  )
 
 
 def trace(p: Puzzle, max_failed: int = 3) -> str:
@@ -311,6 +321,12 @@ def rows(seed: int, count: int, level: str = "countdown") -> list[dict]:
   """Training rows of a level in the study's schema."""
   out = []
   for p in generate(seed, count, **LEVELS[level], split="train"):
-    out.append({"message": [{"role": "user", "content": prompt(p)}], "response": trace(p),
-                "answer": {"numbers": list(p.numbers), "target": p.target}, "data_source": level})
+    out.append(
+      {
+        "message": [{"role": "user", "content": prompt(p)}],
+        "response": trace(p),
+        "answer": {"numbers": list(p.numbers), "target": p.target},
+        "data_source": level,
+      }
+    )
   return out

@@ -76,6 +76,12 @@ def rows(seed: int, count: int, tasks: tuple[str, ...] = TASKS) -> list[dict[str
   """Training rows, the tasks interleaved (count split evenly)."""
   per_task = [questions(t, seed, -(-count // len(tasks))) for t in tasks]
   mixed = [q for group in zip(*per_task) for q in group][:count]
-  return [{"message": [{"role": "user", "content": prompt(q["question"])}],
-           "response": response(q["answer"], q["shown"]), "answer": q["answer"], "data_source": q["task"]}
-          for q in mixed]
+  return [
+    {
+      "message": [{"role": "user", "content": prompt(q["question"])}],
+      "response": response(q["answer"], q["shown"]),
+      "answer": q["answer"],
+      "data_source": q["task"],
+    }
+    for q in mixed
+  ]

@@ -24,12 +24,18 @@ def reference_model(which: str, **tiny_shape: Any) -> tuple[Any, str, str]:
 
   import torch
   import transformers
+
   if which == "smollm2":
     from rsft.tools import models
+
     path = models.fetch("smollm2-135m-instruct")
-    return (transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), path,
-            "SmolLM2-135M-Instruct")
+    return (
+      transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(),
+      path,
+      "SmolLM2-135M-Instruct",
+    )
   from rsft.tools import tiny_models
+
   path = tempfile.mkdtemp()
   return tiny_models.build("qwen3", path, **tiny_shape).eval(), path, "tiny Qwen3"
 
@@ -41,12 +47,12 @@ def hf_generate(hf: Any, prompts: Sequence[Sequence[int]], batch: int, **kwargs:
 
   out = []
   for i in range(0, len(prompts), batch):
-    rows = prompts[i:i + batch]
+    rows = prompts[i : i + batch]
     width = max(map(len, rows))
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for r, p in enumerate(rows):
-      ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(list(p)), 1
+      ids[r, width - len(p) :], mask[r, width - len(p) :] = torch.tensor(list(p)), 1
     with torch.no_grad():
       out += hf.generate(input_ids=ids, attention_mask=mask, **{"pad_token_id": 0, **kwargs})[:, width:].tolist()
   return out

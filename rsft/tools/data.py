@@ -51,9 +51,20 @@ def nocot_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   return out
 
 
-def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, max_new_tokens: int = 16384,
-                    temperature: float = 0.6, top_p: float = 0.95, top_k: int = 20, seed: int = 0,
-                    answer_field: str = "answer", batch_size: int = 16, grader: str = "math") -> list[dict[str, Any]]:
+def verified_filter(
+  model: Any,
+  rows: Sequence[dict[str, Any]],
+  *,
+  n: int = 8,
+  max_new_tokens: int = 16384,
+  temperature: float = 0.6,
+  top_p: float = 0.95,
+  top_k: int = 20,
+  seed: int = 0,
+  answer_field: str = "answer",
+  batch_size: int = 16,
+  grader: str = "math",
+) -> list[dict[str, Any]]:
   """One verified response per query: rows with `message` (or `prompt`) and a reference answer. Queries with no
   correct sample are dropped; each kept row gets `response` and `num_correct` (of n). batch_size: queries decoding
   at once (x n sequences, one continuous-batching call)."""
@@ -64,8 +75,17 @@ def verified_filter(model: Any, rows: Sequence[dict[str, Any]], *, n: int = 8, m
   for i, row in enumerate(rows):
     messages = row.get("message") or row.get("messages") or [{"role": "user", "content": row["prompt"]}]
     prompts.append(renderer.prompt({"messages": messages}, f"row {i}"))
-  res = sampler.generate(model, prompts, max_new_tokens, temperature, top_p, top_k, seed, model.stop_token_ids,
-                         sampler.Options(n=n, max_num_seqs=batch_size * n))
+  res = sampler.generate(
+    model,
+    prompts,
+    max_new_tokens,
+    temperature,
+    top_p,
+    top_k,
+    seed,
+    model.stop_token_ids,
+    sampler.Options(n=n, max_num_seqs=batch_size * n),
+  )
   texts = [renderer.decode(t[:-1] if r == "stop" else t) for t, r in zip(res.tokens, res.finish_reason)]
   items = [Item(str(i), "", str(row[answer_field])) for i, row in enumerate(rows) for _ in range(n)]
   scores = [g["score"] for g in grade(bench, items, texts)]
@@ -81,15 +101,22 @@ def stats(rows: Sequence[dict[str, Any]], tokenizer: Any = None) -> dict[str, An
   """Rows, response length percentiles (tokens with a tokenizer, else whitespace words), thinking share,
   marker rates per 1k words."""
   responses = [r.get("response") or r["messages"][-1]["content"] for r in rows]
-  length = (lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"])) if tokenizer else \
-      (lambda t: len(t.split()))
+  length = (
+    (lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"])) if tokenizer else (lambda t: len(t.split()))
+  )
   lengths = np.asarray([length(t) for t in responses])
   p = np.percentile(lengths, [10, 50, 90, 99]) if len(lengths) else [0] * 4
-  return {"rows": len(rows), "unit": "tokens" if tokenizer else "words",
-          "length": dict(zip(("p10", "p50", "p90", "p99"), map(float, p)), mean=float(lengths.mean()) if len(
-              lengths) else 0.0, max=int(lengths.max()) if len(lengths) else 0),
-          "with_thinking": float(np.mean(["</think>" in t for t in responses])) if responses else 0.0,
-          "markers_per_1k_words": {k: v["per_1k_tokens"] for k, v in patterns.rates(responses).items()}}
+  return {
+    "rows": len(rows),
+    "unit": "tokens" if tokenizer else "words",
+    "length": dict(
+      zip(("p10", "p50", "p90", "p99"), map(float, p)),
+      mean=float(lengths.mean()) if len(lengths) else 0.0,
+      max=int(lengths.max()) if len(lengths) else 0,
+    ),
+    "with_thinking": float(np.mean(["</think>" in t for t in responses])) if responses else 0.0,
+    "markers_per_1k_words": {k: v["per_1k_tokens"] for k, v in patterns.rates(responses).items()},
+  }
 
 
 def _read(path: str) -> list[dict[str, Any]]:

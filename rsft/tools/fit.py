@@ -37,25 +37,36 @@ GIB = hardware.GIB
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-  hbm_gib: float          # usable HBM per chip (the compiler's limit, below the spec sheet's)
-  cores_per_chip: int     # the "-N" of a slice name counts TensorCores on v4/v5p, chips on v5e/v6e
-  dims: int               # torus dimensions
+  hbm_gib: float  # usable HBM per chip (the compiler's limit, below the spec sheet's)
+  cores_per_chip: int  # the "-N" of a slice name counts TensorCores on v4/v5p, chips on v5e/v6e
+  dims: int  # torus dimensions
 
 
 # From the one hardware table (rsft/hardware.py): usable HBM as libtpu's compiler reports it, measured with this tool.
 CHIPS = {f: Chip(c.usable_hbm_bytes / GIB, c.tensorcores, c.torus_dims) for f, c in hardware.TPUS.items()}
 _ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
-_SHAPES_3D = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
-              512: "8x8x8", 1024: "8x8x16", 2048: "8x16x16", 4096: "16x16x16"}
+_SHAPES_3D = {
+  4: "2x2x1",
+  8: "2x2x2",
+  16: "2x2x4",
+  32: "2x4x4",
+  64: "4x4x4",
+  128: "4x4x8",
+  256: "4x8x8",
+  512: "8x8x8",
+  1024: "8x8x16",
+  2048: "8x16x16",
+  4096: "16x16x16",
+}
 _SHAPES_2D = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
-  name: str       # "v6e-16"
-  family: str     # "v6e"
+  name: str  # "v6e-16"
+  family: str  # "v6e"
   chips: int
-  topology: str   # "v6e:4x4", as libtpu names it
+  topology: str  # "v6e:4x4", as libtpu names it
 
   @property
   def chip(self) -> Chip:
@@ -67,19 +78,24 @@ def parse_slice(name: str) -> Slice:
   family, _, count = name.lower().partition("-")
   family = _ALIASES.get(family, family)
   if family not in CHIPS or not count.isdigit():
-    raise ValueError(f"--topology={name!r}: expected <generation>-<size> with generation one of {sorted(CHIPS)} "
-                     "(e.g. v5p-32, v6e-16, v5e-16, v4-16)")
+    raise ValueError(
+      f"--topology={name!r}: expected <generation>-<size> with generation one of {sorted(CHIPS)} "
+      "(e.g. v5p-32, v6e-16, v5e-16, v4-16)"
+    )
   chip = CHIPS[family]
   chips = int(count) // chip.cores_per_chip
   shapes = _SHAPES_3D if chip.dims == 3 else _SHAPES_2D
   if chips not in shapes:
-    raise ValueError(f"--topology={name!r}: {chips} chips is not a {family} slice shape; sizes: "
-                     + ", ".join(f"{family}-{c * chip.cores_per_chip}" for c in shapes))
+    raise ValueError(
+      f"--topology={name!r}: {chips} chips is not a {family} slice shape; sizes: "
+      + ", ".join(f"{family}-{c * chip.cores_per_chip}" for c in shapes)
+    )
   return Slice(f"{family}-{count}", family, chips, f"{family}:{shapes[chips]}")
 
 
 def topology_devices(s: Slice) -> list[Any]:
   from jax.experimental import topologies
+
   kwargs = {"chip_config_name": "megacore"} if s.family == "v4" else {}
   if s.chips < 4:  # single-chip slices: libtpu's default host is 2x2
     kwargs["chips_per_host_bounds"] = (1, 1, 1)
@@ -88,6 +104,7 @@ def topology_devices(s: Slice) -> list[Any]:
 
 def architecture(config: Any, arch: str | None):
   from rsft.models import resolve
+
   return resolve.architecture(config.model, preset=arch, allow_preset=True)[0]
 
 
@@ -120,17 +137,22 @@ class Report:
 
   def lines(self) -> list[str]:
     g = lambda b: f"{b / GIB:.2f} GiB"
-    out = [f"{self.program}: {'fits' if self.fits else 'DOES NOT FIT'}: {g(self.total)} of {g(self.hbm)} per chip "
-           f"(arguments {g(self.arguments)}, outputs {g(self.outputs)}, temporaries {g(self.temporaries)}, "
-           f"aliased -{g(self.aliased)})" + (f"; host memory {g(self.host_temporaries)}" if self.host_temporaries
-                                             else "")]
+    out = [
+      f"{self.program}: {'fits' if self.fits else 'DOES NOT FIT'}: {g(self.total)} of {g(self.hbm)} per chip "
+      f"(arguments {g(self.arguments)}, outputs {g(self.outputs)}, temporaries {g(self.temporaries)}, "
+      f"aliased -{g(self.aliased)})" + (f"; host memory {g(self.host_temporaries)}" if self.host_temporaries else "")
+    ]
     if self.flops_per_chip:
-      out.append(f"  FLOPs per chip per step: {self.flops_per_chip:.3e} counted on the jaxpr (scan trip counts "
-                 f"applied); 6·N·tokens + attention: {self.model_flops_per_chip:.3e} "
-                 f"(ratio {self.flops_per_chip / self.model_flops_per_chip:.2f}, remat recompute included); "
-                 f"XLA cost analysis: {self.xla_flops_per_chip:.3e} (scan bodies once)")
-      out.append(f"  step time if every counted FLOP ran at peak: {self.ideal_step_s:.2f} s; at 40% MFU: "
-                 f"{self.seconds_at_mfu(0.4):.2f} s")
+      out.append(
+        f"  FLOPs per chip per step: {self.flops_per_chip:.3e} counted on the jaxpr (scan trip counts "
+        f"applied); 6·N·tokens + attention: {self.model_flops_per_chip:.3e} "
+        f"(ratio {self.flops_per_chip / self.model_flops_per_chip:.2f}, remat recompute included); "
+        f"XLA cost analysis: {self.xla_flops_per_chip:.3e} (scan bodies once)"
+      )
+      out.append(
+        f"  step time if every counted FLOP ran at peak: {self.ideal_step_s:.2f} s; at 40% MFU: "
+        f"{self.seconds_at_mfu(0.4):.2f} s"
+      )
     out += [f"  note: {n}" for n in self.notes]
     return out
 
@@ -156,16 +178,23 @@ def _compile(program: str, lowered: Any, args: Any, hbm: float) -> tuple[Any, Re
       raise
     unit = lambda u: 1024 ** " KMGT".index(u)
     temporaries = float(found.group(1)) * unit(found.group(2))
-    report = Report(program, _per_chip_bytes(args), 0.0, temporaries, 0.0, hbm,
-                    notes=(f"the TPU compiler stopped: {found.group(0)}",))
+    report = Report(
+      program, _per_chip_bytes(args), 0.0, temporaries, 0.0, hbm, notes=(f"the TPU compiler stopped: {found.group(0)}",)
+    )
     return None, report
 
 
 def _memory(program: str, compiled: Any, hbm: float) -> Report:
   m = compiled.memory_analysis()
-  return Report(program, float(m.argument_size_in_bytes), float(m.output_size_in_bytes),
-                float(m.temp_size_in_bytes), float(m.alias_size_in_bytes), hbm,
-                float(getattr(m, "host_temp_size_in_bytes", 0)))
+  return Report(
+    program,
+    float(m.argument_size_in_bytes),
+    float(m.output_size_in_bytes),
+    float(m.temp_size_in_bytes),
+    float(m.alias_size_in_bytes),
+    hbm,
+    float(getattr(m, "host_temp_size_in_bytes", 0)),
+  )
 
 
 def _xla_flops(compiled: Any) -> float:
@@ -177,6 +206,7 @@ def _xla_flops(compiled: Any) -> float:
 def _for_tpu(config: Any) -> Any:
   """`model.attention=auto` resolved for the target (this process runs on CPU, the program is for a TPU)."""
   from rsft.models import attention
+
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.model.attention = attention.resolve(config.model.attention, config.data.max_length, "tpu")
@@ -187,9 +217,11 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   from rsft import sharding
   from rsft.tools import flops
   from rsft.train import loop, metrics
+
   config = _for_tpu(config)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices,
-                            sequence=config.mesh.sequence)
+  mesh = sharding.make_mesh(
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices, sequence=config.mesh.sequence
+  )
   parts = loop.build_step(config, model_cfg, mesh, total_steps=1000)
   args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch())
   compiled, refused = _compile("train step", parts.jitted.lower(*args), args, s.chip.hbm_gib * GIB)
@@ -202,20 +234,27 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   split = mesh.shape["sequence"] > 1  # context parallelism: all-gather or ring attention in XLA, not a kernel
   if config.model.attention == "splash" and not split:  # Pallas calls carry no cost estimate: flash attention
     # is 2·T·N·H forward, 5·T·N·H backward (probabilities recomputed), 2·T·N·H more under remat.
-    per_token = (9 if config.model.remat != "none" else 7) * parts.batch_shape[1] * model_cfg.num_heads * \
-        model_cfg.head_dim * model_cfg.num_layers
+    per_token = (
+      (9 if config.model.remat != "none" else 7)
+      * parts.batch_shape[1]
+      * model_cfg.num_heads
+      * model_cfg.head_dim
+      * model_cfg.num_layers
+    )
     kernel += per_token * positions
   report.flops_per_chip = (counted["dot"] + kernel) / s.chips
   report.model_flops_per_chip = metrics.flops_per_token(model_cfg, config.data.max_length) * positions / s.chips
   report.xla_flops_per_chip = _xla_flops(compiled)
   report.ideal_step_s = report.flops_per_chip / metrics.chip_peak_flops(devices[0].device_kind)
-  notes = [f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} sequence={mesh.shape['sequence']} "
-           f"tensor={mesh.shape['tensor']}, "
-           f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
-           f"{config.train.global_batch_size // loop.micro_batch_rows(config.train, mesh)} micro-batches, remat="
-           f"{config.model.remat}, attention="
-           f"{rconfig.train_attention(config) + ' (sequence axis)' if split else config.model.attention}, params "
-           f"{config.model.param_dtype}"]
+  notes = [
+    f"mesh data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} sequence={mesh.shape['sequence']} "
+    f"tensor={mesh.shape['tensor']}, "
+    f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
+    f"{config.train.global_batch_size // loop.micro_batch_rows(config.train, mesh)} micro-batches, remat="
+    f"{config.model.remat}, attention="
+    f"{rconfig.train_attention(config) + ' (sequence axis)' if split else config.model.attention}, params "
+    f"{config.model.param_dtype}"
+  ]
   if config.model.attention == "splash" and not split:
     notes.append("splash attention FLOPs are analytic (9·L·N·H·T per token with remat); matmuls are counted")
   report.notes = tuple(notes)
@@ -242,6 +281,7 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   from rsft.evals import modes
   from rsft.infer import engine, sampler
   from rsft.models.model import abstract_model
+
   config = _for_tpu(config)
   dtype = config.sample.dtype or config.model.dtype
   data, tensor = config.sample.mesh.data, config.sample.mesh.tensor
@@ -250,43 +290,59 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   try:
     mesh = sharding.make_mesh(data, 1, tensor, devices=devices)
   except ValueError as e:  # e.g. tensor=8 on a 4-chip slice: refused with the reason, not a traceback
-    return refuse(f"{e} (sample.mesh data={data} tensor={tensor}); set sample.mesh.tensor to a divisor of the "
-                  f"slice's {len(devices)} chips")
+    return refuse(
+      f"{e} (sample.mesh data={data} tensor={tensor}); set sample.mesh.tensor to a divisor of the "
+      f"slice's {len(devices)} chips"
+    )
   graphdef, state, _ = abstract_model(model_cfg, dtype, dtype, mesh, "none", config.model.attention)
   params = sharding.abstract_arrays(state, sharding.Rules(mesh))
   prompt = min(b for b in config.sample.prompt_buckets if b >= prompt_len)
   max_new = config.eval.max_new_tokens or config.sample.max_new_tokens
   opts = modes.sampler_options(config.sample, 1)
   try:  # a whole benchmark waiting: the slots are max_num_seqs
-    plan = sampler.plan(model_cfg, jnp.dtype(dtype), mesh, 1 << 20, prompt, prompt + max_new, 1, opts,
-                        hbm)
+    plan = sampler.plan(model_cfg, jnp.dtype(dtype), mesh, 1 << 20, prompt, prompt + max_new, 1, opts, hbm)
   except ValueError as e:
     return refuse(str(e))
   typed = lambda x: jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), *x)
   empty = engine.empty_state.lower(graphdef, params, plan=plan, penalties=False).compile()
   state_abstract = typed((empty.out_info, empty.output_shardings))
-  put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh),
-                                                                                             shape))
+  put = lambda shape, dt: jax.ShapeDtypeStruct(shape, dt, sharding=sharding.batch_sharding(sharding.Rules(mesh), shape))
   g = plan.prefill_prompts
   ids = put((g, prompt), jnp.int32)
-  prefill, refused = _compile("sampler (prefill)", engine.prefill.lower(graphdef, params, ids, ids, chunk=512),
-                              (params, ids), hbm)
+  prefill, refused = _compile(
+    "sampler (prefill)", engine.prefill.lower(graphdef, params, ids, ids, chunk=512), (params, ids), hbm
+  )
   if refused:
     return refused
   cache, logits = typed((prefill.out_info, prefill.output_shardings))
   vector = lambda dt, size=g: jax.ShapeDtypeStruct((size,), dt)
   table = jax.ShapeDtypeStruct((plan.slots, plan.pages_per_row), jnp.int32)
-  rows = tuple(vector(dt) for dt in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, jnp.float32,
-                                     jnp.float32))
-  admit, refused = _compile("sampler (admit)", engine.admit.lower(state_abstract, cache, logits, vector(jnp.int32),
-                                                                  vector(jnp.int32), table, rows, n=1),
-                            (state_abstract, cache), hbm)
+  rows = tuple(
+    vector(dt) for dt in (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, jnp.float32, jnp.float32)
+  )
+  admit, refused = _compile(
+    "sampler (admit)",
+    engine.admit.lower(state_abstract, cache, logits, vector(jnp.int32), vector(jnp.int32), table, rows, n=1),
+    (state_abstract, cache),
+    hbm,
+  )
   if refused:
     return refused
   scalar = lambda dt: jax.ShapeDtypeStruct((), dt)
-  lowered = engine.decode.lower(graphdef, params, state_abstract, table, vector(jnp.int32, plan.slots),
-                                scalar(jnp.int32), scalar(jnp.int32), vector(jnp.int32, 2), scalar(jnp.uint32),
-                                scalar(jnp.int32), k_cap=config.sample.top_k_cap, chunk=config.sample.chunk_steps)
+  lowered = engine.decode.lower(
+    graphdef,
+    params,
+    state_abstract,
+    table,
+    vector(jnp.int32, plan.slots),
+    scalar(jnp.int32),
+    scalar(jnp.int32),
+    vector(jnp.int32, 2),
+    scalar(jnp.uint32),
+    scalar(jnp.int32),
+    k_cap=config.sample.top_k_cap,
+    chunk=config.sample.chunk_steps,
+  )
   decode, refused = _compile("sampler (decode)", lowered, (params, state_abstract), hbm)
   if refused:
     return refused
@@ -299,18 +355,21 @@ def check_sample(config: Any, model_cfg: Any, devices: list[Any], s: Slice, prom
   layer = local[1] * math.prod(local[3:])
   big = [c for c in copied_sizes(decode.as_text()) if c >= layer]
   kernel = "Pallas paged-attention kernel" if "tpu_custom_call" in decode.as_text() else "XLA paged path"
-  worst.notes = (f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {plan.slots} slots, "
-                 f"{plan.pages_per_shard - 1} KV pages of {plan.page_size} columns per data shard "
-                 f"({(plan.pages_per_shard - 1) * plan.page_size / (prompt + max_new):.1f} sequences of {prompt} "
-                 f"prompt + {max_new} new tokens at full length; {pools / GIB:.2f} GiB per chip), {dtype}; prefill "
-                 f"({g} prompts) {pre.total / GIB:.2f} GiB with the pools, admit {adm.total / GIB:.2f} GiB, decode "
-                 f"{dec.total / GIB:.2f} GiB; decode attention: {kernel}; copies of a cache layer in the decode loop: "
-                 f"{len(big) or 'none'}",)
+  worst.notes = (
+    f"sampling mesh data={mesh.shape['data']} tensor={mesh.shape['tensor']}, {plan.slots} slots, "
+    f"{plan.pages_per_shard - 1} KV pages of {plan.page_size} columns per data shard "
+    f"({(plan.pages_per_shard - 1) * plan.page_size / (prompt + max_new):.1f} sequences of {prompt} "
+    f"prompt + {max_new} new tokens at full length; {pools / GIB:.2f} GiB per chip), {dtype}; prefill "
+    f"({g} prompts) {pre.total / GIB:.2f} GiB with the pools, admit {adm.total / GIB:.2f} GiB, decode "
+    f"{dec.total / GIB:.2f} GiB; decode attention: {kernel}; copies of a cache layer in the decode loop: "
+    f"{len(big) or 'none'}",
+  )
   return worst
 
 
-def run(config: Any, topology: str, what: str = "train,sample", arch: str | None = None,
-        prompt_len: int = 2048) -> list[Report]:
+def run(
+  config: Any, topology: str, what: str = "train,sample", arch: str | None = None, prompt_len: int = 2048
+) -> list[Report]:
   s = parse_slice(topology)
   model_cfg = architecture(config, arch)
   devices = topology_devices(s)
@@ -342,9 +401,12 @@ def main(argv):
       json.dump([r.to_json() for r in reports], f, indent=1)
   failed = [r.program for r in reports if not r.fits]
   if failed:
-    print(f"does not fit on {flags.FLAGS.topology}: {', '.join(failed)}. Try a larger slice, a larger "
-          "mesh.fsdp / mesh.tensor, a smaller train.micro_batch_size, model.remat=full, or "
-          "model.attention=splash.", file=sys.stderr)
+    print(
+      f"does not fit on {flags.FLAGS.topology}: {', '.join(failed)}. Try a larger slice, a larger "
+      "mesh.fsdp / mesh.tensor, a smaller train.micro_batch_size, model.remat=full, or "
+      "model.attention=splash.",
+      file=sys.stderr,
+    )
     sys.exit(1)
 
 

@@ -25,7 +25,7 @@ def _dot_flops(eqn) -> float:
 
 def _sub_jaxprs(params: dict[str, Any]):
   for value in params.values():
-    for item in (value if isinstance(value, (tuple, list)) else (value,)):
+    for item in value if isinstance(value, (tuple, list)) else (value,):
       if isinstance(item, jcore.ClosedJaxpr):
         yield item.jaxpr
       elif isinstance(item, jcore.Jaxpr):

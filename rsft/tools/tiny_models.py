@@ -11,40 +11,84 @@ VOCAB = 512
 
 def qwen2_config(**kw):
   import transformers
+
   # GQA 7:1 (14 q heads, 2 kv heads), q/k/v bias, tied embeddings.
-  base = dict(vocab_size=VOCAB, hidden_size=224, intermediate_size=128, num_hidden_layers=2,
-              num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=10000.0,
-              max_position_embeddings=1024)
+  base = dict(
+    vocab_size=VOCAB,
+    hidden_size=224,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    tie_word_embeddings=True,
+    rope_theta=10000.0,
+    max_position_embeddings=1024,
+  )
   return transformers.Qwen2Config(**{**base, **kw})
 
 
 def qwen3_config(**kw):
   import transformers
+
   # q/k-norm, untied, rope_theta 5e6, head_dim (24) != hidden/heads (64/4 = 16).
-  base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-              num_attention_heads=4, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False,
-              rope_theta=5e6, max_position_embeddings=1024)
+  base = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=24,
+    tie_word_embeddings=False,
+    rope_theta=5e6,
+    max_position_embeddings=1024,
+  )
   return transformers.Qwen3Config(**{**base, **kw})
 
 
 def llama3_config(**kw):
   import transformers
+
   # llama3 rope scaling with a short original context so all three frequency bands are used.
-  base = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-              rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
-                                   high_freq_factor=4.0, original_max_position_embeddings=64),
-              max_position_embeddings=1024)
+  base = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=False,
+    rope_parameters=dict(
+      rope_type="llama3",
+      rope_theta=500000.0,
+      factor=8.0,
+      low_freq_factor=1.0,
+      high_freq_factor=4.0,
+      original_max_position_embeddings=64,
+    ),
+    max_position_embeddings=1024,
+  )
   return transformers.LlamaConfig(**{**base, **kw})
 
 
 def mistral_config(**kw):
   import transformers
+
   # GQA 3:1, head_dim (12) != hidden/heads (48/6 = 8), untied, and a sliding window far shorter than the tests'
   # sequences so that it matters.
-  base = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
-              num_key_value_heads=2, head_dim=12, tie_word_embeddings=False, rope_theta=200000.0,
-              sliding_window=16, max_position_embeddings=1024)
+  base = dict(
+    vocab_size=VOCAB,
+    hidden_size=48,
+    intermediate_size=80,
+    num_hidden_layers=2,
+    num_attention_heads=6,
+    num_key_value_heads=2,
+    head_dim=12,
+    tie_word_embeddings=False,
+    rope_theta=200000.0,
+    sliding_window=16,
+    max_position_embeddings=1024,
+  )
   return transformers.MistralConfig(**{**base, **kw})
 
 
@@ -100,16 +144,36 @@ def internlm2_config(max_position_embeddings: int = 64, bias: bool = True, dtype
   """An InternLM2(.5)-style config.json (its keys as internlm2_5-20b ships them, remote-code entries included):
   GQA 3:1, head_dim = hidden / heads (InternLM2 derives it), untied, dynamic NTK rope."""
   return {
-      "architectures": ["InternLM2ForCausalLM"], "attn_implementation": "eager",
-      "auto_map": {"AutoConfig": "configuration_internlm2.InternLM2Config",
-                   "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
-                   "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM"},
-      "bias": bias, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 72,
-      "initializer_range": 0.02, "intermediate_size": 80, "max_position_embeddings": max_position_embeddings,
-      "model_type": "internlm2", "num_attention_heads": 6, "num_hidden_layers": 2, "num_key_value_heads": 2,
-      "pad_token_id": 2, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 2.0, "type": "dynamic"},
-      "rope_theta": 50000.0, "tie_word_embeddings": False, "torch_dtype": dtype, "transformers_version": "4.41.0",
-      "use_cache": True, "vocab_size": VOCAB, **kw,
+    "architectures": ["InternLM2ForCausalLM"],
+    "attn_implementation": "eager",
+    "auto_map": {
+      "AutoConfig": "configuration_internlm2.InternLM2Config",
+      "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
+      "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
+    },
+    "bias": bias,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "hidden_act": "silu",
+    "hidden_size": 72,
+    "initializer_range": 0.02,
+    "intermediate_size": 80,
+    "max_position_embeddings": max_position_embeddings,
+    "model_type": "internlm2",
+    "num_attention_heads": 6,
+    "num_hidden_layers": 2,
+    "num_key_value_heads": 2,
+    "pad_token_id": 2,
+    "pretraining_tp": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": {"factor": 2.0, "type": "dynamic"},
+    "rope_theta": 50000.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": dtype,
+    "transformers_version": "4.41.0",
+    "use_cache": True,
+    "vocab_size": VOCAB,
+    **kw,
   }
 
 
@@ -128,12 +192,21 @@ def build_internlm2(path, seed: int = 0, dtype: str = "float32", **kw):
   heads, kv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["hidden_size"]
   h, g = d // heads, heads // kv
   torch.manual_seed(seed)
-  llama = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-      vocab_size=cfg["vocab_size"], hidden_size=d, intermediate_size=cfg["intermediate_size"],
-      num_hidden_layers=cfg["num_hidden_layers"], num_attention_heads=heads, num_key_value_heads=kv,
-      rms_norm_eps=cfg["rms_norm_eps"], attention_bias=cfg["bias"], tie_word_embeddings=False,
+  llama = transformers.LlamaForCausalLM(
+    transformers.LlamaConfig(
+      vocab_size=cfg["vocab_size"],
+      hidden_size=d,
+      intermediate_size=cfg["intermediate_size"],
+      num_hidden_layers=cfg["num_hidden_layers"],
+      num_attention_heads=heads,
+      num_key_value_heads=kv,
+      rms_norm_eps=cfg["rms_norm_eps"],
+      attention_bias=cfg["bias"],
+      tie_word_embeddings=False,
       max_position_embeddings=cfg["max_position_embeddings"],
-      rope_parameters=dict(rope_type="dynamic", factor=cfg["rope_scaling"]["factor"], rope_theta=cfg["rope_theta"])))
+      rope_parameters=dict(rope_type="dynamic", factor=cfg["rope_scaling"]["factor"], rope_theta=cfg["rope_theta"]),
+    )
+  )
   with torch.no_grad():  # random norms and biases; q/k scaled up so attention is peaked and RoPE shows in the output
     for name, p in llama.named_parameters():
       if name.endswith("norm.weight") or name.endswith(".bias"):
@@ -150,8 +223,11 @@ def build_internlm2(path, seed: int = 0, dtype: str = "float32", **kw):
     grouped = torch.cat([q.reshape(kv, g, h, *tail), k.reshape(kv, 1, h, *tail), v.reshape(kv, 1, h, *tail)], 1)
     return grouped.reshape(-1, *tail)
 
-  out = {"model.tok_embeddings.weight": w["model.embed_tokens.weight"], "model.norm.weight": w["model.norm.weight"],
-         "output.weight": w["lm_head.weight"]}
+  out = {
+    "model.tok_embeddings.weight": w["model.embed_tokens.weight"],
+    "model.norm.weight": w["model.norm.weight"],
+    "output.weight": w["lm_head.weight"],
+  }
   for i in range(cfg["num_hidden_layers"]):
     src, dst = f"model.layers.{i}.", f"model.layers.{i}."
     out[dst + "attention.wqkv.weight"] = fused(i, "weight")
@@ -164,8 +240,9 @@ def build_internlm2(path, seed: int = 0, dtype: str = "float32", **kw):
     for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
       out[dst + f"feed_forward.{ours}.weight"] = w[src + f"mlp.{theirs}.weight"]
   os.makedirs(path, exist_ok=True)
-  safetensors.torch.save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(path, "model.safetensors"),
-                              metadata={"format": "pt"})
+  safetensors.torch.save_file(
+    {k: v.contiguous() for k, v in out.items()}, os.path.join(path, "model.safetensors"), metadata={"format": "pt"}
+  )
   with open(os.path.join(path, "config.json"), "w") as f:
     json.dump(cfg, f, indent=2)
   for name in ("configuration_internlm2.py", "modeling_internlm2.py"):

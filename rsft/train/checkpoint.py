@@ -29,29 +29,44 @@ class _QuietOrbax(py_logging.Filter):
 
 logging.get_absl_logger().addFilter(_QuietOrbax())
 
-def manager(directory: str, save_steps: tuple[int, ...] = (), keep: int = 0, async_save: bool = True,
-            read_only: bool = False) -> ocp.CheckpointManager:
+
+def manager(
+  directory: str, save_steps: tuple[int, ...] = (), keep: int = 0, async_save: bool = True, read_only: bool = False
+) -> ocp.CheckpointManager:
   preserve = cm.AnyPreservationPolicy([cm.CustomSteps(list(save_steps)), cm.LatestN(keep)]) if keep else None
-  options = ocp.CheckpointManagerOptions(enable_async_checkpointing=async_save, preservation_policy=preserve,
-                                         create=not read_only, read_only=read_only,
-                                         cleanup_tmp_directories=not read_only,
-                                         save_interval_steps=0 if read_only else 1)
-  handlers = {PARAMS: ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
-              "data": grain.checkpoint.CheckpointHandler(), META: ocp.JsonCheckpointHandler()}
+  options = ocp.CheckpointManagerOptions(
+    enable_async_checkpointing=async_save,
+    preservation_policy=preserve,
+    create=not read_only,
+    read_only=read_only,
+    cleanup_tmp_directories=not read_only,
+    save_interval_steps=0 if read_only else 1,
+  )
+  handlers = {
+    PARAMS: ocp.StandardCheckpointHandler(),
+    "train": ocp.StandardCheckpointHandler(),
+    "data": grain.checkpoint.CheckpointHandler(),
+    META: ocp.JsonCheckpointHandler(),
+  }
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, data_iter: Any,
-         meta: dict[str, Any]) -> None:
-  args = {PARAMS: ocp.args.StandardSave(params), META: ocp.args.JsonSave(meta),
-          "train": ocp.args.StandardSave({"opt_state": opt_state, "step": step})}
+def save(
+  mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any, data_iter: Any, meta: dict[str, Any]
+) -> None:
+  args = {
+    PARAMS: ocp.args.StandardSave(params),
+    META: ocp.args.JsonSave(meta),
+    "train": ocp.args.StandardSave({"opt_state": opt_state, "step": step}),
+  }
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointSave(data_iter)
   mngr.save(step, args=ocp.args.Composite(**args), force=True)
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, abstract_params: Any, abstract_train: dict[str, Any],
-            data_iter: Any = None) -> tuple[Any, dict[str, Any]]:
+def restore(
+  mngr: ocp.CheckpointManager, step: int, abstract_params: Any, abstract_train: dict[str, Any], data_iter: Any = None
+) -> tuple[Any, dict[str, Any]]:
   """(params, {'opt_state', 'step'}) restored into the abstract trees' shardings; data_iter is set in place."""
   args = {PARAMS: ocp.args.StandardRestore(abstract_params), "train": ocp.args.StandardRestore(abstract_train)}
   if data_iter is not None:

@@ -47,15 +47,22 @@ class Preemption:
 def _tokenizer(model: Any):
   tokenizer = load_tokenizer(resolve.tokenizer_dir(model))
   if tokenizer is None:
-    raise ValueError(f"no tokenizer in {resolve.tokenizer_dir(model)!r}: set model.tokenizer (or model.path to an HF "
-                     "dir with tokenizer files).")
+    raise ValueError(
+      f"no tokenizer in {resolve.tokenizer_dir(model)!r}: set model.tokenizer (or model.path to an HF "
+      "dir with tokenizer files)."
+    )
   return tokenizer
 
 
 def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, base: str | None) -> Any:
   """model.path's weights, the made base's (`base`: its last checkpoint step dir), or a fresh init."""
-  kw = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype, mesh=mesh,
-            remat_policy=config.model.remat, attention=rconfig.train_attention(config))
+  kw = dict(
+    dtype=config.model.dtype,
+    param_dtype=config.model.param_dtype,
+    mesh=mesh,
+    remat_policy=config.model.remat,
+    attention=rconfig.train_attention(config),
+  )
   if config.model.path or base:
     return load_model(config.model.path or base, **kw).params
   return init_model(model_cfg, seed=config.train.seed, **kw).params
@@ -65,11 +72,25 @@ def base_config(config: Any) -> Any:
   """The run that makes the base model (config.pretrain): the same model and mesh, the short-answer data and the
   pretrain section's schedule, only its last step saved."""
   p = config.pretrain
-  return rconfig.with_values(config, {
-      "data.train_files": p.train_files, "data.generate": None, "data.max_length": p.max_length,
-      "data.packing": True, "data.shuffle": True, "train.num_steps": None, "train.num_epochs": p.num_epochs,
-      "train.lr": p.lr, "train.global_batch_size": p.global_batch_size, "train.micro_batch_size": p.global_batch_size,
-      "checkpoint.save_steps": (), "checkpoint.every_steps": 0, "pretrain.generate": (), "pretrain.train_files": None})
+  return rconfig.with_values(
+    config,
+    {
+      "data.train_files": p.train_files,
+      "data.generate": None,
+      "data.max_length": p.max_length,
+      "data.packing": True,
+      "data.shuffle": True,
+      "train.num_steps": None,
+      "train.num_epochs": p.num_epochs,
+      "train.lr": p.lr,
+      "train.global_batch_size": p.global_batch_size,
+      "train.micro_batch_size": p.global_batch_size,
+      "checkpoint.save_steps": (),
+      "checkpoint.every_steps": 0,
+      "pretrain.generate": (),
+      "pretrain.train_files": None,
+    },
+  )
 
 
 def _make_base(config: Any, workdir: str) -> str | None:
@@ -78,8 +99,10 @@ def _make_base(config: Any, workdir: str) -> str | None:
   if not config.pretrain.train_files:
     return None
   if config.model.path:
-    raise ValueError(f"pretrain.generate / pretrain.train_files make a base model from scratch, but model.path is "
-                     f"set ({config.model.path}): unset one of them.")
+    raise ValueError(
+      f"pretrain.generate / pretrain.train_files make a base model from scratch, but model.path is "
+      f"set ({config.model.path}): unset one of them."
+    )
   base_dir = os.path.join(workdir, "base")
   logging.info("training the base model in %s (config.pretrain)", base_dir)
   _train(base_config(config), base_dir)
@@ -89,11 +112,11 @@ def _make_base(config: Any, workdir: str) -> str | None:
 @dataclasses.dataclass
 class StepParts:
   graphdef: Any
-  abstract_params: Any      # ShapeDtypeStructs with their shardings
+  abstract_params: Any  # ShapeDtypeStructs with their shardings
   abstract_opt: Any
-  init_opt: Any             # jitted optimizer.init into the pinned layout
+  init_opt: Any  # jitted optimizer.init into the pinned layout
   lr_schedule: Any
-  jitted: Any               # jitted train_step(params, opt_state, batch), state donated
+  jitted: Any  # jitted train_step(params, opt_state, batch), state donated
   batch_sharding: Any
   batch_shape: tuple[int, int]
 
@@ -108,48 +131,66 @@ def micro_batch_rows(train: Any, mesh: jax.sharding.Mesh | None) -> int:
   the layout that fits the study's 20k-token rows on every slice docs/fit.md lists."""
   rows = train.micro_batch_size or sharding.batch_multiple(mesh)
   if train.global_batch_size % rows:
-    raise ValueError(f"train.global_batch_size={train.global_batch_size} is not a multiple of the micro-batch "
-                     f"({rows} rows{' = data x fsdp devices' if not train.micro_batch_size else ''}).")
+    raise ValueError(
+      f"train.global_batch_size={train.global_batch_size} is not a multiple of the micro-batch "
+      f"({rows} rows{' = data x fsdp devices' if not train.micro_batch_size else ''})."
+    )
   return rows
 
 
 def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig:
   """The step's static settings from the `train` section. The verl grouping (rows per rank micro-batch) is the
   study's own setting: changing micro_batch_size to fit memory never changes the loss."""
-  return StepConfig(micro_batches=train.global_batch_size // micro_batch_rows(train, mesh),
-                    aggregation=train.loss_aggregation, verl_ranks=train.verl_ranks,
-                    verl_rows_per_micro=train.verl_rows_per_micro, loss_chunk=train.loss_chunk,
-                    sequence=sharding.sequence_shards(mesh))
+  return StepConfig(
+    micro_batches=train.global_batch_size // micro_batch_rows(train, mesh),
+    aggregation=train.loss_aggregation,
+    verl_ranks=train.verl_ranks,
+    verl_rows_per_micro=train.verl_rows_per_micro,
+    loss_chunk=train.loss_chunk,
+    sequence=sharding.sequence_shards(mesh),
+  )
 
 
 def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
   """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
   rsft.tools.fit compiles it for a TPU topology ahead of time."""
-  graphdef, abstract_state, _ = abstract_model(model_cfg, config.model.dtype, config.model.param_dtype, mesh,
-                                               config.model.remat, rconfig.train_attention(config))
+  graphdef, abstract_state, _ = abstract_model(
+    model_cfg, config.model.dtype, config.model.param_dtype, mesh, config.model.remat, rconfig.train_attention(config)
+  )
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
   optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
   # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
   # replicated on the mesh. Leaving this to XLA's propagation replicated mu and nu on every chip (found by
   # rsft.tools.fit: 16 B/param per chip instead of 16/chips), and constants landed on one device (tunix's
   # `_fix_sharding` problem).
-  replicated = ((lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) if mesh is not None
-                else (lambda _: None))
+  replicated = (
+    (lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) if mesh is not None else (lambda _: None)
+  )
   abstract_opt_tree = jax.eval_shape(optimizer.init, abstract_params)
-  opt_shardings = optax.tree_map_params(optimizer, lambda _, p: p.sharding, abstract_opt_tree, abstract_params,
-                                        transform_non_params=replicated)
+  opt_shardings = optax.tree_map_params(
+    optimizer, lambda _, p: p.sharding, abstract_opt_tree, abstract_params, transform_non_params=replicated
+  )
   init_opt = jax.jit(optimizer.init, out_shardings=opt_shardings)
-  abstract_opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                              abstract_opt_tree, opt_shardings)
+  abstract_opt = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_opt_tree, opt_shardings
+  )
   global_batch = config.train.global_batch_size
   step_cfg = step_config(config.train, mesh)
-  state_out = ((jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None
-               else None)
-  jitted = jax.jit(functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1),
-                   out_shardings=state_out)  # the state keeps its layout step after step
+  state_out = (jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None else None
+  jitted = jax.jit(
+    functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1), out_shardings=state_out
+  )  # the state keeps its layout step after step
   shape = (global_batch, config.data.max_length)
-  return StepParts(graphdef, abstract_params, abstract_opt, init_opt, lr_schedule, jitted,
-                   sharding.batch_sharding(sharding.Rules(mesh), shape), shape)
+  return StepParts(
+    graphdef,
+    abstract_params,
+    abstract_opt,
+    init_opt,
+    lr_schedule,
+    jitted,
+    sharding.batch_sharding(sharding.Rules(mesh), shape),
+    shape,
+  )
 
 
 Probe = Callable[[int, Model], dict[str, float]]
@@ -178,18 +219,31 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   if global_batch % procs:
     raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}).")
   micro_batch_rows(config.train, mesh)  # divides the global batch
-  data = pipeline.prepare(config.data, tokenizer, cache_dir=os.path.join(workdir, "data"),
-                          process_index=jax.process_index(), process_count=procs)  # this host's share only
+  data = pipeline.prepare(
+    config.data,
+    tokenizer,
+    cache_dir=os.path.join(workdir, "data"),
+    process_index=jax.process_index(),
+    process_count=procs,
+  )  # this host's share only
   pipeline.check_shares(data)
-  data_kw = dict(seq_len=config.data.max_length, per_host_batch=global_batch // procs, packing=config.data.packing,
-                 shuffle=config.data.shuffle, seed=config.data.seed)
+  data_kw = dict(
+    seq_len=config.data.max_length,
+    per_host_batch=global_batch // procs,
+    packing=config.data.packing,
+    shuffle=config.data.shuffle,
+    seed=config.data.seed,
+  )
   total_steps = config.train.num_steps or distributed.min_over_processes(
-      pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw))  # every host: the same schedule
+    pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw)
+  )  # every host: the same schedule
   if total_steps < 1:
-    raise ValueError(f"{len(data)} examples make no full batch of {global_batch // procs} on process "
-                     f"{jax.process_index()} of {procs}.")
-  dataset = pipeline.make_dataset(data, num_epochs=None if config.train.num_steps else config.train.num_epochs,
-                                  **data_kw)
+    raise ValueError(
+      f"{len(data)} examples make no full batch of {global_batch // procs} on process {jax.process_index()} of {procs}."
+    )
+  dataset = pipeline.make_dataset(
+    data, num_epochs=None if config.train.num_steps else config.train.num_epochs, **data_kw
+  )
   data_iter = iter(dataset)
 
   model_cfg, hf_config = resolve.architecture(config.model)
@@ -198,12 +252,14 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   lr_schedule, jitted, batch_sharding = parts.lr_schedule, parts.jitted, parts.batch_sharding
 
   ckpt_cfg = config.checkpoint
-  mngr = checkpoint.manager(os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep,
-                            ckpt_cfg.async_save)
+  mngr = checkpoint.manager(
+    os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep, ckpt_cfg.async_save
+  )
   step = 0
   if mngr.latest_step() is not None:  # resume: nothing is loaded from model.path, all comes from the checkpoint
-    params, train_state = checkpoint.restore(mngr, mngr.latest_step(), abstract_params,
-                                             {"opt_state": abstract_opt, "step": 0}, data_iter)
+    params, train_state = checkpoint.restore(
+      mngr, mngr.latest_step(), abstract_params, {"opt_state": abstract_opt, "step": 0}, data_iter
+    )
     opt_state, step = train_state["opt_state"], int(train_state["step"])
     logging.info("resumed from step %d", step)
   else:
@@ -213,16 +269,18 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
       checkpoint.save(mngr, 0, params, opt_state, data_iter, _meta(config, model_cfg, hf_config))
 
   meta = _meta(config, model_cfg, hf_config)
-  writer = metrics_lib.Writer(workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step,
-                              tracking=config.tracking)
+  writer = metrics_lib.Writer(
+    workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step, tracking=config.tracking
+  )
   every = config.train.probe_every if probe is not None else 0
   probe_now = lambda s, p: writer.write_extra(s, probe(s, Model(model_cfg, p, parts.graphdef, tokenizer, mesh)))
   if every and (step % every == 0 or step == total_steps):  # as below: metrics.cut_back dropped this row
     probe_now(step, params)  # the baseline (step 0: the model before any update)
   preempt = Preemption()
   preempt.install()
-  should_save = lambda s: (s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0)
-                           or s == total_steps)
+  should_save = lambda s: (
+    s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0) or s == total_steps
+  )
   last = {}
   try:
     while step < total_steps:
@@ -250,11 +308,14 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
 
 
 def _meta(config: Any, model_cfg: ModelConfig, hf_config: Any) -> dict[str, Any]:
-  return dict(model_config=dataclasses.asdict(model_cfg), hf_config=hf_config,
-              tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)), config=config.to_dict())
+  return dict(
+    model_config=dataclasses.asdict(model_cfg),
+    hf_config=hf_config,
+    tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)),
+    config=config.to_dict(),
+  )
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
-

@@ -19,8 +19,9 @@ from rsft.config import CHOICES
 AGGREGATIONS = CHOICES["train.loss_aggregation"]
 
 
-def token_scales(weights: jax.Array, aggregation: str = "token_mean", ranks: int = 1,
-                 rows_per_micro: int = 1) -> jax.Array:
+def token_scales(
+  weights: jax.Array, aggregation: str = "token_mean", ranks: int = 1, rows_per_micro: int = 1
+) -> jax.Array:
   """[B, T] float32 scales; rows with no supervised token get 0."""
   weights = weights.astype(jnp.float32)
   if aggregation == "token_mean":
@@ -29,8 +30,10 @@ def token_scales(weights: jax.Array, aggregation: str = "token_mean", ranks: int
     raise ValueError(f"train.loss_aggregation={aggregation!r}; choose one of {AGGREGATIONS}")
   rows = weights.shape[0]
   if rows % (ranks * rows_per_micro):
-    raise ValueError(f"verl aggregation: global batch {rows} is not a multiple of ranks ({ranks}) x "
-                     f"micro-batch rows ({rows_per_micro}).")
+    raise ValueError(
+      f"verl aggregation: global batch {rows} is not a multiple of ranks ({ranks}) x "
+      f"micro-batch rows ({rows_per_micro})."
+    )
   g = jnp.arange(rows)
   groups_per_rank = rows // ranks // rows_per_micro
   group = (g % ranks) * groups_per_rank + (g // ranks) // rows_per_micro

@@ -65,9 +65,16 @@ def cut_back(path: str, step: int) -> int:
 
 
 class Writer:
-
-  def __init__(self, workdir: str, total_steps: int, cfg: ModelConfig, seq_len: int, global_batch: int,
-               start_step: int = 0, tracking: Any = None):
+  def __init__(
+    self,
+    workdir: str,
+    total_steps: int,
+    cfg: ModelConfig,
+    seq_len: int,
+    global_batch: int,
+    start_step: int = 0,
+    tracking: Any = None,
+  ):
     self.primary = jax.process_index() == 0
     self.total, self.batch_positions = total_steps, seq_len * global_batch
     self.flops_per_token, self.peak = flops_per_token(cfg, seq_len), peak_flops()
@@ -77,8 +84,9 @@ class Writer:
       path = os.path.join(workdir, "metrics.jsonl")
       dropped = cut_back(path, start_step)
       if dropped:
-        logging.info("metrics.jsonl: dropped %d rows logged after step %d, which this run trains again", dropped,
-                     start_step)
+        logging.info(
+          "metrics.jsonl: dropped %d rows logged after step %d, which this run trains again", dropped, start_step
+        )
       self.jsonl = open(path, "a")
       kw = {} if tracking is None else dict(backend=tracking.backend, project=tracking.project, name=tracking.name)
       self.tracker = Tracker(workdir, **kw)
@@ -89,11 +97,18 @@ class Writer:
     elapsed = now - self.last_time if self.last_step is not None else step_seconds
     self.last_time, self.last_step = now, step
     real = float(out["real_tokens"])
-    row = {"step": step, "loss": float(out["loss"]), "objective": float(out["objective"]), "lr": lr,
-           "grad_norm": float(out["grad_norm"]), "entropy": float(out["entropy"]),
-           "supervised_tokens": float(out["supervised_tokens"]), "skipped_nonfinite": int(out["skipped"]),
-           "padding_fraction": 1.0 - real / self.batch_positions,
-           "tokens_per_s": real * steps / max(elapsed, 1e-9)}
+    row = {
+      "step": step,
+      "loss": float(out["loss"]),
+      "objective": float(out["objective"]),
+      "lr": lr,
+      "grad_norm": float(out["grad_norm"]),
+      "entropy": float(out["entropy"]),
+      "supervised_tokens": float(out["supervised_tokens"]),
+      "skipped_nonfinite": int(out["skipped"]),
+      "padding_fraction": 1.0 - real / self.batch_positions,
+      "tokens_per_s": real * steps / max(elapsed, 1e-9),
+    }
     if self.peak:
       row["mfu"] = row["tokens_per_s"] * self.flops_per_token / self.peak
     if self.primary:

@@ -11,8 +11,9 @@ import optax
 from rsft.sharding import path_name
 
 
-def schedule(lr: float, total_steps: int, warmup_ratio: float, kind: str,
-             decay_ratio: float | None = None) -> optax.Schedule:
+def schedule(
+  lr: float, total_steps: int, warmup_ratio: float, kind: str, decay_ratio: float | None = None
+) -> optax.Schedule:
   """verl's `get_cosine_schedule_with_warmup`: lr(0) = 0, peak after int(total * ratio) steps, 0 at `total`.
   `constant` holds the peak; `wsd` (warmup-stable-decay) holds it, then falls linearly to 0 over the last
   `decay_ratio` of the steps: a short run keeps its full rate while it learns and still ends annealed."""
@@ -40,7 +41,8 @@ def decay_mask(params: Any, which: str) -> Any:
     return jax.tree.map(lambda _: True, params)
   if which == "kernels":
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: not (path_name(path).endswith(".bias") or "norm" in path_name(path)), params)
+      lambda path, _: not (path_name(path).endswith(".bias") or "norm" in path_name(path)), params
+    )
   raise ValueError(f"train.weight_decay_mask={which!r}; use 'all' or 'kernels'")
 
 
@@ -48,7 +50,14 @@ def make_optimizer(train_cfg: Any, total_steps: int) -> tuple[optax.GradientTran
   decay = {"decay_ratio": train_cfg.decay_ratio} if train_cfg.schedule == "wsd" else {}  # configs/base.py: 0.2
   lr = schedule(train_cfg.lr, total_steps, train_cfg.warmup_ratio, train_cfg.schedule, **decay)
   tx = optax.chain(
-      optax.clip_by_global_norm(train_cfg.max_grad_norm),
-      optax.adamw(lr, b1=train_cfg.b1, b2=train_cfg.b2, eps=train_cfg.eps, weight_decay=train_cfg.weight_decay,
-                  mask=lambda p: decay_mask(p, train_cfg.weight_decay_mask)))
+    optax.clip_by_global_norm(train_cfg.max_grad_norm),
+    optax.adamw(
+      lr,
+      b1=train_cfg.b1,
+      b2=train_cfg.b2,
+      eps=train_cfg.eps,
+      weight_decay=train_cfg.weight_decay,
+      mask=lambda p: decay_mask(p, train_cfg.weight_decay_mask),
+    ),
+  )
   return optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1), lr

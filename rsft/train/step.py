@@ -23,7 +23,7 @@ class StepConfig:
   verl_ranks: int = 1
   verl_rows_per_micro: int = 1
   loss_chunk: int = 1024
-  sequence: int = 1        # context-parallel shards (mesh.sequence): rows are laid out zigzag
+  sequence: int = 1  # context-parallel shards (mesh.sequence): rows are laid out zigzag
 
 
 def zigzag(length: int, shards: int) -> jax.Array:
@@ -36,15 +36,22 @@ def zigzag(length: int, shards: int) -> jax.Array:
 
 
 def _micro_loss(params, graphdef, mb, chunk):
-  lp, entropy, _ = forward.logprobs(graphdef, params, mb["inputs"], mb["positions"], mb["segment_ids"],
-                                    mb["targets"], chunk, stats=True)
+  lp, entropy, _ = forward.logprobs(
+    graphdef, params, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, stats=True
+  )
   w = mb["weights"]
   sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
   return -(lp * mb["scale"]).sum(), sums
 
 
-def train_step(graphdef: Any, optimizer: optax.GradientTransformation, cfg: StepConfig, params: Any,
-               opt_state: Any, batch: dict[str, jax.Array]) -> tuple[Any, Any, dict[str, jax.Array]]:
+def train_step(
+  graphdef: Any,
+  optimizer: optax.GradientTransformation,
+  cfg: StepConfig,
+  params: Any,
+  opt_state: Any,
+  batch: dict[str, jax.Array],
+) -> tuple[Any, Any, dict[str, jax.Array]]:
   batch = dict(batch, scale=token_scales(batch["weights"], cfg.aggregation, cfg.verl_ranks, cfg.verl_rows_per_micro))
   if cfg.sequence > 1:  # every [B, T] array in zigzag order: the loss is a sum over tokens, attention masks by
     order = zigzag(batch["inputs"].shape[1], cfg.sequence)  # position and segment, so nothing else changes
@@ -71,7 +78,13 @@ def train_step(graphdef: Any, optimizer: optax.GradientTransformation, cfg: Step
   updates, opt_state = optimizer.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
   tokens = jnp.maximum(sums["tokens"], 1.0)
-  metrics = dict(loss=sums["nll"] / tokens, objective=objective, grad_norm=optax.tree.norm(grads),
-                 entropy=sums["entropy"] / tokens, supervised_tokens=sums["tokens"],
-                 real_tokens=(batch["segment_ids"] > 0).sum(), skipped=1 - opt_state.last_finite.astype(jnp.int32))
+  metrics = dict(
+    loss=sums["nll"] / tokens,
+    objective=objective,
+    grad_norm=optax.tree.norm(grads),
+    entropy=sums["entropy"] / tokens,
+    supervised_tokens=sums["tokens"],
+    real_tokens=(batch["segment_ids"] > 0).sum(),
+    skipped=1 - opt_state.last_finite.astype(jnp.int32),
+  )
   return params, opt_state, metrics

@@ -133,9 +133,12 @@ def _humaneval_one(item: dict[str, Any], response: str, seconds: float) -> CodeG
   limits = sandbox.Limits(seconds=seconds + 2)  # the checker's own start-up on top of the candidate's budget
   start = time.monotonic()
   deadline = start + seconds + 1
-  with sandbox.Process(_program(_SERVER, marker, (code, item["entry_point"])), marker, limits) as server, \
-       sandbox.Process(_program(_CHECKER, marker, (item["prompt"], item["test"], item["entry_point"])), marker,
-                       limits) as checker:
+  with (
+    sandbox.Process(_program(_SERVER, marker, (code, item["entry_point"])), marker, limits) as server,
+    sandbox.Process(
+      _program(_CHECKER, marker, (item["prompt"], item["test"], item["entry_point"])), marker, limits
+    ) as checker,
+  ):
     ready = json.loads(server.receive(deadline) or "{}")
     if not ready.get("ready"):
       return CodeGrade(0.0, "error", time.monotonic() - start)
@@ -154,13 +157,13 @@ def _humaneval_one(item: dict[str, Any], response: str, seconds: float) -> CodeG
 @dataclasses.dataclass
 class CodeGrade:
   score: float
-  status: str         # ok | error | timeout | no_code
+  status: str  # ok | error | timeout | no_code
   seconds: float = 0.0
 
 
-def run_programs(programs: Sequence[str | None], limits: sandbox.Limits,
-                 workers: int | None = None) -> list[CodeGrade]:
+def run_programs(programs: Sequence[str | None], limits: sandbox.Limits, workers: int | None = None) -> list[CodeGrade]:
   """Runs programs in parallel (threads: each program is its own process); exit 0 scores 1."""
+
   def one(program: str | None) -> CodeGrade:
     if program is None:
       return CodeGrade(0.0, "no_code")
@@ -172,9 +175,11 @@ def run_programs(programs: Sequence[str | None], limits: sandbox.Limits,
     return list(pool.map(one, programs))
 
 
-def grade_humaneval(items: Sequence[dict[str, Any]], responses: Sequence[str], seconds: float = 3.0,
-                    workers: int | None = None) -> list[CodeGrade]:
+def grade_humaneval(
+  items: Sequence[dict[str, Any]], responses: Sequence[str], seconds: float = 3.0, workers: int | None = None
+) -> list[CodeGrade]:
   """Each sample: candidate and checker in two sandboxes, calls relayed here (module docstring)."""
+
   def one(item: dict[str, Any], response: str) -> CodeGrade:
     try:
       return _humaneval_one(item, response, seconds)

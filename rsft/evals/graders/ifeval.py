@@ -37,6 +37,7 @@ def _relation(relation: str) -> Callable[[int, int], bool]:
 
 def _language(text: str) -> str | None:
   import langdetect
+
   langdetect.DetectorFactory.seed = 0
   try:
     return langdetect.detect(text)
@@ -46,10 +47,12 @@ def _language(text: str) -> str | None:
 
 NLTK_AGREES = ((3, 9, 1), (3, 9, 3))  # [from, to): the nltk versions whose tokenizers give the study's verdicts
 
-_PUNKT_MISSING = ("IFEval needs NLTK's punkt_tab model (tokenizers/punkt_tab/english/) to count sentences and words, "
-                  "and it is neither installed nor downloadable here. Set NLTK_DATA to a folder that holds it (this "
-                  "repo's CI uses ../shared/nltk_data) or, online, run: "
-                  "python -c 'import nltk; nltk.download(\"punkt_tab\")'")
+_PUNKT_MISSING = (
+  "IFEval needs NLTK's punkt_tab model (tokenizers/punkt_tab/english/) to count sentences and words, "
+  "and it is neither installed nor downloadable here. Set NLTK_DATA to a folder that holds it (this "
+  "repo's CI uses ../shared/nltk_data) or, online, run: "
+  "python -c 'import nltk; nltk.download(\"punkt_tab\")'"
+)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -66,11 +69,14 @@ def environment_problem() -> str | None:
   """Why IFEval cannot be graded as the study graded it on this machine (nltk version, punkt_tab), with the fix;
   None when it can. The sweep and grade mode ask before any generation or grading."""
   import nltk
+
   low, high = NLTK_AGREES
   if not low <= _version(nltk.__version__) < high:
-    return (f"IFEval's verdicts follow lm-evaluation-harness 0.4.9.1 under nltk 3.9.1 (the study's), whose sentence "
-            f"and word tokenizers nltk {nltk.__version__} changes (docs/eval_protocol.md, 'IFEval and nltk'); "
-            "install the locked one: pip install nltk==3.9.1")
+    return (
+      f"IFEval's verdicts follow lm-evaluation-harness 0.4.9.1 under nltk 3.9.1 (the study's), whose sentence "
+      f"and word tokenizers nltk {nltk.__version__} changes (docs/eval_protocol.md, 'IFEval and nltk'); "
+      "install the locked one: pip install nltk==3.9.1"
+    )
   try:
     _punkt()
   except EnvironmentProblem as e:
@@ -82,6 +88,7 @@ def environment_problem() -> str | None:
 def _download_punkt() -> bool:
   """Cached so that an offline machine tries the download once, not once per response."""
   import nltk
+
   try:
     return bool(nltk.download("punkt_tab", quiet=True))
   except Exception:  # nltk raises or returns False depending on how the network fails
@@ -94,6 +101,7 @@ def _punkt() -> Any:
   resolves to punkt_tab's English model in nltk >= 3.9). Loaded on first use so that importing rsft needs no data.
   Missing, it is an EnvironmentProblem: the same for every response, so never a per-item score of 0."""
   import nltk
+
   try:
     nltk.data.find("tokenizers/punkt_tab/english/")
   except LookupError:
@@ -115,6 +123,7 @@ def word_tokens(text: str) -> list[str]:
   """nltk.word_tokenize, as the capital-word checker uses: it keeps "STATE-OF-THE-ART" and "U.S." whole and splits
   "DON'T" into "DO" + "N'T"."""
   import nltk
+
   _punkt()  # word_tokenize splits sentences with punkt first: make sure the model is there (or say how to get it)
   return nltk.word_tokenize(text)
 
@@ -166,8 +175,15 @@ def _highlights(value: str, num_highlights: int) -> bool:
 
 
 def _json(value: str) -> bool:
-  value = (value.strip().removeprefix("```json").removeprefix("```Json").removeprefix("```JSON")
-           .removeprefix("```").removesuffix("```").strip())
+  value = (
+    value.strip()
+    .removeprefix("```json")
+    .removeprefix("```Json")
+    .removeprefix("```JSON")
+    .removeprefix("```")
+    .removesuffix("```")
+    .strip()
+  )
   try:
     json.loads(value)
   except ValueError:
@@ -199,47 +215,63 @@ def _capital_words(value: str, capital_frequency: int, capital_relation: str) ->
 
 
 CHECKERS: dict[str, Callable[..., bool]] = {
-    "keywords:existence": lambda v, keywords: all(re.search(k, v, flags=re.I) for k in keywords),
-    "keywords:frequency": lambda v, keyword, frequency, relation: _relation(relation)(
-        len(re.findall(keyword.strip(), v, flags=re.I)), frequency),
-    "keywords:forbidden_words": lambda v, forbidden_words: not any(
-        re.search(r"\b" + w + r"\b", v, flags=re.I) for w in forbidden_words),
-    "keywords:letter_frequency": _letter_frequency,
-    "language:response_language": lambda v, language: _language(v) in (None, language),
-    "length_constraints:number_sentences": lambda v, num_sentences, relation: _relation(relation)(
-        count_sentences(v), num_sentences),
-    "length_constraints:number_paragraphs": lambda v, num_paragraphs: _paragraphs_by_divider(v, num_paragraphs),
-    "length_constraints:number_words": lambda v, num_words, relation: _relation(relation)(count_words(v), num_words),
-    "length_constraints:nth_paragraph_first_word": _nth_paragraph_first_word,
-    "detectable_content:number_placeholders": lambda v, num_placeholders: len(
-        re.findall(r"\[.*?\]", v)) >= num_placeholders,
-    "detectable_content:postscript": _postscript,
-    "detectable_format:number_bullet_lists": lambda v, num_bullets: len(
-        re.findall(r"^\s*\*[^\*].*$", v, flags=re.M)) + len(re.findall(r"^\s*-.*$", v, flags=re.M)) == num_bullets,
-    "detectable_format:constrained_response": lambda v: any(
-        c in v.strip() for c in ("My answer is yes.", "My answer is no.", "My answer is maybe.")),
-    "detectable_format:number_highlighted_sections": _highlights,
-    "detectable_format:multiple_sections": lambda v, section_spliter, num_sections: len(
-        re.split(r"\s?" + section_spliter.strip() + r"\s?\d+\s?", v)) - 1 >= num_sections,
-    "detectable_format:json_format": _json,
-    "detectable_format:title": lambda v: any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", v)),
-    "combination:two_responses": _two_responses,
-    "combination:repeat_prompt": lambda v, prompt_to_repeat: v.strip().lower().startswith(
-        prompt_to_repeat.strip().lower()),
-    "startend:end_checker": lambda v, end_phrase: v.strip().strip('"').lower().endswith(end_phrase.strip().lower()),
-    "startend:quotation": lambda v: len(v.strip()) > 1 and v.strip()[0] == '"' and v.strip()[-1] == '"',
-    "change_case:capital_word_frequency": _capital_words,
-    "change_case:english_capital": lambda v: v.isupper() and _language(v) in (None, "en"),
-    "change_case:english_lowercase": lambda v: v.islower() and _language(v) in (None, "en"),
-    "punctuation:no_comma": lambda v: not re.search(r"\,", v),
+  "keywords:existence": lambda v, keywords: all(re.search(k, v, flags=re.I) for k in keywords),
+  "keywords:frequency": lambda v, keyword, frequency, relation: _relation(relation)(
+    len(re.findall(keyword.strip(), v, flags=re.I)), frequency
+  ),
+  "keywords:forbidden_words": lambda v, forbidden_words: (
+    not any(re.search(r"\b" + w + r"\b", v, flags=re.I) for w in forbidden_words)
+  ),
+  "keywords:letter_frequency": _letter_frequency,
+  "language:response_language": lambda v, language: _language(v) in (None, language),
+  "length_constraints:number_sentences": lambda v, num_sentences, relation: _relation(relation)(
+    count_sentences(v), num_sentences
+  ),
+  "length_constraints:number_paragraphs": lambda v, num_paragraphs: _paragraphs_by_divider(v, num_paragraphs),
+  "length_constraints:number_words": lambda v, num_words, relation: _relation(relation)(count_words(v), num_words),
+  "length_constraints:nth_paragraph_first_word": _nth_paragraph_first_word,
+  "detectable_content:number_placeholders": lambda v, num_placeholders: (
+    len(re.findall(r"\[.*?\]", v)) >= num_placeholders
+  ),
+  "detectable_content:postscript": _postscript,
+  "detectable_format:number_bullet_lists": lambda v, num_bullets: (
+    len(re.findall(r"^\s*\*[^\*].*$", v, flags=re.M)) + len(re.findall(r"^\s*-.*$", v, flags=re.M)) == num_bullets
+  ),
+  "detectable_format:constrained_response": lambda v: any(
+    c in v.strip() for c in ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+  ),
+  "detectable_format:number_highlighted_sections": _highlights,
+  "detectable_format:multiple_sections": lambda v, section_spliter, num_sections: (
+    len(re.split(r"\s?" + section_spliter.strip() + r"\s?\d+\s?", v)) - 1 >= num_sections
+  ),
+  "detectable_format:json_format": _json,
+  "detectable_format:title": lambda v: any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", v)),
+  "combination:two_responses": _two_responses,
+  "combination:repeat_prompt": lambda v, prompt_to_repeat: (
+    v.strip().lower().startswith(prompt_to_repeat.strip().lower())
+  ),
+  "startend:end_checker": lambda v, end_phrase: v.strip().strip('"').lower().endswith(end_phrase.strip().lower()),
+  "startend:quotation": lambda v: len(v.strip()) > 1 and v.strip()[0] == '"' and v.strip()[-1] == '"',
+  "change_case:capital_word_frequency": _capital_words,
+  "change_case:english_capital": lambda v: v.isupper() and _language(v) in (None, "en"),
+  "change_case:english_lowercase": lambda v: v.islower() and _language(v) in (None, "en"),
+  "punctuation:no_comma": lambda v: not re.search(r"\,", v),
 }
 
 
 def _loose_variants(response: str) -> list[str]:
   lines = response.split("\n")
   first, last, both = "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()
-  return [response, response.replace("*", ""), first, last, both, first.replace("*", ""), last.replace("*", ""),
-          both.replace("*", "")]
+  return [
+    response,
+    response.replace("*", ""),
+    first,
+    last,
+    both,
+    first.replace("*", ""),
+    last.replace("*", ""),
+    both.replace("*", ""),
+  ]
 
 
 def follows(instruction_id: str, kwargs: dict[str, Any], response: str, loose: bool = False) -> bool:
@@ -258,5 +290,9 @@ def grade(instruction_ids: list[str], kwargs: list[dict[str, Any]], response: st
   and the per-instruction results, which the summary pools over all instructions (instruction-level accuracy)."""
   strict = [float(follows(i, k, response)) for i, k in zip(instruction_ids, kwargs)]
   loose = [float(follows(i, k, response, loose=True)) for i, k in zip(instruction_ids, kwargs)]
-  return {"prompt_strict": float(all(strict)), "prompt_loose": float(all(loose)), "inst_strict": strict,
-          "inst_loose": loose}
+  return {
+    "prompt_strict": float(all(strict)),
+    "prompt_loose": float(all(loose)),
+    "inst_strict": strict,
+    "inst_loose": loose,
+  }

@@ -57,15 +57,21 @@ def decode_tests(value: Any) -> list[dict[str, Any]]:
 
 
 # evalchemy LiveCodeBench/eval_instruct.py: prefix + question + suffix, concatenated with no separator.
-STUDY_PREFIX = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
-                "generate a correct Python program that matches the specification and passes all tests.")
-STUDY_STDIN = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
-               "the sample inputs). Enclose your code within delimiters as follows: ```python\n# YOUR CODE HERE\n```. "
-               "Ensure that when the python program runs, it reads the inputs, runs the algorithm and writes output "
-               "to STDOUT.")
-STUDY_FUNCTIONAL = ("Do not directly test on the sample inputs. Enclose your code within delimiters as follows: "
-                    "```python\n# YOUR CODE HERE\n```. Return the function body without invoking it at the final "
-                    "solution.")
+STUDY_PREFIX = (
+  "You are an expert Python programmer. You will be given a question (problem specification) and will "
+  "generate a correct Python program that matches the specification and passes all tests."
+)
+STUDY_STDIN = (
+  "Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
+  "the sample inputs). Enclose your code within delimiters as follows: ```python\n# YOUR CODE HERE\n```. "
+  "Ensure that when the python program runs, it reads the inputs, runs the algorithm and writes output "
+  "to STDOUT."
+)
+STUDY_FUNCTIONAL = (
+  "Do not directly test on the sample inputs. Enclose your code within delimiters as follows: "
+  "```python\n# YOUR CODE HERE\n```. Return the function body without invoking it at the final "
+  "solution."
+)
 
 
 def study_code(response: str) -> str | None:
@@ -79,7 +85,7 @@ def study_code(response: str) -> str | None:
     end = response.find("```", start + len("```python\n"))
     if end < 0:
       break
-    blocks.append(response[start + len("```python\n"):end])
+    blocks.append(response[start + len("```python\n") : end])
     at = end + 3
   if not blocks:
     return None
@@ -89,17 +95,23 @@ def study_code(response: str) -> str | None:
 
 def prompt(question: str, starter_code: str) -> str:
   """lcb_runner's code-generation prompt for instruction-tuned models."""
-  text = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
-          "generate a correct Python program that matches the specification and passes all tests.\n\n"
-          f"Question: {question}\n\n")
+  text = (
+    "You are an expert Python programmer. You will be given a question (problem specification) and will "
+    "generate a correct Python program that matches the specification and passes all tests.\n\n"
+    f"Question: {question}\n\n"
+  )
   if starter_code:
-    text += ("### Format: You will use the following starter code to write the solution to the problem and "
-             f"enclose your code within delimiters.\n```python\n{starter_code}\n```\n\n")
+    text += (
+      "### Format: You will use the following starter code to write the solution to the problem and "
+      f"enclose your code within delimiters.\n```python\n{starter_code}\n```\n\n"
+    )
   else:
-    text += ("### Format: Read the inputs from stdin solve the problem and write the answer to stdout (do not "
-             "directly test on the sample inputs). Enclose your code within delimiters as follows. Ensure that when "
-             "the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.\n"
-             "```python\n# YOUR CODE HERE\n```\n\n")
+    text += (
+      "### Format: Read the inputs from stdin solve the problem and write the answer to stdout (do not "
+      "directly test on the sample inputs). Enclose your code within delimiters as follows. Ensure that when "
+      "the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.\n"
+      "```python\n# YOUR CODE HERE\n```\n\n"
+    )
   return text + "### Answer: (use the provided format with backticks)\n\n"
 
 
@@ -217,7 +229,7 @@ def _records(stdout: str, marker: str) -> dict[int, dict[str, Any]]:
     if not line.startswith(marker):
       continue
     try:
-      record = json.loads(line[len(marker):])
+      record = json.loads(line[len(marker) :])
     except ValueError:
       continue
     if isinstance(record, dict) and isinstance(record.get("i"), int):
@@ -225,14 +237,16 @@ def _records(stdout: str, marker: str) -> dict[int, dict[str, Any]]:
   return out
 
 
-def _run(code: str, tests: list[dict[str, Any]], functional: bool, study: bool, func_name: str | None,
-         per_test: int, passes) -> CodeGrade:
+def _run(
+  code: str, tests: list[dict[str, Any]], functional: bool, study: bool, func_name: str | None, per_test: int, passes
+) -> CodeGrade:
   """Runs the child on the tests' inputs; `passes(test, record)` judges each test here, in the parent."""
   marker = f"__LCB_{secrets.token_hex(8)}__"
   payload = repr((code, [str(t.get("input", "")) for t in tests], functional, study, func_name or "", per_test))
   expected_bytes = sum(len(str(t.get("output", ""))) for t in tests)
-  limits = sandbox.Limits(seconds=(per_test + 1) * len(tests) + 5,
-                          output_bytes=max(1 << 20, 16 * expected_bytes + (64 << 10) * len(tests)))  # tagged form
+  limits = sandbox.Limits(
+    seconds=(per_test + 1) * len(tests) + 5, output_bytes=max(1 << 20, 16 * expected_bytes + (64 << 10) * len(tests))
+  )  # tagged form
   program = _CHILD.replace("__MARKER__", marker).replace("__WIRE__", wire.SOURCE).replace("__PAYLOAD__", payload)
   result = sandbox.run(program, limits=limits)
   records = _records(result.stdout, marker)
@@ -247,7 +261,7 @@ def _run(code: str, tests: list[dict[str, Any]], functional: bool, study: bool, 
 def _study_stdin_passes(test: dict[str, Any], out: Any) -> bool:
   want = str(test["output"]).strip()
   if want.endswith("-"):  # prepare_test_input_output_std
-    want = want[:want.rfind("-")].rstrip()
+    want = want[: want.rfind("-")].rstrip()
   return isinstance(out, str) and out.strip() == want
 
 
@@ -260,9 +274,11 @@ def _study_functional_passes(test: dict[str, Any], out: Any) -> bool:
   return not (wire.untag(out) != want)
 
 
-def grade_study(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6,
-                workers: int | None = None) -> list[CodeGrade]:
+def grade_study(
+  items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6, workers: int | None = None
+) -> list[CodeGrade]:
   """items: {"tests": private tests, "is_stdin"}; the harness's execution in the sandbox, judged here."""
+
   def one(item: dict[str, Any], response: str) -> CodeGrade:
     code = study_code(response)
     if code is None:
@@ -317,9 +333,11 @@ def _parallel(one, items, responses, workers):
     return list(pool.map(safe, items, responses))
 
 
-def grade(items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6,
-          workers: int | None = None) -> list[CodeGrade]:
+def grade(
+  items: Sequence[dict[str, Any]], responses: Sequence[str], per_test: int = 6, workers: int | None = None
+) -> list[CodeGrade]:
   """items: {"tests": [...], "func_name": str | None}; lcb_runner's semantics (eval.protocol=rsft)."""
+
   def one(item: dict[str, Any], response: str) -> CodeGrade:
     text = strip_thinking(response)
     code = last_code_block(text) if text else None

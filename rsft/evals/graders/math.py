@@ -21,8 +21,8 @@ from typing import Any
 
 @dataclasses.dataclass
 class MathGrade:
-  score: float             # 1.0 correct, 0.0 otherwise (timeouts included)
-  answer: str | None       # the extracted answer as math-verify printed it (for maj@k)
+  score: float  # 1.0 correct, 0.0 otherwise (timeouts included)
+  answer: str | None  # the extracted answer as math-verify printed it (for maj@k)
   timed_out: bool = False
 
 
@@ -36,6 +36,7 @@ def grade_one(gold: str, response: str) -> tuple[float, str | None]:
   import logging
 
   import math_verify  # local: sympy + antlr are heavy, only workers need them
+
   logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" warnings: the pool times out
 
   gold_parsed = math_verify.parse(_anchored(gold), parsing_timeout=None)
@@ -56,6 +57,7 @@ _POOLS: dict[int, Any] = {}
 def _pool(workers: int):
   """One spawn-started pool per size, kept for the process (worker start-up imports sympy: ~1 s)."""
   import pebble
+
   pool = _POOLS.get(workers)
   if pool is None or not pool.active:
     # spawn, not fork: the caller is a multithreaded JAX process, and forking it can deadlock.
@@ -64,8 +66,9 @@ def _pool(workers: int):
   return pool
 
 
-def grade(golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0,
-          workers: int | None = None) -> list[MathGrade]:
+def grade(
+  golds: Sequence[str], responses: Sequence[str], timeout: float = 10.0, workers: int | None = None
+) -> list[MathGrade]:
   """Grades pairs in parallel, one task per pair, so a pathological pair costs at most `timeout` seconds of wall
   clock (its worker is killed then) and never holds up the pairs sent with it."""
   if len(golds) != len(responses):
