@@ -1,6 +1,7 @@
 """What the machine lacks stops the run up front, with the fix and a non-zero exit, before anything is generated or
 graded; what one response or row gets wrong stays that item's error row and never stops the sweep."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import nltk
 import pytest
 
 from rsft import config as rconfig
-from rsft.evals import errors, preflight, run, sandbox
+from rsft.evals import errors, grading, run, sandbox
 from rsft.evals.graders import ifeval
 from rsft.tools import tiny_models
 
@@ -66,7 +67,9 @@ def test_sweep_stops_before_loading_a_model_and_lists_every_fix(tmp_path, monkey
   monkeypatch.setattr(sandbox, "_probe", lambda: (None, "bwrap not found: `apt-get install bubblewrap`"))
   monkeypatch.delenv(sandbox.UNSAFE_ENV, raising=False)
   monkeypatch.setattr(ifeval, "environment_problem", lambda: "IFEval needs NLTK's punkt_tab model")
-  monkeypatch.setitem(preflight.GRADER_ENVIRONMENT, "ifeval", ifeval.environment_problem)
+  monkeypatch.setitem(
+    grading.GRADERS, "ifeval", dataclasses.replace(grading.GRADERS["ifeval"], environment=ifeval.environment_problem)
+  )
   judge = tmp_path / "rm"
   tiny_models.build("qwen3", judge)
   os.remove(judge / "model.safetensors")  # a download that stopped after the config

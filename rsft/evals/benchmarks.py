@@ -3,7 +3,8 @@
 `study` (the default) reproduces the study's released harness (Nebularaid2000/rethink_sft_generalization,
 `evaluation/`): each entry names the harness file it follows and states its prompt builder, thinking policy
 (rsft/evals/extract.py), extractor, metric and decoding, quirks included. `rsft` applies the deviations in
-`RSFT_DEVIATIONS`, each defended in docs/eval_protocol.md. Adding a benchmark = one `Benchmark(...)`.
+`RSFT_DEVIATIONS`, each defended in docs/eval_protocol.md. Adding a benchmark = one `Benchmark(...)` here, or
+`register(Benchmark(...))` from any module, with its grader registered in rsft/evals/grading.py.
 """
 
 from __future__ import annotations
@@ -347,6 +348,15 @@ REGISTRY: dict[str, dict[str, Benchmark]] = {
   "study": STUDY,
   "rsft": {name: _rsft(name, b) for name, b in STUDY.items()},
 }
+
+
+def register(bench: Benchmark) -> None:
+  """Adds a benchmark under both protocols (the rsft one applies RSFT_DEVIATIONS[name], if any), from any module:
+  its `grader` names an entry of rsft.evals.grading.GRADERS (docs/contributing.md, "Add a benchmark")."""
+  if bench.name in REGISTRY["study"] or bench.name in GROUPS:
+    raise ValueError(f"benchmark {bench.name!r} is already registered")
+  REGISTRY["study"][bench.name] = bench
+  REGISTRY["rsft"][bench.name] = _rsft(bench.name, bench)
 
 
 def missing_fields(bench: Benchmark, row: dict[str, Any]) -> list[str]:

@@ -14,14 +14,9 @@ import urllib.request
 from typing import Any
 
 from rsft.convert.model_io import checkpoint_problem
-from rsft.evals import loaders, sandbox
+from rsft.evals import grading, loaders
 from rsft.evals.benchmarks import Benchmark
 from rsft.evals.errors import EnvironmentProblem
-from rsft.evals.graders import ifeval
-
-# Config keys of the model graders each judged grader needs; reward models need their tokenizer's chat template.
-JUDGES = {"reward": ("reward_model",), "truthfulqa": ("truth_judge", "info_judge"), "harm_judge": ("safety_judge",)}
-GRADER_ENVIRONMENT = {"ifeval": ifeval.environment_problem, "code": sandbox.problem}
 
 
 def data_problem(bench: Benchmark, eval_cfg: Any, files: dict[str, str]) -> str | None:
@@ -81,11 +76,11 @@ def problem(
   why = data_problem(bench, eval_cfg, files) if data else None
   if why or not graders:
     return why
-  check = GRADER_ENVIRONMENT.get(bench.grader)
-  why = check() if check else None
+  grader = grading.grader_for(bench)  # what it runs on this machine, and the model graders it calls
+  why = grader.environment() if grader.environment else None
   if why:
     return f"grader: {why}"
-  for key in JUDGES.get(bench.grader, ()):
+  for key in grader.judges:
     why = judge_problem(key, eval_cfg)
     if why:
       return why

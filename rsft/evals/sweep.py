@@ -159,9 +159,7 @@ def summarize(
           len(items[bench.name]),
         )
       # Direction and scale of the score (avg@k, pass@k, maj@k): the analysis reads a dip the right way round.
-      how = dict(
-        higher_is_better=bench.higher_is_better, scale="unbounded" if bench.grader == "reward" else "proportion"
-      )
+      how = dict(higher_is_better=bench.higher_is_better, scale=grading.grader_for(bench).scale)
       for name, m in metrics.summarize(complete, ks=(1, 4, 8, 16)).items():
         rows.append(dict(step=step, benchmark=bench.name, domain=bench.domain, metric=name, **m, **how))
       by_category = collections.defaultdict(dict)
