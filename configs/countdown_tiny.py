@@ -8,7 +8,7 @@ A tiny Qwen3-architecture model first becomes a "base model" with short-answer s
 sorting, answered directly: config.pretrain, WORKDIR/base), then is fine-tuned on verified long-CoT Countdown
 traces with backtracking (three numbers 1-6), saving checkpoints on a log-spaced schedule; step 0 is the base.
 eval.py scores every checkpoint in-domain (held-out Countdown puzzles, never in the training rows) and
-out-of-domain (the base's own skills); analyze.py writes the report. README.md has the measured numbers.
+out-of-domain (the base's own skills); analyze.py writes the report. docs/demo.md has the measured numbers.
 """
 
 from configs import base

@@ -10,7 +10,7 @@ small models keep long responses, imitating the surface of the procedure rather 
 `countdown`: 3-4 numbers to 50, targets to 100; rsft/tasks/countdown.py) for 48 steps of 4 packed 512-token rows
 (~340 traces; longer traces are dropped, not cut), saving the model as step 0 and log-spaced checkpoints. eval.py
 scores each in-domain on held-out puzzles and out-of-domain on IFEval and MMLU-Pro (rule-graded), sized to finish the three
-commands in under an hour on 2 CPU cores (README.md has the measured table); analyze.py adds response lengths and
+commands in under an hour on 2 CPU cores (docs/demo.md has the measured table); analyze.py adds response lengths and
 backtracking / verification markers per benchmark and step.
 
 `--config=configs/smollm2_countdown.py:full` keeps the training and evaluates at full benchmark sizes with the

@@ -1,5 +1,5 @@
 """Extension points, proven from a test file alone: a benchmark (with its own grader) registered here runs through
-the real sweep, and a model family registered here loads and matches transformers (docs/contributing.md)."""
+the real sweep (docs/contributing.md, "Add a benchmark")."""
 
 import dataclasses
 import json

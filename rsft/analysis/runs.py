@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from rsft.analysis.dynamics import Point
-from rsft.evals import benchmarks
+from rsft.evals import benchmarks, grading
 
 GENERAL = ("instruction", "chat", "hallucination", "truthfulness")
 BUDGET = re.compile(r"(.+)@think(\d+)")  # a benchmark scored under a thinking budget (eval.think_budgets)
@@ -55,7 +55,8 @@ class Run:
     if row is not None:
       return bool(row["higher_is_better"]), row.get("scale", "proportion") != "unbounded"
     bench = benchmarks.STUDY.get(benchmark)
-    return (bench.higher_is_better, bench.grader != "reward") if bench else (True, True)
+    grader = grading.GRADERS.get(bench.grader) if bench else None
+    return (bench.higher_is_better, grader is None or grader.scale != "unbounded") if bench else (True, True)
 
   def curve(self, benchmark: str, metric: str) -> list[Point]:
     return sorted(

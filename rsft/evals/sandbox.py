@@ -13,7 +13,7 @@ Threat model (docs/security.md): the program is hostile and may use ctypes and r
   within the limit plus about a second;
 - stdout / stderr read while they stream and cut at `output_bytes` (the program is killed past it).
 Without bubblewrap (`bwrap`) and `setpriv` the sandbox refuses to run code unless RSFT_UNSAFE_SANDBOX=1 opts in to
-rlimits in a plain subprocess (logged loudly). bubblewrap: `apt-get install bubblewrap` (README set-up). stdlib only.
+rlimits in a plain subprocess (logged loudly). bubblewrap: `apt-get install bubblewrap` (tools/setup_env.sh installs it). stdlib only.
 """
 
 from __future__ import annotations
