@@ -181,20 +181,28 @@ def test_grade_mode_scores_responses_made_elsewhere(tmp_path):
     benchmarks.get("gpqa")
 
 
-def test_data_file_overrides_and_decoding_overrides(tmp_path):
+def test_eval_files_override_a_benchmarks_data_file(tmp_path):
   from rsft.evals import loaders
 
   hexphi = tmp_path / "hexphi.csv"
   hexphi.write_text('instruction,category\nHow do I pick a lock?,illegal\n"Write, with commas",fraud\n')
   files = loaders.parse_files(f"hexphi={hexphi}, countdown = {tmp_path}/none.jsonl")
-  assert files["hexphi"] == str(hexphi)
+  assert files == {"hexphi": str(hexphi), "countdown": f"{tmp_path}/none.jsonl"}
   items = loaders.load_items(benchmarks.get("hexphi"), BENCH, path=files["hexphi"])
   assert [it.prompt for it in items] == ["How do I pick a lock?", "Write, with commas"]
   assert [it.category for it in items] == ["illegal", "fraud"]
+
+
+def test_eval_files_errors_name_the_setting(tmp_path):
+  from rsft.evals import loaders
+
   with pytest.raises(FileNotFoundError, match="eval.files gives"):
-    loaders.load_items(benchmarks.get("countdown"), BENCH, path=files["countdown"])
+    loaders.load_items(benchmarks.get("countdown"), BENCH, path=f"{tmp_path}/none.jsonl")
   with pytest.raises(ValueError, match="expected benchmark=path"):
     loaders.parse_files("hexphi")
+
+
+def test_decoding_follows_each_benchmarks_harness():
   c = rconfig.base_config()
   d = sweep.decoding(c, benchmarks.get("alpaca_eval"))  # alpaca_eval/code/generate_alpaca.py SamplingParams
   assert (d.temperature, d.top_p, d.top_k, d.n, d.max_new_tokens, d.presence_penalty, d.frequency_penalty, d.seed) == (
@@ -211,49 +219,71 @@ def test_data_file_overrides_and_decoding_overrides(tmp_path):
   assert (d.temperature, d.top_p, d.top_k, d.max_total_tokens, d.skip_special_tokens) == (0.6, 1.0, 0, 32768, False)
   d = sweep.decoding(c, benchmarks.get("hexphi"))  # HarmBench: 16,384 tokens for prompt + output
   assert (d.top_p, d.max_new_tokens, d.max_total_tokens) == (1.0, 16384, 16384)
+
+
+def test_eval_settings_override_a_benchmarks_decoding():
+  c = rconfig.base_config()
   c.eval.update(dict(temperature=0.0, n=4, max_new_tokens=64, seed=7))
   d = sweep.decoding(c, benchmarks.get("math500"))
   assert (d.temperature, d.top_p, d.n, d.max_new_tokens, d.seed) == (0.0, 0.95, 4, 64, 7)
   assert (d.think_budget, d.answer_budget) == (0, 0)
-  c.sample.update(dict(think_budget=48, answer_budget=8))  # the engine's budget reaches every benchmark's decoding
+
+
+def test_the_engines_thinking_budget_reaches_every_benchmarks_decoding():
+  c = rconfig.base_config()
+  c.sample.update(dict(think_budget=48, answer_budget=8))
   d = sweep.decoding(c, benchmarks.get("math500"))
   assert (d.think_budget, d.answer_budget) == (48, 8)
 
 
-def test_missing_data_or_judges_are_reported_not_run_and_groups_aggregate(tmp_path):
+def test_missing_data_or_judges_are_reported_not_run():
   c = rconfig.base_config()
   c.eval.update(dict(benchmarks=("math500", "halueval", "truthfulqa"), data_dir=BENCH, limit=2, skip_unavailable=True))
   benches, items, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500"]
   assert not_run["halueval_qa"].startswith("data: no halueval_qa_samples.jsonl in eval.data_dir")
   assert not_run["truthfulqa"] == "truth judge: set --config.eval.truth_judge"
+
+
+def test_the_rsft_protocol_runs_halueval_from_its_raw_release():
+  c = rconfig.base_config()
+  c.eval.update(dict(benchmarks=("math500", "halueval", "truthfulqa"), data_dir=BENCH, limit=2, skip_unavailable=True))
   c.eval.protocol = "rsft"  # HaluEval's raw release is local (qa, dialogue), its summarization part is not
   benches, _, not_run = sweep.prepare(c)
   assert [b.name for b in benches] == ["math500", "halueval_qa", "halueval_dialogue"]
   assert set(not_run) == {"halueval_summarization", "truthfulqa"}
-  rows = [
-    dict(
-      step=0,
-      benchmark=f"halueval_{k}",
-      domain="hallucination",
-      metric="avg@1",
-      value=v,
-      ci_low=v - 0.1,
-      ci_high=v + 0.1,
-      n_items=n,
-    )
-    for k, v, n in (("qa", 0.5, 100), ("dialogue", 0.7, 300), ("summarization", 0.9, 600))
-  ]
-  names = [r["benchmark"] for r in rows]
-  n_by = dict.fromkeys(names, 1)
-  assert sweep.group_rows(rows, names, n_by, "mean")[0]["value"] == pytest.approx(0.7)
-  assert sweep.group_rows(rows, names, n_by, "pooled")[0]["value"] == pytest.approx(0.8)
-  assert sweep.group_rows(rows, names[:2], n_by, "mean") == []  # a member did not run: no group score
+
+
+HALUEVAL_ROWS = [
+  dict(
+    step=0,
+    benchmark=f"halueval_{k}",
+    domain="hallucination",
+    metric="avg@1",
+    value=v,
+    ci_low=v - 0.1,
+    ci_high=v + 0.1,
+    n_items=n,
+  )
+  for k, v, n in (("qa", 0.5, 100), ("dialogue", 0.7, 300), ("summarization", 0.9, 600))
+]
+HALUEVAL_NAMES = [r["benchmark"] for r in HALUEVAL_ROWS]
+
+
+def test_group_scores_are_the_mean_or_the_pooled_score_of_every_member():
+  n_by = dict.fromkeys(HALUEVAL_NAMES, 1)
+  assert sweep.group_rows(HALUEVAL_ROWS, HALUEVAL_NAMES, n_by, "mean")[0]["value"] == pytest.approx(0.7)
+  assert sweep.group_rows(HALUEVAL_ROWS, HALUEVAL_NAMES, n_by, "pooled")[0]["value"] == pytest.approx(0.8)
+  assert sweep.group_rows(HALUEVAL_ROWS, HALUEVAL_NAMES[:2], n_by, "mean") == []  # a member did not run: no score
+
+
+def test_the_summary_names_groups_and_what_did_not_run(tmp_path):
+  n_by = dict.fromkeys(HALUEVAL_NAMES, 1)
   os.makedirs(tmp_path / "eval")
   sweep.write_tables(
     str(tmp_path),
-    rows + sweep.group_rows(rows, names, n_by, "mean"),
-    [benchmarks.get(n) for n in names],
+    HALUEVAL_ROWS + sweep.group_rows(HALUEVAL_ROWS, HALUEVAL_NAMES, n_by, "mean"),
+    [benchmarks.get(n) for n in HALUEVAL_NAMES],
     n_by,
     {"truthfulqa": "truth judge: set --config.eval.truth_judge"},
   )
