@@ -95,6 +95,17 @@ def load_model(
 
   Computes in `dtype` and stores parameters in `param_dtype` (default: `dtype`; training keeps float32 master
   weights with bfloat16 compute). With a `mesh`, parameters are placed by the logical-axis rules.
+
+  Args:
+    path: an HF checkpoint dir, a training step dir (WORKDIR/checkpoints/<step>) or a .gguf file.
+    dtype: compute dtype ("float32", "bfloat16", "float16").
+    mesh: where the parameters live (rsft.sharding.make_mesh); None keeps them on the default device.
+    remat_policy: activation checkpointing of the layers when training (rsft.models.layers.REMAT_POLICIES).
+    param_dtype: storage dtype of the parameters; None = `dtype`.
+    attention: full-sequence attention implementation (rsft.models.attention: auto, xla, chunked, splash, cudnn).
+
+  Returns:
+    A Model with its tokenizer (None when the dir has none), the source config.json and the default stop ids.
   """
   path = os.fspath(path)
   if is_gguf(path):
@@ -151,7 +162,13 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
 def export_hf(m_or_dir: Model | str, out_dir: str, dtype: str | None = None) -> str:
   """Writes an HF dir (safetensors + config.json + tokenizer files) that transformers loads.
 
-  `dtype` defaults to the dtype of the original checkpoint, so HF -> rsft -> HF is bit-exact.
+  Args:
+    m_or_dir: a loaded Model, or any path load_model takes (a training step dir, an HF dir, a .gguf file).
+    out_dir: the directory to write (created).
+    dtype: tensor dtype on disk; None = the original checkpoint's, so HF -> rsft -> HF is bit-exact.
+
+  Returns:
+    out_dir.
   """
   m = m_or_dir if isinstance(m_or_dir, Model) else load_model(m_or_dir)
   out_dir = os.fspath(out_dir)
