@@ -4,6 +4,8 @@ transformers' forward + backward of the same batch as the reference, in one run.
 
   python bench/context_parallel.py [--length=2048] [--rows=2] [--steps=3]
   python bench/context_parallel.py --smoke          # 256-token rows, one step each, sequence 4 only
+  python bench/context_parallel.py --smollm2        # the real model: log-probs on a sequence x data mesh (ring,
+                                                    # all-gather) vs one device vs transformers, 2 x 512 tokens
 Tiny random Qwen3 (2 layers, hidden 64), float32, packed rows of 40-400-token documents. Fewer rows than devices (the
 long-row case): unsplit, every device computes the whole batch (a batch that does not divide data x fsdp is
 replicated); with the sequence axis each device computes rows / data x length / sequence tokens. Reported per mesh:
@@ -44,13 +46,47 @@ def packed(rows: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
   )
 
 
+def smollm2() -> None:
+  """SmolLM2-135M-Instruct (`python -m rsft.tools.models fetch smollm2-135m-instruct`): token log-probs of two
+  512-token rows on one device, on data 2 x sequence 4 with each sequence attention, and in transformers."""
+  import jax
+  import torch
+  import transformers
+
+  import rsft
+  from rsft import sharding
+  from rsft.tools import models
+
+  if not models.is_fetched("smollm2-135m-instruct"):
+    raise SystemExit("SmolLM2 is not here: python -m rsft.tools.models fetch smollm2-135m-instruct")
+  path = models.checkpoint_dir("smollm2-135m-instruct")
+  ids = np.random.default_rng(0).integers(100, 40000, (2, 512)).astype(np.int32)
+  one = np.asarray(rsft.token_logprobs(rsft.load_model(path), ids))
+  hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+  with torch.no_grad():
+    logits = hf(torch.tensor(ids, dtype=torch.long)).logits.float()
+  targets = torch.tensor(ids[:, 1:], dtype=torch.long)[..., None]
+  ref = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets)[..., 0].numpy()
+  print(f"SmolLM2-135M, 2 x 512 tokens, float32: one device vs transformers max |diff| {np.abs(one - ref).max():.2e}")
+  for attention in ("allgather", "ring"):
+    m = rsft.load_model(path, mesh=sharding.make_mesh(2, 1, 1, sequence=4), attention=attention)
+    got = np.asarray(jax.block_until_ready(rsft.token_logprobs(m, ids)))
+    print(
+      f"data 2 x sequence 4, {attention:9s}: max |diff| vs one device {np.abs(got - one).max():.2e}, "
+      f"vs transformers {np.abs(got - ref).max():.2e}"
+    )
+
+
 def main() -> None:
   parser = argparse.ArgumentParser()
   parser.add_argument("--length", type=int, default=2048)
   parser.add_argument("--rows", type=int, default=2)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--smoke", action="store_true")
+  parser.add_argument("--smollm2", action="store_true", help="the real model's log-probs on a sequence mesh")
   args = parser.parse_args()
+  if args.smollm2:
+    return smollm2()
   if args.smoke:
     args.length, args.steps = 256, 1
   import jax
