@@ -160,7 +160,7 @@ def test_training_runs_and_resumes_bit_identically_on_a_sequence_mesh(tmp_path):
 def test_gathered_attention_in_query_blocks_equals_one_pass():
   """Shards' query slices longer than the block run block by block (block j of every shard at once): the same
   output as one pass, and as the reference attention of the unsplit row."""
-  from rsft.models import attention
+  from rsft.models import attention, context_parallel
 
   rng = np.random.default_rng(1)
   b, t, n, kv, h = 2, 64, 4, 2, 8
@@ -170,7 +170,7 @@ def test_gathered_attention_in_query_blocks_equals_one_pass():
   want = attention.dot_product_attention(q, k, v, attention.segment_mask(seg, seg))
   order = np.asarray(step_lib.zigzag(t, 4))
   rules = sharding.Rules(mesh(sequence=4, data=2))
-  run = jax.jit(lambda *a, chunk: attention.gathered(*a, rules, chunk=chunk), static_argnames="chunk")
+  run = jax.jit(lambda *a, chunk: context_parallel.gathered(*a, rules, chunk=chunk), static_argnames="chunk")
   for chunk in (4, 1024):  # 16 local queries: 4 blocks of 4, or one pass
     got = run(q[:, order], k[:, order], v[:, order], seg[:, order], pos[:, order], chunk=chunk)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want)[:, order], atol=1e-5)
@@ -183,7 +183,7 @@ def test_gathered_attention_in_query_blocks_equals_one_pass():
 def test_ring_attention_equals_the_reference_with_its_gradients(shape, chunk, window):
   """Outputs and dQ, dK, dV of the ring (in block pairs or one pass, with a sliding window) against the reference
   attention of the unsplit row, for every real token (padding queries give zeros; the reference averages)."""
-  from rsft.models import attention
+  from rsft.models import attention, context_parallel
 
   rng = np.random.default_rng(2)
   b, t, n, kv, h = 2, 64, 4, 2, 8
@@ -195,7 +195,7 @@ def test_ring_attention_equals_the_reference_with_its_gradients(shape, chunk, wi
   ref = lambda q, k, v: attention.dot_product_attention(q, k, v, attention.segment_mask(seg, seg, window=window))
   order = np.asarray(step_lib.zigzag(t, shape["sequence"]))
   rules = sharding.Rules(mesh(**shape))
-  ring = lambda q, k, v: attention.ring(q, k, v, seg[:, order], pos[:, order], rules, window, chunk)
+  ring = lambda q, k, v: context_parallel.ring(q, k, v, seg[:, order], pos[:, order], rules, window, chunk)
   got = jax.jit(ring)(q[:, order], k[:, order], v[:, order])
   np.testing.assert_allclose(np.asarray(got), np.asarray(ref(q, k, v) * real)[:, order], atol=1e-5)
   want = jax.grad(lambda *a: (ref(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
@@ -247,13 +247,13 @@ def _count(jaxpr, name):
 def test_ring_backward_under_save_names_does_not_rerun_the_ring():
   """remat=save_names keeps the ring's output and softmax sums: the backward pass passes K/V round once (the
   forward's hops plus its own), as without remat; under full remat the forward's hops come back."""
-  from rsft.models import attention, layers
+  from rsft.models import context_parallel, layers
 
   rng = np.random.default_rng(0)
   q, k, v = (rng.normal(size=(2, 32, h, 8)).astype(np.float32) for h in (4, 2, 2))
   batch = packed_batch(rows=2, length=32)
   rules = sharding.Rules(mesh(sequence=4, data=2))
-  ring = lambda q, k, v: attention.ring(q, k, v, batch["segment_ids"], batch["positions"], rules).sum()
+  ring = lambda q, k, v: context_parallel.ring(q, k, v, batch["segment_ids"], batch["positions"], rules).sum()
   hops = {
     policy: _count(jax.make_jaxpr(jax.grad(layers.remat(ring, policy) if policy else ring))(q, k, v), "ppermute")
     for policy in (None, "save_names", "full")
@@ -262,7 +262,7 @@ def test_ring_backward_under_save_names_does_not_rerun_the_ring():
 
 
 def test_ring_blocks_follow_the_zigzag_halves():
-  from rsft.models.attention import _ring_block
+  from rsft.models.context_parallel import _ring_block
 
   assert [_ring_block(t, c) for t, c in ((16384, 1024), (1024, 1024), (16, 4), (10, 4), (1021, 1024))] == [
     1024,
@@ -288,13 +288,13 @@ def test_flops_count_a_shard_map_body_on_every_device():
 def test_ring_memory_inside_a_layer_scan_is_linear_in_the_row():
   """The backward of a scan over layers calling the ring: temporaries less than double when the row doubles. (JAX
   used to hoist every block pair's mask, which depends only on the loop-constant positions, out of the loop.)"""
-  from rsft.models import attention
+  from rsft.models import context_parallel
 
   rules = sharding.Rules(mesh(sequence=2))
   temp = []
   for length in (2048, 4096):
     batch = packed_batch(rows=1, length=length)
-    ring = lambda x, k, v: attention.ring(x, k, v, batch["segment_ids"], batch["positions"], rules, chunk=128)
+    ring = lambda x, k, v: context_parallel.ring(x, k, v, batch["segment_ids"], batch["positions"], rules, chunk=128)
     f = lambda q, k, v: jax.lax.scan(lambda x, _: (ring(x, k, v) + x, None), q, None, length=2)[0].sum()
     shapes = [jax.ShapeDtypeStruct((1, length, h, 8), np.float32) for h in (4, 2, 2)]
     temp.append(jax.jit(jax.grad(f, argnums=(0, 1, 2))).lower(*shapes).compile().memory_analysis().temp_size_in_bytes)

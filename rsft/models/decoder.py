@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from rsft.models import attention
+from rsft.models import attention, context_parallel
 from rsft.models.config import ModelConfig
 from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
 from rsft.sharding import Rules, sequence_shards
@@ -22,6 +22,13 @@ from rsft.sharding import Rules, sequence_shards
 def positions_from_mask(mask: jax.Array) -> jax.Array:
   """HF positions: the number of real tokens before this one (left padding does not shift positions)."""
   return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0).astype(jnp.int32)
+
+
+def _full_attention(q, k, v, segment_ids, positions, implementation, rules, window):
+  """Rows split over a `sequence` axis take context-parallel attention; whole rows the chosen kernel."""
+  if sequence_shards(rules.mesh) > 1:
+    return context_parallel.attention(q, k, v, segment_ids, positions, implementation, rules, window)
+  return attention.self_attention(q, k, v, segment_ids, implementation, rules, window)
 
 
 class Attention(nnx.Module):
@@ -79,14 +86,14 @@ class Attention(nnx.Module):
       out = attention.paged_attention(q, k_pool, v_pool, layer, pages, positions, self.window)
       return self.o_proj(out), (k_pool, v_pool)
     if cache is None:
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window, positions)
+      out = _full_attention(q, k, v, segment_ids, positions, implementation, rules, self.window)
       return self.o_proj(checkpoint_name(out, "attn_out")), None
     k_all, v_all, layer, index = cache  # all layers' cache, updated in place: only the new columns are written
     at = (layer, 0, index, 0, 0)
     k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
     v_all = jax.lax.dynamic_update_slice(v_all, v.astype(v_all.dtype)[None], at)
     if segment_ids is not None:  # a whole prompt into an empty cache: it attends to itself, with the kernel
-      out = attention.self_attention(q, k, v, segment_ids, implementation, rules, self.window, positions)
+      out = _full_attention(q, k, v, segment_ids, positions, implementation, rules, self.window)
     else:  # queries against the cache, reading its filled columns only
       out = attention.cached_attention(q, k_all, v_all, layer, mask)
     return self.o_proj(out), (k_all, v_all)
