@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rsft.models import families
+
 # GGUF general.architecture -> HF model_type. Qwen2/Qwen3 GGUFs keep HF's q/k order; Llama's are permuted.
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
 _PERMUTED = ("llama",)
@@ -89,9 +91,7 @@ def hf_config(path: str, reader: Any = None) -> dict[str, Any]:
   vocab = get("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
   model_type = ARCHITECTURES[arch]
   config = {
-    "architectures": [
-      {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[model_type]
-    ],
+    "architectures": [families.get(model_type).hf_name + "ForCausalLM"],
     "model_type": model_type,
     "vocab_size": int(vocab),
     "hidden_size": hidden,

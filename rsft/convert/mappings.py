@@ -1,4 +1,4 @@
-"""Declarative HF <-> rsft weight tables, one per model family.
+"""The layouts of the declarative HF <-> rsft weight tables (each family's table is in rsft/models/families/).
 
 A row says which HF tensor becomes which rsft parameter(s), how its layout changes, and which ModelConfig flag
 must be set for the row to exist. `{i}` rows are per layer and stack into the leading `[L, ...]` dimension.
@@ -17,83 +17,14 @@ on export (still one HF tensor at a time):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
+from rsft.models import families
 from rsft.models.config import ModelConfig
+from rsft.models.families import Row
 
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-  hf: str
-  rsft: str | tuple[str, ...]  # a tuple for a fused HF tensor (FUSED transforms), in the transform's order
-  transform: str
-  when: str | None = None  # name of a boolean ModelConfig attribute / property
-
-  @property
-  def per_layer(self) -> bool:
-    return "{i}" in self.hf
-
-  @property
-  def targets(self) -> tuple[str, ...]:
-    return self.rsft if isinstance(self.rsft, tuple) else (self.rsft,)
-
-
-_L = "model.layers.{i}."
-COMMON = (
-  Row("model.embed_tokens.weight", "embed_tokens.embedding", "copy"),
-  Row("model.norm.weight", "norm.scale", "copy"),
-  Row("lm_head.weight", "lm_head", "linear", when="has_lm_head"),
-  Row("score.weight", "score", "linear", when="has_score"),
-  Row(_L + "input_layernorm.weight", "layers.input_layernorm.scale", "copy"),
-  Row(_L + "post_attention_layernorm.weight", "layers.post_attention_layernorm.scale", "copy"),
-  Row(_L + "self_attn.q_proj.weight", "layers.self_attn.q_proj.kernel", "heads_in"),
-  Row(_L + "self_attn.k_proj.weight", "layers.self_attn.k_proj.kernel", "heads_in"),
-  Row(_L + "self_attn.v_proj.weight", "layers.self_attn.v_proj.kernel", "heads_in"),
-  Row(_L + "self_attn.o_proj.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
-  Row(_L + "mlp.gate_proj.weight", "layers.mlp.gate_proj.kernel", "linear"),
-  Row(_L + "mlp.up_proj.weight", "layers.mlp.up_proj.kernel", "linear"),
-  Row(_L + "mlp.down_proj.weight", "layers.mlp.down_proj.kernel", "linear"),
-)
-QKV_BIAS = tuple(
-  Row(_L + f"self_attn.{p}_proj.bias", f"layers.self_attn.{p}_proj.bias", "flatten", when="qkv_bias") for p in "qkv"
-)
-O_BIAS = (Row(_L + "self_attn.o_proj.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),)
-QK_NORM = tuple(
-  Row(_L + f"self_attn.{p}_norm.weight", f"layers.self_attn.{p}_norm.scale", "copy", when="qk_norm") for p in "qk"
-)
-
-_QKV = tuple(f"layers.self_attn.{p}_proj.kernel" for p in "qkv")
-_I = "model.layers.{i}."
-INTERNLM2 = (
-  Row("model.tok_embeddings.weight", "embed_tokens.embedding", "copy"),
-  Row("model.norm.weight", "norm.scale", "copy"),
-  Row("output.weight", "lm_head", "linear", when="has_lm_head"),
-  Row(_I + "attention_norm.weight", "layers.input_layernorm.scale", "copy"),
-  Row(_I + "ffn_norm.weight", "layers.post_attention_layernorm.scale", "copy"),
-  Row(_I + "attention.wqkv.weight", _QKV, "qkv_grouped"),
-  Row(
-    _I + "attention.wqkv.bias",
-    tuple(f"layers.self_attn.{p}_proj.bias" for p in "qkv"),
-    "qkv_grouped_bias",
-    when="qkv_bias",
-  ),
-  Row(_I + "attention.wo.weight", "layers.self_attn.o_proj.kernel", "heads_out"),
-  Row(_I + "attention.wo.bias", "layers.self_attn.o_proj.bias", "copy", when="o_bias"),
-  Row(_I + "feed_forward.w1.weight", "layers.mlp.gate_proj.kernel", "linear"),
-  Row(_I + "feed_forward.w3.weight", "layers.mlp.up_proj.kernel", "linear"),
-  Row(_I + "feed_forward.w2.weight", "layers.mlp.down_proj.kernel", "linear"),
-)
-
-TABLES = {
-  "qwen2": COMMON + QKV_BIAS,  # q/k/v bias always, no o_proj bias
-  "qwen3": COMMON + QK_NORM + QKV_BIAS + O_BIAS,  # biases only with attention_bias=true
-  "llama": COMMON + QKV_BIAS + O_BIAS,
-  "mistral": COMMON,  # Llama's layout without biases; the sliding window is a ModelConfig field
-  "internlm2": INTERNLM2,
-}
 FUSED = ("qkv_grouped", "qkv_grouped_bias")
 
 # Buffers some exporters write that carry no weights (recomputed from config).
@@ -101,12 +32,13 @@ IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 def rows_for(cfg: ModelConfig) -> list[Row]:
-  return [r for r in TABLES[cfg.model_type] if r.when is None or getattr(cfg, r.when)]
+  """The family's table rows whose tensors this configuration has."""
+  return [r for r in cfg.family.weights if r.when is None or getattr(cfg, r.when)]
 
 
 def lm_head_key(model_type: str) -> str:
   """The family's output-projection tensor name (a tied model's checkpoint may still carry it)."""
-  return next(r.hf for r in TABLES[model_type] if r.rsft == "lm_head")
+  return next(r.hf for r in families.get(model_type).weights if r.rsft == "lm_head")
 
 
 def hf_keys(row: Row, num_layers: int) -> list[str]:

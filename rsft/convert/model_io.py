@@ -13,6 +13,7 @@ from rsft import sharding
 from rsft.convert import gguf, step_dir
 from rsft.convert.hf_to_rsft import checkpoint_files, is_gguf, load_params
 from rsft.convert.rsft_to_hf import export
+from rsft.models import families
 from rsft.models.config import ModelConfig
 from rsft.models.model import Model, abstract_model
 
@@ -22,7 +23,6 @@ _QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
 
 # Families whose tokenizer class ships as code in the checkpoint dir (no transformers class): InternLM2's
 # sentencepiece tokenizer. Only the user's own local checkpoint dir is read; nothing is downloaded.
-_REMOTE_CODE_TOKENIZERS = ("internlm2",)
 
 
 def load_tokenizer(path: str | None) -> Any:
@@ -35,7 +35,8 @@ def load_tokenizer(path: str | None) -> Any:
   remote = False
   if os.path.exists(os.path.join(path, "config.json")):
     with open(os.path.join(path, "config.json")) as f:
-      remote = json.load(f).get("model_type") in _REMOTE_CODE_TOKENIZERS
+      family = families.FAMILIES.get(json.load(f).get("model_type"))
+    remote = family is not None and family.remote_code
   return transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
 
 

@@ -90,11 +90,8 @@ def export(
       json.dump(index, f, indent=2)
 
   config = dict(hf_config) if hf_config else cfg.to_hf_dict()
-  if cfg.model_type == "internlm2":  # its remote code is written for transformers 4.x, which reads torch_dtype
-    config["torch_dtype"] = dtype
-  else:
-    config["dtype"] = dtype
-    config.pop("torch_dtype", None)
+  config.pop("torch_dtype" if cfg.family.dtype_key == "dtype" else "dtype", None)
+  config[cfg.family.dtype_key] = dtype
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(config, f, indent=2)
   if source_dir and os.path.abspath(source_dir) != os.path.abspath(out_dir):

@@ -1,4 +1,4 @@
-"""Decoder family (Qwen2/2.5, Qwen3, Llama 3.x) and its output heads."""
+"""The decoder every family runs (Qwen2/2.5, Qwen3, Llama 3.x, Mistral, InternLM2/2.5; rsft/models/families/)."""
 
 from rsft.models.config import ModelConfig
 from rsft.models.decoder import Decoder

@@ -13,11 +13,10 @@ import json
 import os
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama", "mistral", "internlm2")
+from rsft.models import families
+
 SUPPORTED_ROPE_TYPES = ("default", "llama3", "dynamic")
 _HEADS = {"ForCausalLM": "lm", "ForSequenceClassification": "score"}
-_ARCH_NAMES = {"qwen2": "Qwen2", "qwen3": "Qwen3", "llama": "Llama", "mistral": "Mistral", "internlm2": "InternLM2"}
-MISTRAL_DEFAULT_WINDOW = 4096  # transformers' MistralConfig default when config.json has no `sliding_window` key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,25 +51,23 @@ class ModelConfig:
   sliding_window: int | None = None
 
   def __post_init__(self):
-    if self.model_type not in SUPPORTED_MODEL_TYPES:
-      raise ValueError(f"model_type={self.model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES}.")
-    if self.sliding_window is not None and (self.model_type != "mistral" or self.sliding_window < 1):
+    family = families.get(self.model_type)
+    if self.head not in family.heads:
+      raise ValueError(f"{self.model_type}: head={self.head!r} is not supported; the family has {family.heads}.")
+    if self.sliding_window is not None and (not family.sliding_window or self.sliding_window < 1):
+      with_window = tuple(f.model_type for f in families.FAMILIES.values() if f.sliding_window)
       raise ValueError(
-        f"sliding_window={self.sliding_window!r}: only a positive window on a mistral model is "
+        f"sliding_window={self.sliding_window!r}: only a positive window on a family with one {with_window} is "
         "supported (Qwen2's use_sliding_window is not implemented)."
       )
     if self.rope_dynamic is not None and self.rope_llama3 is not None:
       raise ValueError("rope_dynamic and rope_llama3 are exclusive rope scalings.")
-    if self.model_type == "internlm2" and self.head_dim * self.num_heads != self.hidden_size:
-      raise ValueError(
-        f"internlm2: head_dim={self.head_dim} must be hidden_size / num_heads = "
-        f"{self.hidden_size} / {self.num_heads} (InternLM2 derives it; its config has no head_dim)."
-      )
-    if self.model_type == "internlm2" and (self.head != "lm" or self.qkv_bias != self.o_bias or self.rope_llama3):
-      raise ValueError(
-        "internlm2: only InternLM2ForCausalLM, one `bias` flag for wqkv and wo, and default or "
-        "dynamic rope are supported."
-      )
+    if family.check is not None:
+      family.check(self)
+
+  @property
+  def family(self) -> families.Family:
+    return families.get(self.model_type)
 
   @property
   def has_lm_head(self) -> bool:
@@ -81,12 +78,10 @@ class ModelConfig:
     return self.head == "score"
 
   def to_hf_dict(self) -> dict[str, Any]:
-    """A config.json for this architecture (from-scratch models have no original to copy). transformers loads it
-    for every family but InternLM2, whose classes are remote code: that one is the layout its own
-    configuration_internlm2.py reads (rsft reloads it; transformers needs the modeling files beside it)."""
+    """A config.json for this architecture (from-scratch models have no original to copy): the common fields,
+    then the family's `write` (InternLM2's is its own layout, which rsft reloads; transformers needs the remote
+    modeling files beside it)."""
     suffix = "ForCausalLM" if self.head == "lm" else "ForSequenceClassification"
-    if self.model_type == "internlm2":
-      return self._internlm2_hf_dict()
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": self.rope_theta}
     if self.rope_llama3:
       f, lo, hi, orig = self.rope_llama3
@@ -101,7 +96,7 @@ class ModelConfig:
     elif self.rope_dynamic:
       rope = {"rope_type": "dynamic", "rope_theta": self.rope_theta, "factor": self.rope_dynamic}
     out = {
-      "architectures": [_ARCH_NAMES[self.model_type] + suffix],
+      "architectures": [self.family.hf_name + suffix],
       "model_type": self.model_type,
       "vocab_size": self.vocab_size,
       "hidden_size": self.hidden_size,
@@ -119,56 +114,30 @@ class ModelConfig:
       "pad_token_id": self.pad_token_id,
       "dtype": self.checkpoint_dtype,
     }
-    if self.model_type in ("qwen3", "llama"):
-      out["attention_bias"] = self.qkv_bias
-    if self.model_type == "mistral":
-      out["sliding_window"] = self.sliding_window  # written even when None: transformers' default is 4096
     if self.head == "score":
       out["num_labels"] = self.num_labels
       out["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
       out["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
-    return out
-
-  def _internlm2_hf_dict(self) -> dict[str, Any]:
-    return {
-      "architectures": ["InternLM2ForCausalLM"],
-      "model_type": "internlm2",
-      "vocab_size": self.vocab_size,
-      "hidden_size": self.hidden_size,
-      "intermediate_size": self.intermediate_size,
-      "num_hidden_layers": self.num_layers,
-      "num_attention_heads": self.num_heads,
-      "num_key_value_heads": self.num_kv_heads,
-      "hidden_act": "silu",
-      "rms_norm_eps": self.rms_norm_eps,
-      "bias": self.qkv_bias,
-      "rope_theta": self.rope_theta,
-      "rope_scaling": {"type": "dynamic", "factor": self.rope_dynamic} if self.rope_dynamic else None,
-      "max_position_embeddings": self.max_position_embeddings,
-      "tie_word_embeddings": self.tie_word_embeddings,
-      "pad_token_id": self.pad_token_id,
-      "torch_dtype": self.checkpoint_dtype,
-    }
+    return out if self.family.write is None else self.family.write(self, out)
 
   @classmethod
   def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json") -> ModelConfig:
     model_type = cfg.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-      raise ValueError(
-        f"{source}: model_type={model_type!r} is not supported; rsft supports {SUPPORTED_MODEL_TYPES} "
-        "(Qwen2/Qwen2.5, Qwen3, Llama 3.x, Mistral, InternLM2/2.5)."
-      )
-    arch = (cfg.get("architectures") or [f"{model_type}ForCausalLM"])[0]
+    family = families.get(model_type, source)
+    arch = (cfg.get("architectures") or [f"{family.hf_name}ForCausalLM"])[0]
     head = next((h for suffix, h in _HEADS.items() if arch.endswith(suffix)), None)
     if head is None:
       raise ValueError(
         f"{source}: architecture {arch!r} is not supported; expected *ForCausalLM or *ForSequenceClassification."
       )
+    if head not in family.heads:
+      classes = " or ".join(family.hf_name + suffix for suffix, h in _HEADS.items() if h in family.heads)
+      raise ValueError(f"{source}: {arch} is not supported; {model_type} has only {classes}.")
     if cfg.get("hidden_act", "silu") != "silu":
       raise ValueError(f"{source}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu').")
     if cfg.get("mlp_bias"):
       raise ValueError(f"{source}: mlp_bias=true is not supported.")
-    if cfg.get("use_sliding_window") and model_type != "mistral":
+    if cfg.get("use_sliding_window") and not family.sliding_window:
       raise ValueError(f"{source}: use_sliding_window=true is not supported for {model_type} (full attention only).")
     rope_theta, llama3, dynamic = _read_rope(cfg, source)
     heads = cfg["num_attention_heads"]
@@ -176,24 +145,15 @@ class ModelConfig:
     if heads % kv_heads:
       raise ValueError(f"{source}: num_attention_heads={heads} is not a multiple of num_key_value_heads={kv_heads}.")
     attention_bias = bool(cfg.get("attention_bias", False))
-    if model_type == "qwen2":  # Qwen2 hard-codes q/k/v bias and no o_proj bias (maxtext PR #3113).
-      qkv_bias, o_bias = True, False
-    elif model_type == "mistral":  # no biases anywhere
-      qkv_bias = o_bias = False
-    elif model_type == "internlm2":  # `bias` on wqkv and wo; its InternLM2Config defaults it to true
-      qkv_bias = o_bias = bool(cfg.get("bias", True))
-    else:  # Qwen3 and Llama put `attention_bias` on all four projections.
-      qkv_bias = o_bias = attention_bias
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    if model_type == "internlm2":
-      if head == "score":
-        raise ValueError(f"{source}: {arch} is not supported; only InternLM2ForCausalLM.")
-      if cfg["hidden_size"] % heads:
-        raise ValueError(
-          f"{source}: hidden_size={cfg['hidden_size']} is not a multiple of num_attention_heads={heads}."
-        )
-      head_dim = cfg["hidden_size"] // heads  # InternLM2Attention derives it, whatever else the file says
-    window = cfg.get("sliding_window", MISTRAL_DEFAULT_WINDOW) if model_type == "mistral" else None
+    # The common reading (Llama's); the family's `read` overrides where it departs from it.
+    fields = dict(
+      qkv_bias=attention_bias,
+      o_bias=attention_bias,
+      head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+      qk_norm=False,
+      sliding_window=None,
+    )
+    fields.update(family.read(cfg, source))
     dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
     return cls(
       model_type=model_type,
@@ -203,13 +163,9 @@ class ModelConfig:
       num_layers=cfg["num_hidden_layers"],
       num_heads=heads,
       num_kv_heads=kv_heads,
-      head_dim=head_dim,
       rope_theta=float(rope_theta),
       rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
       tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-      qkv_bias=qkv_bias,
-      o_bias=o_bias,
-      qk_norm=model_type == "qwen3",
       rope_llama3=llama3,
       head=head,
       num_labels=int(cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 1) if head == "score" else 1,
@@ -217,7 +173,7 @@ class ModelConfig:
       max_position_embeddings=int(cfg.get("max_position_embeddings", 32768)),
       checkpoint_dtype=str(dtype),
       rope_dynamic=dynamic,
-      sliding_window=None if window is None else int(window),
+      **fields,
     )
 
   @classmethod
