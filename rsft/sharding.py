@@ -212,6 +212,18 @@ def batch_multiple(mesh: Mesh | None) -> int:
   return 1 if mesh is None else mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1)
 
 
+def micro_batch_rows(global_batch: int, micro_batch_size: int, mesh: Mesh | None) -> int:
+  """Rows per accumulation step: micro_batch_size, or with 0 one row per data-parallel device (data x fsdp), the
+  layout that fits the study's 20k-token rows on every slice docs/fit.md lists."""
+  rows = micro_batch_size or batch_multiple(mesh)
+  if global_batch % rows:
+    raise ValueError(
+      f"train.global_batch_size={global_batch} is not a multiple of the micro-batch "
+      f"({rows} rows{' = data x fsdp devices' if not micro_batch_size else ''})."
+    )
+  return rows
+
+
 def put_batch(mesh: Mesh | None, x: Any) -> jax.Array:
   """A host array [B, ...] placed with its batch over (data, fsdp) when it divides (else replicated).
 

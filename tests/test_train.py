@@ -142,7 +142,7 @@ def test_adam_moments_are_laid_out_like_the_params():
 
   c = rconfig.base_config()
   c.data.max_length, c.train.global_batch_size, c.train.micro_batch_size = 32, 8, 4
-  parts = loop.build_step(c, CFG, sharding.make_mesh(1, 4, 2), total_steps=10)
+  parts = loop.build_step(CFG, loop.Numerics.of(c), c.train, c.data.max_length, sharding.make_mesh(1, 4, 2), 10)
   params = {jax.tree_util.keystr(k): v.sharding for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_params)}
   key = jax.tree_util.keystr
   moments = [
@@ -342,11 +342,11 @@ def test_micro_batch_zero_is_one_row_per_data_parallel_device():
 
   c = rconfig.base_config()
   c.train.global_batch_size, c.train.micro_batch_size = 8, 0
-  assert loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2)) == 4  # data x fsdp; tensor shares a row
+  assert sharding.micro_batch_rows(8, 0, sharding.make_mesh(2, 2, 2)) == 4  # data x fsdp; tensor shares a row
   assert loop.step_config(c.train, sharding.make_mesh(1, 8, 1)).micro_batches == 1
   c.train.global_batch_size = 6
   with pytest.raises(ValueError, match=r"not a multiple of the micro-batch \(4 rows = data x fsdp devices\)"):
-    loop.micro_batch_rows(c.train, sharding.make_mesh(2, 2, 2))
+    sharding.micro_batch_rows(6, 0, sharding.make_mesh(2, 2, 2))
 
 
 def test_a_made_base_is_step_0_and_sft_starts_from_it(tmp_path):

@@ -204,6 +204,42 @@ def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, 
   return len(data) * num_epochs // per_host_batch
 
 
+def training_stream(
+  data_cfg: Any, tokenizer: Any, *, global_batch: int, num_steps: int | None, num_epochs: int, cache_dir: str
+) -> tuple[Any, int]:
+  """This process's batches for a training run, and the step count every process agrees on.
+
+  Args:
+    data_cfg: the config's `data` section (files, max_length, packing, shuffle, seed, ...).
+    tokenizer: renders and tokenizes this process's share of the rows.
+    global_batch: rows per step over all processes; each process yields global_batch / process_count of them.
+    num_steps: a fixed step count (the stream then repeats without end), or None for `num_epochs` epochs.
+    num_epochs: epochs when num_steps is None.
+    cache_dir: where the tokenized share is cached.
+
+  Returns:
+    (the grain iterator, whose state goes into every checkpoint; the run's step count, the smallest over processes).
+  """
+  procs = jax.process_count()
+  if global_batch % procs:
+    raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}).")
+  data = prepare(data_cfg, tokenizer, cache_dir=cache_dir, process_index=jax.process_index(), process_count=procs)
+  check_shares(data)
+  kw = dict(
+    seq_len=data_cfg.max_length,
+    per_host_batch=global_batch // procs,
+    packing=data_cfg.packing,
+    shuffle=data_cfg.shuffle,
+    seed=data_cfg.seed,
+  )
+  total_steps = num_steps or distributed.min_over_processes(steps_per_run(data, num_epochs=num_epochs, **kw))
+  if total_steps < 1:
+    raise ValueError(
+      f"{len(data)} examples make no full batch of {global_batch // procs} on process {jax.process_index()} of {procs}."
+    )
+  return iter(make_dataset(data, num_epochs=None if num_steps else num_epochs, **kw)), total_steps
+
+
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
   """Host-local batch -> global arrays on the mesh (each process contributes its rows)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}

@@ -54,18 +54,35 @@ def _tokenizer(model: Any):
   return tokenizer
 
 
-def _initial_params(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, base: str | None) -> Any:
-  """model.path's weights, the made base's (`base`: its last checkpoint step dir), or a fresh init."""
+@dataclasses.dataclass(frozen=True)
+class Numerics:
+  """How the training model computes: the `model` section's dtypes and remat policy, and the attention the mesh
+  asks for (rsft.config.train_attention), decided once for the whole run."""
+
+  dtype: str
+  param_dtype: str
+  remat: str
+  attention: str
+
+  @classmethod
+  def of(cls, config: Any) -> Numerics:
+    return cls(config.model.dtype, config.model.param_dtype, config.model.remat, rconfig.train_attention(config))
+
+
+def _initial_params(
+  path: str | None, numerics: Numerics, model_cfg: ModelConfig, seed: int, mesh: jax.sharding.Mesh
+) -> Any:
+  """The weights at `path` (model.path, or the made base's last step dir), or a fresh init."""
   kw = dict(
-    dtype=config.model.dtype,
-    param_dtype=config.model.param_dtype,
+    dtype=numerics.dtype,
+    param_dtype=numerics.param_dtype,
     mesh=mesh,
-    remat_policy=config.model.remat,
-    attention=rconfig.train_attention(config),
+    remat_policy=numerics.remat,
+    attention=numerics.attention,
   )
-  if config.model.path or base:
-    return load_model(config.model.path or base, **kw).params
-  return init_model(model_cfg, seed=config.train.seed, **kw).params
+  if path:
+    return load_model(path, **kw).params
+  return init_model(model_cfg, seed=seed, **kw).params
 
 
 def base_config(config: Any) -> Any:
@@ -126,23 +143,12 @@ class StepParts:
     return {k: jax.ShapeDtypeStruct(self.batch_shape, d, sharding=self.batch_sharding) for k, d in dtypes.items()}
 
 
-def micro_batch_rows(train: Any, mesh: jax.sharding.Mesh | None) -> int:
-  """Rows per accumulation step: train.micro_batch_size, or with 0 one row per data-parallel device (data x fsdp),
-  the layout that fits the study's 20k-token rows on every slice docs/fit.md lists."""
-  rows = train.micro_batch_size or sharding.batch_multiple(mesh)
-  if train.global_batch_size % rows:
-    raise ValueError(
-      f"train.global_batch_size={train.global_batch_size} is not a multiple of the micro-batch "
-      f"({rows} rows{' = data x fsdp devices' if not train.micro_batch_size else ''})."
-    )
-  return rows
-
-
 def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig:
   """The step's static settings from the `train` section. The verl grouping (rows per rank micro-batch) is the
   study's own setting: changing micro_batch_size to fit memory never changes the loss."""
   return StepConfig(
-    micro_batches=train.global_batch_size // micro_batch_rows(train, mesh),
+    micro_batches=train.global_batch_size
+    // sharding.micro_batch_rows(train.global_batch_size, train.micro_batch_size, mesh),
     aggregation=train.loss_aggregation,
     verl_ranks=train.verl_ranks,
     verl_rows_per_micro=train.verl_rows_per_micro,
@@ -151,14 +157,34 @@ def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig
   )
 
 
-def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, total_steps: int) -> StepParts:
+def build_step(
+  model_cfg: ModelConfig,
+  numerics: Numerics,
+  train: Any,
+  max_length: int,
+  mesh: jax.sharding.Mesh | None,
+  total_steps: int,
+) -> StepParts:
   """The jitted train step and the abstract state it runs on, without allocating anything: train.py runs it,
-  rsft.tools.fit compiles it for a TPU topology ahead of time."""
+  rsft.tools.fit compiles it for a TPU topology ahead of time.
+
+  Args:
+    model_cfg: the architecture.
+    numerics: dtypes, remat and attention (Numerics.of(config)).
+    train: the config's `train` section (batch sizes, optimizer, schedule, loss aggregation).
+    max_length: tokens per row (data.max_length).
+    mesh: the device mesh, or None for one device.
+    total_steps: the schedule's length.
+
+  Returns:
+    The StepParts: graphdef, abstract (sharded) params and optimizer state, the jitted optimizer init and step,
+    the learning-rate schedule, the batch's sharding and shape.
+  """
   graphdef, abstract_state, _ = abstract_model(
-    model_cfg, config.model.dtype, config.model.param_dtype, mesh, config.model.remat, rconfig.train_attention(config)
+    model_cfg, numerics.dtype, numerics.param_dtype, mesh, numerics.remat, numerics.attention
   )
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
-  optimizer, lr_schedule = optim.make_optimizer(config.train, total_steps)
+  optimizer, lr_schedule = optim.make_optimizer(train, total_steps)
   # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
   # replicated on the mesh. Leaving this to XLA's propagation replicated mu and nu on every chip (found by
   # rsft.tools.fit: 16 B/param per chip instead of 16/chips), and constants landed on one device (tunix's
@@ -174,13 +200,12 @@ def build_step(config: Any, model_cfg: ModelConfig, mesh: jax.sharding.Mesh, tot
   abstract_opt = jax.tree.map(
     lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_opt_tree, opt_shardings
   )
-  global_batch = config.train.global_batch_size
-  step_cfg = step_config(config.train, mesh)
+  step_cfg = step_config(train, mesh)
   state_out = (jax.tree.map(lambda a: a.sharding, abstract_params), opt_shardings, None) if mesh is not None else None
   jitted = jax.jit(
     functools.partial(train_step, graphdef, optimizer, step_cfg), donate_argnums=(0, 1), out_shardings=state_out
   )  # the state keeps its layout step after step
-  shape = (global_batch, config.data.max_length)
+  shape = (train.global_batch_size, max_length)
   return StepParts(
     graphdef,
     abstract_params,
@@ -213,66 +238,48 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   base = None if finished_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
+  numerics, meta_config = Numerics.of(config), config.to_dict()
+  # From here on each stage gets the section it reads, never the whole config.
+  model, data, train, ckpt_cfg = config.model, config.data, config.train, config.checkpoint
   mesh = sharding.mesh_from_config(config.mesh)
-  tokenizer = _tokenizer(config.model)
-  global_batch, procs = config.train.global_batch_size, jax.process_count()
-  if global_batch % procs:
-    raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}).")
-  micro_batch_rows(config.train, mesh)  # divides the global batch
-  data = pipeline.prepare(
-    config.data,
+  sharding.micro_batch_rows(train.global_batch_size, train.micro_batch_size, mesh)  # checked before data is read
+  tokenizer = _tokenizer(model)
+  data_iter, total_steps = pipeline.training_stream(
+    data,
     tokenizer,
+    global_batch=train.global_batch_size,
+    num_steps=train.num_steps,
+    num_epochs=train.num_epochs,
     cache_dir=os.path.join(workdir, "data"),
-    process_index=jax.process_index(),
-    process_count=procs,
   )  # this host's share only
-  pipeline.check_shares(data)
-  data_kw = dict(
-    seq_len=config.data.max_length,
-    per_host_batch=global_batch // procs,
-    packing=config.data.packing,
-    shuffle=config.data.shuffle,
-    seed=config.data.seed,
+  model_cfg, hf_config = resolve.architecture(model)
+  meta = dict(
+    model_config=dataclasses.asdict(model_cfg),
+    hf_config=hf_config,
+    tokenizer=os.path.abspath(resolve.tokenizer_dir(model)),
+    config=meta_config,
   )
-  total_steps = config.train.num_steps or distributed.min_over_processes(
-    pipeline.steps_per_run(data, num_epochs=config.train.num_epochs, **data_kw)
-  )  # every host: the same schedule
-  if total_steps < 1:
-    raise ValueError(
-      f"{len(data)} examples make no full batch of {global_batch // procs} on process {jax.process_index()} of {procs}."
-    )
-  dataset = pipeline.make_dataset(
-    data, num_epochs=None if config.train.num_steps else config.train.num_epochs, **data_kw
-  )
-  data_iter = iter(dataset)
-
-  model_cfg, hf_config = resolve.architecture(config.model)
-  parts = build_step(config, model_cfg, mesh, total_steps)
-  abstract_params, abstract_opt = parts.abstract_params, parts.abstract_opt
-  lr_schedule, jitted, batch_sharding = parts.lr_schedule, parts.jitted, parts.batch_sharding
-
-  ckpt_cfg = config.checkpoint
+  parts = build_step(model_cfg, numerics, train, data.max_length, mesh, total_steps)
   mngr = checkpoint.manager(
     os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep, ckpt_cfg.async_save
   )
   step = 0
   if mngr.latest_step() is not None:  # resume: nothing is loaded from model.path, all comes from the checkpoint
     params, train_state = checkpoint.restore(
-      mngr, mngr.latest_step(), abstract_params, {"opt_state": abstract_opt, "step": 0}, data_iter
+      mngr, mngr.latest_step(), parts.abstract_params, {"opt_state": parts.abstract_opt, "step": 0}, data_iter
     )
     opt_state, step = train_state["opt_state"], int(train_state["step"])
     logging.info("resumed from step %d", step)
   else:
-    params = _initial_params(config, model_cfg, mesh, base)
+    params = _initial_params(model.path or base, numerics, model_cfg, train.seed, mesh)
     opt_state = parts.init_opt(params)
     if base:  # the made base is the run's step 0, evaluated as a real run's model.path is
-      checkpoint.save(mngr, 0, params, opt_state, data_iter, _meta(config, model_cfg, hf_config))
+      checkpoint.save(mngr, 0, params, opt_state, data_iter, meta)
 
-  meta = _meta(config, model_cfg, hf_config)
   writer = metrics_lib.Writer(
-    workdir, total_steps, model_cfg, config.data.max_length, global_batch, start_step=step, tracking=config.tracking
+    workdir, total_steps, model_cfg, data.max_length, train.global_batch_size, start_step=step, tracking=config.tracking
   )
-  every = config.train.probe_every if probe is not None else 0
+  every = train.probe_every if probe is not None else 0
   probe_now = lambda s, p: writer.write_extra(s, probe(s, Model(model_cfg, p, parts.graphdef, tokenizer, mesh)))
   if every and (step % every == 0 or step == total_steps):  # as below: metrics.cut_back dropped this row
     probe_now(step, params)  # the baseline (step 0: the model before any update)
@@ -285,11 +292,11 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   try:
     while step < total_steps:
       t0 = time.perf_counter()
-      batch = pipeline.to_global(next(data_iter), batch_sharding)
-      params, opt_state, out = jitted(params, opt_state, batch)
+      batch = pipeline.to_global(next(data_iter), parts.batch_sharding)
+      params, opt_state, out = parts.jitted(params, opt_state, batch)
       step += 1
-      if step % config.train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
-        last = writer.write(step, jax.device_get(out), float(lr_schedule(step - 1)), time.perf_counter() - t0)
+      if step % train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
+        last = writer.write(step, jax.device_get(out), float(parts.lr_schedule(step - 1)), time.perf_counter() - t0)
       if every and (step % every == 0 or step == total_steps):
         probe_now(step, params)
       if should_save(step) or preempt.requested:
@@ -305,15 +312,6 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     mngr.close()
     writer.close()
   return last
-
-
-def _meta(config: Any, model_cfg: ModelConfig, hf_config: Any) -> dict[str, Any]:
-  return dict(
-    model_config=dataclasses.asdict(model_cfg),
-    hf_config=hf_config,
-    tokenizer=os.path.abspath(resolve.tokenizer_dir(config.model)),
-    config=config.to_dict(),
-  )
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
