@@ -58,7 +58,7 @@ def rsft_step(arch: str, batch: int, seq: int, steps: int, remat: str, devices: 
   c.train.global_batch_size = c.train.micro_batch_size = batch
   used = jax.local_devices()[:devices] if devices else jax.local_devices()
   mesh = sharding.make_mesh(1, -1, 1, devices=used)
-  parts = loop.build_step(cfg, loop.Numerics.of(c), c.train, seq, mesh, total_steps=1000)
+  parts = loop.build_step(cfg, loop.ModelSetup.of(c), c.train, seq, mesh, total_steps=1000)
   params = rsft.init_model(
     cfg, seed=0, dtype="bfloat16", param_dtype="bfloat16", mesh=mesh, remat_policy=remat, attention=c.model.attention
   ).params

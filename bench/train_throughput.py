@@ -90,7 +90,8 @@ def rsft_tokens_per_s(batch: int, seq: int, steps: int) -> float:
     positions=np.tile(np.arange(seq, dtype=np.int32), (batch, 1)),
   )
   params, opt_state = m.params, tx.init(m.params)
-  params, opt_state, out = step(params, opt_state, b)  # compile + warm-up
+  for _ in range(2):  # compile + warm-up; twice: without a mesh the first call's inputs are uncommitted arrays and
+    params, opt_state, out = step(params, opt_state, b)  # its committed outputs compile once more
   jax.block_until_ready(out)
   start = time.perf_counter()
   for _ in range(steps):

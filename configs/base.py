@@ -88,6 +88,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # scores those answers teacher-forced under the model being trained
     probe_items=16,  # items per probe set
     probe_tokens=256,  # most answer tokens per item
+    # Low-rank adapters: rank 0 = full fine-tuning; rank > 0 freezes model.path's weights (held in model.dtype) and
+    # trains adapters on `targets`; checkpoints hold the adapters, merged on load and export (docs/training.md).
+    lora=dict(
+      rank=0,
+      alpha=32.0,  # scale = alpha / rank
+      targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    ),
   )
   c.checkpoint = dict(
     save_steps=(10, 20, 40, 80, 160, 320, 480, 640),  # tuples: overridable as --config.x="(1, 2)"

@@ -35,6 +35,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
   ("layers", None),
   ("norm", None),
   ("labels", None),
+  ("lora_rank", None),  # adapters keep their layer's sharding on the dims they share with the kernel
   # activations
   ("batch", ("data", "fsdp")),
   ("length", "sequence"),

@@ -93,6 +93,15 @@ SCRIPTS = {
     1,
     [r"train step, tiny Qwen3", r"ratio rsft / transformers: [\d.]+", r"ratio chunked / dense [\d.]+"],
   ),
+  "lora": (
+    ["bench/lora.py", "--smoke"],
+    1,
+    [
+      r"full +trainable +5\.246M \(torch +5\.246M\)",
+      r"LoRA r8 +trainable +0\.156M \(torch +0\.156M\) +opt state +1\.19 MiB \(torch +1\.19\) +memory +[\d.]+ MiB "
+      r"\(0\.\d\d of full\) +rsft +\d+ tok/s \([\d.]+ of full\) +torch +\d+ tok/s \([\d.]+ of full\) +rsft / torch [\d.]+",
+    ],
+  ),
   "step_mfu": (
     ["bench/step_mfu.py", "--smoke", "--devices=2"],
     8,

@@ -142,7 +142,7 @@ def test_adam_moments_are_laid_out_like_the_params():
 
   c = rconfig.base_config()
   c.data.max_length, c.train.global_batch_size, c.train.micro_batch_size = 32, 8, 4
-  parts = loop.build_step(CFG, loop.Numerics.of(c), c.train, c.data.max_length, sharding.make_mesh(1, 4, 2), 10)
+  parts = loop.build_step(CFG, loop.ModelSetup.of(c), c.train, c.data.max_length, sharding.make_mesh(1, 4, 2), 10)
   params = {jax.tree_util.keystr(k): v.sharding for k, v in jax.tree_util.tree_leaves_with_path(parts.abstract_params)}
   key = jax.tree_util.keystr
   moments = [

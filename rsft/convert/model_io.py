@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 from jax.sharding import Mesh
 
 from rsft import sharding
-from rsft.convert import gguf, step_dir
+from rsft.convert import fingerprint, gguf, step_dir
 from rsft.convert.hf_to_rsft import checkpoint_files, is_gguf, load_params
 from rsft.convert.rsft_to_hf import export
 from rsft.models import families
+from rsft.models import lora as lora_lib
 from rsft.models.config import ModelConfig
-from rsft.models.model import Model, abstract_model
+from rsft.models.model import Model, abstract_model, merge_adapters
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 _QWEN_STOPS = ("<|im_end|>", "<|endoftext|>")
@@ -145,6 +147,8 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
   """A training checkpoint step dir: params only, into this mesh's shardings."""
   meta = step_dir.read_meta(path)
   cfg = ModelConfig.from_arch(meta["model_config"])
+  if meta.get("lora"):
+    return _load_adapted(path, meta, dtype, mesh, remat_policy, param_dtype, attention)
   graphdef, state, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention)
   params = step_dir.restore_params(path, sharding.abstract_arrays(state, sharding.Rules(mesh)))
   tokenizer = load_tokenizer(meta.get("tokenizer"))
@@ -157,6 +161,32 @@ def _load_step(path: str, dtype: Any, mesh: Mesh | None, remat_policy: str, para
     meta.get("hf_config"),
     meta.get("tokenizer"),
     default_stop_ids(None, tokenizer),
+  )
+
+
+def _load_adapted(
+  path: str, meta: dict[str, Any], dtype: Any, mesh: Mesh | None, remat_policy: str, param_dtype: Any, attention: str
+) -> Model:
+  """A LoRA step dir: its base (from the path it records, checked against the recorded fingerprint) with the
+  step's adapters merged into the kernels."""
+  record = meta["lora"]
+  base_path = record["base"]
+  problem = checkpoint_problem(base_path)
+  if problem:
+    raise FileNotFoundError(f"{path}: LoRA adapters on the base {base_path}, which cannot be loaded: {problem}")
+  lora_lib.check_base(record, dict(record, base_fingerprint=fingerprint.of(base_path)), f"{path}: base")
+  lora = lora_lib.from_record(record)
+  base = load_model(base_path, dtype, mesh, remat_policy, param_dtype, attention)
+  _, state, _ = abstract_model(base.config, dtype, param_dtype, mesh, remat_policy, attention, lora)
+  adapters, _ = lora_lib.split(sharding.abstract_arrays(state, sharding.Rules(mesh)))
+  merged = merge_adapters(base, lora, step_dir.restore_params(path, adapters))
+  tokenizer = load_tokenizer(meta.get("tokenizer"))
+  return dataclasses.replace(
+    merged,
+    tokenizer=tokenizer,
+    hf_config=meta.get("hf_config"),
+    path=meta.get("tokenizer"),
+    stop_token_ids=default_stop_ids(None, tokenizer),
   )
 
 

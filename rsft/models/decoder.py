@@ -16,6 +16,7 @@ from jax.ad_checkpoint import checkpoint_name
 from rsft.models import attention, context_parallel
 from rsft.models.config import ModelConfig
 from rsft.models.layers import Linear, RMSNorm, apply_rope, param, remat, rope_inv_freq
+from rsft.models.lora import LoRA
 from rsft.sharding import Rules, sequence_shards
 
 
@@ -31,17 +32,24 @@ def _full_attention(q, k, v, segment_ids, positions, implementation, rules, wind
   return attention.self_attention(q, k, v, segment_ids, implementation, rules, window)
 
 
+def _adapted(lora: LoRA | None, name: str) -> dict:
+  """Linear's `lora` argument for module `name`: adapters only on the targets."""
+  return dict(lora=(lora.rank, lora.scale)) if lora is not None and name in lora.targets else {}
+
+
 class Attention(nnx.Module):
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None, lora: LoRA | None = None):
     d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
     qb = dict(bias_shape=(n, h), bias_axes=("q_heads", "head_dim")) if cfg.qkv_bias else {}
     kvb = dict(bias_shape=(k, h), bias_axes=("kv_heads", "head_dim")) if cfg.qkv_bias else {}
     ob = dict(bias_shape=(d,), bias_axes=("embed",)) if cfg.o_bias else {}
-    self.q_proj = Linear("BTD,DNH->BTNH", (d, n, h), ("embed", "q_heads", "head_dim"), **kw, **qb)
-    self.k_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
-    self.v_proj = Linear("BTD,DKH->BTKH", (d, k, h), ("embed", "kv_heads", "head_dim"), **kw, **kvb)
-    self.o_proj = Linear("BTNH,NHD->BTD", (n, h, d), ("q_heads", "head_dim", "embed"), **kw, **ob)
+    q_axes, kv_axes = ("embed", "q_heads", "head_dim"), ("embed", "kv_heads", "head_dim")
+    self.q_proj = Linear("BTD,DNH->BTNH", (d, n, h), q_axes, **kw, **qb, **_adapted(lora, "q_proj"))
+    self.k_proj = Linear("BTD,DKH->BTKH", (d, k, h), kv_axes, **kw, **kvb, **_adapted(lora, "k_proj"))
+    self.v_proj = Linear("BTD,DKH->BTKH", (d, k, h), kv_axes, **kw, **kvb, **_adapted(lora, "v_proj"))
+    o_axes = ("q_heads", "head_dim", "embed")
+    self.o_proj = Linear("BTNH,NHD->BTD", (n, h, d), o_axes, **kw, **ob, **_adapted(lora, "o_proj"))
     self.window = cfg.sliding_window  # None: full causal attention
     if cfg.qk_norm:
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, param_dtype=param_dtype, axis="head_dim", stack=stack)
@@ -100,12 +108,12 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, stack: int | None, lora: LoRA | None = None):
     d, f = cfg.hidden_size, cfg.intermediate_size
     kw = dict(rngs=rngs, param_dtype=param_dtype, stack=stack)
-    self.gate_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw)
-    self.up_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw)
-    self.down_proj = Linear("BTF,FD->BTD", (f, d), ("mlp", "embed"), **kw)
+    self.gate_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw, **_adapted(lora, "gate_proj"))
+    self.up_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw, **_adapted(lora, "up_proj"))
+    self.down_proj = Linear("BTF,FD->BTD", (f, d), ("mlp", "embed"), **kw, **_adapted(lora, "down_proj"))
 
   def __call__(self, x, rules: Rules):
     hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
@@ -116,8 +124,8 @@ class MLP(nnx.Module):
 class DecoderLayer(nnx.Module):
   """All L layers' weights; `__call__` runs one layer on that layer's slice (inside the scan)."""
 
-  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype):
-    kw = dict(rngs=rngs, param_dtype=param_dtype, stack=cfg.num_layers)
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, param_dtype, lora: LoRA | None = None):
+    kw = dict(rngs=rngs, param_dtype=param_dtype, stack=cfg.num_layers, lora=lora)
     self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, param_dtype=param_dtype, stack=cfg.num_layers)
     self.self_attn = Attention(cfg, **kw)
     self.post_attention_layernorm = RMSNorm(
@@ -153,13 +161,16 @@ class Decoder(nnx.Module):
     rules: Rules = Rules(None),
     remat_policy: str = "none",
     attention_impl: str = "auto",
+    lora: LoRA | None = None,
   ):
     attention.resolve(attention_impl, 0)  # validates the name
+    if lora is not None:
+      lora.check(cfg)
     self.cfg, self.dtype, self.rules, self.remat_policy = cfg, dtype, rules, remat_policy
     self.attention_impl = attention_impl
     d, v = cfg.hidden_size, cfg.vocab_size
     self.embed_tokens = Embed(v, d, rngs=rngs, param_dtype=param_dtype)
-    self.layers = DecoderLayer(cfg, rngs=rngs, param_dtype=param_dtype)
+    self.layers = DecoderLayer(cfg, rngs=rngs, param_dtype=param_dtype, lora=lora)
     self.norm = RMSNorm(d, cfg.rms_norm_eps, param_dtype=param_dtype)
     if cfg.head == "score":
       self.score = param(rngs, (d, cfg.num_labels), ("embed", "labels"), param_dtype)

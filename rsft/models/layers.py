@@ -1,6 +1,6 @@
 """Building blocks: parameters with logical axes, linear maps, RMSNorm, rotate-half RoPE, remat policies.
 
-Numerics follow `transformers`: norms, RoPE angles and softmax in float32; matmuls in the compute dtype.
+ModelSetup follow `transformers`: norms, RoPE angles and softmax in float32; matmuls in the compute dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rsft.models import lora as lora_lib
 from rsft.models.config import ModelConfig
 
 
@@ -69,7 +70,9 @@ class Linear(nnx.Module):
     bias_shape: Sequence[int] | None = None,
     bias_axes: Sequence[str | None] = (),
     stack: int | None = None,
+    lora: tuple[int, float] | None = None,
   ):
+    """`lora` = (rank, scale) adds trainable low-rank adapters beside the kernel (rsft/models/lora.py)."""
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
     self.eqn = eqn
     self.kernel = param(
@@ -79,6 +82,10 @@ class Linear(nnx.Module):
       param(rngs, lead + tuple(bias_shape), lead_axes + tuple(bias_axes), param_dtype, init="zeros")
       if bias_shape is not None
       else None
+    )
+    rank, self.lora_scale = lora or (0, 0.0)
+    self.lora_a, self.lora_b = (
+      lora_lib.adapter_params(rngs, eqn, shape, axes, rank, param_dtype, stack) if lora is not None else (None, None)
     )
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -95,6 +102,10 @@ class Linear(nnx.Module):
       y = flat.reshape(*x.shape[:2], *flat.shape[1:])
     else:
       y = jnp.einsum(self.eqn, x, self.kernel[...].astype(x.dtype), precision=precision(x.dtype))
+    if self.lora_a is not None:
+      f = lora_lib.factors(self.eqn)
+      down = jnp.einsum(f.down, x, self.lora_a[...].astype(x.dtype), precision=precision(x.dtype))
+      y = y + self.lora_scale * jnp.einsum(f.up, down, self.lora_b[...].astype(x.dtype), precision=precision(x.dtype))
     if self.bias is not None:
       y = y + self.bias[...].astype(x.dtype)
     return y

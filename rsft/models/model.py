@@ -17,8 +17,10 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rsft import sharding
+from rsft.models import lora as lora_lib
 from rsft.models.config import ModelConfig
 from rsft.models.decoder import Decoder
+from rsft.models.lora import LoRA
 
 
 @dataclasses.dataclass
@@ -39,7 +41,14 @@ class Model:
 
 
 def _decoder(
-  cfg: ModelConfig, seed: int, dtype: Any, param_dtype: Any, mesh: Mesh | None, remat_policy: str, attention: str
+  cfg: ModelConfig,
+  seed: int,
+  dtype: Any,
+  param_dtype: Any,
+  mesh: Mesh | None,
+  remat_policy: str,
+  attention: str,
+  lora: LoRA | None = None,
 ) -> Decoder:
   return Decoder(
     cfg,
@@ -49,6 +58,7 @@ def _decoder(
     rules=sharding.Rules(mesh),
     remat_policy=remat_policy,
     attention_impl=attention,
+    lora=lora,
   )
 
 
@@ -59,10 +69,12 @@ def abstract_model(
   mesh: Mesh | None = None,
   remat_policy: str = "none",
   attention: str = "auto",
+  lora: LoRA | None = None,
 ) -> tuple[Any, nnx.State, Any]:
   """(graphdef, abstract state, shardings) without allocating anything; validates the mesh layout.
-  `attention`: the full-sequence attention implementation (rsft/models/attention.py), part of the graphdef."""
-  model = nnx.eval_shape(lambda: _decoder(cfg, 0, dtype, param_dtype, mesh, remat_policy, attention))
+  `attention`: the full-sequence attention implementation (rsft/models/attention.py), part of the graphdef;
+  `lora`: low-rank adapters on its targets (rsft/models/lora.py), in the state as nnx.LoRAParam."""
+  model = nnx.eval_shape(lambda: _decoder(cfg, 0, dtype, param_dtype, mesh, remat_policy, attention, lora))
   graphdef, state = nnx.split(model)
   return graphdef, state, sharding.state_shardings(state, sharding.Rules(mesh))
 
@@ -83,6 +95,45 @@ def init_model(
     out_shardings=shardings,
   )
   return Model(cfg, init(), graphdef, mesh=mesh)
+
+
+def init_adapters(
+  cfg: ModelConfig,
+  lora: LoRA,
+  seed: int = 0,
+  dtype: Any = "float32",
+  param_dtype: Any = None,
+  mesh: Mesh | None = None,
+  remat_policy: str = "none",
+  attention: str = "auto",
+) -> tuple[Any, nnx.State]:
+  """(the adapted model's graphdef, fresh adapters in their sharded layout): A random, B zero, so the adapted model
+  starts as its base. The base weights come from elsewhere (a checkpoint); `nnx.merge_state(base, adapters)` is the
+  adapted model's state."""
+  graphdef, abstract, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention, lora)
+  adapters, _ = lora_lib.split(abstract)
+  shardings = sharding.state_shardings(adapters, sharding.Rules(mesh))
+  init = jax.jit(
+    lambda: lora_lib.split(nnx.split(_decoder(cfg, seed, dtype, param_dtype, mesh, remat_policy, attention, lora))[1])[
+      0
+    ],
+    out_shardings=shardings,
+  )
+  return graphdef, init()
+
+
+_merge = jax.jit(lora_lib.merge, static_argnums=0)
+
+
+def merge_adapters(base: Model, lora: LoRA, adapters: nnx.State) -> Model:
+  """`base` with the adapters folded into its kernels (W + scale * A B): a plain model that samples at full speed
+  and exports as an HF checkpoint."""
+  module = base.module()
+  param_dtype = jax.tree.leaves(base.params)[0].dtype
+  graphdef, _, _ = abstract_model(
+    base.config, module.dtype, param_dtype, base.mesh, module.remat_policy, module.attention_impl, lora
+  )
+  return dataclasses.replace(base, params=_merge(graphdef, nnx.merge_state(base.params, adapters)))
 
 
 def reshard(m: Model, mesh: Mesh | None, dtype: Any = None) -> Model:

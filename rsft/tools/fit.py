@@ -222,9 +222,9 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   mesh = sharding.make_mesh(
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices, sequence=config.mesh.sequence
   )
-  numerics = loop.Numerics.of(config)
-  parts = loop.build_step(model_cfg, numerics, config.train, config.data.max_length, mesh, total_steps=1000)
-  args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch())
+  setup = loop.ModelSetup.of(config)
+  parts = loop.build_step(model_cfg, setup, config.train, config.data.max_length, mesh, total_steps=1000)
+  args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch(), parts.abstract_frozen)
   compiled, refused = _compile("train step", parts.jitted.lower(*args), args, s.chip.hbm_gib * GIB)
   if refused:
     return refused
@@ -253,7 +253,7 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
     f"{parts.batch_shape[0]} rows x {parts.batch_shape[1]} tokens per step in "
     f"{config.train.global_batch_size // sharding.micro_batch_rows(config.train.global_batch_size, config.train.micro_batch_size, mesh)} micro-batches, remat="
     f"{config.model.remat}, attention="
-    f"{numerics.attention + ' (sequence axis)' if split else config.model.attention}, params "
+    f"{setup.attention + ' (sequence axis)' if split else config.model.attention}, params "
     f"{config.model.param_dtype}"
   ]
   if config.model.attention == "splash" and not split:

@@ -73,3 +73,8 @@ def restore(
     args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   out = mngr.restore(step, args=ocp.args.Composite(**args))
   return out[PARAMS], out["train"]
+
+
+def read_meta(mngr: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  """A saved step's `meta` item alone."""
+  return mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]

@@ -26,11 +26,14 @@ from absl import logging
 from rsft import config as rconfig
 from rsft import distributed, sharding, tracking
 from rsft import workdir as workdir_lib
+from rsft.convert import fingerprint
 from rsft.convert.model_io import load_model, load_tokenizer
 from rsft.convert.step_dir import finished_steps
 from rsft.data import generate, pipeline
 from rsft.models import ModelConfig, resolve
-from rsft.models.model import Model, abstract_model, init_model
+from rsft.models import lora as lora_lib
+from rsft.models.lora import LoRA
+from rsft.models.model import Model, abstract_model, init_adapters, init_model, merge_adapters
 from rsft.train import checkpoint, optim
 from rsft.train import metrics as metrics_lib
 from rsft.train.step import StepConfig, train_step
@@ -55,34 +58,61 @@ def _tokenizer(model: Any):
 
 
 @dataclasses.dataclass(frozen=True)
-class Numerics:
-  """How the training model computes: the `model` section's dtypes and remat policy, and the attention the mesh
-  asks for (rsft.config.train_attention), decided once for the whole run."""
+class ModelSetup:
+  """How the training model is built: the `model` section's dtypes and remat policy, the attention the mesh asks
+  for (rsft.config.train_attention) and the adapters `train.lora` asks for (None: full fine-tuning), decided once
+  for the whole run."""
 
   dtype: str
   param_dtype: str
   remat: str
   attention: str
+  lora: LoRA | None = None
 
   @classmethod
-  def of(cls, config: Any) -> Numerics:
-    return cls(config.model.dtype, config.model.param_dtype, config.model.remat, rconfig.train_attention(config))
+  def of(cls, config: Any) -> ModelSetup:
+    return cls(
+      config.model.dtype,
+      config.model.param_dtype,
+      config.model.remat,
+      rconfig.train_attention(config),
+      lora_lib.from_config(config.train.lora),
+    )
+
+  def load(self, path: str, mesh: jax.sharding.Mesh | None, **kw) -> Model:
+    """The model at `path` built for training; with LoRA the frozen base, held in the compute dtype."""
+    param_dtype = self.dtype if self.lora else self.param_dtype
+    return load_model(path, self.dtype, mesh, self.remat, param_dtype, self.attention, **kw)
 
 
 def _initial_params(
-  path: str | None, numerics: Numerics, model_cfg: ModelConfig, seed: int, mesh: jax.sharding.Mesh
+  path: str | None, setup: ModelSetup, model_cfg: ModelConfig, seed: int, mesh: jax.sharding.Mesh | None
 ) -> Any:
-  """The weights at `path` (model.path, or the made base's last step dir), or a fresh init."""
-  kw = dict(
-    dtype=numerics.dtype,
-    param_dtype=numerics.param_dtype,
-    mesh=mesh,
-    remat_policy=numerics.remat,
-    attention=numerics.attention,
-  )
+  """What trains at step 0: fresh adapters (LoRA), the weights at `path` (model.path, or the made base's last step
+  dir), or a fresh init."""
+  if setup.lora is not None:
+    return init_adapters(
+      model_cfg, setup.lora, seed, setup.dtype, setup.param_dtype, mesh, setup.remat, setup.attention
+    )[1]
   if path:
-    return load_model(path, **kw).params
-  return init_model(model_cfg, seed=seed, **kw).params
+    return setup.load(path, mesh).params
+  return init_model(model_cfg, seed, setup.dtype, setup.param_dtype, mesh, setup.remat, setup.attention).params
+
+
+def _lora_base(setup: ModelSetup, path: str | None, mesh: jax.sharding.Mesh | None) -> tuple[Model, dict[str, Any]]:
+  """LoRA's frozen base and what the checkpoints record of it (settings, path, fingerprint)."""
+  if not path:
+    raise ValueError(
+      "train.lora.rank > 0 adapts a base model: set model.path (or pretrain.* to make one), or train.lora.rank=0."
+    )
+  record = dict(
+    rank=setup.lora.rank,
+    alpha=setup.lora.alpha,
+    targets=list(setup.lora.targets),
+    base=os.path.abspath(path),
+    base_fingerprint=fingerprint.of(path),
+  )
+  return setup.load(path, mesh), record
 
 
 def base_config(config: Any) -> Any:
@@ -129,11 +159,12 @@ def _make_base(config: Any, workdir: str) -> str | None:
 @dataclasses.dataclass
 class StepParts:
   graphdef: Any
-  abstract_params: Any  # ShapeDtypeStructs with their shardings
+  abstract_params: Any  # what trains (the model, or the adapters), as ShapeDtypeStructs with their shardings
+  abstract_frozen: Any  # LoRA's base weights in the compute dtype; None for full fine-tuning
   abstract_opt: Any
   init_opt: Any  # jitted optimizer.init into the pinned layout
   lr_schedule: Any
-  jitted: Any  # jitted train_step(params, opt_state, batch), state donated
+  jitted: Any  # jitted train_step(params, opt_state, batch, frozen), state donated
   batch_sharding: Any
   batch_shape: tuple[int, int]
 
@@ -159,7 +190,7 @@ def step_config(train: Any, mesh: jax.sharding.Mesh | None = None) -> StepConfig
 
 def build_step(
   model_cfg: ModelConfig,
-  numerics: Numerics,
+  setup: ModelSetup,
   train: Any,
   max_length: int,
   mesh: jax.sharding.Mesh | None,
@@ -170,20 +201,24 @@ def build_step(
 
   Args:
     model_cfg: the architecture.
-    numerics: dtypes, remat and attention (Numerics.of(config)).
+    setup: dtypes, remat, attention and adapters (ModelSetup.of(config)).
     train: the config's `train` section (batch sizes, optimizer, schedule, loss aggregation).
     max_length: tokens per row (data.max_length).
     mesh: the device mesh, or None for one device.
     total_steps: the schedule's length.
 
   Returns:
-    The StepParts: graphdef, abstract (sharded) params and optimizer state, the jitted optimizer init and step,
-    the learning-rate schedule, the batch's sharding and shape.
+    The StepParts: graphdef, abstract (sharded) trainable and frozen params and optimizer state, the jitted
+    optimizer init and step, the learning-rate schedule, the batch's sharding and shape.
   """
   graphdef, abstract_state, _ = abstract_model(
-    model_cfg, numerics.dtype, numerics.param_dtype, mesh, numerics.remat, numerics.attention
+    model_cfg, setup.dtype, setup.param_dtype, mesh, setup.remat, setup.attention, setup.lora
   )
   abstract_params = sharding.abstract_arrays(abstract_state, sharding.Rules(mesh))
+  abstract_frozen = None
+  if setup.lora is not None:
+    abstract_params, base = lora_lib.split(abstract_params)
+    abstract_frozen = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, setup.dtype, sharding=a.sharding), base)
   optimizer, lr_schedule = optim.make_optimizer(train, total_steps)
   # Optimizer state: every params-shaped part (Adam's mu, nu) laid out exactly as the params, the rest (counters)
   # replicated on the mesh. Leaving this to XLA's propagation replicated mu and nu on every chip (found by
@@ -209,6 +244,7 @@ def build_step(
   return StepParts(
     graphdef,
     abstract_params,
+    abstract_frozen,
     abstract_opt,
     init_opt,
     lr_schedule,
@@ -238,7 +274,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   base = None if finished_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
-  numerics, meta_config = Numerics.of(config), config.to_dict()
+  setup, meta_config = ModelSetup.of(config), config.to_dict()
   # From here on each stage gets the section it reads, never the whole config.
   model, data, train, ckpt_cfg = config.model, config.data, config.train, config.checkpoint
   mesh = sharding.mesh_from_config(config.mesh)
@@ -259,19 +295,25 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     tokenizer=os.path.abspath(resolve.tokenizer_dir(model)),
     config=meta_config,
   )
-  parts = build_step(model_cfg, numerics, train, data.max_length, mesh, total_steps)
+  base_model = None  # LoRA: the frozen weights the adapters add to
+  if setup.lora is not None:
+    base_model, meta["lora"] = _lora_base(setup, model.path or base, mesh)
+  frozen = None if base_model is None else base_model.params
+  parts = build_step(model_cfg, setup, train, data.max_length, mesh, total_steps)
   mngr = checkpoint.manager(
     os.path.join(workdir, "checkpoints"), tuple(ckpt_cfg.save_steps), ckpt_cfg.keep, ckpt_cfg.async_save
   )
   step = 0
   if mngr.latest_step() is not None:  # resume: nothing is loaded from model.path, all comes from the checkpoint
+    if base_model is not None:  # but LoRA's base, which must be the one the adapters were trained on
+      lora_lib.check_base(checkpoint.read_meta(mngr, mngr.latest_step()).get("lora"), meta["lora"], "model.path")
     params, train_state = checkpoint.restore(
       mngr, mngr.latest_step(), parts.abstract_params, {"opt_state": parts.abstract_opt, "step": 0}, data_iter
     )
     opt_state, step = train_state["opt_state"], int(train_state["step"])
     logging.info("resumed from step %d", step)
   else:
-    params = _initial_params(model.path or base, numerics, model_cfg, train.seed, mesh)
+    params = _initial_params(model.path or base, setup, model_cfg, train.seed, mesh)
     opt_state = parts.init_opt(params)
     if base:  # the made base is the run's step 0, evaluated as a real run's model.path is
       checkpoint.save(mngr, 0, params, opt_state, data_iter, meta)
@@ -280,7 +322,12 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     workdir, total_steps, model_cfg, data.max_length, train.global_batch_size, start_step=step, tracking=config.tracking
   )
   every = train.probe_every if probe is not None else 0
-  probe_now = lambda s, p: writer.write_extra(s, probe(s, Model(model_cfg, p, parts.graphdef, tokenizer, mesh)))
+  as_model = lambda p: (
+    Model(model_cfg, p, parts.graphdef, tokenizer, mesh)
+    if base_model is None
+    else merge_adapters(base_model, setup.lora, p)
+  )
+  probe_now = lambda s, p: writer.write_extra(s, probe(s, as_model(p)))
   if every and (step % every == 0 or step == total_steps):  # as below: metrics.cut_back dropped this row
     probe_now(step, params)  # the baseline (step 0: the model before any update)
   preempt = Preemption()
@@ -293,7 +340,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     while step < total_steps:
       t0 = time.perf_counter()
       batch = pipeline.to_global(next(data_iter), parts.batch_sharding)
-      params, opt_state, out = parts.jitted(params, opt_state, batch)
+      params, opt_state, out = parts.jitted(params, opt_state, batch, frozen)
       step += 1
       if step % train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
         last = writer.write(step, jax.device_get(out), float(parts.lr_schedule(step - 1)), time.perf_counter() - t0)

@@ -1,6 +1,8 @@
 """The jitted train step: gradient accumulation as a scan over micro-batches, then one optimizer update.
 
-Pure function of (params, opt_state, batch); the caller jits it with explicit shardings and donates the state.
+Pure function of (params, opt_state, batch, frozen); the caller jits it with explicit shardings and donates the
+state. `params` are what trains: the whole model, or with LoRA the adapters alone, `frozen` then holding the base
+weights, which get no gradient and no optimizer state (rsft/models/lora.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from rsft.models import forward
 from rsft.train.loss import token_scales
@@ -35,9 +38,10 @@ def zigzag(length: int, shards: int) -> jax.Array:
   return jnp.concatenate([jnp.concatenate([chunks[i], chunks[2 * shards - 1 - i]]) for i in range(shards)])
 
 
-def _micro_loss(params, graphdef, mb, chunk):
+def _micro_loss(params, frozen, graphdef, mb, chunk):
+  state = params if frozen is None else nnx.merge_state(frozen, params)
   lp, entropy, _ = forward.logprobs(
-    graphdef, params, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, stats=True
+    graphdef, state, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, stats=True
   )
   w = mb["weights"]
   sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
@@ -51,6 +55,7 @@ def train_step(
   params: Any,
   opt_state: Any,
   batch: dict[str, jax.Array],
+  frozen: Any = None,
 ) -> tuple[Any, Any, dict[str, jax.Array]]:
   batch = dict(batch, scale=token_scales(batch["weights"], cfg.aggregation, cfg.verl_ranks, cfg.verl_rows_per_micro))
   if cfg.sequence > 1:  # every [B, T] array in zigzag order: the loss is a sum over tokens, attention masks by
@@ -64,12 +69,12 @@ def train_step(
 
   def accumulate(carry, mb):
     grads, objective, sums = carry
-    (obj, s), g = grad_fn(params, graphdef, mb, cfg.loss_chunk)
+    (obj, s), g = grad_fn(params, frozen, graphdef, mb, cfg.loss_chunk)
     grads = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g)
     return (grads, objective + obj, jax.tree.map(jnp.add, sums, s)), None
 
   if cfg.micro_batches == 1:  # no accumulator: a zeroed float32 copy of the model and an add per step saved
-    (objective, sums), grads = grad_fn(params, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk)
+    (objective, sums), grads = grad_fn(params, frozen, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk)
   else:
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
