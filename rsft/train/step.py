@@ -38,7 +38,7 @@ def zigzag(length: int, shards: int) -> jax.Array:
   return jnp.concatenate([jnp.concatenate([chunks[i], chunks[2 * shards - 1 - i]]) for i in range(shards)])
 
 
-def _micro_loss(params, frozen, graphdef, mb, chunk):
+def _micro_loss(params, graphdef, mb, chunk, frozen=None):
   state = params if frozen is None else nnx.merge_state(frozen, params)
   lp, entropy, _ = forward.logprobs(
     graphdef, state, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, stats=True
@@ -69,12 +69,12 @@ def train_step(
 
   def accumulate(carry, mb):
     grads, objective, sums = carry
-    (obj, s), g = grad_fn(params, frozen, graphdef, mb, cfg.loss_chunk)
+    (obj, s), g = grad_fn(params, graphdef, mb, cfg.loss_chunk, frozen)
     grads = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g)
     return (grads, objective + obj, jax.tree.map(jnp.add, sums, s)), None
 
   if cfg.micro_batches == 1:  # no accumulator: a zeroed float32 copy of the model and an add per step saved
-    (objective, sums), grads = grad_fn(params, frozen, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk)
+    (objective, sums), grads = grad_fn(params, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk, frozen)
   else:
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
