@@ -64,7 +64,10 @@ def rsft_row(cfg, rank: int, rows: int, seq: int, steps: int, base_params=None) 
   setup = loop.ModelSetup("float32", "float32", "none", "xla", lora)
   parts = loop.build_step(cfg, setup, train, seq, None, steps + 1)
   base = base_params if base_params is not None else init_model(cfg, seed=0).params
-  params, frozen = (base, None) if lora is None else (init_adapters(cfg, lora, seed=1)[1], base)
+  if lora is None:  # the step donates what trains: keep the caller's weights
+    params, frozen = jax.tree.map(lambda x: x.copy(), base), None
+  else:
+    params, frozen = init_adapters(cfg, lora, seed=1)[1], base
   opt_state = parts.init_opt(params)
   b = batch(cfg.vocab_size, rows, seq)
   memory = parts.jitted.lower(params, opt_state, b, frozen).compile().memory_analysis()
@@ -150,7 +153,7 @@ def smollm2_check(steps: int) -> None:
   import rsft
   from rsft.models import forward
   from rsft.models.lora import LoRA
-  from rsft.models.model import merge_adapters
+  from rsft.models.model import abstract_model, merge_adapters
   from rsft.tools import models as fetched
 
   if not fetched.is_fetched("smollm2-135m-instruct"):
@@ -161,7 +164,7 @@ def smollm2_check(steps: int) -> None:
   full = rsft_row(cfg, 0, rows, seq, steps, m.params)
   row = rsft_row(cfg, 16, rows, seq, steps, m.params)
   lora = LoRA(16, 32.0)
-  graphdef = rsft.abstract_model(cfg, lora=lora)[0]
+  graphdef = abstract_model(cfg, lora=lora)[0]
   b = batch(cfg.vocab_size, rows, seq)
   args = (b["inputs"], b["positions"], b["segment_ids"], b["targets"], 128)
   adapted = forward.logprobs(graphdef, nnx.merge_state(row["frozen"], row["params"]), *args)
