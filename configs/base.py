@@ -45,6 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     shuffle=False,  # study: parquet order every epoch
     seed=0,
     limit_rows=0,  # >0: a seeded random subset of this many rows (Math-CoT-2.5k)
+    # "name=weight,...": the training files (each named by its base name without extensions) interleaved by
+    # weight, each shuffled with its own seed and repeated without end; needs train.num_steps (docs/training.md)
+    mix=config_dict.placeholder(str),
     generate=config_dict.placeholder(str),  # a Countdown level (countdown | countdown3): make the demo's SFT
     generate_rows=2000,  # data in WORKDIR/data (rsft/data/generate.py)
   )

@@ -93,5 +93,17 @@ def min_over_processes(value: int) -> int:
   return int(np.min(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 
+def sum_over_processes(counts: Any) -> Any:
+  """Every process's integer `counts` (same shape) summed, on every process (all processes call it)."""
+  import numpy as np
+
+  counts = np.asarray(counts, np.int64)
+  if jax.process_count() == 1:
+    return counts
+  from jax.experimental import multihost_utils
+
+  return np.sum(multihost_utils.process_allgather(counts), axis=0)
+
+
 def is_primary() -> bool:
   return jax.process_index() == 0

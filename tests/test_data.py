@@ -201,3 +201,74 @@ def test_an_unusable_share_fails_every_process_together(tiny_tok, tmp_path, monk
   with pytest.raises(ValueError, match="another process's share"):  # process 0 learns of it and raises too
     pipeline.check_shares(full)
   assert votes == [0, 1]
+
+
+def _two_sources(tok, tmp_path, mix, **kw):
+  """a.jsonl and b.jsonl (40 Countdown rows each, different puzzles) prepared as one training set."""
+  for name, seed in (("a", 1), ("b", 2)):
+    with open(tmp_path / f"{name}.jsonl", "w") as f:
+      for r in countdown.rows(seed, 40):
+        f.write(json.dumps(r) + "\n")
+  cfg = DataCfg(
+    train_files=f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}",
+    format="auto",
+    on_error="raise",
+    max_length=512,
+    truncation="right",
+    eos_token=None,
+    strip_default_system=False,
+  )
+  data = pipeline.prepare(cfg, tok, cache_dir=str(tmp_path / "cache"))
+  kw = dict(dict(seq_len=512, per_host_batch=4, packing=False, shuffle=True, seed=3, num_epochs=None), **kw)
+  return data, pipeline.make_dataset(data, mix=pipeline.parse_mix(mix), **kw)
+
+
+def test_a_mixture_draws_its_sources_by_weight_beyond_their_size(tiny_tok, tmp_path):
+  data, ds = _two_sources(tiny_tok, tmp_path, "a=3,b=1")
+  assert data.stats["sources"] == ["a", "b"] and np.bincount(data.sources).tolist() == [40, 40]
+  it = iter(ds)
+  counts = sum(pipeline.mixture_counts(next(it), 2) for _ in range(40))  # 160 rows: b's 40 rows once, a's thrice
+  assert counts.tolist() == [120, 40]
+
+
+def test_a_packed_mixture_tags_every_token_with_its_source(tiny_tok, tmp_path):
+  data, ds = _two_sources(tiny_tok, tmp_path, "a=1,b=1", seq_len=1024, packing=True)
+  batch = next(iter(ds))
+  for row in range(4):
+    for s in set(batch["segment_ids"][row].tolist()) - {0}:
+      tags = batch["sources"][row][batch["segment_ids"][row] == s]
+      assert len(set(tags.tolist())) == 1  # one source per packed example
+  segments = sum(len(set(batch["segment_ids"][row].tolist()) - {0}) for row in range(4))
+  assert pipeline.mixture_counts(batch, 2).sum() == segments  # one count per packed example
+
+
+def test_a_mixture_resumes_at_the_next_row(tiny_tok, tmp_path):
+  _, ds = _two_sources(tiny_tok, tmp_path, "a=0.7,b=0.3")
+  it = iter(ds)
+  for _ in range(25):  # past b's 40 rows: the repeat is part of the state
+    next(it)
+  state = it.get_state()
+  expected = [next(it)["inputs"] for _ in range(3)]
+  _, again = _two_sources(tiny_tok, tmp_path, "a=0.7,b=0.3")
+  fresh = iter(again)
+  fresh.set_state(state)
+  for want in expected:
+    np.testing.assert_array_equal(next(fresh)["inputs"], want)
+
+
+@pytest.mark.parametrize(
+  "mix, message",
+  [
+    ("a=1,c=1", r"data.mix names \['a', 'c'\] but the training files are the sources \['a', 'b'\].*unknown \['c'\]"),
+    ("a=1", r"no weight for \['b'\]"),
+  ],
+)
+def test_a_mixture_names_every_source(tiny_tok, tmp_path, mix, message):
+  with pytest.raises(ValueError, match=message):
+    _two_sources(tiny_tok, tmp_path, mix)
+
+
+@pytest.mark.parametrize("mix", ["a:1", "a=-1", "a=1,a=2", "=1", "a=x", "a=0,b=0"])
+def test_a_malformed_mixture_is_named(mix):
+  with pytest.raises(ValueError, match=r"data.mix="):
+    pipeline.parse_mix(mix)

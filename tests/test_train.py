@@ -410,3 +410,33 @@ def test_the_forgetting_probe_logs_every_k_steps_and_resumes_with_the_base_answe
   c.train.probe_sets = ("no_such_benchmark",)
   with pytest.raises(ValueError, match="no_such_benchmark"):
     Probe(c, work)
+
+
+def test_a_mixed_run_logs_its_realised_mixture_and_resumes_at_the_row(tmp_path):
+  """data.mix over two files: every logged row has each source's share of the examples since the last row, and a
+  restart after step 3 continues with the same batches (the mixture's position is in the checkpoint)."""
+  c = tiny_run_config()
+  c.train.num_steps = 1
+  loop.run(c, str(tmp_path / "gen"))  # the generated Countdown rows and tokenizer
+  rows = open(tmp_path / "gen" / "data" / "countdown3.jsonl").readlines()
+  (tmp_path / "easy.jsonl").write_text("".join(rows[:48]))
+  (tmp_path / "hard.jsonl").write_text("".join(rows[48:]))
+  c = tiny_run_config()
+  c.data.update(generate=None, train_files=f"{tmp_path / 'easy.jsonl'},{tmp_path / 'hard.jsonl'}", mix="easy=3,hard=1")
+  c.model.tokenizer = str(tmp_path / "gen" / "tokenizer")
+  c.train.num_steps = 6
+  loop.run(c, str(tmp_path / "a"))
+  logged = loop.read_metrics(str(tmp_path / "a"))
+  shares = [(r["mix/easy"], r["mix/hard"]) for r in logged]
+  assert len(shares) == 6 and all(abs(e + h - 1) < 1e-9 for e, h in shares)
+  easy = sum(e for e, _ in shares) / 6
+  assert 0.6 < easy < 0.9  # 3:1 by examples (packed rows hold whole examples, so a row's share is not exact)
+  b = tmp_path / "b"
+  shutil.copytree(tmp_path / "a", b)
+  shutil.rmtree(b / "checkpoints" / "6")
+  (b / "metrics.jsonl").write_text("".join(open(b / "metrics.jsonl").readlines()[:3]))
+  loop.run(c, str(b))
+  assert [r["loss"] for r in loop.read_metrics(str(b))] == [r["loss"] for r in logged]
+  c.train.num_steps = None
+  with pytest.raises(ValueError, match=r"data.mix='easy=3,hard=1' samples its sources without end: set train"):
+    loop.run(c, str(tmp_path / "c"))

@@ -34,7 +34,8 @@ class TokenizedData:
   tokens: np.ndarray  # int32, all examples concatenated
   weights: np.ndarray  # uint8 loss weights, aligned with tokens
   offsets: np.ndarray  # int64 [n + 1]
-  stats: dict[str, Any]
+  stats: dict[str, Any]  # counts; "sources": the source names (readers.source_name) in first-seen order
+  sources: np.ndarray | None = None  # int32 [n]: each example's index into stats["sources"]
 
   def __len__(self) -> int:
     return len(self.offsets) - 1
@@ -53,6 +54,7 @@ def _fingerprint(data_cfg: Any, tokenizer: Any, files: list[str]) -> str:
       h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
   keys = ("format", "max_length", "truncation", "eos_token", "strip_default_system", "on_error", "limit_rows", "seed")
   h.update(json.dumps({k: data_cfg.get(k) for k in keys}, default=str).encode())
+  h.update(b"sources")  # the cache layout: caches written before per-example sources are not read
   h.update(f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.name_or_path}".encode())
   return h.hexdigest()[:16]
 
@@ -67,14 +69,15 @@ def prepare(
   cache = os.path.join(cache_dir, f"train-{_fingerprint(data_cfg, tokenizer, files)}{share}.npz") if cache_dir else None
   if cache and os.path.exists(cache):
     with np.load(cache, allow_pickle=False) as z:
-      return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])))
+      return TokenizedData(z["tokens"], z["weights"], z["offsets"], json.loads(str(z["stats"])), z["sources"])
   examples, read_stats = readers.read(files, data_cfg.format, data_cfg.on_error)
   if data_cfg.get("limit_rows") and data_cfg.limit_rows < len(examples):
     keep = np.sort(np.random.default_rng(data_cfg.seed).choice(len(examples), data_cfg.limit_rows, replace=False))
     examples = [examples[i] for i in keep]
   examples = examples[process_index::process_count]
   eos = chat.eos_id(tokenizer, data_cfg.eos_token)
-  tokens, weights, lengths = [], [], []
+  tokens, weights, lengths, sources = [], [], [], []
+  names = list(dict.fromkeys(readers.source_name(ex.source) for ex in examples))
   truncated = dropped = 0
   for ex in examples:
     t, w = chat.render(tokenizer, ex.messages, ex.response, eos, data_cfg.strip_default_system)
@@ -87,6 +90,7 @@ def prepare(
     tokens.append(t)
     weights.append(w)
     lengths.append(len(t))
+    sources.append(names.index(readers.source_name(ex.source)))
   share_note = f" in process {process_index}'s share ({process_count} processes)" if process_count > 1 else ""
   problem = None
   if not tokens:
@@ -117,30 +121,84 @@ def prepare(
       length_p50=int(np.percentile(lengths, 50)),
       length_p99=int(np.percentile(lengths, 99)),
       length_max=int(lengths.max()),
+      sources=names,
     ),
+    np.asarray(sources, np.int32),
   )
   logging.info("training data: %s", data.stats)
   if cache:
     os.makedirs(cache_dir, exist_ok=True)
     np.savez(
-      cache + ".tmp.npz", tokens=data.tokens, weights=data.weights, offsets=data.offsets, stats=json.dumps(data.stats)
+      cache + ".tmp.npz",
+      tokens=data.tokens,
+      weights=data.weights,
+      offsets=data.offsets,
+      stats=json.dumps(data.stats),
+      sources=data.sources,
     )
     os.replace(cache + ".tmp.npz", cache)
   return data
 
 
 class ShiftedSource:
-  """Random-access grain source of shifted examples."""
+  """Random-access grain source of shifted examples: all of them, or the `rows` of one source (data.mix), each
+  token then tagged with its source's index ("sources") so the realised mixture can be counted."""
 
-  def __init__(self, data: TokenizedData):
-    self.data = data
+  def __init__(self, data: TokenizedData, rows: np.ndarray | None = None, tag: int | None = None):
+    self.data, self.rows, self.tag = data, rows, tag
 
   def __len__(self) -> int:
-    return len(self.data)
+    return len(self.data) if self.rows is None else len(self.rows)
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-    t, w = self.data.example(int(i))
-    return {"inputs": t[:-1], "targets": t[1:], "weights": w[1:].astype(np.float32)}
+    t, w = self.data.example(int(i if self.rows is None else self.rows[i]))
+    out = {"inputs": t[:-1], "targets": t[1:], "weights": w[1:].astype(np.float32)}
+    if self.tag is not None:
+      out["sources"] = np.full(len(t) - 1, self.tag, np.int32)
+    return out
+
+
+def parse_mix(mix: str | None) -> dict[str, float] | None:
+  """data.mix "math=0.7,code=0.3" -> {"math": 0.7, "code": 0.3}; None or "" -> None."""
+  if not mix:
+    return None
+  out = {}
+  for part in mix.split(","):
+    name, eq, weight = part.strip().partition("=")
+    try:
+      value = float(weight)
+    except ValueError:
+      value = -1.0
+    if not eq or not name.strip() or not value >= 0 or name.strip() in out:
+      raise ValueError(
+        f"data.mix={mix!r}: {part.strip()!r} is not name=weight with a weight >= 0 (each name once), e.g. "
+        "'math=0.7,code=0.3'."
+      )
+    out[name.strip()] = value
+  if not sum(out.values()) > 0:
+    raise ValueError(f"data.mix={mix!r}: the weights sum to 0.")
+  return out
+
+
+def _mixture(data: TokenizedData, mix: dict[str, float], shuffle: bool, seed: int) -> grain.MapDataset:
+  """The sources interleaved in proportion to their weights (grain's deterministic mix), each shuffled with its own
+  seed and repeated without end; its position is part of the iterator state, so a resume continues at the row."""
+  names = data.stats["sources"]
+  unknown, unweighted = sorted(set(mix) - set(names)), sorted(set(names) - set(mix))
+  if unknown or unweighted:
+    raise ValueError(
+      f"data.mix names {sorted(mix)} but the training files are the sources {names} (a file's name without "
+      f"extensions): {'unknown ' + str(unknown) if unknown else 'no weight for ' + str(unweighted)}."
+    )
+  parts, weights = [], []
+  for tag, name in enumerate(names):
+    rows = np.flatnonzero(data.sources == tag)
+    if mix[name] == 0 or not len(rows):
+      continue
+    ds = grain.MapDataset.source(ShiftedSource(data, rows, tag))
+    parts.append((ds.shuffle(seed=seed + tag) if shuffle else ds).repeat(None))
+    weights.append(mix[name])
+  return grain.MapDataset.mix(parts, weights)
 
 
 def _pad(example: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
@@ -154,13 +212,16 @@ def _pad(example: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
 
 
 def _from_packed(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  return {
+  out = {
     "inputs": example["inputs"],
     "targets": example["targets"],
     "weights": example["weights"],
     "segment_ids": example["inputs_segment_ids"],
     "positions": example["inputs_positions"],
   }
+  if "sources" in example:
+    out["sources"] = example["sources"]
+  return out
 
 
 def make_dataset(
@@ -172,15 +233,22 @@ def make_dataset(
   shuffle: bool,
   seed: int,
   num_epochs: int | None,
+  mix: dict[str, float] | None = None,
 ) -> grain.IterDataset:
   """This process's batches of {inputs, targets, weights, segment_ids, positions}, each [per_host_batch, seq_len],
-  from its share of the data (prepare)."""
-  ds = grain.MapDataset.source(ShiftedSource(data))
-  if shuffle:
-    ds = ds.shuffle(seed=seed)
-  ds = ds.repeat(num_epochs).to_iter_dataset()
+  from its share of the data (prepare). With `mix` ({source: weight}, parse_mix) the sources are interleaved by
+  weight without end (num_epochs is ignored) and each batch also has "sources", every token's source index."""
+  if mix:
+    ds = _mixture(data, mix, shuffle, seed).to_iter_dataset()
+  else:
+    ds = grain.MapDataset.source(ShiftedSource(data))
+    if shuffle:
+      ds = ds.shuffle(seed=seed)
+    ds = ds.repeat(num_epochs).to_iter_dataset()
   if packing:
     lengths = {"inputs": seq_len, "targets": seq_len, "weights": seq_len}
+    if mix:
+      lengths["sources"] = seq_len
     ds = FirstFitPackIterDataset(ds, length_struct=lengths, num_packing_bins=per_host_batch, shuffle_bins=False)
     ds = ds.map(_from_packed)
   else:
@@ -204,13 +272,23 @@ def steps_per_run(data: TokenizedData, *, num_epochs: int, per_host_batch: int, 
   return len(data) * num_epochs // per_host_batch
 
 
+@dataclasses.dataclass
+class Stream:
+  """A training run's batches on this process: the grain iterator (its state goes into every checkpoint), the step
+  count every process agrees on, and with data.mix the source names a batch's "sources" indexes."""
+
+  iterator: Any
+  total_steps: int
+  sources: list[str] | None = None
+
+
 def training_stream(
   data_cfg: Any, tokenizer: Any, *, global_batch: int, num_steps: int | None, num_epochs: int, cache_dir: str
-) -> tuple[Any, int]:
+) -> Stream:
   """This process's batches for a training run, and the step count every process agrees on.
 
   Args:
-    data_cfg: the config's `data` section (files, max_length, packing, shuffle, seed, ...).
+    data_cfg: the config's `data` section (files, max_length, packing, shuffle, seed, mix, ...).
     tokenizer: renders and tokenizes this process's share of the rows.
     global_batch: rows per step over all processes; each process yields global_batch / process_count of them.
     num_steps: a fixed step count (the stream then repeats without end), or None for `num_epochs` epochs.
@@ -218,11 +296,14 @@ def training_stream(
     cache_dir: where the tokenized share is cached.
 
   Returns:
-    (the grain iterator, whose state goes into every checkpoint; the run's step count, the smallest over processes).
+    The Stream.
   """
   procs = jax.process_count()
   if global_batch % procs:
     raise ValueError(f"train.global_batch_size={global_batch} must divide by the process count ({procs}).")
+  mix = parse_mix(data_cfg.get("mix"))
+  if mix and not num_steps:
+    raise ValueError(f"data.mix={data_cfg.mix!r} samples its sources without end: set train.num_steps.")
   data = prepare(data_cfg, tokenizer, cache_dir=cache_dir, process_index=jax.process_index(), process_count=procs)
   check_shares(data)
   kw = dict(
@@ -237,7 +318,14 @@ def training_stream(
     raise ValueError(
       f"{len(data)} examples make no full batch of {global_batch // procs} on process {jax.process_index()} of {procs}."
     )
-  return iter(make_dataset(data, num_epochs=None if num_steps else num_epochs, **kw)), total_steps
+  dataset = make_dataset(data, num_epochs=None if num_steps else num_epochs, mix=mix, **kw)
+  return Stream(iter(dataset), total_steps, data.stats["sources"] if mix else None)
+
+
+def mixture_counts(batch: dict[str, np.ndarray], num_sources: int) -> np.ndarray:
+  """Examples per source in a host batch with "sources": one per segment start (position 0 of a real token)."""
+  starts = (batch["positions"] == 0) & (batch["segment_ids"] > 0)
+  return np.bincount(batch["sources"][starts], minlength=num_sources)
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:

@@ -128,6 +128,14 @@ def resolve_files(files: str | Sequence[str]) -> list[str]:
   return out
 
 
+def source_name(source: str) -> str:
+  """A file's name in `data.mix`: its base name without extensions ("/d/math.train.jsonl" -> "math"), or a
+  dataset's name without owner and split ("hf:owner/name:train" -> "name")."""
+  if source.startswith("hf:"):
+    return source[3:].split(":")[0].rstrip("/").rsplit("/", 1)[-1]
+  return os.path.basename(source).split(".")[0]
+
+
 def read(files: str | Sequence[str], fmt: str = "auto", on_error: str = "raise") -> tuple[list[Example], ReadStats]:
   if on_error not in ("raise", "skip"):
     raise ValueError(f"data.on_error={on_error!r}; use 'raise' or 'skip'")

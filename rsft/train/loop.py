@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 from absl import logging
 
@@ -280,7 +281,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   mesh = sharding.mesh_from_config(config.mesh)
   sharding.micro_batch_rows(train.global_batch_size, train.micro_batch_size, mesh)  # checked before data is read
   tokenizer = _tokenizer(model)
-  data_iter, total_steps = pipeline.training_stream(
+  stream = pipeline.training_stream(
     data,
     tokenizer,
     global_batch=train.global_batch_size,
@@ -288,6 +289,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     num_epochs=train.num_epochs,
     cache_dir=os.path.join(workdir, "data"),
   )  # this host's share only
+  data_iter, total_steps = stream.iterator, stream.total_steps
   model_cfg, hf_config = resolve.architecture(model)
   meta = dict(
     model_config=dataclasses.asdict(model_cfg),
@@ -336,14 +338,21 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     s in set(ckpt_cfg.save_steps) or (ckpt_cfg.every_steps and s % ckpt_cfg.every_steps == 0) or s == total_steps
   )
   last = {}
+  mixed = np.zeros(len(stream.sources or ()), np.int64)  # examples per source since the last logged step
   try:
     while step < total_steps:
       t0 = time.perf_counter()
-      batch = pipeline.to_global(next(data_iter), parts.batch_sharding)
-      params, opt_state, out = parts.jitted(params, opt_state, batch, frozen)
+      host = next(data_iter)
+      if stream.sources:  # data.mix: count this host's examples per source; the step never sees "sources"
+        mixed += pipeline.mixture_counts(host, len(stream.sources))
+        del host["sources"]
+      params, opt_state, out = parts.jitted(params, opt_state, pipeline.to_global(host, parts.batch_sharding), frozen)
       step += 1
       if step % train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
-        last = writer.write(step, jax.device_get(out), float(parts.lr_schedule(step - 1)), time.perf_counter() - t0)
+        extra = _mixture_shares(stream.sources, mixed)
+        mixed = np.zeros_like(mixed)
+        seconds = time.perf_counter() - t0
+        last = writer.write(step, jax.device_get(out), float(parts.lr_schedule(step - 1)), seconds, extra)
       if every and (step % every == 0 or step == total_steps):
         probe_now(step, params)
       if should_save(step) or preempt.requested:
@@ -359,6 +368,14 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
     mngr.close()
     writer.close()
   return last
+
+
+def _mixture_shares(sources: list[str] | None, counts: Any) -> dict[str, float]:
+  """The realised mixture since the last logged row, as each source's share of the examples (all processes)."""
+  if not sources:
+    return {}
+  total = distributed.sum_over_processes(counts)
+  return {f"mix/{name}": float(n) / max(float(total.sum()), 1.0) for name, n in zip(sources, total)}
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

@@ -91,7 +91,11 @@ class Writer:
       kw = {} if tracking is None else dict(backend=tracking.backend, project=tracking.project, name=tracking.name)
       self.tracker = Tracker(workdir, **kw)
 
-  def write(self, step: int, out: dict[str, Any], lr: float, step_seconds: float) -> dict[str, float]:
+  def write(
+    self, step: int, out: dict[str, Any], lr: float, step_seconds: float, extra: dict[str, float] | None = None
+  ) -> dict[str, float]:
+    """One row of metrics.jsonl (and the tracker) from the step's outputs; `extra` scalars join it (data.mix's
+    realised shares)."""
     now = time.perf_counter()
     steps = step - (self.last_step if self.last_step is not None else step - 1)
     elapsed = now - self.last_time if self.last_step is not None else step_seconds
@@ -111,6 +115,7 @@ class Writer:
     }
     if self.peak:
       row["mfu"] = row["tokens_per_s"] * self.flops_per_token / self.peak
+    row.update(extra or {})
     if self.primary:
       self.jsonl.write(json.dumps(row) + "\n")
       self.jsonl.flush()
