@@ -218,3 +218,42 @@ def test_the_sweep_evaluates_lora_checkpoints(runs, tmp_path):
   run.run(c, str(work))
   rows = [json.loads(line) for line in open(work / "eval" / "results.jsonl")]
   assert {r["step"] for r in rows if r["benchmark"] == "arithmetic"} == {0, 3, 6}  # 0: the base (model.path)
+
+
+def test_a_lora_step_exports_as_a_peft_adapter_that_peft_loads(runs, tmp_path):
+  """peft.PeftModel on the transformers base with rsft's adapter folder gives the merged model's log-probs."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  peft = pytest.importorskip("peft")
+  from rsft.tools import tiny_models
+
+  root, base = runs
+  step = str(root / "run" / "checkpoints" / "6")
+  folder = rsft.export_lora(step, str(tmp_path / "adapter"))
+  hf = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+  adapted = peft.PeftModel.from_pretrained(hf, folder).eval()
+  ids = np.random.default_rng(0).integers(3, 60, (2, 20)).astype(np.int32)
+  mask = np.ones_like(ids)
+  want = np.asarray(rsft.token_logprobs(rsft.load_model(step), ids, mask))
+  np.testing.assert_allclose(tiny_models.hf_logprobs(adapted, ids, mask), want, atol=1e-4, rtol=0)
+
+
+def test_a_full_fine_tuning_step_is_not_a_peft_adapter(runs, tmp_path):
+  root, _ = runs
+  with pytest.raises(ValueError, match=r"not a LoRA step \(train.lora.rank was 0\); rsft.export_hf"):
+    rsft.export_lora(str(root / "pre" / "checkpoints" / "3"), str(tmp_path / "x"))
+
+
+def test_a_fused_target_cannot_be_a_peft_module():
+  from rsft.convert.peft_export import hf_modules
+
+  assert hf_modules(_config("qwen3"), ("q_proj", "down_proj")) == {
+    "q_proj": "model.layers.{i}.self_attn.q_proj",
+    "down_proj": "model.layers.{i}.mlp.down_proj",
+  }
+  assert hf_modules(_config("internlm2"), ("o_proj", "up_proj")) == {
+    "o_proj": "model.layers.{i}.attention.wo",
+    "up_proj": "model.layers.{i}.feed_forward.w3",
+  }
+  with pytest.raises(ValueError, match=r"q_proj is part of model.layers.\{i\}.attention.wqkv.weight in internlm2"):
+    hf_modules(_config("internlm2"), ("q_proj",))
