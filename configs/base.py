@@ -96,6 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     lora=dict(
       rank=0,
       alpha=32.0,  # scale = alpha / rank
+      dropout=0.0,  # share of the adapters' input dropped while training (PEFT's lora_dropout)
       targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     ),
   )

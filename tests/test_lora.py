@@ -257,3 +257,36 @@ def test_a_fused_target_cannot_be_a_peft_module():
   }
   with pytest.raises(ValueError, match=r"q_proj is part of model.layers.\{i\}.attention.wqkv.weight in internlm2"):
     hf_modules(_config("internlm2"), ("q_proj",))
+
+
+def test_dropout_draws_from_its_key_and_only_in_training():
+  cfg = _config("qwen3")
+  base = init_model(cfg, seed=0)
+  graphdef, adapters = init_adapters(cfg, lora.LoRA(4, 8.0, dropout=0.5), seed=1)
+  state = nnx.merge_state(base.params, jax.tree.map(lambda x: x + 0.05, adapters))
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, 97, (2, 12)))
+  args = (ids, jnp.broadcast_to(jnp.arange(12), (2, 12)), jnp.ones((2, 12), jnp.int32), jnp.roll(ids, -1, 1), 8)
+  run = lambda key: np.asarray(forward.logprobs(graphdef, state, *args, dropout_key=key))
+  one, other = jax.random.key(1), jax.random.key(2)
+  np.testing.assert_array_equal(run(one), run(one))  # a key is a draw: the same key, the same masks
+  assert np.abs(run(one) - run(other)).max() > 1e-3 and np.abs(run(one) - run(None)).max() > 1e-3
+  merged = lora.merge(graphdef, state)  # without a key (sampling, scoring, the merge) nothing is dropped
+  np.testing.assert_allclose(run(None), np.asarray(forward.logprobs(base.graphdef, merged, *args)), atol=1e-5)
+  with pytest.raises(ValueError, match=r"train.lora.dropout=1.0: a rate in \[0, 1\)"):
+    abstract_model(cfg, lora=lora.LoRA(4, 8.0, dropout=1.0))
+
+
+def test_a_run_with_lora_dropout_resumes_bit_identically(runs, tmp_path):
+  """The step's dropout key is derived from the step number, so a restart draws the same masks."""
+  root, base = runs
+  c = lora_config(base)
+  c.train.num_steps, c.train.lora.dropout, c.checkpoint.save_steps = 4, 0.1, (2,)
+  loop.run(c, str(tmp_path / "a"))
+  want = [r["loss"] for r in loop.read_metrics(str(tmp_path / "a"))]
+  assert want[1:] != [r["loss"] for r in loop.read_metrics(str(root / "run"))][1:4]  # dropout is on
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  shutil.rmtree(tmp_path / "b" / "checkpoints" / "4")
+  metrics = tmp_path / "b" / "metrics.jsonl"
+  metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
+  loop.run(c, str(tmp_path / "b"))
+  assert [r["loss"] for r in loop.read_metrics(str(tmp_path / "b"))] == want

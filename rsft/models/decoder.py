@@ -34,7 +34,12 @@ def _full_attention(q, k, v, segment_ids, positions, implementation, rules, wind
 
 def _adapted(lora: LoRA | None, name: str) -> dict:
   """Linear's `lora` argument for module `name`: adapters only on the targets."""
-  return dict(lora=(lora.rank, lora.scale)) if lora is not None and name in lora.targets else {}
+  return dict(lora=(lora.rank, lora.scale, lora.dropout)) if lora is not None and name in lora.targets else {}
+
+
+def _key(dropout_key: jax.Array | None, index: int) -> jax.Array | None:
+  """An independent dropout key per adapted map (None: no dropout)."""
+  return None if dropout_key is None else jax.random.fold_in(dropout_key, index)
 
 
 class Attention(nnx.Module):
@@ -69,13 +74,14 @@ class Attention(nnx.Module):
     cache=None,
     paged=None,
     implementation: str = "xla",
+    dropout_key=None,
   ):
     """Full-sequence self-attention over `segment_ids` [B,T] with `implementation` (see attention.py), or, with
     cache = (k_all, v_all, layer, write_index), x's keys/values written into the [L, B, S, K, H] caches at
     (layer, column write_index) and attention over that layer's filled columns under `mask` (a CacheMask), or,
     with paged = (k_pool, v_pool, layer, pages, live), written into each row's pages at its columns `positions`
     and attention over its written pages (attention.paged_attention). Returns (out, cache)."""
-    q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+    q, k, v = (proj(x, _key(dropout_key, i)) for i, proj in enumerate((self.q_proj, self.k_proj, self.v_proj)))
     if self.q_norm is not None:  # Qwen3: per-head RMSNorm *before* RoPE (torchtune#2809 had it after).
       q, k = self.q_norm(q), self.k_norm(k)
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
@@ -95,7 +101,7 @@ class Attention(nnx.Module):
       return self.o_proj(out), (k_pool, v_pool)
     if cache is None:
       out = _full_attention(q, k, v, segment_ids, positions, implementation, rules, self.window)
-      return self.o_proj(checkpoint_name(out, "attn_out")), None
+      return self.o_proj(checkpoint_name(out, "attn_out"), _key(dropout_key, 3)), None
     k_all, v_all, layer, index = cache  # all layers' cache, updated in place: only the new columns are written
     at = (layer, 0, index, 0, 0)
     k_all = jax.lax.dynamic_update_slice(k_all, k.astype(k_all.dtype)[None], at)
@@ -115,10 +121,10 @@ class MLP(nnx.Module):
     self.up_proj = Linear("BTD,DF->BTF", (d, f), ("embed", "mlp"), **kw, **_adapted(lora, "up_proj"))
     self.down_proj = Linear("BTF,FD->BTD", (f, d), ("mlp", "embed"), **kw, **_adapted(lora, "down_proj"))
 
-  def __call__(self, x, rules: Rules):
-    hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+  def __call__(self, x, rules: Rules, dropout_key=None):
+    hidden = jax.nn.silu(self.gate_proj(x, _key(dropout_key, 4))) * self.up_proj(x, _key(dropout_key, 5))
     hidden = checkpoint_name(rules.constrain(hidden, ("batch", "length", "act_mlp")), "mlp_in")
-    return checkpoint_name(self.down_proj(hidden), "mlp_out")
+    return checkpoint_name(self.down_proj(hidden, _key(dropout_key, 6)), "mlp_out")
 
 
 class DecoderLayer(nnx.Module):
@@ -133,10 +139,12 @@ class DecoderLayer(nnx.Module):
     )
     self.mlp = MLP(cfg, **kw)
 
-  def __call__(self, x, positions, inv_freq, rules: Rules, **attention_kw):
-    attn, cache = self.self_attn(self.input_layernorm(x), positions, inv_freq, rules, **attention_kw)
+  def __call__(self, x, positions, inv_freq, rules: Rules, dropout_key=None, **attention_kw):
+    attn, cache = self.self_attn(
+      self.input_layernorm(x), positions, inv_freq, rules, dropout_key=dropout_key, **attention_kw
+    )
     x = x + attn
-    x = x + self.mlp(self.post_attention_layernorm(x), rules)
+    x = x + self.mlp(self.post_attention_layernorm(x), rules, dropout_key)
     return rules.constrain(x, ("batch", "length", "act_embed")), cache
 
 
@@ -177,24 +185,35 @@ class Decoder(nnx.Module):
     elif not cfg.tie_word_embeddings:
       self.lm_head = param(rngs, (d, v), ("embed", "vocab"), param_dtype)
 
-  def __call__(self, ids: jax.Array, positions: jax.Array, segment_ids: jax.Array) -> jax.Array:
+  def __call__(
+    self, ids: jax.Array, positions: jax.Array, segment_ids: jax.Array, dropout_key: jax.Array | None = None
+  ) -> jax.Array:
     """Final-normed hidden states [B,T,D].
 
     segment_ids [B,T]: 0 = padding; a token attends to earlier tokens of its own segment (packing and padding
     share one mask). positions [B,T]: RoPE positions (HF convention: real tokens before this one).
+    dropout_key: LoRA dropout while training (a key per layer and adapted map); None everywhere else.
     """
     x = self._embed(ids)
     graphdef, layer_state = nnx.split(self.layers)
     inv_freq = rope_inv_freq(self.cfg, jnp.max(positions) + 1)  # dynamic NTK: the longest row's length
     segment_ids = self.rules.constrain(segment_ids, ("batch", "length"))
 
-    def body(h, one_layer):
+    def body(h, xs):
+      one_layer, key = xs
       h = checkpoint_name(h, "decoder_layer_input")
       return nnx.merge(graphdef, one_layer)(
-        h, positions, inv_freq, self.rules, segment_ids=segment_ids, implementation=self.attention_impl
+        h,
+        positions,
+        inv_freq,
+        self.rules,
+        dropout_key=key,
+        segment_ids=segment_ids,
+        implementation=self.attention_impl,
       )[0], None
 
-    x, _ = jax.lax.scan(remat(body, self.remat_policy), x, layer_state)
+    keys = None if dropout_key is None else jax.random.split(dropout_key, self.cfg.num_layers)
+    x, _ = jax.lax.scan(remat(body, self.remat_policy), x, (layer_state, keys))
     return self.norm(x)
 
   def extend(

@@ -26,11 +26,13 @@ def logprobs(
   targets: jax.Array,
   chunk: int,
   stats: bool = False,
+  dropout_key: jax.Array | None = None,
 ):
   """log p(targets[b, t] | inputs[b, :t+1]) through the chunked LM head: f32 [B, T] (with stats=True also the
-  per-token entropy and is_greedy; see models.head.chunked_logprobs). Packed rows: segment_ids separate them."""
+  per-token entropy and is_greedy; see models.head.chunked_logprobs). Packed rows: segment_ids separate them.
+  `dropout_key`: LoRA dropout (training only)."""
   model = nnx.merge(graphdef, params)
-  hidden = model(inputs, positions, segment_ids)
+  hidden = model(inputs, positions, segment_ids, dropout_key)
   return chunked_logprobs(hidden, model.head_kernel(), targets, chunk, stats)
 
 

@@ -72,7 +72,7 @@ class Linear(nnx.Module):
     stack: int | None = None,
     lora: tuple[int, float] | None = None,
   ):
-    """`lora` = (rank, scale) adds trainable low-rank adapters beside the kernel (rsft/models/lora.py)."""
+    """`lora` = (rank, scale, dropout) adds trainable low-rank adapters beside the kernel (rsft/models/lora.py)."""
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
     self.eqn = eqn
     self.kernel = param(
@@ -83,12 +83,14 @@ class Linear(nnx.Module):
       if bias_shape is not None
       else None
     )
-    rank, self.lora_scale = lora or (0, 0.0)
+    rank, self.lora_scale, self.lora_dropout = lora or (0, 0.0, 0.0)
     self.lora_a, self.lora_b = (
       lora_lib.adapter_params(rngs, eqn, shape, axes, rank, param_dtype, stack) if lora is not None else (None, None)
     )
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    """x through the kernel (and the adapters); `dropout_key` (training only) drops the adapters' inputs at the
+    LoRA dropout rate, as PEFT's lora_dropout does."""
     lhs, out = self.eqn.split(",")[0], self.eqn.split("->")[1]
     if lhs[:2] == out[:2] == "BT" and x.ndim == len(lhs):
       # Batch and time as one axis: a 2-D operand keeps every gradient dot to a single contracting axis; on XLA:CPU
@@ -104,6 +106,9 @@ class Linear(nnx.Module):
       y = jnp.einsum(self.eqn, x, self.kernel[...].astype(x.dtype), precision=precision(x.dtype))
     if self.lora_a is not None:
       f = lora_lib.factors(self.eqn)
+      if dropout_key is not None and self.lora_dropout > 0:
+        keep = jax.random.bernoulli(dropout_key, 1.0 - self.lora_dropout, x.shape)
+        x = jnp.where(keep, x / (1.0 - self.lora_dropout), 0).astype(x.dtype)
       down = jnp.einsum(f.down, x, self.lora_a[...].astype(x.dtype), precision=precision(x.dtype))
       y = y + self.lora_scale * jnp.einsum(f.up, down, self.lora_b[...].astype(x.dtype), precision=precision(x.dtype))
     if self.bias is not None:

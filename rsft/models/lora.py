@@ -31,6 +31,7 @@ class LoRA:
   rank: int
   alpha: float
   targets: tuple[str, ...] = TARGETS
+  dropout: float = 0.0  # training only: the share of the adapters' input dropped (rescaled), as PEFT's lora_dropout
 
   @property
   def scale(self) -> float:
@@ -43,6 +44,8 @@ class LoRA:
       raise ValueError(f"train.lora.targets: unknown module(s) {unknown or '(none given)'}; choose from {TARGETS}.")
     if self.rank < 1:
       raise ValueError(f"train.lora.rank={self.rank}: must be a positive integer (0 = full fine-tuning).")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"train.lora.dropout={self.dropout}: a rate in [0, 1).")
     for name in self.targets:
       fan_in, fan_out = widths(cfg)[name]
       if self.rank > min(fan_in, fan_out):
@@ -56,12 +59,12 @@ def from_config(section: Any) -> LoRA | None:
   """The `train.lora` section as settings, or None for full fine-tuning (rank 0)."""
   if not section.rank:
     return None
-  return LoRA(int(section.rank), float(section.alpha), tuple(section.targets))
+  return LoRA(int(section.rank), float(section.alpha), tuple(section.targets), float(section.get("dropout") or 0.0))
 
 
 def from_record(record: dict[str, Any]) -> LoRA:
   """The settings a checkpoint's meta records (`meta["lora"]`)."""
-  return LoRA(int(record["rank"]), float(record["alpha"]), tuple(record["targets"]))
+  return LoRA(int(record["rank"]), float(record["alpha"]), tuple(record["targets"]))  # no dropout outside training
 
 
 def check_base(saved: dict[str, Any] | None, current: dict[str, Any], setting: str) -> None:

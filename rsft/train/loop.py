@@ -110,6 +110,7 @@ def _lora_base(setup: ModelSetup, path: str | None, mesh: jax.sharding.Mesh | No
     rank=setup.lora.rank,
     alpha=setup.lora.alpha,
     targets=list(setup.lora.targets),
+    dropout=setup.lora.dropout,
     base=os.path.abspath(path),
     base_fingerprint=fingerprint.of(path),
   )
@@ -165,7 +166,7 @@ class StepParts:
   abstract_opt: Any
   init_opt: Any  # jitted optimizer.init into the pinned layout
   lr_schedule: Any
-  jitted: Any  # jitted train_step(params, opt_state, batch, frozen), state donated
+  jitted: Any  # jitted train_step(params, opt_state, batch, frozen, dropout_key), state donated
   batch_sharding: Any
   batch_shape: tuple[int, int]
 
@@ -339,6 +340,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   )
   last = {}
   mixed = np.zeros(len(stream.sources or ()), np.int64)  # examples per source since the last logged step
+  dropout_key = jax.random.key(train.seed) if setup.lora is not None and setup.lora.dropout > 0 else None
   try:
     while step < total_steps:
       t0 = time.perf_counter()
@@ -346,7 +348,10 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
       if stream.sources:  # data.mix: count this host's examples per source; the step never sees "sources"
         mixed += pipeline.mixture_counts(host, len(stream.sources))
         del host["sources"]
-      params, opt_state, out = parts.jitted(params, opt_state, pipeline.to_global(host, parts.batch_sharding), frozen)
+      key = None if dropout_key is None else jax.random.fold_in(dropout_key, step)  # a resumed step draws alike
+      params, opt_state, out = parts.jitted(
+        params, opt_state, pipeline.to_global(host, parts.batch_sharding), frozen, key
+      )
       step += 1
       if step % train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
         extra = _mixture_shares(stream.sources, mixed)

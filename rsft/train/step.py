@@ -38,10 +38,10 @@ def zigzag(length: int, shards: int) -> jax.Array:
   return jnp.concatenate([jnp.concatenate([chunks[i], chunks[2 * shards - 1 - i]]) for i in range(shards)])
 
 
-def _micro_loss(params, graphdef, mb, chunk, frozen=None):
+def _micro_loss(params, graphdef, mb, chunk, frozen=None, dropout_key=None):
   state = params if frozen is None else nnx.merge_state(frozen, params)
   lp, entropy, _ = forward.logprobs(
-    graphdef, state, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, stats=True
+    graphdef, state, mb["inputs"], mb["positions"], mb["segment_ids"], mb["targets"], chunk, True, dropout_key
   )
   w = mb["weights"]
   sums = dict(nll=-(lp * w).sum(), tokens=w.sum(), entropy=(entropy * w).sum())
@@ -56,7 +56,10 @@ def train_step(
   opt_state: Any,
   batch: dict[str, jax.Array],
   frozen: Any = None,
+  dropout_key: jax.Array | None = None,
 ) -> tuple[Any, Any, dict[str, jax.Array]]:
+  """One optimizer step over `batch` ([rows, T] arrays) in cfg.micro_batches accumulation steps. `frozen`: LoRA's
+  base weights; `dropout_key`: this step's LoRA dropout key (each micro-batch folds in its index)."""
   batch = dict(batch, scale=token_scales(batch["weights"], cfg.aggregation, cfg.verl_ranks, cfg.verl_rows_per_micro))
   if cfg.sequence > 1:  # every [B, T] array in zigzag order: the loss is a sum over tokens, attention masks by
     order = zigzag(batch["inputs"].shape[1], cfg.sequence)  # position and segment, so nothing else changes
@@ -67,18 +70,23 @@ def train_step(
   micro = jax.tree.map(lambda x: x.reshape(cfg.micro_batches, rows // cfg.micro_batches, *x.shape[1:]), batch)
   grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
 
-  def accumulate(carry, mb):
+  def accumulate(carry, xs):
     grads, objective, sums = carry
-    (obj, s), g = grad_fn(params, graphdef, mb, cfg.loss_chunk, frozen)
+    mb, index = xs
+    key = None if dropout_key is None else jax.random.fold_in(dropout_key, index)
+    (obj, s), g = grad_fn(params, graphdef, mb, cfg.loss_chunk, frozen, key)
     grads = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g)
     return (grads, objective + obj, jax.tree.map(jnp.add, sums, s)), None
 
   if cfg.micro_batches == 1:  # no accumulator: a zeroed float32 copy of the model and an add per step saved
-    (objective, sums), grads = grad_fn(params, graphdef, jax.tree.map(lambda x: x[0], micro), cfg.loss_chunk, frozen)
+    key = None if dropout_key is None else jax.random.fold_in(dropout_key, 0)
+    first = jax.tree.map(lambda x: x[0], micro)
+    (objective, sums), grads = grad_fn(params, graphdef, first, cfg.loss_chunk, frozen, key)
   else:
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     zero_sums = {k: jnp.zeros(()) for k in ("nll", "tokens", "entropy")}
-    (grads, objective, sums), _ = jax.lax.scan(accumulate, (zeros, jnp.zeros(()), zero_sums), micro)
+    init = (zeros, jnp.zeros(()), zero_sums)
+    (grads, objective, sums), _ = jax.lax.scan(accumulate, init, (micro, jnp.arange(cfg.micro_batches)))
   grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
