@@ -290,3 +290,38 @@ def test_a_run_with_lora_dropout_resumes_bit_identically(runs, tmp_path):
   metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
   loop.run(c, str(tmp_path / "b"))
   assert [r["loss"] for r in loop.read_metrics(str(tmp_path / "b"))] == want
+
+
+def _lora_steps(mesh, steps=3):
+  """Three LoRA steps through the real train path (build_step): remat, the verl loss, 2 micro-batches, dropout."""
+  from test_train import CFG, random_batch
+
+  from rsft import config as rconfig
+
+  train = rconfig.base_config().train
+  train.update(global_batch_size=8, micro_batch_size=4, lr=1e-2, warmup_ratio=0.0, schedule="constant")
+  train.update(loss_aggregation="verl", verl_ranks=2, verl_rows_per_micro=2, loss_chunk=8)
+  settings = lora.LoRA(4, 8.0, dropout=0.1)
+  setup = loop.ModelSetup("float32", "float32", "full", "xla", settings)
+  parts = loop.build_step(CFG, setup, train, 24, mesh, steps)
+  frozen = init_model(CFG, seed=0, mesh=mesh).params
+  params = init_adapters(CFG, settings, seed=1, mesh=mesh)[1]
+  opt_state, losses = parts.init_opt(params), []
+  for step in range(steps):
+    batch = {k: jax.device_put(v, parts.batch_sharding) for k, v in random_batch(seed=0).items()}
+    params, opt_state, out = parts.jitted(params, opt_state, batch, frozen, jax.random.key(step))
+    losses.append(float(out["loss"]))
+  return losses, params
+
+
+def test_sharded_lora_training_equals_single_device():
+  from rsft import sharding
+
+  want, adapters = _lora_steps(None)
+  assert want[-1] < want[0]
+  for shape in [(1, 4, 2), (2, 2, 2)]:
+    losses, params = _lora_steps(sharding.make_mesh(*shape))
+    np.testing.assert_allclose(losses, want, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(adapters)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    assert any(leaf.sharding.spec != jax.sharding.PartitionSpec() for leaf in jax.tree.leaves(params))
