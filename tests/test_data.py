@@ -272,3 +272,18 @@ def test_a_mixture_names_every_source(tiny_tok, tmp_path, mix, message):
 def test_a_malformed_mixture_is_named(mix):
   with pytest.raises(ValueError, match=r"data.mix="):
     pipeline.parse_mix(mix)
+
+
+def test_a_source_is_its_file_name_without_data_suffixes():
+  assert readers.source_name("/d/qwen2.5-math.jsonl.gz") == "qwen2.5-math"
+  assert readers.source_name("/d/code.parquet") == "code"
+  assert readers.source_name("hf:owner/ds:train") == "ds:train"
+
+
+def test_two_files_with_one_name_cannot_be_mixed(tiny_tok, tmp_path):
+  for d in ("x", "y"):
+    (tmp_path / d).mkdir()
+    (tmp_path / d / "train.jsonl").write_text(json.dumps(countdown.rows(1, 1)[0]) + "\n")
+  cfg = DataCfg(train_files=f"{tmp_path}/x/train.jsonl,{tmp_path}/y/train.jsonl", mix="train=1")
+  with pytest.raises(ValueError, match=r"data.mix: .*x/train.jsonl and .*y/train.jsonl are both the source 'train'"):
+    pipeline.training_stream(cfg, tiny_tok, global_batch=4, num_steps=2, num_epochs=1, cache_dir=str(tmp_path / "c"))

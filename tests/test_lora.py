@@ -325,3 +325,33 @@ def test_sharded_lora_training_equals_single_device():
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(adapters)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
     assert any(leaf.sharding.spec != jax.sharding.PartitionSpec() for leaf in jax.tree.leaves(params))
+
+
+def test_resuming_with_other_lora_settings_is_refused(runs, tmp_path):
+  root, base = runs
+  shutil.copytree(root / "run", tmp_path / "run")
+  shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+  c = lora_config(base)
+  c.train.lora.rank = 8
+  with pytest.raises(ValueError, match=r"train.lora.rank=8: this run's checkpoints were trained with 4"):
+    loop.run(c, str(tmp_path / "run"))
+  c.train.lora.rank = 0
+  with pytest.raises(ValueError, match=r"train.lora.rank=0: this run's checkpoints hold LoRA adapters \(train"):
+    loop.run(c, str(tmp_path / "run"))
+
+
+def test_lora_adapts_a_made_base_and_resumes(tmp_path):
+  """config.pretrain makes the base (trained whole), LoRA adapts its last step; a restart finds that base again."""
+  c = tiny_run_config(48)
+  c.pretrain.update(generate=("arithmetic",), rows=32, num_epochs=1, max_length=64, global_batch_size=4)
+  c.train.update(num_steps=4, lr=1e-3)
+  c.train.lora.rank = 4
+  c.checkpoint.save_steps = (2,)
+  work = tmp_path / "run"
+  loop.run(c, str(work))
+  want = [r["loss"] for r in loop.read_metrics(str(work))]
+  assert step_dir.read_meta(str(work / "checkpoints" / "4"))["lora"]["base"].startswith(str(work / "base"))
+  shutil.rmtree(work / "checkpoints" / "4")
+  (work / "metrics.jsonl").write_text("".join((work / "metrics.jsonl").read_text().splitlines(keepends=True)[:2]))
+  loop.run(c, str(work))
+  assert [r["loss"] for r in loop.read_metrics(str(work))] == want

@@ -171,7 +171,7 @@ def _load_adapted(
   step's adapters merged into the kernels."""
   record = meta["lora"]
   base_path = record["base"]
-  problem = checkpoint_problem(base_path)
+  problem = None if is_gguf(base_path) and os.path.isfile(base_path) else checkpoint_problem(base_path)
   if problem:
     raise FileNotFoundError(f"{path}: LoRA adapters on the base {base_path}, which cannot be loaded: {problem}")
   lora_lib.check_base(record, dict(record, base_fingerprint=fingerprint.of(base_path)), f"{path}: base")

@@ -77,7 +77,7 @@ def prepare(
   examples = examples[process_index::process_count]
   eos = chat.eos_id(tokenizer, data_cfg.eos_token)
   tokens, weights, lengths, sources = [], [], [], []
-  names = list(dict.fromkeys(readers.source_name(ex.source) for ex in examples))
+  names = list(dict.fromkeys(readers.source_name(f) for f in files))  # every process: the same list, in file order
   truncated = dropped = 0
   for ex in examples:
     t, w = chat.render(tokenizer, ex.messages, ex.response, eos, data_cfg.strip_default_system)
@@ -193,6 +193,8 @@ def _mixture(data: TokenizedData, mix: dict[str, float], shuffle: bool, seed: in
   parts, weights = [], []
   for tag, name in enumerate(names):
     rows = np.flatnonzero(data.sources == tag)
+    if mix[name] > 0 and not len(rows):
+      logging.warning("data.mix: source %r has no rows in this process's share; it is left out here", name)
     if mix[name] == 0 or not len(rows):
       continue
     ds = grain.MapDataset.source(ShiftedSource(data, rows, tag))
@@ -304,6 +306,15 @@ def training_stream(
   mix = parse_mix(data_cfg.get("mix"))
   if mix and not num_steps:
     raise ValueError(f"data.mix={data_cfg.mix!r} samples its sources without end: set train.num_steps.")
+  if mix:
+    named: dict[str, str] = {}
+    for file in readers.resolve_files(data_cfg.train_files):
+      other = named.setdefault(readers.source_name(file), file)
+      if other != file:
+        raise ValueError(
+          f"data.mix: {other} and {file} are both the source {readers.source_name(file)!r}; give the files "
+          "distinct names (a file's name without its data suffixes)."
+        )
   data = prepare(data_cfg, tokenizer, cache_dir=cache_dir, process_index=jax.process_index(), process_count=procs)
   check_shares(data)
   kw = dict(

@@ -128,12 +128,18 @@ def resolve_files(files: str | Sequence[str]) -> list[str]:
   return out
 
 
+_DATA_SUFFIXES = (".gz", ".zst", ".bz2", ".xz", ".jsonl", ".json", ".parquet")
+
+
 def source_name(source: str) -> str:
-  """A file's name in `data.mix`: its base name without extensions ("/d/math.train.jsonl" -> "math"), or a
-  dataset's name without owner and split ("hf:owner/name:train" -> "name")."""
+  """A file's name in `data.mix`: its base name without its data suffixes ("/d/qwen2.5-math.jsonl.gz" ->
+  "qwen2.5-math"), or a dataset's name without owner ("hf:owner/name:train" -> "name:train")."""
   if source.startswith("hf:"):
-    return source[3:].split(":")[0].rstrip("/").rsplit("/", 1)[-1]
-  return os.path.basename(source).split(".")[0]
+    return source[3:].rstrip("/").rsplit("/", 1)[-1]
+  name = os.path.basename(source)
+  while name.endswith(_DATA_SUFFIXES):
+    name = name[: name.rindex(".")]
+  return name
 
 
 def read(files: str | Sequence[str], fmt: str = "auto", on_error: str = "raise") -> tuple[list[Example], ReadStats]:

@@ -67,10 +67,28 @@ def from_record(record: dict[str, Any]) -> LoRA:
   return LoRA(int(record["rank"]), float(record["alpha"]), tuple(record["targets"]))  # no dropout outside training
 
 
-def check_base(saved: dict[str, Any] | None, current: dict[str, Any], setting: str) -> None:
-  """Adapters only go on the base they were trained on: the recorded fingerprint must match the base at hand."""
+def check_resume(saved: dict[str, Any] | None, current: dict[str, Any] | None) -> None:
+  """A resumed run's train.lora must be the one its checkpoints were written with (full fine-tuning or the same
+  rank, alpha and targets), on the same base."""
+  if bool(saved) != bool(current):
+    have = f"LoRA adapters (train.lora.rank={saved['rank']})" if saved else "the full model (train.lora.rank=0)"
+    raise ValueError(
+      f"train.lora.rank={current['rank'] if current else 0}: this run's checkpoints hold {have}; resume with "
+      "their setting or start a new workdir."
+    )
   if not saved:
-    raise ValueError(f"this checkpoint holds no LoRA adapters, but train.lora.rank={current['rank']}.")
+    return
+  for key in ("rank", "alpha", "targets"):
+    if saved[key] != current[key]:
+      raise ValueError(
+        f"train.lora.{key}={current[key]!r}: this run's checkpoints were trained with {saved[key]!r}; resume with "
+        "it or start a new workdir."
+      )
+  check_base(saved, current, "model.path")
+
+
+def check_base(saved: dict[str, Any], current: dict[str, Any], setting: str) -> None:
+  """Adapters only go on the base they were trained on: the recorded fingerprint must match the base at hand."""
   if saved["base_fingerprint"] != current["base_fingerprint"]:
     raise ValueError(
       f"{setting}={current['base']}: its weights (fingerprint {current['base_fingerprint'][:12]}) are not the base "

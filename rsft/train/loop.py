@@ -100,8 +100,12 @@ def _initial_params(
   return init_model(model_cfg, seed, setup.dtype, setup.param_dtype, mesh, setup.remat, setup.attention).params
 
 
-def _lora_base(setup: ModelSetup, path: str | None, mesh: jax.sharding.Mesh | None) -> tuple[Model, dict[str, Any]]:
-  """LoRA's frozen base and what the checkpoints record of it (settings, path, fingerprint)."""
+def _lora_base(
+  setup: ModelSetup, model_cfg: ModelConfig, path: str | None, mesh: jax.sharding.Mesh | None
+) -> tuple[Model, dict[str, Any]]:
+  """LoRA's frozen base and what the checkpoints record of it (settings, path, fingerprint); the settings are
+  checked before any weight is read."""
+  setup.lora.check(model_cfg)
   if not path:
     raise ValueError(
       "train.lora.rank > 0 adapts a base model: set model.path (or pretrain.* to make one), or train.lora.rank=0."
@@ -138,8 +142,15 @@ def base_config(config: Any) -> Any:
       "checkpoint.every_steps": 0,
       "pretrain.generate": (),
       "pretrain.train_files": None,
+      "train.lora.rank": 0,  # the base is trained whole; the run's LoRA, if any, adapts it afterwards
     },
   )
+
+
+def _made_base_step(config: Any, workdir: str) -> str | None:
+  """On a resume: the made base's last step dir (already trained; LoRA adapts it), None without config.pretrain."""
+  steps = finished_steps(os.path.join(workdir, "base", "checkpoints")) if config.pretrain.train_files else []
+  return os.path.join(workdir, "base", "checkpoints", str(steps[-1])) if steps else None
 
 
 def _make_base(config: Any, workdir: str) -> str | None:
@@ -273,7 +284,8 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   workdir_lib.clear_finished(workdir)
   config = rconfig.with_values(config, generate.prepare(config, workdir))  # generated data
   # A made base trains first, before this run builds anything (grain's prefetch threads would compete with it).
-  base = None if finished_steps(os.path.join(workdir, "checkpoints")) else _make_base(config, workdir)
+  resuming = bool(finished_steps(os.path.join(workdir, "checkpoints")))
+  base = _made_base_step(config, workdir) if resuming else _make_base(config, workdir)
   if jax.process_index() == 0:
     rconfig.dump(config, workdir)
   setup, meta_config = ModelSetup.of(config), config.to_dict()
@@ -300,7 +312,7 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   )
   base_model = None  # LoRA: the frozen weights the adapters add to
   if setup.lora is not None:
-    base_model, meta["lora"] = _lora_base(setup, model.path or base, mesh)
+    base_model, meta["lora"] = _lora_base(setup, model_cfg, model.path or base, mesh)
   frozen = None if base_model is None else base_model.params
   parts = build_step(model_cfg, setup, train, data.max_length, mesh, total_steps)
   mngr = checkpoint.manager(
@@ -308,8 +320,8 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
   )
   step = 0
   if mngr.latest_step() is not None:  # resume: nothing is loaded from model.path, all comes from the checkpoint
-    if base_model is not None:  # but LoRA's base, which must be the one the adapters were trained on
-      lora_lib.check_base(checkpoint.read_meta(mngr, mngr.latest_step()).get("lora"), meta["lora"], "model.path")
+    # but LoRA's base, which must be the one the adapters were trained on, with the same settings
+    lora_lib.check_resume(checkpoint.read_meta(mngr, mngr.latest_step()).get("lora"), meta.get("lora"))
     params, train_state = checkpoint.restore(
       mngr, mngr.latest_step(), parts.abstract_params, {"opt_state": parts.abstract_opt, "step": 0}, data_iter
     )
