@@ -134,3 +134,14 @@ def test_a_sampling_mesh_larger_than_the_slice_is_refused_with_its_reason(libtpu
   c.sample.mesh.tensor = 8
   [sample] = fit.run(c, "v5e-4", what="sample")
   assert not sample.fits and "does not fit 4 devices" in sample.notes[0] and "sample.mesh.tensor" in sample.notes[0]
+
+
+def test_a_lora_step_fits_with_less_state_than_full_fine_tuning(libtpu):
+  """LoRA (with dropout, so its masks are compiled in): the frozen base in the compute dtype and Adam state for the
+  adapters only make the step's arguments a fraction of full fine-tuning's."""
+  [full] = fit.run(small_config(), "v5e-4", what="train")
+  c = small_config()
+  c.train.lora.update(rank=8, dropout=0.1)
+  [lora] = fit.run(c, "v5e-4", what="train")
+  assert lora.fits and lora.arguments < 0.5 * full.arguments
+  assert lora.flops_per_chip < full.flops_per_chip  # no weight gradients for the frozen kernels

@@ -224,7 +224,9 @@ def check_train(config: Any, model_cfg: Any, devices: list[Any], s: Slice) -> Re
   )
   setup = loop.ModelSetup.of(config)
   parts = loop.build_step(model_cfg, setup, config.train, config.data.max_length, mesh, total_steps=1000)
-  args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch(), parts.abstract_frozen)
+  with_dropout = setup.lora is not None and setup.lora.dropout > 0  # the masks' memory counts too
+  dropout_key = jax.eval_shape(lambda: jax.random.key(0)) if with_dropout else None
+  args = (parts.abstract_params, parts.abstract_opt, parts.abstract_batch(), parts.abstract_frozen, dropout_key)
   compiled, refused = _compile("train step", parts.jitted.lower(*args), args, s.chip.hbm_gib * GIB)
   if refused:
     return refused

@@ -365,9 +365,12 @@ def _train(config: Any, workdir: str, probe: Probe | None = None) -> dict[str, f
         params, opt_state, pipeline.to_global(host, parts.batch_sharding), frozen, key
       )
       step += 1
-      if step % train.log_every == 0 or step == total_steps or should_save(step) or preempt.requested:
-        extra = _mixture_shares(stream.sources, mixed)
-        mixed = np.zeros_like(mixed)
+      every_process_logs = step % train.log_every == 0 or step == total_steps or should_save(step)
+      if every_process_logs or preempt.requested:
+        # The shares are summed over processes, so only on steps every process logs: SIGTERM reaches each alone.
+        extra = {}
+        if every_process_logs:
+          extra, mixed = _mixture_shares(stream.sources, mixed), np.zeros_like(mixed)
         seconds = time.perf_counter() - t0
         last = writer.write(step, jax.device_get(out), float(parts.lr_schedule(step - 1)), seconds, extra)
       if every and (step % every == 0 or step == total_steps):
