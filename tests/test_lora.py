@@ -36,10 +36,11 @@ def _config(model_type: str) -> ModelConfig:
   return ModelConfig(model_type, 97, 32, 64, 2, 4, 2, 8, 1e4, **FAMILIES[model_type])
 
 
-def _logprobs(graphdef, state, seed=0):
-  ids = jnp.asarray(np.random.default_rng(seed).integers(0, 97, (2, 12)))
-  positions = jnp.broadcast_to(jnp.arange(12), (2, 12))
-  return forward.logprobs(graphdef, state, ids, positions, jnp.ones((2, 12), jnp.int32), jnp.roll(ids, -1, 1), 8)
+def _logprobs(graphdef, state, ids=(0, 97), length=12):
+  """Teacher-forced log-probs of 2 random rows of `length` tokens drawn from range(*ids)."""
+  ids = jnp.asarray(np.random.default_rng(0).integers(*ids, (2, length)))
+  positions = jnp.broadcast_to(jnp.arange(length), (2, length))
+  return forward.logprobs(graphdef, state, ids, positions, jnp.ones((2, length), jnp.int32), jnp.roll(ids, -1, 1), 8)
 
 
 @pytest.mark.parametrize("model_type", list(FAMILIES))
@@ -127,15 +128,12 @@ def test_a_lora_step_loads_as_its_merged_model_and_matches_the_adapted_forward(r
   adapters = step_dir.restore_params(
     step, lora.split(rsft.sharding.abstract_arrays(state, rsft.sharding.Rules(None)))[0]
   )
-  adapted = _logprobs_of(graphdef, nnx.merge_state(m.params, adapters))
-  np.testing.assert_allclose(np.asarray(_logprobs_of(merged.graphdef, merged.params)), np.asarray(adapted), atol=1e-5)
-  assert float(jnp.abs(adapted - _logprobs_of(m.graphdef, m.params)).max()) > 1e-4  # the adapters trained
-
-
-def _logprobs_of(graphdef, state):
-  ids = jnp.asarray(np.random.default_rng(0).integers(3, 60, (2, 20)))
-  positions = jnp.broadcast_to(jnp.arange(20), (2, 20))
-  return forward.logprobs(graphdef, state, ids, positions, jnp.ones((2, 20), jnp.int32), jnp.roll(ids, -1, 1), 8)
+  vocab = dict(ids=(3, 60), length=20)  # tokens of the Countdown tokenizer
+  adapted = _logprobs(graphdef, nnx.merge_state(m.params, adapters), **vocab)
+  np.testing.assert_allclose(
+    np.asarray(_logprobs(merged.graphdef, merged.params, **vocab)), np.asarray(adapted), atol=1e-5
+  )
+  assert float(jnp.abs(adapted - _logprobs(m.graphdef, m.params, **vocab)).max()) > 1e-4  # the adapters trained
 
 
 def test_a_lora_run_resumes_bit_identically(runs, tmp_path):
