@@ -43,7 +43,7 @@ import time
 import types
 from typing import Any
 
-from ifeval_responses import responses_for  # bench/, the script's own folder (sys.path[0])
+from ifeval_responses import responses_for  # a sibling in bench/: Python puts the script's own folder first on the path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
