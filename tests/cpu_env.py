@@ -4,7 +4,8 @@ starts python subprocesses gives them the same with `env(devices)`.
 The tests' models are tiny, so compiling dominates their time: XLA compiles without LLVM's expensive passes and
 without its fusion emitters (every comparison is between two programs compiled alike, or against torch within a
 tolerance), and compiled programs go to a cache shared by the session's processes (a subprocess that compiles what
-the pytest process already compiled reads it back). The cache folder is the session's own, made fresh, so nothing carries over between runs.
+the pytest process already compiled reads it back). The cache folder is the session's own, made fresh, so nothing
+carries over between runs.
 """
 
 import os
