@@ -102,20 +102,20 @@ class DataCfg(dict):
   __getattr__ = dict.get
 
 
+def data_cfg(train_files: str, **overrides) -> DataCfg:
+  """The data section the pipeline tests share: JSONL read as-is, 512 tokens cut on the right."""
+  defaults = dict(
+    format="auto", on_error="raise", max_length=512, truncation="right", eos_token=None, strip_default_system=False
+  )
+  return DataCfg(dict(defaults, train_files=train_files, **overrides))
+
+
 def make_data(tok, tmp_path, n=40, **kw):
   path = tmp_path / "cd.jsonl"
   with open(path, "w") as f:
     for r in countdown.rows(1, n):
       f.write(json.dumps(r) + "\n")
-  cfg = DataCfg(
-    train_files=str(path),
-    format="auto",
-    on_error="raise",
-    max_length=kw.pop("max_length", 512),
-    truncation=kw.pop("truncation", "right"),
-    eos_token=None,
-    strip_default_system=False,
-  )
+  cfg = data_cfg(str(path), **kw)
   return pipeline.prepare(cfg, tok, cache_dir=str(tmp_path / "cache"))
 
 
@@ -182,15 +182,7 @@ def test_an_unusable_share_fails_every_process_together(tiny_tok, tmp_path, monk
 
   path = tmp_path / "one.jsonl"
   path.write_text(json.dumps(countdown.rows(1, 1)[0]) + "\n")  # one row: process 1 of 2 gets none
-  cfg = DataCfg(
-    train_files=str(path),
-    format="auto",
-    on_error="raise",
-    max_length=512,
-    truncation="right",
-    eos_token=None,
-    strip_default_system=False,
-  )
+  cfg = data_cfg(str(path))
   empty = pipeline.prepare(cfg, tiny_tok, process_index=1, process_count=2)
   full = pipeline.prepare(cfg, tiny_tok, process_index=0, process_count=2)
   assert len(empty) == 0 and "process 1's share" in empty.stats["problem"] and len(full) == 1
@@ -209,15 +201,7 @@ def _two_sources(tok, tmp_path, mix, **kw):
     with open(tmp_path / f"{name}.jsonl", "w") as f:
       for r in countdown.rows(seed, 40):
         f.write(json.dumps(r) + "\n")
-  cfg = DataCfg(
-    train_files=f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}",
-    format="auto",
-    on_error="raise",
-    max_length=512,
-    truncation="right",
-    eos_token=None,
-    strip_default_system=False,
-  )
+  cfg = data_cfg(f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}")
   data = pipeline.prepare(cfg, tok, cache_dir=str(tmp_path / "cache"))
   kw = dict(dict(seq_len=512, per_host_batch=4, packing=False, shuffle=True, seed=3, num_epochs=None), **kw)
   return data, pipeline.make_dataset(data, mix=pipeline.parse_mix(mix), **kw)

@@ -113,13 +113,12 @@ def init_adapters(
   graphdef, abstract, _ = abstract_model(cfg, dtype, param_dtype, mesh, remat_policy, attention, lora)
   adapters, _ = lora_lib.split(abstract)
   shardings = sharding.state_shardings(adapters, sharding.Rules(mesh))
-  init = jax.jit(
-    lambda: lora_lib.split(nnx.split(_decoder(cfg, seed, dtype, param_dtype, mesh, remat_policy, attention, lora))[1])[
-      0
-    ],
-    out_shardings=shardings,
-  )
-  return graphdef, init()
+
+  def fresh_adapters() -> nnx.State:
+    _, state = nnx.split(_decoder(cfg, seed, dtype, param_dtype, mesh, remat_policy, attention, lora))
+    return lora_lib.split(state)[0]
+
+  return graphdef, jax.jit(fresh_adapters, out_shardings=shardings)()
 
 
 _merge = jax.jit(lora_lib.merge, static_argnums=0)
