@@ -62,6 +62,18 @@ def from_config(section: Any) -> LoRA | None:
   return LoRA(int(section.rank), float(section.alpha), tuple(section.targets), float(section.get("dropout") or 0.0))
 
 
+def to_record(lora: LoRA, base: str, base_fingerprint: str) -> dict[str, Any]:
+  """What a checkpoint's meta records (`meta["lora"]`): the settings and the base they adapt; from_record reads it."""
+  return dict(
+    rank=lora.rank,
+    alpha=lora.alpha,
+    targets=list(lora.targets),
+    dropout=lora.dropout,
+    base=base,
+    base_fingerprint=base_fingerprint,
+  )
+
+
 def from_record(record: dict[str, Any]) -> LoRA:
   """The settings a checkpoint's meta records (`meta["lora"]`)."""
   return LoRA(int(record["rank"]), float(record["alpha"]), tuple(record["targets"]))  # no dropout outside training

@@ -110,14 +110,7 @@ def _lora_base(
     raise ValueError(
       "train.lora.rank > 0 adapts a base model: set model.path (or pretrain.* to make one), or train.lora.rank=0."
     )
-  record = dict(
-    rank=setup.lora.rank,
-    alpha=setup.lora.alpha,
-    targets=list(setup.lora.targets),
-    dropout=setup.lora.dropout,
-    base=os.path.abspath(path),
-    base_fingerprint=fingerprint.of(path),
-  )
+  record = lora_lib.to_record(setup.lora, os.path.abspath(path), fingerprint.of(path))
   return setup.load(path, mesh), record
 
 
