@@ -1,6 +1,6 @@
 """Building blocks: parameters with logical axes, linear maps, RMSNorm, rotate-half RoPE, remat policies.
 
-ModelSetup follow `transformers`: norms, RoPE angles and softmax in float32; matmuls in the compute dtype.
+Numerics follow `transformers`: norms, RoPE angles and softmax in float32; matmuls in the compute dtype.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Linear(nnx.Module):
     bias_shape: Sequence[int] | None = None,
     bias_axes: Sequence[str | None] = (),
     stack: int | None = None,
-    lora: tuple[int, float] | None = None,
+    lora: tuple[int, float, float] | None = None,
   ):
     """`lora` = (rank, scale, dropout) adds trainable low-rank adapters beside the kernel (rsft/models/lora.py)."""
     lead, lead_axes = ((stack,), ("layers",)) if stack else ((), ())
